@@ -1,0 +1,72 @@
+// swift-tools-version:6.1
+
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+]
+
+let package = Package(
+    name: "KVEngine",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "KVEngine", targets: ["KVEngine"]),
+        .library(name: "PageStore", targets: ["PageStore"]),
+        .executable(name: "kvctl", targets: ["kvctl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CLiburing",
+            pkgConfig: "liburing",
+            providers: [.apt(["liburing-dev"])]
+        ),
+        .target(
+            name: "CPageStoreSupport",
+            dependencies: ["CLiburing"]
+        ),
+        .target(
+            name: "PageStore",
+            dependencies: [
+                "CLiburing",
+                "CPageStoreSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "KVEngine",
+            dependencies: ["PageStore"],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "kvctl",
+            dependencies: [
+                "KVEngine",
+                "PageStore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "PageStoreTests",
+            dependencies: ["PageStore", "CPageStoreSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "KVEngineTests",
+            dependencies: ["KVEngine"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "CrashTests",
+            dependencies: ["KVEngine", "PageStore"],
+            swiftSettings: strict
+        ),
+    ]
+)

@@ -1,0 +1,2 @@
+/// KVEngine: the log-structured key-value engine built on ``PageStore``.
+import PageStore

@@ -1,0 +1,266 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CPageStoreSupport
+import Logging
+import Synchronization
+
+let pageStoreLogger = Logger(label: "PageStore")
+
+/// The real ``Storage``: files on the local file system, read and written with O_DIRECT
+/// through io_uring, from page-aligned memory registered as fixed buffers.
+///
+/// Every open file sits in a slot of the ring's sparse registered-file table and every
+/// SQE names it with `IOSQE_FIXED_FILE`. A ``IORequest/commit(_:_:)`` is one linked chain
+/// of write SQEs and an fdatasync SQE. Where the kernel refuses io_uring, O_DIRECT or
+/// fixed-buffer registration, the store falls back (pread/pwrite, buffered I/O, plain
+/// reads and writes), logs one line, and reports the mode in ``stats``; set the matching
+/// ``PageStoreOptions/Requirement`` to `.required` to fail instead.
+///
+/// Thread safety: all methods may be called from any thread at once. Completions run on
+/// the store's I/O thread; blocking calls wait on the caller's thread, async calls
+/// suspend and never block Swift's cooperative pool.
+public final class PageStore: Storage {
+    /// The allocator of every buffer this store reads into or writes from.
+    public let allocator: PageAllocator
+    /// The options the store was opened with.
+    public let options: PageStoreOptions
+    private let backend: any IOBackend
+    private let counters = IOCounters()
+    private let files: Mutex<FileTable>
+    private let warnedBuffered = Atomic<Bool>(false)
+    private let isShutDown = Atomic<Bool>(false)
+
+    /// Sets up the arena, the ring (or its fallback) and the file table.
+    public init(options: PageStoreOptions = PageStoreOptions()) throws {
+        guard options.ringEntries >= 8, options.ringEntries <= 32768,
+            options.ringEntries & (options.ringEntries - 1) == 0
+        else {
+            throw PageStoreError(
+                kind: .invalidArgument, operation: "open page store",
+                detail: "ringEntries \(options.ringEntries) must be a power of two between 8 and 32768")
+        }
+        guard options.maxOpenFiles >= 1, options.maxOpenFiles <= 65535 else {
+            throw PageStoreError(
+                kind: .invalidArgument, operation: "open page store",
+                detail: "maxOpenFiles \(options.maxOpenFiles) must be between 1 and 65535")
+        }
+        self.options = options
+        self.allocator = try PageAllocator(arenaBytes: options.arenaBytes, pageSizeBytes: options.pageSizeBytes)
+        self.files = Mutex(FileTable(capacity: options.maxOpenFiles))
+        if options.fixedBuffers == .required && options.ioUring == .disabled {
+            throw PageStoreError(
+                kind: .invalidArgument, operation: "open page store",
+                detail: "fixed buffers are required but io_uring is disabled")
+        }
+        var chosen: (any IOBackend)? = nil
+        if options.ioUring != .disabled {
+            do {
+                chosen = try RingWorker.start(options: options, allocator: allocator, counters: counters)
+            } catch let error as PageStoreError {
+                if options.ioUring == .required || options.fixedBuffers == .required { throw error }
+                pageStoreLogger.warning("PageStore: \(error); falling back to pread/pwrite/fdatasync")
+            }
+        }
+        self.backend = chosen ?? PosixWorker(counters: counters)
+    }
+
+    deinit {
+        shutdown()
+    }
+
+    /// Waits for in-flight I/O, stops the I/O thread and closes every file.
+    /// Later calls fail with a `.closed` error. Safe to call more than once.
+    public func shutdown() {
+        guard !isShutDown.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        backend.shutdown()
+        let open = files.withLock { $0.all }
+        for entry in open { Glibc.close(entry.fd) }
+    }
+
+    /// The backend, buffer mode and counters since the store was opened.
+    public var stats: PageStoreStats {
+        PageStoreStats(
+            ioMode: backend.mode,
+            fixedBuffers: backend.fixedBuffers,
+            ringFlags: backend.ringFlags,
+            bufferedFiles: counters.bufferedFiles.load(ordering: .relaxed),
+            sqesSubmitted: counters.sqesSubmitted.load(ordering: .relaxed),
+            enterCalls: counters.enterCalls.load(ordering: .relaxed),
+            completions: counters.completions.load(ordering: .relaxed),
+            bytesRead: counters.bytesRead.load(ordering: .relaxed),
+            bytesWritten: counters.bytesWritten.load(ordering: .relaxed),
+            fdatasyncs: counters.fdatasyncs.load(ordering: .relaxed),
+            commitChains: counters.commitChains.load(ordering: .relaxed),
+            retries: counters.retries.load(ordering: .relaxed))
+    }
+
+    /// Files open right now.
+    public var openFileCount: Int { files.withLock { $0.openCount } }
+
+    // MARK: files
+
+    public func openFile(atPath path: String, mode: FileOpenMode) throws -> FileHandle {
+        try checkOpen("open", path: path)
+        var flags = (mode.readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC
+        if mode.create { flags |= O_CREAT }
+        if mode.exclusive { flags |= O_EXCL }
+        var directIO = options.directIO != .disabled
+        var fd = Glibc.open(path, flags | (directIO ? ps_o_direct() : 0), 0o644)
+        if fd < 0 && errno == EINVAL && directIO {
+            if options.directIO == .required {
+                throw PageStoreError(
+                    kind: .unsupported, operation: "open", path: path, errno: EINVAL,
+                    detail: "O_DIRECT refused by the file system and directIO is required")
+            }
+            directIO = false
+            fd = Glibc.open(path, flags, 0o644)
+            if fd >= 0 && !warnedBuffered.exchange(true, ordering: .relaxed) {
+                pageStoreLogger.warning(
+                    "PageStore: O_DIRECT refused on \(path) (tmpfs or similar); using buffered I/O with fdatasync")
+            }
+        }
+        guard fd >= 0 else { throw PageStoreError.io("open", path: path, errno: errno) }
+        if !directIO { counters.bufferedFiles.wrappingAdd(1, ordering: .relaxed) }
+        let info = FileInfo(path: path, alignment: FileAlignment.discover(fd: fd), directIO: directIO)
+        guard let slot = files.withLock({ $0.reserve() }) else {
+            Glibc.close(fd)
+            throw PageStoreError(
+                kind: .invalidArgument, operation: "open", path: path,
+                detail: "all \(options.maxOpenFiles) registered file slots are in use")
+        }
+        do {
+            try backend.register(slot: slot, fd: fd)
+        } catch {
+            files.withLock { $0.unreserve(slot) }
+            Glibc.close(fd)
+            throw error
+        }
+        return files.withLock { $0.fill(slot, FileTable.Entry(fd: fd, info: info)) }
+    }
+
+    public func closeFile(_ file: FileHandle) throws {
+        guard let entry = files.withLock({ $0.lookup(file) }) else { throw unknown(file, "close") }
+        try backend.register(slot: file.slot, fd: -1)
+        _ = files.withLock { $0.release(file) }
+        if Glibc.close(entry.fd) != 0 && errno != EINTR {
+            throw PageStoreError.io("close", path: entry.info.path, errno: errno)
+        }
+    }
+
+    public func fileInfo(_ file: FileHandle) throws -> FileInfo {
+        try entry(file, "file info").info
+    }
+
+    public func fileSize(_ file: FileHandle) throws -> Int64 {
+        let entry = try entry(file, "fstat")
+        var info = stat()
+        guard fstat(entry.fd, &info) == 0 else { throw PageStoreError.io("fstat", path: entry.info.path, errno: errno) }
+        return Int64(info.st_size)
+    }
+
+    public func truncateFile(_ file: FileHandle, toBytes size: Int64) throws {
+        let entry = try entry(file, "ftruncate")
+        guard ftruncate(entry.fd, off_t(size)) == 0 else {
+            throw PageStoreError.io("ftruncate", path: entry.info.path, offsetBytes: size, errno: errno)
+        }
+    }
+
+    // MARK: I/O
+
+    public func submit(_ request: IORequest, completion: @escaping @Sendable (IOResult) -> Void) {
+        let name = request.operationName
+        guard !isShutDown.load(ordering: .acquiring) else {
+            return completion(.failure(PageStoreError(kind: .closed, operation: name, detail: "page store is shut down")))
+        }
+        guard let entry = files.withLock({ $0.lookup(request.file) }) else {
+            return completion(.failure(unknown(request.file, name)))
+        }
+        do {
+            try request.validate(alignment: entry.info.alignment, path: entry.info.path)
+        } catch {
+            return completion(.failure(error as! PageStoreError))
+        }
+        let kind: PendingIO.Kind
+        switch request {
+        case .read: kind = .read
+        case .write: kind = .write
+        case .commit: kind = .commit
+        case .sync(_, let dataOnly): kind = .sync(dataOnly: dataOnly)
+        case .allocate(_, let offset, let length): kind = .allocate(offsetBytes: offset, lengthBytes: length)
+        }
+        let io = PendingIO(
+            kind: kind, slot: request.file.slot, fd: entry.fd, path: entry.info.path,
+            alignmentBytes: entry.info.alignment.offsetBytes, segments: request.segments, completion: completion)
+        guard io.sqeCount <= backend.maxRequestSQEs else {
+            return completion(.failure(PageStoreError(
+                kind: .invalidArgument, operation: name, path: entry.info.path,
+                detail: "\(io.sqeCount) SQEs exceed the ring's \(backend.maxRequestSQEs); raise ringEntries")))
+        }
+        backend.enqueue(io)
+    }
+
+    // MARK: directories
+
+    public func syncDirectory(atPath path: String) throws {
+        let fd = Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw PageStoreError.io("open directory", path: path, errno: errno) }
+        defer { Glibc.close(fd) }
+        guard fsync(fd) == 0 else { throw PageStoreError.io("fsync directory", path: path, errno: errno) }
+        counters.fdatasyncs.wrappingAdd(1, ordering: .relaxed)
+    }
+
+    public func renameFile(atPath source: String, toPath target: String) throws {
+        guard rename(source, target) == 0 else {
+            throw PageStoreError(
+                kind: .io, operation: "rename", path: source, errno: errno, detail: "to \(target)")
+        }
+    }
+
+    public func removeFile(atPath path: String) throws {
+        guard unlink(path) == 0 else { throw PageStoreError.io("unlink", path: path, errno: errno) }
+    }
+
+    public func createDirectory(atPath path: String) throws {
+        guard mkdir(path, 0o755) == 0 || errno == EEXIST else {
+            throw PageStoreError.io("mkdir", path: path, errno: errno)
+        }
+    }
+
+    public func contentsOfDirectory(atPath path: String) throws -> [String] {
+        guard let directory = opendir(path) else { throw PageStoreError.io("opendir", path: path, errno: errno) }
+        defer { closedir(directory) }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+
+    public func fileExists(atPath path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0
+    }
+
+    // MARK: helpers
+
+    private func checkOpen(_ operation: String, path: String?) throws {
+        if isShutDown.load(ordering: .acquiring) {
+            throw PageStoreError(kind: .closed, operation: operation, path: path, detail: "page store is shut down")
+        }
+    }
+
+    private func entry(_ file: FileHandle, _ operation: String) throws -> FileTable.Entry {
+        guard let entry = files.withLock({ $0.lookup(file) }) else { throw unknown(file, operation) }
+        return entry
+    }
+
+    private func unknown(_ file: FileHandle, _ operation: String) -> PageStoreError {
+        PageStoreError(
+            kind: .invalidArgument, operation: operation,
+            detail: "\(file) is not open (closed, or from another store)")
+    }
+}

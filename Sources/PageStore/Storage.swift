@@ -1,0 +1,120 @@
+/// How a file is opened by ``Storage/openFile(atPath:mode:)``.
+public struct FileOpenMode: Sendable, Equatable {
+    /// Create the file when it does not exist.
+    public var create: Bool
+    /// Fail when the file already exists (with `create`).
+    public var exclusive: Bool
+    /// Open for reading only.
+    public var readOnly: Bool
+
+    /// Open an existing file for reading and writing.
+    public static let existing = FileOpenMode(create: false, exclusive: false, readOnly: false)
+    /// Open a file for reading and writing, creating it when missing.
+    public static let createIfMissing = FileOpenMode(create: true, exclusive: false, readOnly: false)
+    /// Create a new file; fail when it exists.
+    public static let createNew = FileOpenMode(create: true, exclusive: true, readOnly: false)
+    /// Open an existing file for reading only.
+    public static let readOnly = FileOpenMode(create: false, exclusive: false, readOnly: true)
+
+    /// A mode from its three switches.
+    public init(create: Bool, exclusive: Bool, readOnly: Bool) {
+        self.create = create
+        self.exclusive = exclusive
+        self.readOnly = readOnly
+    }
+}
+
+/// What a storage knows about an open file.
+public struct FileInfo: Sendable, Equatable {
+    /// The path the file was opened with.
+    public let path: String
+    /// Alignment every transfer on it must respect.
+    public let alignment: FileAlignment
+    /// Whether the file is open with O_DIRECT (false: buffered I/O plus fdatasync).
+    public let directIO: Bool
+}
+
+/// The seam between the engine and the disk.
+///
+/// Everything the engine does to files goes through this protocol: ``PageStore`` carries
+/// it out with io_uring (or its fallbacks) on the real file system, and the crash tests
+/// implement it with a simulated, fault-injecting disk. The contract both honour:
+///
+/// - ``submit(_:completion:)`` returns at once; the completion runs exactly once, on a
+///   thread of the storage's choosing, and must not block. Requests may complete in any
+///   order; a ``IORequest/commit(_:_:)`` succeeds only once its data is durable.
+/// - Data written but not covered by a completed fdatasync may be lost by a crash.
+/// - Directory changes (create, rename, remove) are durable only after
+///   ``syncDirectory(atPath:)`` on the directory that holds them.
+/// - A buffer must stay untouched while an I/O on it is in flight.
+public protocol Storage: AnyObject, Sendable {
+    /// The allocator of the buffers this storage reads into and writes from.
+    var allocator: PageAllocator { get }
+
+    /// Opens (and maybe creates) a file. Creating does not make the directory entry durable.
+    func openFile(atPath path: String, mode: FileOpenMode) throws -> FileHandle
+    /// Closes a file. No I/O on it may be in flight.
+    func closeFile(_ file: FileHandle) throws
+    /// Path, alignment and I/O mode of an open file.
+    func fileInfo(_ file: FileHandle) throws -> FileInfo
+    /// Current size of an open file in bytes.
+    func fileSize(_ file: FileHandle) throws -> Int64
+    /// Sets the size of an open file (durable after the next fsync of the file).
+    func truncateFile(_ file: FileHandle, toBytes size: Int64) throws
+
+    /// Starts an I/O; `completion` receives its result exactly once.
+    func submit(_ request: IORequest, completion: @escaping @Sendable (IOResult) -> Void)
+
+    /// Makes the directory's entries (creates, renames, removes) durable.
+    func syncDirectory(atPath path: String) throws
+    /// Renames a file atomically, replacing `target` if it exists.
+    func renameFile(atPath source: String, toPath target: String) throws
+    /// Removes a file.
+    func removeFile(atPath path: String) throws
+    /// Creates a directory; succeeds when it already exists.
+    func createDirectory(atPath path: String) throws
+    /// Names in a directory, without `.` and `..`, sorted.
+    func contentsOfDirectory(atPath path: String) throws -> [String]
+    /// Whether something exists at `path`.
+    func fileExists(atPath path: String) -> Bool
+}
+
+extension Storage {
+    /// Carries out `request` and blocks the calling thread until it completes.
+    /// Do not call from Swift's cooperative pool; use ``perform(_:)`` there.
+    @discardableResult
+    public func performBlocking(_ request: IORequest) throws -> Int {
+        let done = OneShot<IOResult>()
+        submit(request) { done.fulfil($0) }
+        return try done.wait().get()
+    }
+
+    /// Carries out `request`, suspending (never blocking) the calling task until it completes.
+    @discardableResult
+    public func perform(_ request: IORequest) async throws -> Int {
+        try await withCheckedThrowingContinuation { continuation in
+            submit(request) { continuation.resume(with: $0) }
+        }
+    }
+
+    /// Reads `buffer.count` bytes at `offsetBytes` into `buffer`; returns the bytes read,
+    /// fewer only at end of file.
+    public func read(_ file: FileHandle, offsetBytes: Int64, into buffer: PageBuffer) throws -> Int {
+        try performBlocking(.read(file, IOSegment(offsetBytes: offsetBytes, buffer: buffer)))
+    }
+
+    /// Writes all of `buffer` at `offsetBytes` (not durable until a sync or commit).
+    public func write(_ file: FileHandle, offsetBytes: Int64, from buffer: PageBuffer) throws {
+        try performBlocking(.write(file, [IOSegment(offsetBytes: offsetBytes, buffer: buffer)]))
+    }
+
+    /// Writes the segments, then fdatasyncs, as one linked chain; returns once durable.
+    public func commit(_ file: FileHandle, _ segments: [IOSegment]) throws {
+        try performBlocking(.commit(file, segments))
+    }
+
+    /// fdatasync of the file.
+    public func sync(_ file: FileHandle) throws {
+        try performBlocking(.sync(file, dataOnly: true))
+    }
+}
