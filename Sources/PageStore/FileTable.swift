@@ -27,19 +27,19 @@ struct FileTable {
     /// Gives back a reserved slot that was never filled.
     mutating func unreserve(_ slot: UInt32) { free.append(slot) }
 
-    mutating func fill(_ slot: UInt32, _ entry: Entry) -> FileHandle {
+    mutating func fill(_ slot: UInt32, _ entry: Entry) -> FileID {
         entries[Int(slot)] = entry
-        return FileHandle(slot: slot, generation: generations[Int(slot)])
+        return FileID(slot: slot, generation: generations[Int(slot)])
     }
 
-    func lookup(_ handle: FileHandle) -> Entry? {
+    func lookup(_ handle: FileID) -> Entry? {
         let slot = Int(handle.slot)
         guard slot > 0, slot < entries.count, generations[slot] == handle.generation else { return nil }
         return entries[slot]
     }
 
     /// Empties the slot of `handle`; returns what it held.
-    mutating func release(_ handle: FileHandle) -> Entry? {
+    mutating func release(_ handle: FileID) -> Entry? {
         guard let entry = lookup(handle) else { return nil }
         let slot = Int(handle.slot)
         entries[slot] = nil

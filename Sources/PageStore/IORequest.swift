@@ -1,7 +1,7 @@
 /// Names an open file of a ``Storage``: a registered-file slot and the generation of that
 /// slot, so a handle kept after its file was closed is rejected instead of reaching
 /// whichever file reuses the slot.
-public struct FileHandle: Hashable, Sendable, CustomStringConvertible {
+public struct FileID: Hashable, Sendable, CustomStringConvertible {
     /// Slot in the registered file table.
     public let slot: UInt32
     /// Bumped every time the slot is released.
@@ -38,21 +38,21 @@ public struct IOSegment: Sendable, Equatable {
 public enum IORequest: Sendable {
     /// Reads into the segment's buffer. Succeeds with the bytes read, fewer than asked
     /// only at end of file.
-    case read(FileHandle, IOSegment)
+    case read(FileID, IOSegment)
     /// Writes every segment (a gathered write); they may complete in any order.
     /// Succeeds with the total bytes written, always the total asked.
-    case write(FileHandle, [IOSegment])
+    case write(FileID, [IOSegment])
     /// A commit: the segments are written and then the file is fdatasynced, as one linked
     /// chain. Succeeds only when every byte is written and the fdatasync that covers them
     /// has completed; the result is the bytes written.
-    case commit(FileHandle, [IOSegment])
+    case commit(FileID, [IOSegment])
     /// fdatasync (`dataOnly`) or fsync of the file. Succeeds with 0.
-    case sync(FileHandle, dataOnly: Bool)
+    case sync(FileID, dataOnly: Bool)
     /// Reserves disk space for `lengthBytes` at `offsetBytes` (fallocate, mode 0).
-    case allocate(FileHandle, offsetBytes: Int64, lengthBytes: Int64)
+    case allocate(FileID, offsetBytes: Int64, lengthBytes: Int64)
 
     /// The file the request is for.
-    public var file: FileHandle {
+    public var file: FileID {
         switch self {
         case .read(let file, _), .write(let file, _), .commit(let file, _),
             .sync(let file, _), .allocate(let file, _, _):

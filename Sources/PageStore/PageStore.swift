@@ -100,7 +100,7 @@ public final class PageStore: Storage {
 
     // MARK: files
 
-    public func openFile(atPath path: String, mode: FileOpenMode) throws -> FileHandle {
+    public func openFile(atPath path: String, mode: FileOpenMode) throws -> FileID {
         try checkOpen("open", path: path)
         var flags = (mode.readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC
         if mode.create { flags |= O_CREAT }
@@ -139,7 +139,7 @@ public final class PageStore: Storage {
         return files.withLock { $0.fill(slot, FileTable.Entry(fd: fd, info: info)) }
     }
 
-    public func closeFile(_ file: FileHandle) throws {
+    public func closeFile(_ file: FileID) throws {
         guard let entry = files.withLock({ $0.lookup(file) }) else { throw unknown(file, "close") }
         try backend.register(slot: file.slot, fd: -1)
         _ = files.withLock { $0.release(file) }
@@ -148,18 +148,18 @@ public final class PageStore: Storage {
         }
     }
 
-    public func fileInfo(_ file: FileHandle) throws -> FileInfo {
+    public func fileInfo(_ file: FileID) throws -> FileInfo {
         try entry(file, "file info").info
     }
 
-    public func fileSize(_ file: FileHandle) throws -> Int64 {
+    public func fileSize(_ file: FileID) throws -> Int64 {
         let entry = try entry(file, "fstat")
         var info = stat()
         guard fstat(entry.fd, &info) == 0 else { throw PageStoreError.io("fstat", path: entry.info.path, errno: errno) }
         return Int64(info.st_size)
     }
 
-    public func truncateFile(_ file: FileHandle, toBytes size: Int64) throws {
+    public func truncateFile(_ file: FileID, toBytes size: Int64) throws {
         let entry = try entry(file, "ftruncate")
         guard ftruncate(entry.fd, off_t(size)) == 0 else {
             throw PageStoreError.io("ftruncate", path: entry.info.path, offsetBytes: size, errno: errno)
@@ -253,12 +253,12 @@ public final class PageStore: Storage {
         }
     }
 
-    private func entry(_ file: FileHandle, _ operation: String) throws -> FileTable.Entry {
+    private func entry(_ file: FileID, _ operation: String) throws -> FileTable.Entry {
         guard let entry = files.withLock({ $0.lookup(file) }) else { throw unknown(file, operation) }
         return entry
     }
 
-    private func unknown(_ file: FileHandle, _ operation: String) -> PageStoreError {
+    private func unknown(_ file: FileID, _ operation: String) -> PageStoreError {
         PageStoreError(
             kind: .invalidArgument, operation: operation,
             detail: "\(file) is not open (closed, or from another store)")

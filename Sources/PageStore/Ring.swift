@@ -112,6 +112,9 @@ struct Ring: ~Copyable {
         }
     }
 
+    /// SQEs prepared but not yet handed to the kernel.
+    var unsubmittedSQEs: Int { Int(io_uring_sq_ready(raw)) }
+
     /// Free SQ slots right now.
     var sqSpaceLeft: Int { Int(io_uring_sq_space_left(raw)) }
 

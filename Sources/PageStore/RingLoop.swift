@@ -27,7 +27,8 @@ struct RingLoop: ~Copyable {
     private var inflightSQEs = 0
     private var requestsInFlight = 0
     private let eventBuffer = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
-    private let completions = UnsafeMutableBufferPointer<ps_completion>.allocate(capacity: 256)
+    /// Completions handled before new work is submitted (see `run`).
+    private let completions = UnsafeMutableBufferPointer<ps_completion>.allocate(capacity: 4)
 
     private static let eventTag = UInt64.max
     private static let syncTag: UInt64 = 0xFFFF
@@ -49,27 +50,47 @@ struct RingLoop: ~Copyable {
     mutating func run() {
         armEventRead()
         while true {
-            let (work, stopping) = inbox.take()
-            for item in work {
-                switch item {
-                case .io(let io):
-                    backlog.append(RingOp(io))
-                case .register(let slot, let fd, let done):
-                    do {
-                        try ring.updateFile(slot: slot, fd: fd)
-                        done.fulfil(nil)
-                    } catch {
-                        done.fulfil(error as? PageStoreError)
-                    }
-                }
-            }
+            let stopping = drainInbox()
             prepareBacklog()
             if stopping && requestsInFlight == 0 && backlog.isEmpty { return }
             let sleep = inbox.prepareToSleep() || (stopping && backlog.isEmpty)
             submit(waitCount: sleep ? 1 : 0)
             inbox.awake()
-            reapAll()
+            // Completions are handled a few at a time and the work their callbacks queue
+            // is submitted at once: the device sees new requests as soon as old ones
+            // finish, instead of after the whole batch (measured: batching resubmissions
+            // costs ~15% of QD32 random-read IOPS on a virtio disk).
+            while true {
+                let reaped = ring.reap(into: completions)
+                if reaped == 0 { break }
+                for index in 0..<reaped { handle(completions[index]) }
+                // Fewer than a chunk: the CQ is empty, and the loop's next submit-and-wait
+                // carries the new work in the same io_uring_enter.
+                if reaped < completions.count { break }
+                _ = drainInbox()
+                prepareBacklog()
+                if ring.unsubmittedSQEs > 0 { submit(waitCount: 0) }
+            }
         }
+    }
+
+    /// Moves queued work into the backlog; returns whether a stop was asked for.
+    private mutating func drainInbox() -> Bool {
+        let (work, stopping) = inbox.take()
+        for item in work {
+            switch item {
+            case .io(let io):
+                backlog.append(RingOp(io))
+            case .register(let slot, let fd, let done):
+                do {
+                    try ring.updateFile(slot: slot, fd: fd)
+                    done.fulfil(nil)
+                } catch {
+                    done.fulfil(error as? PageStoreError)
+                }
+            }
+        }
+        return stopping
     }
 
     private mutating func submit(waitCount: Int) {
@@ -81,14 +102,6 @@ struct RingLoop: ~Copyable {
             // io_uring_enter itself failing (not an I/O error, which arrives in a CQE)
             // means the ring is unusable; nothing acknowledged depends on continuing.
             fatalError("PageStore ring: \(error)")
-        }
-    }
-
-    private mutating func reapAll() {
-        while true {
-            let count = ring.reap(into: completions)
-            if count == 0 { return }
-            for index in 0..<count { handle(completions[index]) }
         }
     }
 

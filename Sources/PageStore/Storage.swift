@@ -52,15 +52,15 @@ public protocol Storage: AnyObject, Sendable {
     var allocator: PageAllocator { get }
 
     /// Opens (and maybe creates) a file. Creating does not make the directory entry durable.
-    func openFile(atPath path: String, mode: FileOpenMode) throws -> FileHandle
+    func openFile(atPath path: String, mode: FileOpenMode) throws -> FileID
     /// Closes a file. No I/O on it may be in flight.
-    func closeFile(_ file: FileHandle) throws
+    func closeFile(_ file: FileID) throws
     /// Path, alignment and I/O mode of an open file.
-    func fileInfo(_ file: FileHandle) throws -> FileInfo
+    func fileInfo(_ file: FileID) throws -> FileInfo
     /// Current size of an open file in bytes.
-    func fileSize(_ file: FileHandle) throws -> Int64
+    func fileSize(_ file: FileID) throws -> Int64
     /// Sets the size of an open file (durable after the next fsync of the file).
-    func truncateFile(_ file: FileHandle, toBytes size: Int64) throws
+    func truncateFile(_ file: FileID, toBytes size: Int64) throws
 
     /// Starts an I/O; `completion` receives its result exactly once.
     func submit(_ request: IORequest, completion: @escaping @Sendable (IOResult) -> Void)
@@ -99,22 +99,22 @@ extension Storage {
 
     /// Reads `buffer.count` bytes at `offsetBytes` into `buffer`; returns the bytes read,
     /// fewer only at end of file.
-    public func read(_ file: FileHandle, offsetBytes: Int64, into buffer: PageBuffer) throws -> Int {
+    public func read(_ file: FileID, offsetBytes: Int64, into buffer: PageBuffer) throws -> Int {
         try performBlocking(.read(file, IOSegment(offsetBytes: offsetBytes, buffer: buffer)))
     }
 
     /// Writes all of `buffer` at `offsetBytes` (not durable until a sync or commit).
-    public func write(_ file: FileHandle, offsetBytes: Int64, from buffer: PageBuffer) throws {
+    public func write(_ file: FileID, offsetBytes: Int64, from buffer: PageBuffer) throws {
         try performBlocking(.write(file, [IOSegment(offsetBytes: offsetBytes, buffer: buffer)]))
     }
 
     /// Writes the segments, then fdatasyncs, as one linked chain; returns once durable.
-    public func commit(_ file: FileHandle, _ segments: [IOSegment]) throws {
+    public func commit(_ file: FileID, _ segments: [IOSegment]) throws {
         try performBlocking(.commit(file, segments))
     }
 
     /// fdatasync of the file.
-    public func sync(_ file: FileHandle) throws {
+    public func sync(_ file: FileID) throws {
         try performBlocking(.sync(file, dataOnly: true))
     }
 }
