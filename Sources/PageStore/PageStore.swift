@@ -102,41 +102,56 @@ public final class PageStore: Storage {
 
     public func openFile(atPath path: String, mode: FileOpenMode) throws -> FileID {
         try checkOpen("open", path: path)
-        var flags = (mode.readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC
-        if mode.create { flags |= O_CREAT }
-        if mode.exclusive { flags |= O_EXCL }
-        var directIO = options.directIO != .disabled
-        var fd = Glibc.open(path, flags | (directIO ? ps_o_direct() : 0), 0o644)
-        if fd < 0 && errno == EINVAL && directIO {
-            if options.directIO == .required {
-                throw PageStoreError(
-                    kind: .unsupported, operation: "open", path: path, errno: EINVAL,
-                    detail: "O_DIRECT refused by the file system and directIO is required")
-            }
-            directIO = false
-            fd = Glibc.open(path, flags, 0o644)
-            if fd >= 0 && !warnedBuffered.exchange(true, ordering: .relaxed) {
-                pageStoreLogger.warning(
-                    "PageStore: O_DIRECT refused on \(path) (tmpfs or similar); using buffered I/O with fdatasync")
-            }
-        }
-        guard fd >= 0 else { throw PageStoreError.io("open", path: path, errno: errno) }
-        if !directIO { counters.bufferedFiles.wrappingAdd(1, ordering: .relaxed) }
-        let info = FileInfo(path: path, alignment: FileAlignment.discover(fd: fd), directIO: directIO)
+        // The slot first: a full table must fail before a file is created.
         guard let slot = files.withLock({ $0.reserve() }) else {
-            Glibc.close(fd)
             throw PageStoreError(
                 kind: .invalidArgument, operation: "open", path: path,
                 detail: "all \(options.maxOpenFiles) registered file slots are in use")
         }
         do {
-            try backend.register(slot: slot, fd: fd)
+            let (fd, directIO) = try openDescriptor(path, mode)
+            let info = FileInfo(path: path, alignment: FileAlignment.discover(fd: fd), directIO: directIO)
+            do {
+                try backend.register(slot: slot, fd: fd)
+            } catch {
+                Glibc.close(fd)
+                throw error
+            }
+            if !directIO { counters.bufferedFiles.wrappingAdd(1, ordering: .relaxed) }
+            return files.withLock { $0.fill(slot, FileTable.Entry(fd: fd, info: info)) }
         } catch {
             files.withLock { $0.unreserve(slot) }
-            Glibc.close(fd)
             throw error
         }
-        return files.withLock { $0.fill(slot, FileTable.Entry(fd: fd, info: info)) }
+    }
+
+    /// Opens without O_DIRECT, then switches it on with `fcntl(F_SETFL)`: a file system
+    /// that refuses O_DIRECT in `open` may already have created the file, and a second
+    /// `O_EXCL` open would then fail.
+    private func openDescriptor(_ path: String, _ mode: FileOpenMode) throws -> (Int32, Bool) {
+        var flags = (mode.readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC
+        if mode.create { flags |= O_CREAT }
+        if mode.exclusive { flags |= O_EXCL }
+        let fd = Glibc.open(path, flags, 0o644)
+        guard fd >= 0 else { throw PageStoreError.io("open", path: path, errno: errno) }
+        guard options.directIO != .disabled else { return (fd, false) }
+        let current = fcntl(fd, F_GETFL)
+        if fcntl(fd, F_SETFL, current | ps_o_direct()) == 0 { return (fd, true) }
+        let code = errno
+        if options.directIO == .required || code != EINVAL {
+            Glibc.close(fd)
+            // O_EXCL means this call created the file: failing must not leave it behind.
+            if mode.exclusive { unlink(path) }
+            throw PageStoreError(
+                kind: code == EINVAL ? .unsupported : .io, operation: "open", path: path, errno: code,
+                detail: code == EINVAL
+                    ? "O_DIRECT refused by the file system and directIO is required" : "could not enable O_DIRECT")
+        }
+        if !warnedBuffered.exchange(true, ordering: .relaxed) {
+            pageStoreLogger.warning(
+                "PageStore: O_DIRECT refused on \(path) (\(PageStoreError.errnoText(code))); using buffered I/O with fdatasync")
+        }
+        return (fd, false)
     }
 
     public func closeFile(_ file: FileID) throws {

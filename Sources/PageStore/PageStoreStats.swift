@@ -18,7 +18,7 @@ public struct PageStoreStats: Sendable, CustomStringConvertible {
     public var ringFlags: [String]
     /// Files opened buffered because O_DIRECT was refused.
     public var bufferedFiles: Int
-    /// SQEs handed to the kernel.
+    /// SQEs of requests handed to the kernel (the ring's own wake-up reads not counted).
     public var sqesSubmitted: Int
     /// Calls into the kernel to submit or wait (io_uring_enter, or syscalls in posix mode).
     public var enterCalls: Int

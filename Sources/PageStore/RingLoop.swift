@@ -95,9 +95,8 @@ struct RingLoop: ~Copyable {
 
     private mutating func submit(waitCount: Int) {
         do {
-            let taken = try ring.submit(waitCount: waitCount)
+            _ = try ring.submit(waitCount: waitCount)
             counters.enterCalls.wrappingAdd(1, ordering: .relaxed)
-            counters.sqesSubmitted.wrappingAdd(taken, ordering: .relaxed)
         } catch {
             // io_uring_enter itself failing (not an I/O error, which arrives in a CQE)
             // means the ring is unusable; nothing acknowledged depends on continuing.
@@ -186,6 +185,7 @@ struct RingLoop: ~Copyable {
             break
         }
         inflightSQEs += op.pending
+        counters.sqesSubmitted.wrappingAdd(op.pending, ordering: .relaxed)
     }
 
     // MARK: completing
