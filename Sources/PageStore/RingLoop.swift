@@ -46,8 +46,9 @@ struct RingLoop: ~Copyable {
         completions.deallocate()
     }
 
-    /// Runs until asked to stop and every accepted request has completed.
-    mutating func run() {
+    /// Runs until asked to stop and every accepted request has completed, then tears the
+    /// ring down (consuming: the ring is gone when this returns).
+    consuming func run() {
         armEventRead()
         while true {
             let stopping = drainInbox()

@@ -52,7 +52,7 @@ final class RingWorker: IOBackend {
                 return
             }
             setup.fulfil(.success(info))
-            var loop = RingLoop(ring: ring, inbox: inbox, counters: counters, fixedBuffers: info.fixedBuffers)
+            let loop = RingLoop(ring: ring, inbox: inbox, counters: counters, fixedBuffers: info.fixedBuffers)
             loop.run()
             inbox.finished.signal()
         }
