@@ -1,0 +1,40 @@
+# The two commands: `make demo` runs the main job on a default local database,
+# `make test` runs the whole test suite. Each installs what it needs first.
+
+SWIFT ?= swift
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages the build and the tests need.
+DEPS := liburing-dev libxxhash-dev pkg-config
+DEMO_DB ?= demo.db
+
+.PHONY: deps build demo test bench-pagestore clean
+
+deps:
+	@missing=""; for p in $(DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+build: deps
+	$(SWIFT) build -c release --product kvctl
+
+demo: build
+	.build/release/kvctl pagestore demo --dir $(DEMO_DB)
+
+# Builds everything (failing on any warning in this project's own code), then runs
+# every test target. The suites are XCTest; Swift Testing's runner is off so that the
+# run ends on XCTest's summary line (switch it on when a Swift Testing test is added).
+test: deps
+	@$(SWIFT) build --build-tests > .build-test.log 2>&1; status=$$?; cat .build-test.log; \
+		if [ $$status != 0 ]; then rm -f .build-test.log; exit $$status; fi
+	@if grep -E '^(/|\./)?[^ ]*(Sources|Tests|Examples)/[^ ]*: warning:' .build-test.log | grep -v '/.build/'; then \
+		echo "error: the build has warnings (see above)"; rm -f .build-test.log; exit 1; fi
+	@rm -f .build-test.log
+	$(SWIFT) test --skip-build --disable-swift-testing
+
+bench-pagestore: deps
+	scripts/bench-pagestore.sh
+
+clean:
+	rm -rf .build $(DEMO_DB)
