@@ -18,12 +18,18 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
     ],
     targets: [
         .systemLibrary(
             name: "CLiburing",
             pkgConfig: "liburing",
             providers: [.apt(["liburing-dev"])]
+        ),
+        .systemLibrary(
+            name: "CXXHash",
+            pkgConfig: "libxxhash",
+            providers: [.apt(["libxxhash-dev"])]
         ),
         .target(
             name: "CPageStoreSupport",
@@ -41,7 +47,13 @@ let package = Package(
         ),
         .target(
             name: "KVEngine",
-            dependencies: ["PageStore"],
+            dependencies: [
+                "PageStore",
+                "CXXHash",
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         .executableTarget(
@@ -61,11 +73,6 @@ let package = Package(
         .testTarget(
             name: "KVEngineTests",
             dependencies: ["KVEngine"],
-            swiftSettings: strict
-        ),
-        .testTarget(
-            name: "CrashTests",
-            dependencies: ["KVEngine", "PageStore"],
             swiftSettings: strict
         ),
     ]

@@ -1,0 +1,125 @@
+/// Puts and deletes applied together: after a crash either all of them are present or
+/// none is, and readers never see some without the others.
+///
+/// The batch is kept encoded in its log record form (docs/FORMAT.md, "Write batch"):
+///
+///     0   8  sequence number of the first entry (filled in at commit)
+///     8   4  entry count
+///     12  -  entries: type (1 put, 0 delete), varint key length, key,
+///            and for a put, varint value length, value
+public struct WriteBatch: Sendable {
+    /// The encoded batch, header included.
+    private(set) var encoded: [UInt8] = Array(repeating: 0, count: WriteBatch.headerBytes)
+    /// Entries in the batch.
+    public private(set) var count = 0
+
+    static let headerBytes = 12
+
+    /// An empty batch.
+    public init() {}
+
+    /// Adds a put of `value` under `key`; a later entry for the same key wins.
+    public mutating func put(_ key: some Collection<UInt8>, _ value: some Collection<UInt8>) {
+        encoded.append(EntryType.put.rawValue)
+        Coding.putVarint(UInt64(key.count), into: &encoded)
+        encoded.append(contentsOf: key)
+        Coding.putVarint(UInt64(value.count), into: &encoded)
+        encoded.append(contentsOf: value)
+        count += 1
+        checkSizes(keyBytes: key.count, valueBytes: value.count)
+    }
+
+    /// Adds a delete of `key`.
+    public mutating func delete(_ key: some Collection<UInt8>) {
+        encoded.append(EntryType.delete.rawValue)
+        Coding.putVarint(UInt64(key.count), into: &encoded)
+        encoded.append(contentsOf: key)
+        count += 1
+        checkSizes(keyBytes: key.count, valueBytes: 0)
+    }
+
+    /// Adds a put with UTF-8 key and value.
+    public mutating func put(_ key: String, _ value: String) { put(Array(key.utf8), Array(value.utf8)) }
+
+    /// Adds a delete of a UTF-8 key.
+    public mutating func delete(_ key: String) { delete(Array(key.utf8)) }
+
+    /// Removes every entry.
+    public mutating func removeAll() {
+        encoded.removeSubrange(WriteBatch.headerBytes...)
+        count = 0
+        oversize = nil
+    }
+
+    /// Bytes of the encoded batch: what it adds to the log.
+    public var encodedBytes: Int { encoded.count }
+
+    /// The first entry that broke a size limit, reported when the batch is written.
+    private(set) var oversize: String?
+
+    private mutating func checkSizes(keyBytes: Int, valueBytes: Int) {
+        guard oversize == nil else { return }
+        if keyBytes == 0 {
+            oversize = "entry \(count - 1): empty key"
+        } else if keyBytes > Limits.maxKeyBytes {
+            oversize = "entry \(count - 1): key of \(keyBytes) bytes exceeds the limit of \(Limits.maxKeyBytes)"
+        } else if valueBytes > Limits.maxValueBytes {
+            oversize = "entry \(count - 1): value of \(valueBytes) bytes exceeds the limit of \(Limits.maxValueBytes)"
+        } else if encoded.count > Limits.maxBatchBytes {
+            oversize = "batch of \(encoded.count) bytes exceeds the limit of \(Limits.maxBatchBytes)"
+        }
+    }
+
+    /// Sets the sequence number and count in the header.
+    mutating func seal(firstSequence: UInt64) {
+        encoded.withUnsafeMutableBytes {
+            Coding.storeFixed64(firstSequence, $0, at: 0)
+            Coding.storeFixed32(UInt32(count), $0, at: 8)
+        }
+    }
+
+    /// Calls `body` for each entry of an encoded batch, with its sequence number; returns
+    /// false when the encoding is damaged (lengths past the end, unknown types, wrong count).
+    static func forEachEntry(
+        in record: UnsafeRawBufferPointer,
+        _ body: (UInt64, EntryType, UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Void
+    ) -> Bool {
+        guard record.count >= headerBytes else { return false }
+        let first = Coding.fixed64(record, at: 0)
+        let count = Int(Coding.fixed32(record, at: 8))
+        var offset = headerBytes
+        var seen = 0
+        while offset < record.count {
+            guard let type = EntryType(rawValue: record[offset]) else { return false }
+            offset += 1
+            guard let keyLength = Coding.varint(record, &offset), keyLength <= record.count - offset else { return false }
+            let key = UnsafeRawBufferPointer(rebasing: record[offset..<(offset + Int(keyLength))])
+            offset += Int(keyLength)
+            var value = UnsafeRawBufferPointer(start: nil, count: 0)
+            if type == .put {
+                guard let valueLength = Coding.varint(record, &offset), valueLength <= record.count - offset else { return false }
+                value = UnsafeRawBufferPointer(rebasing: record[offset..<(offset + Int(valueLength))])
+                offset += Int(valueLength)
+            }
+            body(first &+ UInt64(seen), type, key, value)
+            seen += 1
+        }
+        return seen == count
+    }
+}
+
+/// The kind of an entry: in batches, in the memtable and (later) in tables.
+enum EntryType: UInt8 {
+    case delete = 0
+    case put = 1
+}
+
+/// Size limits on what may be written (docs/FORMAT.md, "Limits").
+public enum Limits {
+    /// Longest key: 64 KiB - 1.
+    public static let maxKeyBytes = 65535
+    /// Longest value: 8 MiB.
+    public static let maxValueBytes = 8 << 20
+    /// Largest encoded batch: 16 MiB.
+    public static let maxBatchBytes = 16 << 20
+}

@@ -1,0 +1,67 @@
+import PageStore
+
+/// The `KVENGINE` file that marks a directory as a database and names its format version
+/// (docs/FORMAT.md, "Identity file"). One 4096-byte page:
+///
+///     0   8  magic "KVENGINE"
+///     8   4  format version (1)
+///     12  4  zero
+///     16  8  XXH3-64 of bytes 0..<16, seed 0
+///     24  -  zero
+enum Identity {
+    static let fileName = "KVENGINE"
+    static let magic: [UInt8] = Array("KVENGINE".utf8)
+    static let formatVersion: UInt32 = 1
+
+    /// Writes the file atomically: temp file, fdatasync, rename, directory fsync.
+    static func create(in directory: String, storage: any Storage) throws(KVError) {
+        let temp = directory + "/" + fileName + ".tmp"
+        let target = directory + "/" + fileName
+        try io("create \(target)") {
+            if storage.fileExists(atPath: temp) { try storage.removeFile(atPath: temp) }
+            let file = try storage.openFile(atPath: temp, mode: .createNew)
+            let page = try storage.allocator.allocate()
+            defer { storage.allocator.free(page) }
+            page.bytes.initializeMemory(as: UInt8.self, repeating: 0)
+            for (index, byte) in magic.enumerated() { page.bytes[index] = byte }
+            Coding.storeFixed32(formatVersion, page.bytes, at: 8)
+            let checksum = Checksum.xxh3(UnsafeRawBufferPointer(rebasing: page.bytes[0..<16]), seed: 0)
+            Coding.storeFixed64(checksum, page.bytes, at: 16)
+            try storage.commit(file, [IOSegment(offsetBytes: 0, buffer: page)])
+            try storage.closeFile(file)
+            try storage.renameFile(atPath: temp, toPath: target)
+            try storage.syncDirectory(atPath: directory)
+        }
+    }
+
+    /// Checks the file: a database of a version this build reads.
+    static func verify(in directory: String, storage: any Storage) throws(KVError) {
+        let path = directory + "/" + fileName
+        let (count, bytes) = try io("read \(path)") { () throws -> (Int, [UInt8]) in
+            let file = try storage.openFile(atPath: path, mode: .readOnly)
+            defer { try? storage.closeFile(file) }
+            let page = try storage.allocator.allocate()
+            defer { storage.allocator.free(page) }
+            let count = try storage.read(file, offsetBytes: 0, into: page)
+            return (count, Array(page.bytes[0..<24]))
+        }
+        let problem = bytes.withUnsafeBytes { raw -> KVError? in
+            guard count >= 24, raw[0..<8].elementsEqual(magic) else {
+                return KVError(.notADatabase, "\(path) is not a KVEngine identity file (bad magic)", path: path, offsetBytes: 0)
+            }
+            let checksum = Checksum.xxh3(UnsafeRawBufferPointer(rebasing: raw[0..<16]), seed: 0)
+            guard checksum == Coding.fixed64(raw, at: 16) else {
+                return KVError(.corruption, "\(path): checksum mismatch", path: path, offsetBytes: 16)
+            }
+            let version = Coding.fixed32(raw, at: 8)
+            guard version <= formatVersion else {
+                return KVError(
+                    .newerFormat,
+                    "database at \(directory) has format version \(version); this build reads up to \(formatVersion)",
+                    path: path, offsetBytes: 8)
+            }
+            return nil
+        }
+        if let problem { throw problem }
+    }
+}

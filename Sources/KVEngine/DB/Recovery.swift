@@ -1,0 +1,84 @@
+import PageStore
+
+/// Opening's replay of the logs into the memtable, oldest first.
+///
+/// Every record must carry the sequence number right after the previous record's last
+/// one, across logs too; a gap or overlap is corruption. A torn tail is cut off (the file
+/// is truncated and synced, so a second recovery finds the same end); damage before the
+/// tail refuses the open, or opens read-only when asked to.
+struct Recovery {
+    let directory: String
+    let storage: any Storage
+    let memtable: Memtable
+    let options: Options
+
+    struct Outcome {
+        var lastSequence: UInt64 = 0
+        var nextLogNumber: UInt64 = 1
+        var readOnly = false
+        var tornTails = 0
+    }
+
+    func run() throws(KVError) -> Outcome {
+        var outcome = Outcome()
+        let names = try io("list \(directory)") { try storage.contentsOfDirectory(atPath: directory) }
+        let logs = names.compactMap(LogFormat.number(ofFileName:)).sorted()
+        outcome.nextLogNumber = (logs.last ?? 0) + 1
+        for number in logs {
+            let path = directory + "/" + LogFormat.fileName(number)
+            var lastSequence = outcome.lastSequence
+            let reader = LogReader(storage: storage, path: path, number: number)
+            let result = try reader.replay { record, offset in
+                guard record.count >= WriteBatch.headerBytes else { return "record of \(record.count) bytes is too short" }
+                let first = Coding.fixed64(record, at: 0)
+                let count = UInt64(Coding.fixed32(record, at: 8))
+                guard first == lastSequence + 1 else {
+                    return "record at offset \(offset) starts at sequence \(first), expected \(lastSequence + 1)"
+                }
+                // Validate the whole batch before applying any of it: all or nothing.
+                guard count > 0, WriteBatch.forEachEntry(in: record, { _, _, _, _ in }) else {
+                    return "record at offset \(offset) is not a well-formed write batch"
+                }
+                memtable.apply(batch: record)
+                lastSequence = first + count - 1
+                return nil
+            }
+            outcome.lastSequence = lastSequence
+            switch result.end {
+            case .clean:
+                break
+            case .unfinishedCreation(let reason):
+                engineLogger.warning("log \(path) was never finished being created (\(reason)); removing it")
+                try io("remove \(path)") {
+                    try storage.removeFile(atPath: path)
+                    try storage.syncDirectory(atPath: directory)
+                }
+            case .tornTail(let offset, let reason, let dropped):
+                outcome.tornTails += 1
+                engineLogger.warning(
+                    "log \(path): torn tail at offset \(offset) (\(reason)); \(dropped) unsynced fragments after it dropped; recovered through sequence \(lastSequence)")
+                if !outcome.readOnly { try truncate(path, to: result.truncateAt) }
+            case .corruption(let offset, let reason):
+                let message = "log \(path) is corrupt at offset \(offset): \(reason)"
+                guard options.onLogCorruption == .openReadOnly else {
+                    throw KVError(.corruption, message + "; refusing to open (Options.onLogCorruption = .openReadOnly opens what precedes it)", path: path, offsetBytes: offset)
+                }
+                engineLogger.error("\(message); opening read-only with sequences 1...\(lastSequence)")
+                outcome.readOnly = true
+                return outcome
+            }
+        }
+        return outcome
+    }
+
+    private func truncate(_ path: String, to size: Int64) throws(KVError) {
+        try io("truncate torn log \(path) to \(size) bytes") {
+            let file = try storage.openFile(atPath: path, mode: .existing)
+            defer { try? storage.closeFile(file) }
+            if try storage.fileSize(file) > size {
+                try storage.truncateFile(file, toBytes: size)
+                try storage.performBlocking(.sync(file, dataOnly: false))
+            }
+        }
+    }
+}

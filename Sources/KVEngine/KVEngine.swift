@@ -1,2 +1,0 @@
-/// KVEngine: the log-structured key-value engine built on ``PageStore``.
-import PageStore

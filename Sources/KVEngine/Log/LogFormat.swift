@@ -1,0 +1,148 @@
+/// The write-ahead log's byte grammar, format version 1 (docs/FORMAT.md, "Log files").
+///
+/// A log file is a sequence of 4096-byte pages. Page 0 is the file header:
+///
+///     0   8  magic "KVENGLOG"
+///     8   4  format version (1)
+///     12  4  page size (4096)
+///     16  8  log number (the NNNNNN of NNNNNN.log)
+///     24  8  XXH3-64 of bytes 0..<24, seed 0
+///     32  -  zero
+///
+/// Pages 1... hold fragments. A fragment never crosses a page; a page always begins
+/// with a fragment header, and a zero type byte where a header would start (or fewer
+/// than `fragmentHeaderBytes + 1` bytes left in the page) means the rest of the page is
+/// padding. A fragment header is 24 bytes:
+///
+///     0   8  XXH3-64 of bytes 8..<(24 + length) of the fragment,
+///            seed = logNumber &* 0x9E3779B97F4A7C15 ^ (file offset of the fragment)
+///     8   8  durable bytes: the file offset up to which the log was durable when the
+///            fragment was written (recovery uses it to tell a torn tail from corruption)
+///     16  4  payload length
+///     20  1  type: 1 full, 2 first, 3 middle, 4 last
+///     21  3  zero
+///     24  -  payload
+///
+/// The seed binds every fragment to its log and its position: a page of an older log, a
+/// page written at the wrong offset, or a zeroed page never verifies.
+enum LogFormat {
+    static let magic: [UInt8] = Array("KVENGLOG".utf8)
+    static let version: UInt32 = 1
+    static let pageBytes = 4096
+    static let headerBytes = 32
+    static let fragmentHeaderBytes = 24
+    /// Payload bytes one page can carry in a single fragment.
+    static let maxFragmentPayload = pageBytes - fragmentHeaderBytes
+
+    enum FragmentType: UInt8 {
+        case full = 1
+        case first = 2
+        case middle = 3
+        case last = 4
+    }
+
+    static func seed(logNumber: UInt64, offset: Int64) -> UInt64 {
+        (logNumber &* 0x9E37_79B9_7F4A_7C15) ^ UInt64(bitPattern: offset)
+    }
+
+    /// Writes the header page (the whole page: the rest is zeroed).
+    static func encodeHeader(logNumber: UInt64, into page: UnsafeMutableRawBufferPointer) {
+        precondition(page.count >= pageBytes)
+        page.initializeMemory(as: UInt8.self, repeating: 0)
+        for (index, byte) in magic.enumerated() { page[index] = byte }
+        Coding.storeFixed32(version, page, at: 8)
+        Coding.storeFixed32(UInt32(pageBytes), page, at: 12)
+        Coding.storeFixed64(logNumber, page, at: 16)
+        let checksum = Checksum.xxh3(UnsafeRawBufferPointer(rebasing: page[0..<24]), seed: 0)
+        Coding.storeFixed64(checksum, page, at: 24)
+    }
+
+    /// What is wrong with a header page, or nil when it is a valid header of `logNumber`.
+    static func headerProblem(_ page: UnsafeRawBufferPointer, logNumber: UInt64) -> String? {
+        guard page.count >= headerBytes else { return "file shorter than its header" }
+        if page[0..<8].elementsEqual(magic) == false { return "bad magic (not a log file)" }
+        let checksum = Checksum.xxh3(UnsafeRawBufferPointer(rebasing: page[0..<24]), seed: 0)
+        if checksum != Coding.fixed64(page, at: 24) { return "header checksum mismatch" }
+        let version = Coding.fixed32(page, at: 8)
+        if version > LogFormat.version { return "log format version \(version) is newer than this build's \(LogFormat.version)" }
+        if Coding.fixed32(page, at: 12) != UInt32(pageBytes) { return "unsupported page size \(Coding.fixed32(page, at: 12))" }
+        let number = Coding.fixed64(page, at: 16)
+        if number != logNumber { return "header names log \(number)" }
+        return nil
+    }
+
+    /// Writes a fragment header and its checksum over header tail + payload already in place.
+    static func sealFragment(
+        _ page: UnsafeMutableRawBufferPointer, at position: Int, type: FragmentType, length: Int,
+        durableBytes: Int64, seed: UInt64
+    ) {
+        Coding.storeFixed64(UInt64(bitPattern: durableBytes), page, at: position + 8)
+        Coding.storeFixed32(UInt32(length), page, at: position + 16)
+        page[position + 20] = type.rawValue
+        page[position + 21] = 0
+        page[position + 22] = 0
+        page[position + 23] = 0
+        let covered = UnsafeRawBufferPointer(rebasing: page[(position + 8)..<(position + fragmentHeaderBytes + length)])
+        Coding.storeFixed64(Checksum.xxh3(covered, seed: seed), page, at: position)
+    }
+
+    /// A fragment that parsed and verified.
+    struct Fragment {
+        let type: FragmentType
+        let payload: Range<Int>
+        let durableBytes: Int64
+        /// Position just past the fragment.
+        let end: Int
+    }
+
+    /// How one fragment position in a page reads.
+    enum FragmentRead {
+        case fragment(Fragment)
+        /// Zero type byte, or no room for a fragment: the rest of the page is padding.
+        case padding
+        /// Present but fails a check (checksum, length, type).
+        case bad(String)
+    }
+
+    /// Reads the fragment at `position` of a page that starts at `pageOffset` in the file.
+    static func readFragment(
+        _ page: UnsafeRawBufferPointer, at position: Int, pageOffset: Int64, logNumber: UInt64
+    ) -> FragmentRead {
+        if pageBytes - position <= fragmentHeaderBytes { return .padding }
+        if page[position + 20] == 0 {
+            // Padding must be all zero: anything else is damage.
+            let header = page[position..<(position + fragmentHeaderBytes)]
+            return header.allSatisfy { $0 == 0 } ? .padding : .bad("non-zero bytes in padding")
+        }
+        guard let type = FragmentType(rawValue: page[position + 20]) else {
+            return .bad("unknown fragment type \(page[position + 20])")
+        }
+        let length = Int(Coding.fixed32(page, at: position + 16))
+        guard length <= pageBytes - position - fragmentHeaderBytes else {
+            return .bad("fragment length \(length) runs past the page")
+        }
+        let seed = seed(logNumber: logNumber, offset: pageOffset + Int64(position))
+        let covered = UnsafeRawBufferPointer(rebasing: page[(position + 8)..<(position + fragmentHeaderBytes + length)])
+        guard Checksum.xxh3(covered, seed: seed) == Coding.fixed64(page, at: position) else {
+            return .bad("checksum mismatch")
+        }
+        let start = position + fragmentHeaderBytes
+        return .fragment(Fragment(
+            type: type, payload: start..<(start + length),
+            durableBytes: Int64(bitPattern: Coding.fixed64(page, at: position + 8)), end: start + length))
+    }
+
+    /// File name of log `number`.
+    static func fileName(_ number: UInt64) -> String {
+        let digits = String(number)
+        return String(repeating: "0", count: max(0, 6 - digits.count)) + digits + ".log"
+    }
+
+    /// The number of a log file name, or nil when `name` is not one.
+    static func number(ofFileName name: String) -> UInt64? {
+        guard name.hasSuffix(".log") else { return nil }
+        let stem = name.dropLast(4)
+        guard !stem.isEmpty, stem.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
+        return UInt64(stem)
+    }
+}

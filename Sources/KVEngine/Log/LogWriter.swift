@@ -1,0 +1,392 @@
+import Atomics
+import DequeModule
+import PageStore
+import Synchronization
+
+/// Appends write batches to one log file with group commit, and applies them to the
+/// memtable in log order.
+///
+/// Writers encode their batch into the log's in-memory pages and insert it into the
+/// memtable under one lock (so the memtable has one writer, and log order is sequence
+/// order). The pages go to disk as **commit chains**: linked writes then an fdatasync,
+/// one ``IORequest/commit(_:_:)``. One chain is in flight at a time; while it is, the
+/// next batch of pages gathers, and the chain's completion starts the next chain. So
+/// acknowledgements go out strictly in log order, and a chain's fdatasync covers every
+/// earlier byte of the log.
+///
+/// Invariants:
+/// - A page is written once. A chain takes every page up to the fill position; when it
+///   takes a partly filled page, filling moves on to the next page (the rest is padding),
+///   so a later chain never rewrites a page that holds acknowledged records.
+/// - Every fragment records `durableBytes`, the end of the last completed chain when it was
+///   encoded; a torn write can only damage bytes at or past it, which is how recovery tells
+///   a torn tail from corruption (see `LogReader`).
+/// - A sync write is acknowledged, and becomes visible to readers, when a chain that covers
+///   it has completed. A buffered write is acknowledged and visible at once, unless an
+///   earlier sync write is still waiting: then it waits for that one (readers never see a
+///   write before an earlier one).
+/// - A failed chain fails every waiting write and every later write: the engine does not
+///   trust data a failed fdatasync was meant to cover (reopen to recover).
+final class LogWriter: Sendable {
+    let storage: any Storage
+    let file: FileID
+    let path: String
+    let number: UInt64
+    let memtable: Memtable
+    private let memtableLimitBytes: Int
+    private let preallocateBytes: Int64
+    private let state: Mutex<State>
+    /// The newest sequence number readers may see.
+    let visibleSequence: ManagedAtomic<UInt64>
+
+    static let blockPages = 64
+    static let blockBytes = blockPages * LogFormat.pageBytes
+    /// Most segments (blocks) one chain writes.
+    static let maxChainBlocks = 128
+
+    typealias Ack = @Sendable (Result<Void, KVError>) -> Void
+
+    private struct Block {
+        let buffer: PageBuffer
+        let fileOffset: Int64
+        /// Pages handed to a chain (written or being written).
+        var writtenPages = 0
+    }
+
+    private struct Waiter {
+        let lastSequence: UInt64
+        let sync: Bool
+        let ack: Ack
+    }
+
+    private struct State {
+        var blocks: Deque<Block> = []
+        /// Page of the last block being filled, and the position in it (0: page empty).
+        var page = 0
+        var position = 0
+        /// Last sequence of the records that end before page `page` (all in sealed pages),
+        /// and of those that end in page `page`: what a chain without the partial page covers.
+        var sealedSequence: UInt64
+        var pageSequence: UInt64
+        var spare: [PageBuffer] = []
+        var chainInFlight = false
+        var flushRequested = false
+        var durableBytes: Int64
+        var durableSequence: UInt64
+        var lastSequence: UInt64
+        var waiters: Deque<Waiter> = []
+        var failure: KVError?
+        var preallocatedBytes: Int64
+        var chainsCompleted = 0
+    }
+
+    private struct Chain {
+        let segments: [IOSegment]
+        let endOffset: Int64
+        let lastSequence: UInt64
+        let allocate: (offset: Int64, length: Int64)?
+    }
+
+    /// Creates log `number` in `directory`: the header page, preallocation and fdatasync,
+    /// then a directory fsync, all before any record can be acknowledged in it.
+    static func create(
+        directory: String, number: UInt64, storage: any Storage, memtable: Memtable,
+        lastSequence: UInt64, options: Options
+    ) throws(KVError) -> LogWriter {
+        let path = directory + "/" + LogFormat.fileName(number)
+        let file = try io("create log \(path)") { () throws -> FileID in
+            let file = try storage.openFile(atPath: path, mode: .createNew)
+            let page = try storage.allocator.allocate()
+            defer { storage.allocator.free(page) }
+            LogFormat.encodeHeader(logNumber: number, into: page.bytes)
+            if options.logPreallocateBytes > 0 {
+                try storage.performBlocking(.allocate(file, offsetBytes: 0, lengthBytes: options.logPreallocateBytes))
+            }
+            try storage.commit(file, [IOSegment(offsetBytes: 0, buffer: page)])
+            try storage.syncDirectory(atPath: directory)
+            return file
+        }
+        return LogWriter(
+            storage: storage, file: file, path: path, number: number, memtable: memtable,
+            lastSequence: lastSequence, options: options)
+    }
+
+    private init(
+        storage: any Storage, file: FileID, path: String, number: UInt64, memtable: Memtable,
+        lastSequence: UInt64, options: Options
+    ) {
+        self.storage = storage
+        self.file = file
+        self.path = path
+        self.number = number
+        self.memtable = memtable
+        self.memtableLimitBytes = options.memtableBytes
+        self.preallocateBytes = options.logPreallocateBytes
+        self.visibleSequence = ManagedAtomic(lastSequence)
+        let start = Int64(LogFormat.pageBytes)
+        self.state = Mutex(State(
+            sealedSequence: lastSequence, pageSequence: lastSequence,
+            durableBytes: start, durableSequence: lastSequence, lastSequence: lastSequence,
+            preallocatedBytes: options.logPreallocateBytes))
+    }
+
+    // MARK: appending
+
+    private enum Outcome {
+        case failed(KVError)
+        case needBlocks(Int)
+        case appended(immediate: Bool, chain: Chain?)
+    }
+
+    /// Appends `batch`; `ack` runs once the write is acknowledged at `durability` (or has
+    /// failed). Returns true when the write was acknowledged before returning (then `ack`
+    /// is not called).
+    func append(_ batch: WriteBatch, durability: Durability, ack: @escaping Ack) -> Bool {
+        var batch = batch
+        while true {
+            let outcome = state.withLock { state -> Outcome in
+                if let failure = state.failure { return .failed(failure) }
+                if memtable.approximateBytes + batch.encodedBytes + batch.count * 48 > memtableLimitBytes {
+                    return .failed(KVError(
+                        .full,
+                        "memtable is full (\(memtable.approximateBytes) of \(memtableLimitBytes) bytes); flushing to tables is not available yet: raise Options.memtableBytes"))
+                }
+                let missing = missingBlocks(forRecordBytes: batch.encodedBytes, state)
+                if missing > 0 { return .needBlocks(missing) }
+                batch.seal(firstSequence: state.lastSequence + 1)
+                state.lastSequence += UInt64(batch.count)
+                batch.encoded.withUnsafeBytes { record in
+                    encode(record, lastSequence: state.lastSequence, &state)
+                    memtable.apply(batch: record)
+                }
+                var immediate = false
+                if durability == .sync {
+                    state.waiters.append(Waiter(lastSequence: state.lastSequence, sync: true, ack: ack))
+                } else if state.waiters.isEmpty {
+                    visibleSequence.store(state.lastSequence, ordering: .releasing)
+                    immediate = true
+                } else {
+                    state.waiters.append(Waiter(lastSequence: state.lastSequence, sync: false, ack: ack))
+                }
+                return .appended(immediate: immediate, chain: startChainIfDue(&state))
+            }
+            switch outcome {
+            case .failed(let error):
+                ack(.failure(error))
+                return false
+            case .needBlocks(let count):
+                // Allocate outside the lock: when the arena is exhausted this waits for a
+                // chain's completion to free blocks, and that completion needs the lock.
+                do {
+                    let blocks = try (0..<count).map { _ in try storage.allocator.allocate(pages: LogWriter.blockPages) }
+                    state.withLock { $0.spare.append(contentsOf: blocks) }
+                } catch {
+                    ack(.failure(KVError.io(error, while: "allocate log pages")))
+                    return false
+                }
+            case .appended(let immediate, let chain):
+                if let chain { submit(chain) }
+                return immediate
+            }
+        }
+    }
+
+    private func missingBlocks(forRecordBytes bytes: Int, _ state: State) -> Int {
+        let pagesNeeded = bytes / LogFormat.maxFragmentPayload + 2
+        let inCurrent = state.blocks.isEmpty ? 0 : LogWriter.blockPages - state.page
+        let available = inCurrent + state.spare.count * LogWriter.blockPages
+        guard available < pagesNeeded else { return 0 }
+        return (pagesNeeded - available + LogWriter.blockPages - 1) / LogWriter.blockPages
+    }
+
+    /// Moves filling to the next page.
+    private func advancePage(_ state: inout State) {
+        state.page += 1
+        state.position = 0
+        state.sealedSequence = state.pageSequence
+    }
+
+    /// Cuts `record` (whose last sequence is `lastSequence`) into fragments in the fill pages.
+    private func encode(_ record: UnsafeRawBufferPointer, lastSequence: UInt64, _ state: inout State) {
+        var offset = 0
+        while true {
+            if LogFormat.pageBytes - state.position <= LogFormat.fragmentHeaderBytes {
+                advancePage(&state)
+            }
+            if state.blocks.isEmpty || state.page == LogWriter.blockPages {
+                let buffer = state.spare.removeLast()
+                buffer.bytes.initializeMemory(as: UInt8.self, repeating: 0)
+                let fileOffset = state.blocks.last.map { $0.fileOffset + Int64(LogWriter.blockBytes) }
+                    ?? Int64(LogFormat.pageBytes)
+                state.blocks.append(Block(buffer: buffer, fileOffset: fileOffset))
+                state.page = 0
+                state.position = 0
+            }
+            let block = state.blocks[state.blocks.count - 1]
+            let page = block.buffer.slice(offset: state.page * LogFormat.pageBytes, count: LogFormat.pageBytes).bytes
+            let room = LogFormat.pageBytes - state.position - LogFormat.fragmentHeaderBytes
+            let length = min(room, record.count - offset)
+            let isFirst = offset == 0
+            let isLast = offset + length == record.count
+            let type: LogFormat.FragmentType = isFirst ? (isLast ? .full : .first) : (isLast ? .last : .middle)
+            let payloadStart = state.position + LogFormat.fragmentHeaderBytes
+            UnsafeMutableRawBufferPointer(rebasing: page[payloadStart..<(payloadStart + length)])
+                .copyMemory(from: UnsafeRawBufferPointer(rebasing: record[offset..<(offset + length)]))
+            let fileOffset = block.fileOffset + Int64(state.page * LogFormat.pageBytes + state.position)
+            LogFormat.sealFragment(
+                page, at: state.position, type: type, length: length, durableBytes: state.durableBytes,
+                seed: LogFormat.seed(logNumber: number, offset: fileOffset))
+            state.position = payloadStart + length
+            offset += length
+            if isLast {
+                state.pageSequence = lastSequence
+                return
+            }
+        }
+    }
+
+    // MARK: chains
+
+    /// Starts a chain when none is in flight and one is due: a sync write waits, a flush was
+    /// asked for, or whole pages are ready (those go without the partly filled page).
+    private func startChainIfDue(_ state: inout State) -> Chain? {
+        guard !state.chainInFlight, state.failure == nil else { return nil }
+        let urgent = state.flushRequested || state.waiters.contains(where: \.sync)
+        return makeChain(includePartialPage: urgent, &state)
+    }
+
+    private func makeChain(includePartialPage: Bool, _ state: inout State) -> Chain? {
+        var segments: [IOSegment] = []
+        var endOffset: Int64 = 0
+        let last = state.blocks.count - 1
+        for index in state.blocks.indices where segments.count < LogWriter.maxChainBlocks {
+            let block = state.blocks[index]
+            var end = LogWriter.blockPages
+            if index == last {
+                end = state.page + (includePartialPage && state.position > 0 ? 1 : 0)
+            }
+            guard block.writtenPages < end else { continue }
+            let first = block.writtenPages
+            segments.append(IOSegment(
+                offsetBytes: block.fileOffset + Int64(first * LogFormat.pageBytes),
+                buffer: block.buffer.slice(offset: first * LogFormat.pageBytes, count: (end - first) * LogFormat.pageBytes)))
+            state.blocks[index].writtenPages = end
+            endOffset = block.fileOffset + Int64(end * LogFormat.pageBytes)
+            if index == last && end > state.page {
+                // The partly filled page goes out now: filling moves on to a fresh page.
+                advancePage(&state)
+            }
+        }
+        guard !segments.isEmpty else { return nil }
+        if includePartialPage { state.flushRequested = false }
+        state.chainInFlight = true
+        var allocate: (Int64, Int64)? = nil
+        if preallocateBytes > 0 && endOffset + Int64(LogWriter.blockBytes * 4) > state.preallocatedBytes {
+            allocate = (state.preallocatedBytes, preallocateBytes)
+            state.preallocatedBytes += preallocateBytes
+        }
+        // Without the partial page the chain covers only records that end in sealed pages.
+        // (With it, advancePage has just sealed everything.)
+        return Chain(segments: segments, endOffset: endOffset, lastSequence: state.sealedSequence, allocate: allocate)
+    }
+
+    private func submit(_ chain: Chain) {
+        if let (offset, length) = chain.allocate {
+            // Growing the reservation never touches written data, so it need not be
+            // ordered with the chain; a failure here shows up as a failed write later.
+            storage.submit(.allocate(file, offsetBytes: offset, lengthBytes: length)) { _ in }
+        }
+        storage.submit(.commit(file, chain.segments)) { [self] result in
+            completed(chain, result)
+        }
+    }
+
+    private func completed(_ chain: Chain, _ result: IOResult) {
+        var acks: [(Ack, Result<Void, KVError>)] = []
+        let next = state.withLock { state -> Chain? in
+            state.chainInFlight = false
+            state.chainsCompleted += 1
+            switch result {
+            case .failure(let error):
+                let failure = KVError.io(error, while: "log commit to \(path)")
+                state.failure = failure
+                while let waiter = state.waiters.popFirst() { acks.append((waiter.ack, .failure(failure))) }
+                return nil
+            case .success:
+                state.durableBytes = chain.endOffset
+                state.durableSequence = chain.lastSequence
+                releaseWrittenBlocks(&state)
+                while let waiter = state.waiters.first, !waiter.sync || waiter.lastSequence <= chain.lastSequence {
+                    state.waiters.removeFirst()
+                    visibleSequence.store(waiter.lastSequence, ordering: .releasing)
+                    acks.append((waiter.ack, .success(())))
+                }
+                if state.waiters.isEmpty { visibleSequence.store(state.lastSequence, ordering: .releasing) }
+                return startChainIfDue(&state)
+            }
+        }
+        if let next { submit(next) }
+        for (ack, result) in acks { ack(result) }
+    }
+
+    /// Frees blocks whose pages have all been written by completed chains (keeps a spare).
+    private func releaseWrittenBlocks(_ state: inout State) {
+        while state.blocks.count > 1, let first = state.blocks.first, first.writtenPages == LogWriter.blockPages {
+            state.blocks.removeFirst()
+            if state.spare.count < 2 {
+                state.spare.append(first.buffer)
+            } else {
+                storage.allocator.free(first.buffer)
+            }
+        }
+    }
+
+    // MARK: flushing and closing
+
+    /// Writes and syncs whatever is pending (the buffered-write timer calls this).
+    func flush() {
+        let chain = state.withLock { state -> Chain? in
+            state.flushRequested = true
+            return startChainIfDue(&state)
+        }
+        if let chain { submit(chain) }
+    }
+
+    /// Makes every appended write durable; `ack` runs when it is (at once if it is).
+    func sync(ack: @escaping Ack) -> Bool {
+        let (done, failure, chain) = state.withLock { state -> (Bool, KVError?, Chain?) in
+            if let failure = state.failure { return (false, failure, nil) }
+            if state.durableSequence == state.lastSequence && !state.chainInFlight { return (true, nil, nil) }
+            state.waiters.append(Waiter(lastSequence: state.lastSequence, sync: true, ack: ack))
+            return (false, nil, startChainIfDue(&state))
+        }
+        if let failure { ack(.failure(failure)) }
+        if let chain { submit(chain) }
+        return done
+    }
+
+    /// After a final `sync`: trims the preallocated tail so a closed log holds only its
+    /// written pages, and gives the buffers back.
+    func close() throws(KVError) {
+        let (end, buffers) = state.withLock { state -> (Int64, [PageBuffer]) in
+            let end = state.durableBytes
+            let buffers = state.blocks.map(\.buffer) + state.spare
+            state.blocks.removeAll()
+            state.spare.removeAll()
+            state.failure = state.failure ?? KVError(.closed, "database is closed")
+            return (end, buffers)
+        }
+        for buffer in buffers { storage.allocator.free(buffer) }
+        try io("close log \(path)") {
+            try storage.truncateFile(file, toBytes: end)
+            try storage.performBlocking(.sync(file, dataOnly: false))
+            try storage.closeFile(file)
+        }
+    }
+
+    /// Chains completed so far (for stats and tests).
+    var chainsCompleted: Int { state.withLock { $0.chainsCompleted } }
+
+    /// The highest sequence number appended (acknowledged or not).
+    var lastSequence: UInt64 { state.withLock { $0.lastSequence } }
+}

@@ -1,0 +1,89 @@
+import Atomics
+
+/// The in-memory, ordered write buffer: every write lands here after it is in the log.
+///
+/// One writer at a time (the log writer's lock serializes them); any number of readers,
+/// lock-free. Every entry carries its sequence number; a delete is a tombstone entry.
+final class Memtable: Sendable {
+    private let list = SkipList()
+    private let bytes = ManagedAtomic<Int>(0)
+    private let entryCount = ManagedAtomic<Int>(0)
+
+    /// What a lookup found.
+    enum Lookup: Equatable {
+        case value([UInt8])
+        case deleted
+        case missing
+    }
+
+    /// Adds one entry. The caller serializes writers.
+    func add(sequence: UInt64, type: EntryType, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+        list.insert(tag: sequence << 8 | UInt64(type.rawValue), key: key, value: value)
+        bytes.wrappingIncrement(by: key.count + value.count + 48, ordering: .relaxed)
+        entryCount.wrappingIncrement(ordering: .relaxed)
+    }
+
+    /// Applies every entry of an encoded write batch. The caller serializes writers.
+    @discardableResult
+    func apply(batch record: UnsafeRawBufferPointer) -> Bool {
+        WriteBatch.forEachEntry(in: record) { sequence, type, key, value in
+            add(sequence: sequence, type: type, key: key, value: value)
+        }
+    }
+
+    /// The newest version of `key` with a sequence number at most `snapshot`.
+    func get(_ key: UnsafeRawBufferPointer, snapshot: UInt64) -> Lookup {
+        guard let node = list.seek(key, tag: snapshot << 8 | 0xFF),
+            SkipList.compareKeys(SkipList.key(node), key) == 0
+        else { return .missing }
+        if SkipList.tag(node) & 0xFF == UInt64(EntryType.delete.rawValue) { return .deleted }
+        return .value(Array(SkipList.value(node)))
+    }
+
+    /// Approximate memory held: entry bytes plus per-node overhead.
+    var approximateBytes: Int { bytes.load(ordering: .relaxed) }
+
+    /// Entries added (versions, tombstones included).
+    var count: Int { entryCount.load(ordering: .relaxed) }
+
+    /// An iterator over every entry, all versions, in internal order.
+    func makeIterator() -> MemtableIterator { MemtableIterator(memtable: self, list: list) }
+}
+
+/// A position in the internal key order (user key ascending, newest version first).
+protocol InternalIterator {
+    var isValid: Bool { get }
+    /// User key of the current entry.
+    var key: UnsafeRawBufferPointer { get }
+    /// `sequence << 8 | type` of the current entry.
+    var tag: UInt64 { get }
+    var value: UnsafeRawBufferPointer { get }
+    mutating func seekToFirst()
+    mutating func seekToLast()
+    /// First entry at or after (key, tag).
+    mutating func seek(_ key: UnsafeRawBufferPointer, tag: UInt64)
+    mutating func next()
+    mutating func prev()
+}
+
+/// Iterates a memtable; keeps it alive while positioned in it.
+struct MemtableIterator: InternalIterator {
+    let memtable: Memtable
+    let list: SkipList
+    private var node: SkipList.Node?
+
+    init(memtable: Memtable, list: SkipList) {
+        self.memtable = memtable
+        self.list = list
+    }
+
+    var isValid: Bool { node != nil }
+    var key: UnsafeRawBufferPointer { SkipList.key(node!) }
+    var tag: UInt64 { SkipList.tag(node!) }
+    var value: UnsafeRawBufferPointer { SkipList.value(node!) }
+    mutating func seekToFirst() { node = list.first }
+    mutating func seekToLast() { node = list.last }
+    mutating func seek(_ key: UnsafeRawBufferPointer, tag: UInt64) { node = list.seek(key, tag: tag) }
+    mutating func next() { node = SkipList.next(node!, 0) }
+    mutating func prev() { node = list.seekBefore(SkipList.key(node!), tag: SkipList.tag(node!)) }
+}

@@ -1,0 +1,220 @@
+import Foundation
+import XCTest
+
+@testable import KVEngine
+
+final class DatabaseTests: XCTestCase {
+    func testPutGetDeleteAndReopen() throws {
+        let dir = TestPath()
+        do {
+            let db = try Database(path: dir.path, options: testOptions())
+            try db.put("alpha", "1")
+            try db.put("beta", "2")
+            try db.put("alpha", "3")
+            try db.delete("beta")
+            XCTAssertEqual(try db.get("alpha"), "3")
+            XCTAssertNil(try db.get("beta"))
+            XCTAssertNil(try db.get("gamma"))
+            try db.close()
+            XCTAssertThrowsError(try db.get("alpha")) { XCTAssertEqual(($0 as! KVError).code, .closed) }
+        }
+        let db = try Database(path: dir.path, options: testOptions())
+        XCTAssertEqual(try db.get("alpha"), "3")
+        XCTAssertNil(try db.get("beta"))
+        try db.put("gamma", "4")
+        try db.close()
+        let again = try Database(path: dir.path, options: testOptions())
+        XCTAssertEqual(try again.get("gamma"), "4")
+        XCTAssertEqual(try again.get("alpha"), "3")
+        XCTAssertEqual(again.stats.lastSequence, 5)
+    }
+
+    func testBinaryKeysAndValuesRoundTrip() throws {
+        let dir = TestPath()
+        let db = try Database(path: dir.path, options: testOptions())
+        let key: [UInt8] = [0, 255, 10, 13, 0]
+        let value = (0..<70_000).map { UInt8(truncatingIfNeeded: $0 * 31) }
+        try db.put(key, value)
+        try db.put(bytes: Data([1, 2, 3]), Data([4, 5]))
+        try db.close()
+        let reopened = try Database(path: dir.path, options: testOptions())
+        XCTAssertEqual(try reopened.get(key), value, "a value spanning many log pages survives reopen")
+        XCTAssertEqual(try reopened.get(bytes: Data([1, 2, 3])), [4, 5])
+    }
+
+    func testDroppedWithoutCloseReleasesLockAndKeepsWrites() throws {
+        let dir = TestPath()
+        do {
+            let db = try Database(path: dir.path, options: testOptions())
+            try db.put("k", "v", durability: .buffered)
+        }
+        let db = try Database(path: dir.path, options: testOptions())
+        XCTAssertEqual(try db.get("k"), "v")
+    }
+
+    func testSecondOpenIsLocked() throws {
+        let dir = TestPath()
+        let db = try Database(path: dir.path, options: testOptions())
+        XCTAssertThrowsError(try Database(path: dir.path, options: testOptions())) { error in
+            let error = error as! KVError
+            XCTAssertEqual(error.code, .locked)
+            XCTAssertEqual(error.message, "database at \(dir.path) is locked by another handle in this process")
+        }
+        try db.close()
+        XCTAssertNoThrow(try Database(path: dir.path, options: testOptions()).close())
+    }
+
+    func testMissingDatabaseWithoutCreateCreatesNothing() {
+        let dir = TestPath()
+        XCTAssertThrowsError(try Database(path: dir.path, options: testOptions { $0.createIfMissing = false })) { error in
+            XCTAssertEqual((error as! KVError).code, .notADatabase)
+            XCTAssertEqual((error as! KVError).message, "no database at \(dir.path)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.path))
+    }
+
+    func testForeignDirectoryIsNotADatabase() throws {
+        let dir = TestPath()
+        try FileManager.default.createDirectory(atPath: dir.path, withIntermediateDirectories: true)
+        XCTAssertTrue(FileManager.default.createFile(atPath: dir.path + "/notes.txt", contents: Data("x".utf8)))
+        XCTAssertThrowsError(try Database(path: dir.path, options: testOptions())) { error in
+            XCTAssertEqual((error as! KVError).code, .notADatabase)
+            XCTAssertTrue((error as! KVError).message.contains("not empty (notes.txt)"), "\(error)")
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["notes.txt"], "nothing was added")
+    }
+
+    func testErrorIfExists() throws {
+        let dir = TestPath()
+        try Database(path: dir.path, options: testOptions()).close()
+        XCTAssertThrowsError(try Database(path: dir.path, options: testOptions { $0.errorIfExists = true })) { error in
+            XCTAssertEqual((error as! KVError).code, .alreadyExists)
+        }
+    }
+
+    func testNewerFormatIsRefused() throws {
+        let dir = TestPath()
+        try Database(path: dir.path, options: testOptions()).close()
+        // Rewrite the identity file as version 2, with a valid checksum.
+        var page = [UInt8](repeating: 0, count: 4096)
+        page.replaceSubrange(0..<8, with: Array("KVENGINE".utf8))
+        page[8] = 2
+        let checksum = page.withUnsafeBytes { Checksum.xxh3(UnsafeRawBufferPointer(rebasing: $0[0..<16]), seed: 0) }
+        withUnsafeBytes(of: checksum.littleEndian) { page.replaceSubrange(16..<24, with: $0) }
+        try Data(page).write(to: URL(fileURLWithPath: dir.path + "/KVENGINE"))
+        XCTAssertThrowsError(try Database(path: dir.path, options: testOptions())) { error in
+            XCTAssertEqual((error as! KVError).code, .newerFormat)
+            XCTAssertTrue("\(error)".contains("format version 2; this build reads up to 1"), "\(error)")
+        }
+    }
+
+    func testSizeLimitsAndNothingHalfApplied() throws {
+        let dir = TestPath()
+        let db = try Database(path: dir.path, options: testOptions())
+        XCTAssertThrowsError(try db.put([UInt8](repeating: 1, count: Limits.maxKeyBytes + 1), [1])) { error in
+            XCTAssertEqual((error as! KVError).code, .invalidArgument)
+            XCTAssertTrue("\(error)".contains("key of 65536 bytes exceeds the limit of 65535"), "\(error)")
+        }
+        XCTAssertThrowsError(try db.put([1], [UInt8](repeating: 1, count: Limits.maxValueBytes + 1))) { error in
+            XCTAssertTrue("\(error)".contains("value of 8388609 bytes exceeds the limit"), "\(error)")
+        }
+        XCTAssertThrowsError(try db.put([], [1])) { error in
+            XCTAssertTrue("\(error)".contains("empty key"), "\(error)")
+        }
+        var batch = WriteBatch()
+        batch.put("good", "1")
+        batch.put([UInt8](repeating: 2, count: Limits.maxKeyBytes + 1), [2])
+        XCTAssertThrowsError(try db.write(batch))
+        XCTAssertNil(try db.get("good"), "a rejected batch applies nothing")
+        XCTAssertThrowsError(try db.write(WriteBatch())) { error in
+            XCTAssertTrue("\(error)".contains("the batch is empty"), "\(error)")
+        }
+        XCTAssertEqual(db.stats.lastSequence, 0)
+    }
+
+    func testFullMemtableRejectsWholeBatch() throws {
+        let dir = TestPath()
+        let db = try Database(path: dir.path, options: testOptions { $0.memtableBytes = 1 << 16 })
+        var accepted = 0
+        var failure: KVError?
+        for index in 0..<1000 {
+            do {
+                try db.put(bytes("key\(index)"), [UInt8](repeating: 7, count: 200), durability: .buffered)
+                accepted += 1
+            } catch {
+                failure = error
+                break
+            }
+        }
+        let error = try XCTUnwrap(failure)
+        XCTAssertEqual(error.code, .full)
+        XCTAssertNil(try db.get("key\(accepted)"))
+        XCTAssertEqual(db.stats.lastSequence, UInt64(accepted))
+        try db.close()
+        XCTAssertEqual(try Database(path: dir.path, options: testOptions { $0.memtableBytes = 1 << 20 }).stats.lastSequence, UInt64(accepted))
+    }
+
+    func testBatchIsAtomicAndOrderedWithinItself() throws {
+        let dir = TestPath()
+        let db = try Database(path: dir.path, options: testOptions())
+        var batch = WriteBatch()
+        batch.put("a", "1")
+        batch.put("b", "2")
+        batch.delete("a")
+        batch.put("c", "3")
+        try db.write(batch)
+        XCTAssertNil(try db.get("a"), "the later delete in the batch wins")
+        XCTAssertEqual(try db.get("b"), "2")
+        try db.close()
+        let reopened = try Database(path: dir.path, options: testOptions())
+        XCTAssertNil(try reopened.get("a"))
+        XCTAssertEqual(try reopened.get("c"), "3")
+        XCTAssertEqual(reopened.stats.lastSequence, 4)
+    }
+
+    func testSnapshotIsStable() throws {
+        let dir = TestPath()
+        let db = try Database(path: dir.path, options: testOptions())
+        try db.put("k", "old")
+        try db.put("gone", "here")
+        let snapshot = db.snapshot()
+        try db.put("k", "new")
+        try db.delete("gone")
+        try db.put("added", "later")
+        XCTAssertEqual(try db.get(Array("k".utf8), snapshot: snapshot), bytes("old"))
+        XCTAssertEqual(try db.get(Array("gone".utf8), snapshot: snapshot), bytes("here"))
+        XCTAssertNil(try db.get(Array("added".utf8), snapshot: snapshot))
+        let keys = db.scan(snapshot: snapshot).map { String(decoding: $0.key, as: UTF8.self) }
+        XCTAssertEqual(keys, ["gone", "k"])
+        XCTAssertEqual(db.scan().map { String(decoding: $0.key, as: UTF8.self) }, ["added", "k"])
+    }
+
+    func testBufferedWritesAreFlushedWithinTheInterval() throws {
+        let dir = TestPath()
+        let db = try Database(path: dir.path, options: testOptions { $0.bufferedFlushIntervalMs = 5 })
+        let before = db.stats.logChains
+        try db.put("b", "1", durability: .buffered)
+        XCTAssertEqual(try db.get("b"), "1", "a buffered write is visible at once")
+        let deadline = Date().addingTimeInterval(2)
+        while db.stats.logChains == before && Date() < deadline { usleep(1000) }
+        XCTAssertGreaterThan(db.stats.logChains, before, "the timer wrote and synced the buffered page")
+    }
+
+    func testAsyncCallsFromManyTasks() async throws {
+        let dir = TestPath()
+        let db = try Database(path: dir.path, options: testOptions())
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for task in 0..<100 {
+                group.addTask {
+                    try await db.put(bytes("task\(task)"), bytes("value\(task)"), durability: task % 2 == 0 ? .sync : .buffered)
+                    let value = try await db.get(bytes("task\(task)"))
+                    XCTAssertEqual(value, bytes("value\(task)"))
+                }
+            }
+            try await group.waitForAll()
+        }
+        try await db.sync()
+        XCTAssertEqual(db.scan().reduce(0) { count, _ in count + 1 }, 100)
+        try db.close()
+    }
+}

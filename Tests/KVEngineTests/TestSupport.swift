@@ -1,0 +1,72 @@
+import Foundation
+import XCTest
+
+@testable import KVEngine
+
+/// A fresh directory path for one test (not created), removed afterwards.
+final class TestPath {
+    let root: String
+    let path: String
+
+    init(_ name: String = #function) {
+        let safe = name.filter { $0.isLetter || $0.isNumber }
+        root = FileManager.default.temporaryDirectory.path + "/kvengine-\(safe)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try! FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        path = root + "/db"
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: root) }
+}
+
+/// Options sized for tests: small page arena, short buffered interval.
+func testOptions(_ change: (inout Options) -> Void = { _ in }) -> Options {
+    var options = Options()
+    options.pageStore.arenaBytes = 8 << 20
+    options.logPreallocateBytes = 1 << 20
+    options.bufferedFlushIntervalMs = 5
+    change(&options)
+    return options
+}
+
+func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
+
+/// A seed for a randomized test, printed so a failure can be replayed with KVENGINE_SEED.
+func testSeed(_ name: String = #function) -> UInt64 {
+    let seed = ProcessInfo.processInfo.environment["KVENGINE_SEED"].flatMap(UInt64.init)
+        ?? UInt64.random(in: 1...UInt64.max)
+    print("\(name): seed \(seed) (replay with KVENGINE_SEED=\(seed))")
+    return seed
+}
+
+/// A small deterministic generator for randomized tests.
+struct TestRandom {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
+}
+
+/// The log files of a database directory, oldest first.
+func logFiles(_ path: String) -> [String] {
+    ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [])
+        .filter { $0.hasSuffix(".log") }.sorted().map { path + "/" + $0 }
+}
+
+/// Overwrites `count` bytes at `offset` of a file with `byte` (bypassing the engine).
+func scribble(_ file: String, at offset: Int64, count: Int, byte: UInt8 = 0xA5) {
+    let handle = FileHandle(forUpdatingAtPath: file)!
+    handle.seek(toFileOffset: UInt64(offset))
+    handle.write(Data(repeating: byte, count: count))
+    try! handle.synchronize()
+    try! handle.close()
+}
+
+func fileSize(_ file: String) -> Int64 {
+    ((try? FileManager.default.attributesOfItem(atPath: file))?[.size] as? NSNumber)?.int64Value ?? -1
+}
