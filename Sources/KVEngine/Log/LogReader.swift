@@ -101,6 +101,8 @@ struct LogReader {
         var stopPageHasRecords = false
         var laterValid = 0
         var laterDurable: Int64 = -1
+        /// Parsing stopped at a fragment that verified but cannot follow what came before.
+        var verifiedButWrong = false
 
         init(number: UInt64, deliver: @escaping (UnsafeRawBufferPointer, Int64) -> String?) {
             self.number = number
@@ -123,7 +125,9 @@ struct LogReader {
                     return
                 case .fragment(let fragment):
                     if let problem = accept(fragment, page, at: pageOffset + Int64(position)) {
+                        // The fragment verified: no torn write makes it; its content is wrong.
                         halt(at: pageOffset, position, problem)
+                        verifiedButWrong = true
                         return
                     }
                     position = fragment.end
@@ -178,6 +182,10 @@ struct LogReader {
         func finish(endOfFile: Int64) -> Result {
             let stop = self.stop ?? (endOfFile, "end of file", true)
             var result = Result(end: .clean(offset: stop.offset), records: records)
+            if verifiedButWrong {
+                result.end = .corruption(offset: stop.offset, reason: stop.reason)
+                return result
+            }
             if laterDurable > stop.offset {
                 result.end = .corruption(
                     offset: stop.offset,
