@@ -62,6 +62,7 @@ let package = Package(
                 "KVEngine",
                 "PageStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),

@@ -1,0 +1,236 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import KVEngine
+import Synchronization
+
+/// `kvctl bench`: RocksDB db_bench's workloads, flags and output lines, so the two can be
+/// compared line by line (`scripts/compare-rocksdb.sh` runs both).
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Run db_bench's workloads on a KVEngine database and print db_bench's report lines.",
+        discussion: """
+            Flags use db_bench's names and --flag=value syntax. Keys are the key index as
+            zero-padded decimal of --key_size bytes; values are --value_size incompressible
+            random bytes. --num, --reads and --writes count per thread. fill* benchmarks start
+            from an empty database; the others use what the previous benchmarks left.
+            """)
+
+    @Option(name: .customLong("db"), help: "Database directory (removed and recreated by fill benchmarks).")
+    var db = "/tmp/kvctl-bench"
+
+    @Option(name: .customLong("benchmarks"), help: "Comma-separated: fillseq,fillrandom,overwrite,fillsync,readrandom,readseq,seekrandom.")
+    var benchmarks = "fillseq,fillrandom,overwrite,readrandom,readseq,seekrandom"
+
+    @Option(name: .customLong("num"), help: "Keys per thread.")
+    var num = 1_000_000
+
+    @Option(name: .customLong("reads"), help: "Reads per thread (default: --num).")
+    var reads = -1
+
+    @Option(name: .customLong("writes"), help: "Writes per thread for fillsync (default: --num / 1000, as db_bench).")
+    var writes = -1
+
+    @Option(name: .customLong("value_size"), help: "Value bytes.")
+    var valueSize = 100
+
+    @Option(name: .customLong("key_size"), help: "Key bytes.")
+    var keySize = 16
+
+    @Option(name: .customLong("threads"), help: "Concurrent threads.")
+    var threads = 1
+
+    @Option(name: .customLong("sync"), help: "1: every write is acknowledged only when durable (.sync); 0: .buffered.")
+    var sync = 0
+
+    @Option(name: .customLong("cache_size"), help: "Block cache bytes.")
+    var cacheSize = 8 << 20
+
+    @Option(name: .customLong("write_buffer_size"), help: "Memtable bytes (default: enough for the benchmark's keys).")
+    var writeBufferSize = -1
+
+    @Option(name: .customLong("seed"), help: "Seed of the key sequences.")
+    var seed: UInt64 = 301
+
+    func validate() throws {
+        guard keySize >= 8, keySize <= 1024 else { throw ValidationError("--key_size must be between 8 and 1024") }
+        guard num > 0, threads > 0, valueSize >= 0 else { throw ValidationError("--num and --threads must be positive") }
+        let known: Set = ["fillseq", "fillrandom", "overwrite", "fillsync", "readrandom", "readseq", "seekrandom"]
+        for name in benchmarks.split(separator: ",") where !known.contains(String(name)) {
+            throw ValidationError("unknown benchmark '\(name)'; known: \(known.sorted().joined(separator: ","))")
+        }
+    }
+
+    func run() throws {
+        var options = Options()
+        options.cacheBytes = cacheSize
+        options.memtableBytes = writeBufferSize > 0
+            ? writeBufferSize : max(64 << 20, 2 * num * threads * (keySize + valueSize + 64))
+        options.defaultDurability = sync == 1 ? .sync : .buffered
+        print("kvctl bench: keys \(keySize) bytes, values \(valueSize) bytes, \(num) keys x \(threads) threads, db \(db)")
+        var database: Database? = nil
+        for name in benchmarks.split(separator: ",").map(String.init) {
+            if name.hasPrefix("fill") || database == nil {
+                try database?.close()
+                database = nil
+                if name.hasPrefix("fill") { try? FileManager.default.removeItem(atPath: db) }
+                database = try Database(path: db, options: options)
+            }
+            let result = try runBenchmark(name, database!)
+            print(result.line(name))
+        }
+        try database?.close()
+    }
+
+    // MARK: workloads
+
+    private func runBenchmark(_ name: String, _ db: Database) throws -> BenchResult {
+        let readCount = reads < 0 ? num : reads
+        switch name {
+        case "fillseq":
+            return try parallel { thread, random in try write(db, count: num, sequential: true, random: &random, durability: nil) }
+        case "fillrandom", "overwrite":
+            return try parallel { thread, random in try write(db, count: num, sequential: false, random: &random, durability: nil) }
+        case "fillsync":
+            let count = writes < 0 ? max(1, num / 1000) : writes
+            return try parallel { thread, random in try write(db, count: count, sequential: false, random: &random, durability: .sync) }
+        case "readrandom":
+            return try parallel { _, random in
+                var found = 0
+                var bytes = 0
+                for _ in 0..<readCount {
+                    if let value = try db.get(key(Int(random.next() % UInt64(num)))) {
+                        found += 1
+                        bytes += keySize + value.count
+                    }
+                }
+                return ThreadResult(operations: readCount, bytes: bytes, found: found)
+            }
+        case "readseq":
+            return try parallel { _, _ in
+                var count = 0
+                var bytes = 0
+                for (key, value) in db.scan() {
+                    count += 1
+                    bytes += key.count + value.count
+                }
+                return ThreadResult(operations: count, bytes: bytes, found: nil)
+            }
+        case "seekrandom":
+            return try parallel { _, random in
+                var found = 0
+                for _ in 0..<readCount {
+                    let target = key(Int(random.next() % UInt64(num)))
+                    if let entry = db.scan(ScanOptions(start: target, limit: 1)).next(), entry.key == target { found += 1 }
+                }
+                return ThreadResult(operations: readCount, bytes: 0, found: found)
+            }
+        default:
+            throw ValidationError("unknown benchmark \(name)")
+        }
+    }
+
+    private func write(
+        _ db: Database, count: Int, sequential: Bool, random: inout BenchRandom, durability: Durability?
+    ) throws -> ThreadResult {
+        var value = [UInt8](repeating: 0, count: valueSize)
+        for index in 0..<count {
+            let keyIndex = sequential ? index : Int(random.next() % UInt64(num))
+            random.fill(&value)
+            try db.put(key(keyIndex), value, durability: durability)
+        }
+        return ThreadResult(operations: count, bytes: count * (keySize + valueSize), found: nil)
+    }
+
+    /// The key of index `index`: zero-padded decimal, `keySize` bytes.
+    private func key(_ index: Int) -> [UInt8] {
+        let digits = Array(String(index).utf8)
+        if digits.count >= keySize { return Array(digits.suffix(keySize)) }
+        return [UInt8](repeating: UInt8(ascii: "0"), count: keySize - digits.count) + digits
+    }
+
+    /// Runs `body` on `threads` threads at once and merges their results.
+    private func parallel(_ body: @escaping @Sendable (Int, inout BenchRandom) throws -> ThreadResult) throws -> BenchResult {
+        let results = Mutex<[Result<(ThreadResult, Double), any Error>]>([])
+        let group = DispatchGroup()
+        let start = DispatchTime.now().uptimeNanoseconds
+        for thread in 0..<threads {
+            group.enter()
+            let threadSeed = seed &+ UInt64(thread) &* 0x9E37_79B9
+            Thread {
+                var random = BenchRandom(seed: threadSeed)
+                let began = DispatchTime.now().uptimeNanoseconds
+                let outcome = Result { try body(thread, &random) }
+                let seconds = Double(DispatchTime.now().uptimeNanoseconds - began) / 1e9
+                results.withLock { $0.append(outcome.map { ($0, seconds) }) }
+                group.leave()
+            }.start()
+        }
+        group.wait()
+        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        var merged = BenchResult(elapsedSeconds: elapsed)
+        for result in results.withLock({ $0 }) {
+            let (thread, seconds) = try result.get()
+            merged.threadSeconds += seconds
+            merged.operations += thread.operations
+            merged.bytes += thread.bytes
+            if let found = thread.found { merged.found = (merged.found ?? 0) + found }
+        }
+        return merged
+    }
+}
+
+/// What one thread of a benchmark did.
+struct ThreadResult: Sendable {
+    var operations: Int
+    var bytes: Int
+    var found: Int?
+}
+
+/// A benchmark's merged result, printed as db_bench prints it.
+struct BenchResult {
+    var elapsedSeconds: Double
+    var threadSeconds = 0.0
+    var operations = 0
+    var bytes = 0
+    var found: Int?
+
+    /// `name : X micros/op N ops/sec S seconds N operations; M MB/s (F of R found)`
+    func line(_ name: String) -> String {
+        let micros = operations == 0 ? 0 : threadSeconds * 1e6 / Double(operations)
+        let perSecond = elapsedSeconds > 0 ? Int(Double(operations) / elapsedSeconds) : 0
+        let padded = name.count >= 12 ? name : name + String(repeating: " ", count: 12 - name.count)
+        var text = padded + String(format: " : %11.3f micros/op %ld ops/sec %.3f seconds %ld operations;",
+                                   micros, perSecond, elapsedSeconds, operations)
+        if bytes > 0 { text += String(format: " %6.1f MB/s", Double(bytes) / 1_048_576 / elapsedSeconds) }
+        if let found { text += " (\(found) of \(operations) found)" }
+        return text
+    }
+}
+
+/// SplitMix64 for keys and incompressible values.
+struct BenchRandom {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    mutating func fill(_ bytes: inout [UInt8]) {
+        bytes.withUnsafeMutableBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                var word = next()
+                let count = min(8, raw.count - offset)
+                withUnsafeBytes(of: &word) { raw.baseAddress!.advanced(by: offset).copyMemory(from: $0.baseAddress!, byteCount: count) }
+                offset += count
+            }
+        }
+    }
+}
