@@ -1,0 +1,80 @@
+import Foundation
+import XCTest
+
+@testable import KVEngine
+
+/// Golden bytes of the formats in docs/FORMAT.md: a change here is a format change.
+final class FormatTests: XCTestCase {
+    func testLogHeaderBytes() {
+        var page = [UInt8](repeating: 0xEE, count: 4096)
+        page.withUnsafeMutableBytes { LogFormat.encodeHeader(logNumber: 7, into: $0) }
+        XCTAssertEqual(Array(page[0..<8]), Array("KVENGLOG".utf8))
+        XCTAssertEqual(Array(page[8..<24]), [1, 0, 0, 0, 0, 16, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0])
+        let checksum = page.withUnsafeBytes { Checksum.xxh3(UnsafeRawBufferPointer(rebasing: $0[0..<24]), seed: 0) }
+        XCTAssertEqual(page[24..<32].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }, checksum)
+        XCTAssertTrue(page[32...].allSatisfy { $0 == 0 })
+        XCTAssertNil(page.withUnsafeBytes { LogFormat.headerProblem($0, logNumber: 7) })
+        XCTAssertEqual(page.withUnsafeBytes { LogFormat.headerProblem($0, logNumber: 8) }, "header names log 7")
+    }
+
+    func testFragmentLayoutAndSeedBinding() {
+        var page = [UInt8](repeating: 0, count: 4096)
+        let payload: [UInt8] = [1, 2, 3]
+        page.withUnsafeMutableBytes { raw in
+            raw[24 + 0] = 1; raw[24 + 1] = 2; raw[24 + 2] = 3
+            LogFormat.sealFragment(raw, at: 0, type: .full, length: 3, durableBytes: 8192,
+                                   seed: LogFormat.seed(logNumber: 1, offset: 4096))
+        }
+        XCTAssertEqual(Array(page[8..<24]), [0, 0x20, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 1, 0, 0, 0])
+        XCTAssertEqual(Array(page[24..<27]), payload)
+        page.withUnsafeBytes { raw in
+            guard case .fragment(let fragment) = LogFormat.readFragment(raw, at: 0, pageOffset: 4096, logNumber: 1) else {
+                return XCTFail("fragment did not verify")
+            }
+            XCTAssertEqual(fragment.durableBytes, 8192)
+            XCTAssertEqual(fragment.payload, 24..<27)
+            // The same bytes at another offset, or in another log, do not verify.
+            guard case .bad = LogFormat.readFragment(raw, at: 0, pageOffset: 8192, logNumber: 1) else {
+                return XCTFail("a fragment moved to another offset verified")
+            }
+            guard case .bad = LogFormat.readFragment(raw, at: 0, pageOffset: 4096, logNumber: 2) else {
+                return XCTFail("a fragment of another log verified")
+            }
+            guard case .padding = LogFormat.readFragment(raw, at: 27, pageOffset: 4096, logNumber: 1) else {
+                return XCTFail("zeros after the fragment are padding")
+            }
+        }
+    }
+
+    func testWriteBatchEncoding() {
+        var batch = WriteBatch()
+        batch.put([0x61], [0x62, 0x63])
+        batch.delete([0x64])
+        batch.seal(firstSequence: 0x0102)
+        XCTAssertEqual(batch.encoded, [
+            0x02, 0x01, 0, 0, 0, 0, 0, 0,  // first sequence
+            2, 0, 0, 0,  // count
+            1, 1, 0x61, 2, 0x62, 0x63,  // put "a" = "bc"
+            0, 1, 0x64,  // delete "d"
+        ])
+        var seen: [(UInt64, EntryType, [UInt8], [UInt8])] = []
+        XCTAssertTrue(batch.encoded.withUnsafeBytes { raw in
+            WriteBatch.forEachEntry(in: raw) { seen.append(($0, $1, Array($2), Array($3))) }
+        })
+        XCTAssertEqual(seen.map(\.0), [0x0102, 0x0103])
+        XCTAssertEqual(seen.map(\.1), [.put, .delete])
+        // Truncated, or a count that does not match: rejected.
+        XCTAssertFalse(Array(batch.encoded.dropLast()).withUnsafeBytes { WriteBatch.forEachEntry(in: $0) { _, _, _, _ in } })
+        var wrongCount = batch.encoded
+        wrongCount[8] = 3
+        XCTAssertFalse(wrongCount.withUnsafeBytes { WriteBatch.forEachEntry(in: $0) { _, _, _, _ in } })
+    }
+
+    func testLogFileNames() {
+        XCTAssertEqual(LogFormat.fileName(1), "000001.log")
+        XCTAssertEqual(LogFormat.fileName(12_345_678), "12345678.log")
+        XCTAssertEqual(LogFormat.number(ofFileName: "000042.log"), 42)
+        XCTAssertNil(LogFormat.number(ofFileName: "x42.log"))
+        XCTAssertNil(LogFormat.number(ofFileName: "000042.log.tmp"))
+    }
+}
