@@ -19,8 +19,19 @@ deps:
 build: deps
 	$(SWIFT) build -c release --product kvctl
 
+# A put/get/scan session on ./demo.db through kvctl, each command echoed before it runs.
+KVCTL := .build/release/kvctl
 demo: build
-	.build/release/kvctl pagestore demo --dir $(DEMO_DB)
+	@set -e; rm -rf $(DEMO_DB); run() { echo "\$$ kvctl $$*"; $(KVCTL) "$$@"; }; \
+	run $(DEMO_DB) put greeting "hello, world"; \
+	run $(DEMO_DB) put user:1 alice; \
+	run $(DEMO_DB) put user:2 bob; \
+	run $(DEMO_DB) put user:3 carol; \
+	run $(DEMO_DB) get greeting; \
+	run $(DEMO_DB) del user:2; \
+	run $(DEMO_DB) scan; \
+	run $(DEMO_DB) scan --prefix user: --reverse; \
+	run $(DEMO_DB) stats
 
 # Builds everything (failing on any warning in this project's own code), then runs
 # every test target. The suites are XCTest; Swift Testing's runner is off so that the

@@ -95,6 +95,8 @@ struct RingLoop: ~Copyable {
     }
 
     private mutating func submit(waitCount: Int) {
+        // io_uring_submit with nothing to submit does not enter the kernel.
+        guard waitCount > 0 || ring.unsubmittedSQEs > 0 else { return }
         do {
             _ = try ring.submit(waitCount: waitCount)
             counters.enterCalls.wrappingAdd(1, ordering: .relaxed)

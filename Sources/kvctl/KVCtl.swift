@@ -12,7 +12,7 @@ struct KVCtl: ParsableCommand {
             return handler
         }
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(rewrite(Array(CommandLine.arguments.dropFirst())))
             try command.run()
         } catch {
             exit(withError: error)
@@ -22,7 +22,21 @@ struct KVCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kvctl",
         abstract: "Shell and operator tools for a KVEngine database.",
-        subcommands: [Bench.self, PageStoreCommand.self])
+        usage: "kvctl DBPATH (get|put|del|scan|stats) ...\n       kvctl (bench|pagestore) ...",
+        subcommands: [Get.self, Put.self, Del.self, Scan.self, Stats.self, Bench.self, PageStoreCommand.self])
+
+    /// Subcommands that do not take a database path first.
+    static let toolNames: Set<String> = ["bench", "pagestore", "help"]
+    static let databaseCommands: Set<String> = ["get", "put", "del", "scan", "stats"]
+
+    /// `kvctl DBPATH COMMAND ARGS...` becomes `kvctl COMMAND --db DBPATH ARGS...`.
+    static func rewrite(_ arguments: [String]) -> [String] {
+        guard let first = arguments.first, !first.hasPrefix("-"),
+            !toolNames.contains(first), !databaseCommands.contains(first),
+            arguments.count >= 2, databaseCommands.contains(arguments[1])
+        else { return arguments }
+        return [arguments[1], "--db", first] + arguments.dropFirst(2)
+    }
 }
 
 /// `kvctl pagestore ...`: tools that exercise the page store directly.
