@@ -49,6 +49,11 @@ struct FileTable {
         return entry
     }
 
+    /// Slot and descriptor of every open file (to register them in a new ring).
+    var slots: [(UInt32, Int32)] {
+        entries.enumerated().compactMap { index, entry in entry.map { (UInt32(index), $0.fd) } }
+    }
+
     /// Every open entry, for shutdown.
     var all: [Entry] { entries.compactMap { $0 } }
 }

@@ -52,6 +52,8 @@ protocol IOBackend: AnyObject, Sendable {
     func register(slot: UInt32, fd: Int32) throws
     /// Starts an I/O; its completion runs on the backend's thread.
     func enqueue(_ io: PendingIO)
+    /// Runs `io` on the calling thread when the backend can (the posix backend); nil otherwise.
+    func executeInline(_ io: PendingIO) -> IOResult?
     /// Waits for in-flight I/O, then stops the backend's thread.
     func shutdown()
 }

@@ -26,6 +26,7 @@ public final class PageStore: Storage {
     /// The options the store was opened with.
     public let options: PageStoreOptions
     private let backend: any IOBackend
+    private let inlineRings: InlineRingPool
     private let counters = IOCounters()
     private let files: Mutex<FileTable>
     private let warnedBuffered = Atomic<Bool>(false)
@@ -63,6 +64,7 @@ public final class PageStore: Storage {
             }
         }
         self.backend = chosen ?? PosixWorker(counters: counters)
+        self.inlineRings = InlineRingPool(maxRings: chosen == nil ? 0 : options.inlineRings)
     }
 
     deinit {
@@ -74,6 +76,7 @@ public final class PageStore: Storage {
     public func shutdown() {
         guard !isShutDown.exchange(true, ordering: .acquiringAndReleasing) else { return }
         backend.shutdown()
+        inlineRings.removeAll()
         let open = files.withLock { $0.all }
         for entry in open { Glibc.close(entry.fd) }
     }
@@ -111,14 +114,20 @@ public final class PageStore: Storage {
         do {
             let (fd, directIO) = try openDescriptor(path, mode)
             let info = FileInfo(path: path, alignment: FileAlignment.discover(fd: fd), directIO: directIO)
+            var handle: FileID? = nil
             do {
                 try backend.register(slot: slot, fd: fd)
+                try inlineRings.register(slot: slot, fd: fd) {
+                    handle = files.withLock { $0.fill(slot, FileTable.Entry(fd: fd, info: info)) }
+                }
             } catch {
+                try? backend.register(slot: slot, fd: -1)
+                try? inlineRings.register(slot: slot, fd: -1) {}
                 Glibc.close(fd)
                 throw error
             }
             if !directIO { counters.bufferedFiles.wrappingAdd(1, ordering: .relaxed) }
-            return files.withLock { $0.fill(slot, FileTable.Entry(fd: fd, info: info)) }
+            return handle!
         } catch {
             files.withLock { $0.unreserve(slot) }
             throw error
@@ -157,7 +166,9 @@ public final class PageStore: Storage {
     public func closeFile(_ file: FileID) throws {
         guard let entry = files.withLock({ $0.lookup(file) }) else { throw unknown(file, "close") }
         try backend.register(slot: file.slot, fd: -1)
-        _ = files.withLock { $0.release(file) }
+        try inlineRings.register(slot: file.slot, fd: -1) {
+            _ = files.withLock { $0.release(file) }
+        }
         if Glibc.close(entry.fd) != 0 && errno != EINTR {
             throw PageStoreError.io("close", path: entry.info.path, errno: errno)
         }
@@ -184,18 +195,44 @@ public final class PageStore: Storage {
     // MARK: I/O
 
     public func submit(_ request: IORequest, completion: @escaping @Sendable (IOResult) -> Void) {
+        do {
+            backend.enqueue(try resolve(request, completion: completion))
+        } catch {
+            completion(.failure(error as! PageStoreError))
+        }
+    }
+
+    /// Runs `request` on the calling thread: on an inline ring (no hand-off to the ring
+    /// thread and back), or with the posix syscalls; through the ring thread only when no
+    /// inline ring can be had.
+    @discardableResult
+    public func performBlocking(_ request: IORequest) throws -> Int {
+        let io = try resolve(request) { _ in }
+        if let result = backend.executeInline(io) { return try result.get() }
+        let ring = inlineRings.checkOut(
+            create: {
+                try InlineRing(
+                    entries: options.ringEntries, fileSlots: options.maxOpenFiles + 1, allocator: allocator,
+                    fixedBuffers: backend.fixedBuffers)
+            },
+            openFiles: { files.withLock { $0.slots } })
+        guard let ring else {
+            let done = OneShot<IOResult>()
+            submit(request) { done.fulfil($0) }
+            return try done.wait().get()
+        }
+        defer { inlineRings.checkIn(ring) }
+        return try ring.execute(io, counters: counters).get()
+    }
+
+    /// Checks a request against the file table and its alignment and the ring's size.
+    private func resolve(_ request: IORequest, completion: @escaping @Sendable (IOResult) -> Void) throws -> PendingIO {
         let name = request.operationName
         guard !isShutDown.load(ordering: .acquiring) else {
-            return completion(.failure(PageStoreError(kind: .closed, operation: name, detail: "page store is shut down")))
+            throw PageStoreError(kind: .closed, operation: name, detail: "page store is shut down")
         }
-        guard let entry = files.withLock({ $0.lookup(request.file) }) else {
-            return completion(.failure(unknown(request.file, name)))
-        }
-        do {
-            try request.validate(alignment: entry.info.alignment, path: entry.info.path)
-        } catch {
-            return completion(.failure(error as! PageStoreError))
-        }
+        guard let entry = files.withLock({ $0.lookup(request.file) }) else { throw unknown(request.file, name) }
+        try request.validate(alignment: entry.info.alignment, path: entry.info.path)
         let kind: PendingIO.Kind
         switch request {
         case .read: kind = .read
@@ -208,11 +245,11 @@ public final class PageStore: Storage {
             kind: kind, slot: request.file.slot, fd: entry.fd, path: entry.info.path,
             alignmentBytes: entry.info.alignment.offsetBytes, segments: request.segments, completion: completion)
         guard io.sqeCount <= backend.maxRequestSQEs else {
-            return completion(.failure(PageStoreError(
+            throw PageStoreError(
                 kind: .invalidArgument, operation: name, path: entry.info.path,
-                detail: "\(io.sqeCount) SQEs exceed the ring's \(backend.maxRequestSQEs); raise ringEntries")))
+                detail: "\(io.sqeCount) SQEs exceed the ring's \(backend.maxRequestSQEs); raise ringEntries")
         }
-        backend.enqueue(io)
+        return io
     }
 
     // MARK: directories

@@ -27,6 +27,9 @@ public struct PageStoreOptions: Sendable {
     public var ringEntries: Int = 256
     /// Slots in the registered file table: the most files open at once.
     public var maxOpenFiles: Int = 1024
+    /// Most rings kept for blocking callers to run requests on their own thread (0: none,
+    /// every request goes through the ring thread). Each registers the arena again.
+    public var inlineRings: Int = 8
 
     /// The defaults: io_uring, O_DIRECT and fixed buffers where possible, a 64 MiB arena.
     public init() {}

@@ -57,6 +57,9 @@ final class PosixWorker: IOBackend {
         finished.signal()
     }
 
+    /// Blocking calls run here, on the caller's thread: the syscalls block anyway.
+    func executeInline(_ io: PendingIO) -> IOResult? { execute(io) }
+
     private func execute(_ io: PendingIO) -> IOResult {
         do {
             switch io.kind {

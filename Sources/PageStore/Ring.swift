@@ -27,16 +27,18 @@ struct Ring: ~Copyable {
         ("COOP_TASKRUN", UInt32(PS_SETUP_COOP_TASKRUN)),
     ]
 
+    /// Flag sets tried in turn, most to fewest: all three, COOP_TASKRUN alone
+    /// (DEFER_TASKRUN needs SINGLE_ISSUER), then none.
+    static let defaultFlagAttempts: [UInt32] = [
+        preferredFlags.reduce(UInt32(0)) { $0 | $1.flag }, UInt32(PS_SETUP_COOP_TASKRUN), 0,
+    ]
+
     /// Sets up a ring of `entries` SQEs (CQ twice that), with `SINGLE_ISSUER |
     /// DEFER_TASKRUN | COOP_TASKRUN` when the kernel takes them; on `EINVAL` retries with
     /// fewer flags. Must be called on the thread that will use the ring.
-    init(entries: Int) throws {
+    init(entries: Int, preferredFlags attempts: [UInt32] = Ring.defaultFlagAttempts) throws {
         raw = UnsafeMutablePointer<io_uring>.allocate(capacity: 1)
         raw.initialize(to: io_uring())
-        let all = Self.preferredFlags.reduce(UInt32(0)) { $0 | $1.flag }
-        // Most to fewest: all three, COOP_TASKRUN alone (DEFER_TASKRUN needs
-        // SINGLE_ISSUER), then none.
-        let attempts: [UInt32] = [all, UInt32(PS_SETUP_COOP_TASKRUN), 0]
         var lastError: Int32 = 0
         var accepted: UInt32? = nil
         for flags in attempts {

@@ -31,8 +31,6 @@ struct RingLoop: ~Copyable {
     private let completions = UnsafeMutableBufferPointer<ps_completion>.allocate(capacity: 4)
 
     private static let eventTag = UInt64.max
-    private static let syncTag: UInt64 = 0xFFFF
-    private static let allocateTag: UInt64 = 0xFFFE
 
     init(ring: consuming Ring, inbox: RingInbox, counters: IOCounters, fixedBuffers: Bool) {
         self.ring = ring
@@ -143,52 +141,9 @@ struct RingLoop: ~Copyable {
             }
             requestsInFlight += 1
         }
-        op.retry = false
-        let fileSlot = Int32(op.io.slot)
-        let base = UInt64(op.slot) << 16
-        let link = op.io.kind == .commit
-        for (index, segment) in op.io.segments.enumerated() where !op.segmentDone[index] {
-            let done = op.progress[index]
-            let sqe = ring.nextSQE()
-            let address = segment.buffer.base + done
-            let length = UInt32(segment.buffer.count - done)
-            let offset = UInt64(segment.offsetBytes) + UInt64(done)
-            let fixed = fixedBuffers && segment.buffer.bufferIndex >= 0
-            if op.io.kind == .read {
-                if fixed {
-                    io_uring_prep_read_fixed(sqe, fileSlot, address, length, offset, Int32(segment.buffer.bufferIndex))
-                } else {
-                    io_uring_prep_read(sqe, fileSlot, address, length, offset)
-                }
-            } else if fixed {
-                io_uring_prep_write_fixed(sqe, fileSlot, address, length, offset, Int32(segment.buffer.bufferIndex))
-            } else {
-                io_uring_prep_write(sqe, fileSlot, address, length, offset)
-            }
-            sqe.pointee.flags |= UInt8(PS_IOSQE_FIXED_FILE) | (link ? UInt8(PS_IOSQE_IO_LINK) : 0)
-            sqe.pointee.user_data = base | UInt64(index)
-            op.pending += 1
-        }
-        switch op.io.kind {
-        case .commit, .sync:
-            var dataOnly = true
-            if case .sync(let only) = op.io.kind { dataOnly = only }
-            let sqe = ring.nextSQE()
-            io_uring_prep_fsync(sqe, fileSlot, dataOnly ? UInt32(PS_FSYNC_DATASYNC) : 0)
-            sqe.pointee.flags |= UInt8(PS_IOSQE_FIXED_FILE)
-            sqe.pointee.user_data = base | Self.syncTag
-            op.pending += 1
-        case .allocate(let offset, let length):
-            let sqe = ring.nextSQE()
-            io_uring_prep_fallocate(sqe, fileSlot, 0, off_t(offset), off_t(length))
-            sqe.pointee.flags |= UInt8(PS_IOSQE_FIXED_FILE)
-            sqe.pointee.user_data = base | Self.allocateTag
-            op.pending += 1
-        case .read, .write:
-            break
-        }
-        inflightSQEs += op.pending
-        counters.sqesSubmitted.wrappingAdd(op.pending, ordering: .relaxed)
+        let prepared = op.prepare(on: ring, userDataBase: UInt64(op.slot) << 16, fixedBuffers: fixedBuffers)
+        inflightSQEs += prepared
+        counters.sqesSubmitted.wrappingAdd(prepared, ordering: .relaxed)
     }
 
     // MARK: completing
@@ -199,79 +154,17 @@ struct RingLoop: ~Copyable {
             armEventRead()
             return
         }
-        counters.completions.wrappingAdd(1, ordering: .relaxed)
         guard let op = ops[Int(cqe.user_data >> 16)] else { preconditionFailure("completion for a free op slot") }
-        let tag = cqe.user_data & 0xFFFF
-        op.pending -= 1
-        let result = cqe.res
-        let transient = result == -ECANCELED || result == -EINTR || result == -EAGAIN
-        switch tag {
-        case Self.syncTag, Self.allocateTag:
-            if result == 0 {
-                op.syncDone = true
-                if tag == Self.syncTag { counters.fdatasyncs.wrappingAdd(1, ordering: .relaxed) }
-            } else if transient {
-                op.retry = true
-            } else {
-                op.fail(errno: -result, offsetBytes: nil)
-            }
-        default:
-            let index = Int(tag)
-            if result >= 0 {
-                finishTransfer(op, index: index, bytes: Int(result))
-            } else if transient {
-                op.retry = true
-            } else {
-                op.fail(errno: -result, offsetBytes: op.io.segments[index].offsetBytes + Int64(op.progress[index]))
-            }
-        }
-        if op.pending == 0 { finish(op) }
-    }
-
-    private func finishTransfer(_ op: RingOp, index: Int, bytes: Int) {
-        let isRead = op.io.kind == .read
-        counters.countTransfer(reading: isRead, bytes: bytes)
-        let length = op.io.segments[index].buffer.count
-        op.progress[index] += bytes
-        if op.progress[index] == length {
-            op.segmentDone[index] = true
+        op.absorb(tag: cqe.user_data & 0xFFFF, result: cqe.res, counters: counters)
+        guard op.pending == 0 else { return }
+        guard let result = op.conclusion(counters: counters) else {
+            backlog.prepend(op)
             return
-        }
-        let alignment = op.io.alignmentBytes
-        if isRead {
-            // End of file: nothing more, or an O_DIRECT read that stopped off-alignment.
-            if bytes == 0 || op.progress[index] % alignment != 0 {
-                op.segmentDone[index] = true
-                return
-            }
-        } else {
-            // Resume on an aligned boundary; the bytes past it are written again.
-            op.progress[index] -= op.progress[index] % alignment
-        }
-        op.retry = true
-    }
-
-    private mutating func finish(_ op: RingOp) {
-        if op.error == nil && op.retry {
-            op.attempts += 1
-            if op.attempts < maxIOAttempts {
-                counters.retries.wrappingAdd(1, ordering: .relaxed)
-                backlog.prepend(op)
-                return
-            }
-            op.error = PageStoreError(
-                kind: .io, operation: op.io.operationName, path: op.io.path,
-                detail: "no progress after \(maxIOAttempts) attempts (short transfers or EAGAIN)")
         }
         ops[op.slot] = nil
         freeSlots.append(op.slot)
         requestsInFlight -= 1
-        if let error = op.error {
-            op.io.completion(.failure(error))
-            return
-        }
-        if op.io.kind == .commit { counters.commitChains.wrappingAdd(1, ordering: .relaxed) }
-        op.io.completion(.success(op.progress.reduce(0, +)))
+        op.io.completion(result)
     }
 }
 
@@ -308,5 +201,127 @@ final class RingOp {
     func fail(errno code: Int32, offsetBytes: Int64?) {
         guard error == nil else { return }
         error = .io(io.operationName, path: io.path, offsetBytes: offsetBytes, errno: code)
+    }
+
+    static let syncTag: UInt64 = 0xFFFF
+    static let allocateTag: UInt64 = 0xFFFE
+
+    /// Prepares the SQEs of every unfinished part on `ring` (the caller reserved the
+    /// space), tagged `userDataBase | part`; returns how many.
+    func prepare(on ring: borrowing Ring, userDataBase base: UInt64, fixedBuffers: Bool) -> Int {
+        retry = false
+        let before = pending
+        let fileSlot = Int32(io.slot)
+        let link = io.kind == .commit
+        for (index, segment) in io.segments.enumerated() where !segmentDone[index] {
+            let done = progress[index]
+            let sqe = ring.nextSQE()
+            let address = segment.buffer.base + done
+            let length = UInt32(segment.buffer.count - done)
+            let offset = UInt64(segment.offsetBytes) + UInt64(done)
+            let fixed = fixedBuffers && segment.buffer.bufferIndex >= 0
+            if io.kind == .read {
+                if fixed {
+                    io_uring_prep_read_fixed(sqe, fileSlot, address, length, offset, Int32(segment.buffer.bufferIndex))
+                } else {
+                    io_uring_prep_read(sqe, fileSlot, address, length, offset)
+                }
+            } else if fixed {
+                io_uring_prep_write_fixed(sqe, fileSlot, address, length, offset, Int32(segment.buffer.bufferIndex))
+            } else {
+                io_uring_prep_write(sqe, fileSlot, address, length, offset)
+            }
+            sqe.pointee.flags |= UInt8(PS_IOSQE_FIXED_FILE) | (link ? UInt8(PS_IOSQE_IO_LINK) : 0)
+            sqe.pointee.user_data = base | UInt64(index)
+            pending += 1
+        }
+        switch io.kind {
+        case .commit, .sync:
+            var dataOnly = true
+            if case .sync(let only) = io.kind { dataOnly = only }
+            let sqe = ring.nextSQE()
+            io_uring_prep_fsync(sqe, fileSlot, dataOnly ? UInt32(PS_FSYNC_DATASYNC) : 0)
+            sqe.pointee.flags |= UInt8(PS_IOSQE_FIXED_FILE)
+            sqe.pointee.user_data = base | RingOp.syncTag
+            pending += 1
+        case .allocate(let offset, let length):
+            let sqe = ring.nextSQE()
+            io_uring_prep_fallocate(sqe, fileSlot, 0, off_t(offset), off_t(length))
+            sqe.pointee.flags |= UInt8(PS_IOSQE_FIXED_FILE)
+            sqe.pointee.user_data = base | RingOp.allocateTag
+            pending += 1
+        case .read, .write:
+            break
+        }
+        return pending - before
+    }
+
+    /// Takes one completion of this request (`tag`: the low 16 bits of its user data).
+    func absorb(tag: UInt64, result: Int32, counters: IOCounters) {
+        counters.completions.wrappingAdd(1, ordering: .relaxed)
+        pending -= 1
+        let transient = result == -ECANCELED || result == -EINTR || result == -EAGAIN
+        switch tag {
+        case RingOp.syncTag, RingOp.allocateTag:
+            if result == 0 {
+                syncDone = true
+                if tag == RingOp.syncTag { counters.fdatasyncs.wrappingAdd(1, ordering: .relaxed) }
+            } else if transient {
+                retry = true
+            } else {
+                fail(errno: -result, offsetBytes: nil)
+            }
+        default:
+            let index = Int(tag)
+            if result >= 0 {
+                finishTransfer(index: index, bytes: Int(result), counters: counters)
+            } else if transient {
+                retry = true
+            } else {
+                fail(errno: -result, offsetBytes: io.segments[index].offsetBytes + Int64(progress[index]))
+            }
+        }
+    }
+
+    private func finishTransfer(index: Int, bytes: Int, counters: IOCounters) {
+        let isRead = io.kind == .read
+        counters.countTransfer(reading: isRead, bytes: bytes)
+        let length = io.segments[index].buffer.count
+        progress[index] += bytes
+        if progress[index] == length {
+            segmentDone[index] = true
+            return
+        }
+        let alignment = io.alignmentBytes
+        if isRead {
+            // End of file: nothing more, or an O_DIRECT read that stopped off-alignment.
+            if bytes == 0 || progress[index] % alignment != 0 {
+                segmentDone[index] = true
+                return
+            }
+        } else {
+            // Resume on an aligned boundary; the bytes past it are written again.
+            progress[index] -= progress[index] % alignment
+        }
+        retry = true
+    }
+
+    /// Once no SQE is pending: the request's result, or nil when it must be submitted
+    /// again (short transfer, EINTR, EAGAIN, a cancelled link).
+    func conclusion(counters: IOCounters) -> IOResult? {
+        precondition(pending == 0)
+        if error == nil && retry {
+            attempts += 1
+            if attempts < maxIOAttempts {
+                counters.retries.wrappingAdd(1, ordering: .relaxed)
+                return nil
+            }
+            error = PageStoreError(
+                kind: .io, operation: io.operationName, path: io.path,
+                detail: "no progress after \(maxIOAttempts) attempts (short transfers or EAGAIN)")
+        }
+        if let error { return .failure(error) }
+        if io.kind == .commit { counters.commitChains.wrappingAdd(1, ordering: .relaxed) }
+        return .success(progress.reduce(0, +))
     }
 }

@@ -77,6 +77,8 @@ final class RingWorker: IOBackend {
         inbox.post(.io(io))
     }
 
+    func executeInline(_ io: PendingIO) -> IOResult? { nil }
+
     func shutdown() {
         guard inbox.stop() else { return }
         inbox.finished.wait()

@@ -65,6 +65,12 @@ public protocol Storage: AnyObject, Sendable {
     /// Starts an I/O; `completion` receives its result exactly once.
     func submit(_ request: IORequest, completion: @escaping @Sendable (IOResult) -> Void)
 
+    /// Carries out `request` and blocks the calling thread until it completes. The
+    /// default submits and waits; a storage may run it on the caller's thread instead.
+    /// Do not call from Swift's cooperative pool; use ``perform(_:)`` there.
+    @discardableResult
+    func performBlocking(_ request: IORequest) throws -> Int
+
     /// Makes the directory's entries (creates, renames, removes) durable.
     func syncDirectory(atPath path: String) throws
     /// Renames a file atomically, replacing `target` if it exists.
@@ -80,8 +86,7 @@ public protocol Storage: AnyObject, Sendable {
 }
 
 extension Storage {
-    /// Carries out `request` and blocks the calling thread until it completes.
-    /// Do not call from Swift's cooperative pool; use ``perform(_:)`` there.
+    /// Submits `request` and blocks the calling thread until its completion arrives.
     @discardableResult
     public func performBlocking(_ request: IORequest) throws -> Int {
         let done = OneShot<IOResult>()

@@ -52,6 +52,31 @@ final class ConcurrencyTests: XCTestCase {
         try hammer(options: smallOptions(), threads: 8, roundsPerThread: 150)
     }
 
+    func testManyThreadsThroughTheRingThreadOnly() throws {
+        try hammer(options: smallOptions { $0.inlineRings = 0 }, threads: 8, roundsPerThread: 150)
+    }
+
+    func testBlockingCallsRunOnInlineRings() throws {
+        let directory = TestDirectory()
+        let store = try PageStore(options: smallOptions())
+        defer { store.shutdown() }
+        let buffer = try store.allocator.allocate()
+        // A ring created before the file opens must see it: registration reaches every ring.
+        let warmup = try store.openFile(atPath: directory.file("warmup"), mode: .createNew)
+        try store.commit(warmup, [IOSegment(offsetBytes: 0, buffer: buffer)])
+        let file = try store.openFile(atPath: directory.file("inline"), mode: .createNew)
+        let before = store.stats
+        for index in 0..<20 {
+            try store.commit(file, [IOSegment(offsetBytes: Int64(index * 4096), buffer: buffer)])
+        }
+        let after = store.stats
+        // One io_uring_enter per commit (write + fdatasync waited for together): no
+        // wake-up round trip through the ring thread.
+        XCTAssertEqual(after.enterCalls - before.enterCalls, 20)
+        XCTAssertEqual(after.commitChains - before.commitChains, 20)
+        XCTAssertEqual(try store.fileSize(file), 20 * 4096)
+    }
+
     func testManyThreadsOnThePosixBackend() throws {
         try hammer(options: smallOptions { $0.ioUring = .disabled }, threads: 8, roundsPerThread: 60)
     }
