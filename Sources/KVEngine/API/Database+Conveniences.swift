@@ -39,9 +39,10 @@ extension Database {
         }
         try validateForAsync(batch)
         let outcome = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Void, KVError>, Never>) in
-            if log.append(batch, durability: durability ?? options.defaultDurability, ack: { continuation.resume(returning: $0) }) {
-                continuation.resume(returning: .success(()))
+            let appended = log.append(batch, durability: durability ?? options.defaultDurability, lead: false) {
+                continuation.resume(returning: $0)
             }
+            if appended.immediate { continuation.resume(returning: .success(())) }
         }
         try outcome.get()
     }
@@ -75,7 +76,7 @@ extension Database {
     public func sync() async throws(KVError) {
         guard let log = log else { return }
         let outcome = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Void, KVError>, Never>) in
-            if log.sync(ack: { continuation.resume(returning: $0) }) {
+            if log.sync(lead: false, ack: { continuation.resume(returning: $0) }).immediate {
                 continuation.resume(returning: .success(()))
             }
         }

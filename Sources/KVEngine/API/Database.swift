@@ -185,8 +185,12 @@ public final class Database: Sendable {
     /// Applies every entry of `batch` atomically.
     public func write(_ batch: WriteBatch, durability: Durability? = nil) throws(KVError) {
         let log = try writableLog(batch)
+        let durability = durability ?? options.defaultDurability
         let done = WriteWaiter()
-        if log.append(batch, durability: durability ?? options.defaultDurability, ack: { done.finish($0) }) { return }
+        // A sync writer may block anyway: it runs its commit chain on its own thread.
+        let appended = log.append(batch, durability: durability, lead: durability == .sync) { done.finish($0) }
+        if appended.immediate { return }
+        if let chain = appended.chain { log.lead(chain, while: { !done.isFinished }) }
         try done.wait().get()
     }
 
@@ -196,7 +200,9 @@ public final class Database: Sendable {
         guard let log = log else { return }
         try checkOpen()
         let done = WriteWaiter()
-        if log.sync(ack: { done.finish($0) }) { return }
+        let appended = log.sync(lead: true) { done.finish($0) }
+        if appended.immediate { return }
+        if let chain = appended.chain { log.lead(chain, while: { !done.isFinished }) }
         try done.wait().get()
     }
 
@@ -229,8 +235,10 @@ public final class Database: Sendable {
         var failure: KVError?
         if let log {
             let done = WriteWaiter()
-            if !log.sync(ack: { done.finish($0) }), case .failure(let error) = done.wait() {
-                failure = error
+            let appended = log.sync(lead: true) { done.finish($0) }
+            if !appended.immediate {
+                if let chain = appended.chain { log.lead(chain, while: { !done.isFinished }) }
+                if case .failure(let error) = done.wait() { failure = error }
             }
             do { try log.close() } catch { failure = failure ?? error }
         }
@@ -284,6 +292,9 @@ final class WriteWaiter: Sendable {
         ready.wait()
         return result.withLock { $0! }
     }
+
+    /// Whether the outcome has arrived (never blocks).
+    var isFinished: Bool { result.withLock { $0 != nil } }
 }
 
 /// Writes and syncs buffered log pages every `intervalMs`.
