@@ -111,9 +111,10 @@ struct Bench: ParsableCommand {
             return try parallel { _, _ in
                 var count = 0
                 var bytes = 0
-                for (key, value) in db.scan() {
+                db.forEach { key, value in
                     count += 1
                     bytes += key.count + value.count
+                    return true
                 }
                 return ThreadResult(operations: count, bytes: bytes, found: nil)
             }

@@ -41,7 +41,11 @@ public final class Cursor: Sequence, IteratorProtocol {
     private let lower: [UInt8]?
     private var returned = 0
     private var started = false
-    private var skipKey: [UInt8]?
+    /// Forward: `source` sits on the entry last handed out.
+    private var positioned = false
+    /// Forward: the key last handed out or skipped as deleted; its older versions follow.
+    private var skipKey: [UInt8] = []
+    private var hasSkipKey = false
 
     init(source: any InternalIterator, snapshot: UInt64, options: ScanOptions) {
         self.source = source
@@ -63,14 +67,68 @@ public final class Cursor: Sequence, IteratorProtocol {
 
     /// The next entry, or nil at the end of the range.
     public func next() -> Element? {
-        if let limit = options.limit, returned >= limit { return nil }
+        if options.reverse {
+            guard withinLimit() else { return nil }
+            let entry = previousVisible()
+            if entry != nil { returned += 1 }
+            return entry
+        }
+        guard advance() else { return nil }
+        return (Array(source.key), Array(source.value))
+    }
+
+    /// Calls `body` with each remaining entry's key and value, without copying them; the
+    /// buffers are valid only during the call. Return false from `body` to stop.
+    public func forEach(_ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool) rethrows {
+        if options.reverse {
+            while let (key, value) = next() {
+                let proceed = try key.withUnsafeBytes { k in try value.withUnsafeBytes { v in try body(k, v) } }
+                if !proceed { return }
+            }
+            return
+        }
+        while advance() {
+            if try !body(source.key, source.value) { return }
+        }
+    }
+
+    private func withinLimit() -> Bool {
+        if let limit = options.limit, returned >= limit { return false }
         if !started {
             started = true
             position()
         }
-        let entry = options.reverse ? previousVisible() : nextVisible()
-        if entry != nil { returned += 1 }
-        return entry
+        return true
+    }
+
+    /// Forward: moves `source` to the next visible entry and leaves it there (the caller
+    /// reads it in place); false at the end of the range.
+    private func advance() -> Bool {
+        guard withinLimit() else { return false }
+        if positioned {
+            source.next()
+            positioned = false
+        }
+        while source.isValid {
+            let key = source.key
+            if let upper, upper.withUnsafeBytes({ SkipList.compareKeys(key, $0) }) >= 0 { return false }
+            let tag = source.tag
+            if tag >> 8 > snapshot || (hasSkipKey && skipKey.withUnsafeBytes({ SkipList.compareKeys(key, $0) }) == 0) {
+                source.next()
+                continue
+            }
+            // The newest visible version of this key: older ones are skipped after it.
+            skipKey.removeAll(keepingCapacity: true)
+            skipKey.append(contentsOf: key)
+            hasSkipKey = true
+            if tag & 0xFF == UInt64(EntryType.put.rawValue) {
+                positioned = true
+                returned += 1
+                return true
+            }
+            source.next()
+        }
+        return false
     }
 
     private func position() {
@@ -88,33 +146,8 @@ public final class Cursor: Sequence, IteratorProtocol {
         }
     }
 
-    private func inBounds(_ key: UnsafeRawBufferPointer) -> (belowUpper: Bool, aboveLower: Bool) {
-        let belowUpper = upper.map { bound in bound.withUnsafeBytes { SkipList.compareKeys(key, $0) < 0 } } ?? true
-        let aboveLower = lower.map { bound in bound.withUnsafeBytes { SkipList.compareKeys(key, $0) >= 0 } } ?? true
-        return (belowUpper, aboveLower)
-    }
-
-    private func nextVisible() -> Element? {
-        while source.isValid {
-            let key = source.key
-            guard inBounds(key).belowUpper else { return nil }
-            let tag = source.tag
-            if tag >> 8 > snapshot {
-                source.next()
-                continue
-            }
-            if let skip = skipKey, skip.withUnsafeBytes({ SkipList.compareKeys(key, $0) }) == 0 {
-                source.next()
-                continue
-            }
-            let owned = Array(key)
-            skipKey = owned
-            let isPut = tag & 0xFF == UInt64(EntryType.put.rawValue)
-            let value = isPut ? Array(source.value) : []
-            source.next()
-            if isPut { return (owned, value) }
-        }
-        return nil
+    private func aboveLower(_ key: UnsafeRawBufferPointer) -> Bool {
+        lower.map { bound in bound.withUnsafeBytes { SkipList.compareKeys(key, $0) >= 0 } } ?? true
     }
 
     /// Walking backwards a key's versions go oldest to newest: the last visible one seen
@@ -127,7 +160,7 @@ public final class Cursor: Sequence, IteratorProtocol {
                 if found.put { return (found.key, found.value) }
                 current = nil
             }
-            guard inBounds(key).aboveLower else { break }
+            guard aboveLower(key) else { break }
             let tag = source.tag
             if tag >> 8 <= snapshot {
                 let isPut = tag & 0xFF == UInt64(EntryType.put.rawValue)

@@ -161,6 +161,15 @@ public final class Database: Sendable {
         Cursor(source: memtable.makeIterator(), snapshot: snapshot?.sequence ?? visibleSequence, options: options)
     }
 
+    /// Calls `body` with each key and value in `options`' range, in order, without copying
+    /// them (the buffers are valid only during the call); return false to stop.
+    public func forEach(
+        _ options: ScanOptions = ScanOptions(), snapshot: Snapshot? = nil,
+        _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool
+    ) rethrows {
+        try scan(options, snapshot: snapshot).forEach(body)
+    }
+
     /// The newest sequence number readers see.
     var visibleSequence: UInt64 {
         log?.visibleSequence.load(ordering: .acquiring) ?? readOnlySequence

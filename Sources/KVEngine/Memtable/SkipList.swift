@@ -113,28 +113,30 @@ final class SkipList: @unchecked Sendable {
     /// Inserts an entry. The caller guarantees one writer at a time and that (key, tag)
     /// is not already present.
     func insert(tag: UInt64, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
-        var previous = [Node](repeating: head, count: SkipList.maxHeight)
-        var node = head
-        var level = height.load(ordering: .relaxed) - 1
-        while true {
-            if let next = SkipList.next(node, level), SkipList.compare(next, key, tag) < 0 {
-                node = next
-                continue
+        withUnsafeTemporaryAllocation(of: Node.self, capacity: SkipList.maxHeight) { previous in
+            previous.initialize(repeating: head)
+            var node = head
+            var level = height.load(ordering: .relaxed) - 1
+            while true {
+                if let next = SkipList.next(node, level), SkipList.compare(next, key, tag) < 0 {
+                    node = next
+                    continue
+                }
+                previous[level] = node
+                if level == 0 { break }
+                level -= 1
             }
-            previous[level] = node
-            if level == 0 { break }
-            level -= 1
-        }
-        let newHeight = randomHeight()
-        if newHeight > height.load(ordering: .relaxed) {
-            // Readers that see the new height before the links find nil at the new
-            // levels of `head` and simply drop down.
-            height.store(newHeight, ordering: .relaxed)
-        }
-        let created = SkipList.makeNode(arena, tag: tag, key: key, value: value, height: newHeight)
-        for level in 0..<newHeight {
-            SkipList.setNext(created, level, SkipList.next(previous[level], level))
-            SkipList.setNext(previous[level], level, created)
+            let newHeight = randomHeight()
+            if newHeight > height.load(ordering: .relaxed) {
+                // Readers that see the new height before the links find nil at the new
+                // levels of `head` and simply drop down.
+                height.store(newHeight, ordering: .relaxed)
+            }
+            let created = SkipList.makeNode(arena, tag: tag, key: key, value: value, height: newHeight)
+            for level in 0..<newHeight {
+                SkipList.setNext(created, level, SkipList.next(previous[level], level))
+                SkipList.setNext(previous[level], level, created)
+            }
         }
     }
 
