@@ -301,7 +301,22 @@ final class LogWriter: Sendable {
     private func startChainIfDue(_ state: inout State) -> Chain? {
         guard state.inFlight.count < LogWriter.maxChainsInFlight, state.failure == nil else { return nil }
         let urgent = state.flushRequested || state.waiters.contains(where: \.sync)
+        if !urgent {
+            // Only buffered writes wait: their bound is the flush interval, so full pages go
+            // out a block at a time, one chain at a time, not an fdatasync per page.
+            guard state.inFlight.isEmpty, fullPagesPending(state) >= LogWriter.blockPages else { return nil }
+        }
         return makeChain(includePartialPage: urgent, &state)
+    }
+
+    /// Full pages not yet handed to a chain.
+    private func fullPagesPending(_ state: State) -> Int {
+        var pages = 0
+        for (index, block) in state.blocks.enumerated() {
+            let end = index == state.blocks.count - 1 ? state.page : LogWriter.blockPages
+            pages += max(0, end - block.writtenPages)
+        }
+        return pages
     }
 
     private func makeChain(includePartialPage: Bool, _ state: inout State) -> Chain? {
