@@ -76,5 +76,14 @@ let package = Package(
             dependencies: ["KVEngine"],
             swiftSettings: strict
         ),
+        .testTarget(
+            name: "CrashTests",
+            dependencies: [
+                "KVEngine",
+                "PageStore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
     ]
 )

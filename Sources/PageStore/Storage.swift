@@ -32,6 +32,13 @@ public struct FileInfo: Sendable, Equatable {
     public let alignment: FileAlignment
     /// Whether the file is open with O_DIRECT (false: buffered I/O plus fdatasync).
     public let directIO: Bool
+
+    /// What a storage reports for an open file.
+    public init(path: String, alignment: FileAlignment, directIO: Bool) {
+        self.path = path
+        self.alignment = alignment
+        self.directIO = directIO
+    }
 }
 
 /// The seam between the engine and the disk.

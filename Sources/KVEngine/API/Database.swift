@@ -35,7 +35,8 @@ public final class Database: Sendable {
     public let options: Options
     let storage: any Storage
     private let ownedStore: PageStore?
-    private let lock: DirectoryLock
+    /// Nil when opened on a simulated storage (no real directory to lock).
+    private let lock: DirectoryLock?
     let memtable: Memtable
     /// Nil when opened read-only after log corruption.
     let log: LogWriter?
@@ -60,8 +61,11 @@ public final class Database: Sendable {
         }
     }
 
-    /// Opens the database on another storage (the crash tests' simulated disk).
-    init(path: String, options: Options, storage: any Storage, ownedStore: PageStore? = nil) throws(KVError) {
+    /// Opens the database on another storage (the crash tests' simulated disk). `locking`
+    /// takes the real `flock` on `path/LOCK`; a simulated storage has no real directory.
+    init(
+        path: String, options: Options, storage: any Storage, ownedStore: PageStore? = nil, locking: Bool = true
+    ) throws(KVError) {
         try options.validate()
         self.path = path
         self.options = options
@@ -75,7 +79,7 @@ public final class Database: Sendable {
         } else {
             try Database.prepareToCreate(path, options: options, storage: storage)
         }
-        lock = try DirectoryLock(directory: path)
+        lock = locking ? try DirectoryLock(directory: path) : nil
         if exists {
             try Identity.verify(in: path, storage: storage)
         } else {
@@ -100,16 +104,20 @@ public final class Database: Sendable {
 
     /// Checks that `path` may become a new database: missing or an empty directory.
     private static func prepareToCreate(_ path: String, options: Options, storage: any Storage) throws(KVError) {
-        var isDirectory: ObjCBool = false
-        let present = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
-        if present && !isDirectory.boolValue {
-            throw KVError(.notADatabase, "no database at \(path): it is a file", path: path)
+        let present = storage.fileExists(atPath: path)
+        if present && !options.createIfMissing {
+            throw KVError(.notADatabase, "no database at \(path)", path: path)
         }
         guard options.createIfMissing else {
             throw KVError(.notADatabase, "no database at \(path)", path: path)
         }
         if present {
-            let entries = try io("list \(path)") { try storage.contentsOfDirectory(atPath: path) }
+            let entries: [String]
+            do {
+                entries = try storage.contentsOfDirectory(atPath: path)
+            } catch {
+                throw KVError(.notADatabase, "no database at \(path): it is not a directory", path: path)
+            }
             let foreign = entries.filter { $0 != "LOCK" && $0 != Identity.fileName + ".tmp" }
             if !foreign.isEmpty {
                 throw KVError(
@@ -252,7 +260,7 @@ public final class Database: Sendable {
             do { try log.close() } catch { failure = failure ?? error }
         }
         ownedStore?.shutdown()
-        lock.release()
+        lock?.release()
         if let failure { throw failure }
     }
 

@@ -1,0 +1,464 @@
+import Foundation
+import PageStore
+import Synchronization
+
+/// An in-memory disk behind the engine's `Storage` seam: seeded, deterministic, and as
+/// unforgiving as a real disk is allowed to be.
+///
+/// Per file it keeps a durable image and the operations that completed but are not yet
+/// covered by an fsync (writes, size changes). Directory entries (create, rename, remove)
+/// are durable only after `syncDirectory` on their directory. `crash()` is a power cut:
+/// each unsynced operation is independently persisted, dropped, torn (a random subset of
+/// its sectors), or persisted with one sector of garbage, per the fault plan; unsynced
+/// directory changes are lost. Faults can also fail the N-th write or fsync (EIO,
+/// ENOSPC, once or from then on), fail reads of chosen sectors, and flip bits or misdirect
+/// pages in durable data between runs.
+///
+/// Every request is checked for O_DIRECT alignment (512 bytes); a violation is recorded
+/// and fails the request, and the harness fails the seed.
+final class SimulatedDisk: Storage, @unchecked Sendable {
+    // @unchecked: all mutable state is inside `state` (a Mutex); `allocator` is Sendable.
+
+    static let sector = 512
+
+    let allocator: PageAllocator
+    private let state: Mutex<State>
+
+    /// What can go wrong, drawn per seed.
+    struct FaultPlan: Sendable {
+        enum TornMode: String, Sendable {
+            /// Unsynced operations are persisted or dropped, whole.
+            case dropOnly
+            /// ... or torn: a random subset of their sectors persisted.
+            case torn
+            /// ... or persisted with one sector of garbage.
+            case corrupt
+        }
+        var tornMode = TornMode.torn
+        /// Probability that an unsynced operation survives a crash (whole or torn).
+        var persistProbability = 0.5
+        /// Lose unsynced size changes (file growth) whatever happens to the data.
+        var pessimisticSizes = false
+        /// The I/O event at which the power is cut (nil: only when the harness says).
+        var cutAtEvent: Int?
+        /// Fail the N-th write request (1-based) with this errno.
+        var failWrite: (n: Int, errno: Int32, persistent: Bool)?
+        /// Fail the N-th fsync (1-based) with this errno.
+        var failSync: (n: Int, errno: Int32, persistent: Bool)?
+    }
+
+    private enum PendingOp {
+        case write(offset: Int, data: [UInt8])
+        case resize(Int)
+    }
+
+    private struct Inode {
+        var durable: [UInt8] = []
+        var volatile: [UInt8] = []
+        var pending: [PendingOp] = []
+    }
+
+    private struct State {
+        var random: SplitMix
+        var plan: FaultPlan
+        var inodes: [Int: Inode] = [:]
+        var nextInode = 1
+        /// Path -> inode as the running system sees it, and as it would survive a crash.
+        var names: [String: Int] = [:]
+        var durableNames: [String: Int] = [:]
+        var directories: Set<String> = ["/"]
+        var durableDirectories: Set<String> = ["/"]
+        var open: [UInt32: (inode: Int, path: String)] = [:]
+        var nextSlot: UInt32 = 1
+        var events = 0
+        var writes = 0
+        var syncs = 0
+        var crashed = false
+        var badSectors: Set<String> = []
+        var violations: [String] = []
+        var faultsInjected = 0
+    }
+
+    /// A fresh, empty disk with `directories` already durable.
+    init(seed: UInt64, plan: FaultPlan, directories: [String]) throws {
+        allocator = try PageAllocator(arenaBytes: 16 << 20)
+        var initial = State(random: SplitMix(seed: seed), plan: plan)
+        for directory in directories {
+            initial.directories.insert(directory)
+            initial.durableDirectories.insert(directory)
+        }
+        state = Mutex(initial)
+    }
+
+    private init(allocator: PageAllocator, state: State) {
+        self.allocator = allocator
+        self.state = Mutex(state)
+    }
+
+    // MARK: the harness's view
+
+    /// Requests that broke O_DIRECT alignment (must stay empty).
+    var violations: [String] { state.withLock { $0.violations } }
+    /// I/O events so far.
+    var events: Int { state.withLock { $0.events } }
+    /// Faults injected so far (failed writes and fsyncs, bad-sector reads).
+    var faultsInjected: Int { state.withLock { $0.faultsInjected } }
+    /// Whether the power has been cut.
+    var crashed: Bool { state.withLock { $0.crashed } }
+
+    /// Cuts the power now: later requests fail with EIO, as if the machine were gone.
+    func cutPower() { state.withLock { $0.crashed = true } }
+
+    /// The disk as it comes back after the power cut, with a new fault plan: every
+    /// unsynced operation resolved per the old plan, unsynced directory changes lost.
+    func restarted(plan: FaultPlan, seed: UInt64) -> SimulatedDisk {
+        state.withLock { old in
+            var next = State(random: SplitMix(seed: seed), plan: plan)
+            next.directories = old.durableDirectories
+            next.durableDirectories = old.durableDirectories
+            next.names = old.durableNames
+            next.durableNames = old.durableNames
+            next.nextInode = old.nextInode
+            next.badSectors = []
+            // Sorted: Set order varies between processes, and the draws must not.
+            for inodeNumber in Set(old.durableNames.values).sorted() {
+                guard let inode = old.inodes[inodeNumber] else { continue }
+                var image = inode.durable
+                for op in inode.pending {
+                    SimulatedDisk.resolve(op, into: &image, durableSize: inode.durable.count, &old)
+                }
+                next.inodes[inodeNumber] = Inode(durable: image, volatile: image, pending: [])
+            }
+            return SimulatedDisk(allocator: allocator, state: next)
+        }
+    }
+
+    /// What one unsynced operation leaves on the platter after a power cut.
+    private static func resolve(_ op: PendingOp, into image: inout [UInt8], durableSize: Int, _ state: inout State) {
+        guard state.random.chance(state.plan.persistProbability) else { return }
+        switch op {
+        case .resize(let size):
+            if state.plan.pessimisticSizes && size > image.count { return }
+            image = Array(image.prefix(size)) + [UInt8](repeating: 0, count: max(0, size - image.count))
+        case .write(let offset, let data):
+            let sectors = (data.count + sector - 1) / sector
+            var keep = [Bool](repeating: true, count: sectors)
+            var garbage: Int? = nil
+            switch state.plan.tornMode {
+            case .dropOnly:
+                break
+            case .torn:
+                if state.random.chance(0.5) { keep = keep.map { _ in state.random.chance(0.5) } }
+            case .corrupt:
+                if state.random.chance(0.5) { keep = keep.map { _ in state.random.chance(0.5) } }
+                if state.random.chance(0.3) { garbage = state.random.below(sectors) }
+            }
+            for index in 0..<sectors where keep[index] {
+                let start = offset + index * sector
+                let end = min(start + sector, offset + data.count)
+                if state.plan.pessimisticSizes && end > max(durableSize, image.count) { continue }
+                if image.count < end { image += [UInt8](repeating: 0, count: end - image.count) }
+                for position in start..<end {
+                    image[position] = index == garbage ? UInt8(truncatingIfNeeded: state.random.next()) : data[position - offset]
+                }
+            }
+        }
+    }
+
+    /// Flips `count` random bits in durable files whose names pass `filter`; returns what
+    /// was flipped (for the failure message).
+    func flipBits(_ count: Int, in filter: (String) -> Bool) -> [String] {
+        state.withLock { state in
+            var done: [String] = []
+            let candidates = state.names.filter { filter($0.key) && !(state.inodes[$0.value]?.durable.isEmpty ?? true) }
+                .sorted { $0.key < $1.key }
+            guard !candidates.isEmpty else { return done }
+            for _ in 0..<count {
+                let (path, inode) = candidates[state.random.below(candidates.count)]
+                let size = state.inodes[inode]!.durable.count
+                let offset = state.random.below(size)
+                let bit = UInt8(1) << UInt8(state.random.below(8))
+                state.inodes[inode]!.durable[offset] ^= bit
+                state.inodes[inode]!.volatile = state.inodes[inode]!.durable
+                done.append("\(path)@\(offset)^\(bit)")
+            }
+            return done
+        }
+    }
+
+    /// Copies one 4 KiB page of a durable file over another page of the same file.
+    func misdirectPage(in filter: (String) -> Bool) -> String? {
+        state.withLock { state in
+            let candidates = state.names.filter { filter($0.key) && (state.inodes[$0.value]?.durable.count ?? 0) >= 8192 }
+                .sorted { $0.key < $1.key }
+            guard !candidates.isEmpty else { return nil }
+            let (path, inode) = candidates[state.random.below(candidates.count)]
+            let pages = state.inodes[inode]!.durable.count / 4096
+            let source = state.random.below(pages)
+            let target = state.random.below(pages)
+            let bytes = Array(state.inodes[inode]!.durable[(source * 4096)..<((source + 1) * 4096)])
+            state.inodes[inode]!.durable.replaceSubrange((target * 4096)..<((target + 1) * 4096), with: bytes)
+            state.inodes[inode]!.volatile = state.inodes[inode]!.durable
+            return "\(path): page \(source) written over page \(target)"
+        }
+    }
+
+    /// Makes reads of one random sector of a matching file fail with EIO.
+    func addBadSector(in filter: (String) -> Bool) -> String? {
+        state.withLock { state in
+            let candidates = state.names.filter { filter($0.key) && (state.inodes[$0.value]?.durable.count ?? 0) > 0 }
+                .sorted { $0.key < $1.key }
+            guard !candidates.isEmpty else { return nil }
+            let (path, inode) = candidates[state.random.below(candidates.count)]
+            let sector = state.random.below(state.inodes[inode]!.durable.count / SimulatedDisk.sector + 1)
+            state.badSectors.insert("\(inode):\(sector)")
+            return "\(path): sector \(sector)"
+        }
+    }
+
+    // MARK: Storage
+
+    func openFile(atPath path: String, mode: FileOpenMode) throws -> FileID {
+        try state.withLock { state in
+            try SimulatedDisk.event(&state, "open", path)
+            var inode = state.names[path]
+            if inode != nil && mode.create && mode.exclusive {
+                throw PageStoreError.io("open", path: path, errno: EEXIST)
+            }
+            if inode == nil {
+                guard mode.create else { throw PageStoreError.io("open", path: path, errno: ENOENT) }
+                guard state.directories.contains(SimulatedDisk.parent(of: path)) else {
+                    throw PageStoreError.io("open", path: path, errno: ENOENT)
+                }
+                inode = state.nextInode
+                state.nextInode += 1
+                state.inodes[inode!] = Inode()
+                state.names[path] = inode
+            }
+            let slot = state.nextSlot
+            state.nextSlot += 1
+            state.open[slot] = (inode!, path)
+            return FileID(slot: slot, generation: 0)
+        }
+    }
+
+    func closeFile(_ file: FileID) throws {
+        _ = state.withLock { $0.open.removeValue(forKey: file.slot) }
+    }
+
+    func fileInfo(_ file: FileID) throws -> FileInfo {
+        let path = try state.withLock { state in try SimulatedDisk.opened(state, file).1 }
+        return FileInfo(
+            path: path, alignment: FileAlignment(memoryBytes: 512, offsetBytes: 512, source: .assumed), directIO: true)
+    }
+
+    func fileSize(_ file: FileID) throws -> Int64 {
+        try state.withLock { state in
+            let (inode, _) = try SimulatedDisk.opened(state, file)
+            return Int64(state.inodes[inode]!.volatile.count)
+        }
+    }
+
+    func truncateFile(_ file: FileID, toBytes size: Int64) throws {
+        try state.withLock { state in
+            let (inode, path) = try SimulatedDisk.opened(state, file)
+            try SimulatedDisk.event(&state, "ftruncate", path)
+            SimulatedDisk.resize(&state.inodes[inode]!, Int(size))
+        }
+    }
+
+    func submit(_ request: IORequest, completion: @escaping @Sendable (IOResult) -> Void) {
+        let result: IOResult
+        do {
+            result = .success(try state.withLock { state in try SimulatedDisk.perform(request, &state) })
+        } catch {
+            result = .failure(error as! PageStoreError)
+        }
+        completion(result)
+    }
+
+    func syncDirectory(atPath path: String) throws {
+        try state.withLock { state in
+            try SimulatedDisk.event(&state, "fsync directory", path)
+            for (name, inode) in state.names where SimulatedDisk.parent(of: name) == path {
+                state.durableNames[name] = inode
+            }
+            for name in state.durableNames.keys where SimulatedDisk.parent(of: name) == path && state.names[name] == nil {
+                state.durableNames[name] = nil
+            }
+            for directory in state.directories where SimulatedDisk.parent(of: directory) == path {
+                state.durableDirectories.insert(directory)
+            }
+        }
+    }
+
+    func renameFile(atPath source: String, toPath target: String) throws {
+        try state.withLock { state in
+            try SimulatedDisk.event(&state, "rename", source)
+            guard let inode = state.names.removeValue(forKey: source) else {
+                throw PageStoreError.io("rename", path: source, errno: ENOENT)
+            }
+            state.names[target] = inode
+        }
+    }
+
+    func removeFile(atPath path: String) throws {
+        try state.withLock { state in
+            try SimulatedDisk.event(&state, "unlink", path)
+            guard state.names.removeValue(forKey: path) != nil else {
+                throw PageStoreError.io("unlink", path: path, errno: ENOENT)
+            }
+        }
+    }
+
+    func createDirectory(atPath path: String) throws {
+        try state.withLock { state in
+            try SimulatedDisk.event(&state, "mkdir", path)
+            guard state.directories.contains(SimulatedDisk.parent(of: path)) else {
+                throw PageStoreError.io("mkdir", path: path, errno: ENOENT)
+            }
+            state.directories.insert(path)
+        }
+    }
+
+    func contentsOfDirectory(atPath path: String) throws -> [String] {
+        try state.withLock { state in
+            guard state.directories.contains(path) else { throw PageStoreError.io("opendir", path: path, errno: ENOTDIR) }
+            let files = state.names.keys.filter { SimulatedDisk.parent(of: $0) == path }
+            let directories = state.directories.filter { $0 != path && SimulatedDisk.parent(of: $0) == path }
+            return (files + directories).map { String($0.dropFirst(path.count + 1)) }.sorted()
+        }
+    }
+
+    func fileExists(atPath path: String) -> Bool {
+        state.withLock { $0.names[path] != nil || $0.directories.contains(path) }
+    }
+
+    // MARK: internals
+
+    private static func parent(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
+    private static func opened(_ state: State, _ file: FileID) throws -> (Int, String) {
+        guard let entry = state.open[file.slot] else {
+            throw PageStoreError(kind: .invalidArgument, operation: "file", detail: "\(file) is not open")
+        }
+        return entry
+    }
+
+    /// Counts an I/O event; cuts the power when the plan says so; fails once it is cut.
+    private static func event(_ state: inout State, _ operation: String, _ path: String) throws {
+        state.events += 1
+        if let cut = state.plan.cutAtEvent, state.events >= cut { state.crashed = true }
+        if state.crashed {
+            throw PageStoreError(kind: .io, operation: operation, path: path, errno: EIO, detail: "power cut (simulated)")
+        }
+    }
+
+    private static func resize(_ inode: inout Inode, _ size: Int) {
+        if size < inode.volatile.count {
+            inode.volatile.removeSubrange(size...)
+        } else {
+            inode.volatile += [UInt8](repeating: 0, count: size - inode.volatile.count)
+        }
+        inode.pending.append(.resize(size))
+    }
+
+    private static func perform(_ request: IORequest, _ state: inout State) throws -> Int {
+        let (inode, path) = try opened(state, request.file)
+        try event(&state, request.operationName, path)
+        do {
+            try request.validate(alignment: FileAlignment(memoryBytes: 512, offsetBytes: 512, source: .assumed), path: path)
+        } catch {
+            state.violations.append("\(error)")
+            throw error
+        }
+        switch request {
+        case .read(_, let segment):
+            let image = state.inodes[inode]!.volatile
+            let start = Int(segment.offsetBytes)
+            let end = min(image.count, start + segment.buffer.count)
+            guard start < end else { return 0 }
+            for sector in (start / sector)...((end - 1) / sector) where state.badSectors.contains("\(inode):\(sector)") {
+                state.faultsInjected += 1
+                throw PageStoreError.io("read", path: path, offsetBytes: Int64(sector * SimulatedDisk.sector), errno: EIO)
+            }
+            image[start..<end].withUnsafeBytes { segment.buffer.base.copyMemory(from: $0.baseAddress!, byteCount: end - start) }
+            return end - start
+        case .write(_, let segments):
+            return try segments.reduce(0) { $0 + (try write($1, inode, path, &state)) }
+        case .commit(_, let segments):
+            let total = try segments.reduce(0) { $0 + (try write($1, inode, path, &state)) }
+            try sync(inode, path, &state)
+            return total
+        case .sync:
+            try sync(inode, path, &state)
+            return 0
+        case .allocate(_, let offset, let length):
+            if Int(offset + length) > state.inodes[inode]!.volatile.count {
+                resize(&state.inodes[inode]!, Int(offset + length))
+            }
+            return 0
+        }
+    }
+
+    private static func write(_ segment: IOSegment, _ inode: Int, _ path: String, _ state: inout State) throws -> Int {
+        // Each write of a chain is an event of its own: the power may go between them.
+        try event(&state, "write", path)
+        state.writes += 1
+        if let fault = state.plan.failWrite, state.writes == fault.n || (fault.persistent && state.writes > fault.n) {
+            state.faultsInjected += 1
+            // A failed write may have written some of its sectors (a short write) first.
+            let sectors = state.random.below(segment.buffer.count / sector + 1)
+            if sectors > 0 {
+                apply(IOSegment(offsetBytes: segment.offsetBytes, buffer: segment.buffer.slice(offset: 0, count: sectors * sector)), inode, &state)
+            }
+            throw PageStoreError.io("write", path: path, offsetBytes: segment.offsetBytes + Int64(sectors * sector), errno: fault.errno)
+        }
+        apply(segment, inode, &state)
+        return segment.buffer.count
+    }
+
+    private static func apply(_ segment: IOSegment, _ inode: Int, _ state: inout State) {
+        let data = Array(UnsafeRawBufferPointer(segment.buffer.bytes))
+        let offset = Int(segment.offsetBytes)
+        var file = state.inodes[inode]!
+        if file.volatile.count < offset + data.count {
+            file.volatile += [UInt8](repeating: 0, count: offset + data.count - file.volatile.count)
+        }
+        file.volatile.replaceSubrange(offset..<(offset + data.count), with: data)
+        file.pending.append(.write(offset: offset, data: data))
+        state.inodes[inode] = file
+    }
+
+    private static func sync(_ inode: Int, _ path: String, _ state: inout State) throws {
+        try event(&state, "fdatasync", path)
+        state.syncs += 1
+        if let fault = state.plan.failSync, state.syncs == fault.n || (fault.persistent && state.syncs > fault.n) {
+            // The pending operations stay pending: a crash may keep or lose each of them.
+            state.faultsInjected += 1
+            throw PageStoreError.io("fdatasync", path: path, errno: fault.errno)
+        }
+        var file = state.inodes[inode]!
+        file.durable = file.volatile
+        file.pending.removeAll()
+        state.inodes[inode] = file
+    }
+}
+
+/// SplitMix64: the harness's only source of randomness, so a seed replays exactly.
+struct SplitMix: Sendable {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func below(_ bound: Int) -> Int { bound <= 0 ? 0 : Int(next() % UInt64(bound)) }
+    mutating func chance(_ probability: Double) -> Bool { Double(next() >> 11) / Double(1 << 53) < probability }
+}
