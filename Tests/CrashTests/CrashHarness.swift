@@ -60,7 +60,7 @@ struct CrashRun {
     }
 
     /// Engine logs (torn tails, corruption) would drown the test output.
-    private static let quietLogs: Void = {
+    static let quietLogs: Void = {
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = ProcessInfo.processInfo.environment["CRASH_VERBOSE"] != nil ? .debug : .critical

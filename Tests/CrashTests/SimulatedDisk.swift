@@ -45,6 +45,9 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
         var failWrite: (n: Int, errno: Int32, persistent: Bool)?
         /// Fail the N-th fsync (1-based) with this errno.
         var failSync: (n: Int, errno: Int32, persistent: Bool)?
+        /// For named cases: every unsynced write keeps exactly its first N sectors (and
+        /// every unsynced size change persists), instead of the random choices above.
+        var keepOnlyFirstSectors: Int?
     }
 
     private enum PendingOp {
@@ -135,6 +138,17 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
 
     /// What one unsynced operation leaves on the platter after a power cut.
     private static func resolve(_ op: PendingOp, into image: inout [UInt8], durableSize: Int, _ state: inout State) {
+        if let keep = state.plan.keepOnlyFirstSectors {
+            switch op {
+            case .resize(let size):
+                image = Array(image.prefix(size)) + [UInt8](repeating: 0, count: max(0, size - image.count))
+            case .write(let offset, let data):
+                let end = min(data.count, keep * sector)
+                if image.count < offset + end { image += [UInt8](repeating: 0, count: offset + end - image.count) }
+                image.replaceSubrange(offset..<(offset + end), with: data[0..<end])
+            }
+            return
+        }
         guard state.random.chance(state.plan.persistProbability) else { return }
         switch op {
         case .resize(let size):
@@ -200,6 +214,18 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
             state.inodes[inode]!.durable.replaceSubrange((target * 4096)..<((target + 1) * 4096), with: bytes)
             state.inodes[inode]!.volatile = state.inodes[inode]!.durable
             return "\(path): page \(source) written over page \(target)"
+        }
+    }
+
+    /// Zeroes 4 KiB page `page` of the first durable file matching `filter`.
+    func zeroPage(_ page: Int, in filter: (String) -> Bool) -> String? {
+        state.withLock { state in
+            guard let (path, inode) = state.names.filter({ filter($0.key) }).sorted(by: { $0.key < $1.key }).first,
+                state.inodes[inode]!.durable.count >= (page + 1) * 4096
+            else { return nil }
+            state.inodes[inode]!.durable.replaceSubrange((page * 4096)..<((page + 1) * 4096), with: [UInt8](repeating: 0, count: 4096))
+            state.inodes[inode]!.volatile = state.inodes[inode]!.durable
+            return "\(path): page \(page) zeroed"
         }
     }
 

@@ -1,0 +1,143 @@
+import Foundation
+import PageStore
+import XCTest
+
+@testable import KVEngine
+
+/// The classic crash bugs of this field, each as a scenario built on purpose.
+final class NamedCrashTests: XCTestCase {
+    private let path = "/sim/db"
+
+    override func setUp() { CrashRun.quietLogs }
+
+    private func options() -> Options {
+        var options = Options()
+        options.bufferedFlushIntervalMs = 60_000
+        options.logPreallocateBytes = 64 << 10
+        return options
+    }
+
+    private func disk(_ plan: SimulatedDisk.FaultPlan = SimulatedDisk.FaultPlan()) throws -> SimulatedDisk {
+        try SimulatedDisk(seed: 1, plan: plan, directories: ["/sim"])
+    }
+
+    private func open(_ disk: SimulatedDisk) throws -> Database {
+        try Database(path: path, options: options(), storage: disk, locking: false)
+    }
+
+    /// Power cut, then the disk as it comes back under `plan`.
+    private func restart(_ disk: SimulatedDisk, _ plan: SimulatedDisk.FaultPlan) -> SimulatedDisk {
+        disk.cutPower()
+        return disk.restarted(plan: plan, seed: 2)
+    }
+
+    private func keepFirst(_ sectors: Int) -> SimulatedDisk.FaultPlan {
+        var plan = SimulatedDisk.FaultPlan()
+        plan.keepOnlyFirstSectors = sectors
+        return plan
+    }
+
+    /// A write whose fdatasync fails stays pending on the simulated disk, so the power cut
+    /// decides what of it survives: here, its first `sectors` sectors.
+    private func tornSyncWrite(
+        _ batch: WriteBatch, keeping sectors: Int, afterSyncWrites setupWrites: Int = 0, _ setup: (Database) throws -> Void
+    ) throws -> SimulatedDisk {
+        var plan = SimulatedDisk.FaultPlan()
+        // fdatasyncs: 1 identity file, 2 new log, then one per sync write of the setup.
+        plan.failSync = (n: 3 + setupWrites, errno: EIO, persistent: false)
+        let disk = try disk(plan)
+        let db = try open(disk)
+        try setup(db)
+        XCTAssertThrowsError(try db.write(batch, durability: .sync)) { error in
+            XCTAssertEqual((error as! KVError).code, .io, "a write whose fdatasync failed is not acknowledged")
+        }
+        return restart(disk, keepFirst(sectors))
+    }
+
+    func testTornLastLogRecordIsNeverReturnedAsAValue() throws {
+        var batch = WriteBatch()
+        batch.put(Array("torn".utf8), [UInt8](repeating: 0x77, count: 3000))
+        // Only the first 2 KiB of the record's page reach the platter.
+        let restarted = try tornSyncWrite(batch, keeping: 4) { _ in }
+        let db = try open(restarted)
+        XCTAssertNil(try db.get("torn"))
+        XCTAssertEqual(db.stats.lastSequence, 0)
+    }
+
+    func testTornLogTailDoesNotStopTheDatabaseFromOpening() throws {
+        var batch = WriteBatch()
+        batch.put(Array("tail".utf8), [UInt8](repeating: 1, count: 100))
+        // The tail page is torn after its first 1 KiB: a fragment that fails its checksum
+        // at the end of the log. Open must cut it off, not refuse.
+        let restarted = try tornSyncWrite(batch, keeping: 2, afterSyncWrites: 1) { db in
+            try db.put("before", "durable")
+        }
+        let db = try open(restarted)
+        XCTAssertEqual(try db.get("before"), "durable")
+        XCTAssertNil(try db.get("tail"))
+    }
+
+    func testMultiEntryBatchPartiallyPersistedIsDroppedWhole() throws {
+        var batch = WriteBatch()
+        for index in 0..<6 { batch.put(Array("part\(index)".utf8), [UInt8](repeating: UInt8(index), count: 2000)) }
+        // The batch spans 3 log pages; the first page (and a half) survive.
+        let restarted = try tornSyncWrite(batch, keeping: 12, afterSyncWrites: 1) { db in
+            try db.put("before", "durable")
+        }
+        let db = try open(restarted)
+        XCTAssertEqual(try db.get("before"), "durable")
+        for index in 0..<6 { XCTAssertNil(try db.get("part\(index)"), "entry \(index) of a partial batch") }
+        XCTAssertEqual(db.stats.lastSequence, 1)
+    }
+
+    func testFdatasyncFailureIsNeitherAcknowledgedNorRetriedAndLaterDataIsAPrefix() throws {
+        var plan = SimulatedDisk.FaultPlan()
+        plan.failSync = (n: 4, errno: EIO, persistent: false)
+        let disk = try disk(plan)
+        let db = try open(disk)
+        try db.put("a", "1")  // fsync 3
+        XCTAssertThrowsError(try db.put("b", "2"))  // fsync 4 fails
+        // The next fdatasync would succeed, but the engine must not retry and claim "b".
+        XCTAssertThrowsError(try db.put("c", "3")) { error in
+            XCTAssertTrue("\(error)".contains("fdatasync"), "later writes fail with the original cause: \(error)")
+        }
+        XCTAssertNil(try db.get("b"), "a failed write is never visible")
+        XCTAssertEqual(try db.get("a"), "1", "the database stays readable")
+        // The data of the failed write reached the platter anyway: it may come back, as
+        // a prefix of the issued writes, never as something acknowledged that was not.
+        var all = SimulatedDisk.FaultPlan()
+        all.persistProbability = 1
+        all.tornMode = .dropOnly
+        let reopened = try open(restart(disk, all))
+        XCTAssertEqual(try reopened.get("a"), "1")
+        XCTAssertNil(try reopened.get("c"), "nothing after the failure was written")
+    }
+
+    func testMissingDirectoryFsyncWouldLoseTheLog() throws {
+        // Every unsynced change is lost at the cut, directory entries included: the log
+        // (created this session) survives only because its directory entry was fsynced.
+        let disk = try disk()
+        let db = try open(disk)
+        try db.put("acknowledged", "yes")
+        var dropAll = SimulatedDisk.FaultPlan()
+        dropAll.persistProbability = 0
+        let restarted = restart(disk, dropAll)
+        XCTAssertTrue(try restarted.contentsOfDirectory(atPath: path).contains("000001.log"))
+        XCTAssertEqual(try open(restarted).get("acknowledged"), "yes")
+    }
+
+    func testHoleInTheDurableLogIsCorruptionNotSkipped() throws {
+        let disk = try disk()
+        let db = try open(disk)
+        for index in 0..<6 { try db.put("k\(index)", "v\(index)") }
+        let restarted = restart(disk, SimulatedDisk.FaultPlan())
+        // A later write survives while an earlier one is lost: page 3 zeroed, pages after
+        // it intact. Skipping the hole would return k3's successors without k2.
+        _ = restarted.zeroPage(3) { $0.hasSuffix("000001.log") }
+        XCTAssertThrowsError(try open(restarted)) { error in
+            let error = error as! KVError
+            XCTAssertEqual(error.code, .corruption)
+            XCTAssertEqual(error.offsetBytes, 3 * 4096)
+        }
+    }
+}
