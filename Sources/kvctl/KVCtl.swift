@@ -23,10 +23,10 @@ struct KVCtl: ParsableCommand {
         commandName: "kvctl",
         abstract: "Shell and operator tools for a KVEngine database.",
         usage: "kvctl DBPATH (get|put|del|scan|stats) ...\n       kvctl (bench|pagestore) ...",
-        subcommands: [Get.self, Put.self, Del.self, Scan.self, Stats.self, Bench.self, PageStoreCommand.self])
+        subcommands: [Get.self, Put.self, Del.self, Scan.self, Stats.self, Bench.self, Stress.self, PageStoreCommand.self])
 
     /// Subcommands that do not take a database path first.
-    static let toolNames: Set<String> = ["bench", "pagestore", "help"]
+    static let toolNames: Set<String> = ["bench", "stress", "pagestore", "help"]
     static let databaseCommands: Set<String> = ["get", "put", "del", "scan", "stats"]
 
     /// `kvctl DBPATH COMMAND ARGS...` becomes `kvctl COMMAND --db DBPATH ARGS...`.
