@@ -78,6 +78,12 @@ public protocol Storage: AnyObject, Sendable {
     @discardableResult
     func performBlocking(_ request: IORequest) throws -> Int
 
+    /// Says the caller is about to block until completions of requests it submitted
+    /// arrive. The real store does nothing (its completions come from the kernel); a
+    /// storage that holds completions back, as the crash tests' simulation does to
+    /// reorder them, delivers them now.
+    func willWait()
+
     /// Makes the directory's entries (creates, renames, removes) durable.
     func syncDirectory(atPath path: String) throws
     /// Renames a file atomically, replacing `target` if it exists.
@@ -93,11 +99,14 @@ public protocol Storage: AnyObject, Sendable {
 }
 
 extension Storage {
+    public func willWait() {}
+
     /// Submits `request` and blocks the calling thread until its completion arrives.
     @discardableResult
     public func performBlocking(_ request: IORequest) throws -> Int {
         let done = OneShot<IOResult>()
         submit(request) { done.fulfil($0) }
+        willWait()
         return try done.wait().get()
     }
 

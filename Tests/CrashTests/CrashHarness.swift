@@ -73,6 +73,9 @@ struct CrashRun {
         options.bufferedFlushIntervalMs = 60_000  // no timer: every event comes from the workload
         options.logPreallocateBytes = 64 << 10
         options.memtableBytes = 8 << 20
+        // Buffered chains start at every full page, so they are in flight (and held back
+        // by the disk) while sync writers lead their own chains.
+        options.bufferedChainPages = 1
         return options
     }
 
@@ -90,6 +93,7 @@ struct CrashRun {
         plan.tornMode = [.dropOnly, .torn, .corrupt][random.below(3)]
         plan.persistProbability = [0.1, 0.5, 0.9][random.below(3)]
         plan.pessimisticSizes = random.chance(0.3)
+        plan.deferProbability = [0, 0.3, 0.7][random.below(3)]
         switch scenario {
         case .powerCut:
             plan.cutAtEvent = 3 + random.below(150)
@@ -108,7 +112,7 @@ struct CrashRun {
             return
         }
         workload(disk)
-        fingerprint.append("\(scenario.rawValue) events=\(disk.events) commits=\(commits.count) acked=\(commits.filter(\.acknowledged).count) durable=\(durablePoint)")
+        fingerprint.append("\(scenario.rawValue) events=\(disk.events) deferred=\(disk.deferredTotal) commits=\(commits.count) acked=\(commits.filter(\.acknowledged).count) durable=\(durablePoint)")
         disk.cutPower()
         crashes += 1
         faults += disk.faultsInjected

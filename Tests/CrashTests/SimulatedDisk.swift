@@ -45,6 +45,9 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
         var failWrite: (n: Int, errno: Int32, persistent: Bool)?
         /// Fail the N-th fsync (1-based) with this errno.
         var failSync: (n: Int, errno: Int32, persistent: Bool)?
+        /// Probability that a submitted request is held back, to be carried out and
+        /// completed later, in random order with the others held back.
+        var deferProbability = 0.0
         /// For named cases: every unsynced write keeps exactly its first N sectors (and
         /// every unsynced size change persists), instead of the random choices above.
         var keepOnlyFirstSectors: Int?
@@ -80,6 +83,15 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
         var badSectors: Set<String> = []
         var violations: [String] = []
         var faultsInjected = 0
+        /// Requests submitted and not yet carried out: in flight.
+        var deferred: [Deferred] = []
+        var delivering = false
+        var deferredTotal = 0
+    }
+
+    private struct Deferred {
+        let request: IORequest
+        let completion: @Sendable (IOResult) -> Void
     }
 
     /// A fresh, empty disk with `directories` already durable.
@@ -108,6 +120,8 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
     var faultsInjected: Int { state.withLock { $0.faultsInjected } }
     /// Whether the power has been cut.
     var crashed: Bool { state.withLock { $0.crashed } }
+    /// Requests that were held back and completed out of line.
+    var deferredTotal: Int { state.withLock { $0.deferredTotal } }
 
     /// Cuts the power now: later requests fail with EIO, as if the machine were gone.
     func cutPower() { state.withLock { $0.crashed = true } }
@@ -294,13 +308,75 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
     }
 
     func submit(_ request: IORequest, completion: @escaping @Sendable (IOResult) -> Void) {
-        let result: IOResult
-        do {
-            result = .success(try state.withLock { state in try SimulatedDisk.perform(request, &state) })
-        } catch {
-            result = .failure(error as! PageStoreError)
+        deliver(all: false)
+        let held = state.withLock { state -> Bool in
+            SimulatedDisk.checkOverlap(request, &state)
+            guard !state.crashed, state.random.chance(state.plan.deferProbability) else { return false }
+            state.deferred.append(Deferred(request: request, completion: completion))
+            state.deferredTotal += 1
+            return true
         }
-        completion(result)
+        if !held { completion(execute(request)) }
+    }
+
+    func performBlocking(_ request: IORequest) throws -> Int {
+        deliver(all: false)
+        state.withLock { SimulatedDisk.checkOverlap(request, &$0) }
+        return try execute(request).get()
+    }
+
+    func willWait() { deliver(all: true) }
+
+    private func execute(_ request: IORequest) -> IOResult {
+        do {
+            return .success(try state.withLock { state in try SimulatedDisk.perform(request, &state) })
+        } catch {
+            return .failure(error as! PageStoreError)
+        }
+    }
+
+    /// Carries out held-back requests in random order (all of them, or a random number)
+    /// and delivers their completions. Not re-entered from a completion.
+    private func deliver(all: Bool) {
+        let started = state.withLock { state -> Bool in
+            guard !state.delivering, !state.deferred.isEmpty else { return false }
+            state.delivering = true
+            return true
+        }
+        guard started else { return }
+        var budget = state.withLock { all ? Int.max : $0.random.below($0.deferred.count + 1) }
+        while budget > 0 {
+            let next = state.withLock { state -> Deferred? in
+                guard !state.deferred.isEmpty else { return nil }
+                return state.deferred.remove(at: state.random.below(state.deferred.count))
+            }
+            guard let next else { break }
+            next.completion(execute(next.request))
+            budget -= 1
+        }
+        state.withLock { $0.delivering = false }
+        // Completions may have submitted more; when asked for everything, finish those too.
+        if all && state.withLock({ !$0.deferred.isEmpty }) { deliver(all: true) }
+    }
+
+    /// Records a violation when `request` writes bytes that a request in flight also writes.
+    private static func checkOverlap(_ request: IORequest, _ state: inout State) {
+        func ranges(_ request: IORequest) -> [(Int, Range<Int64>)] {
+            guard let inode = state.open[request.file.slot]?.inode else { return [] }
+            switch request {
+            case .write(_, let segments), .commit(_, let segments):
+                return segments.map { (inode, $0.offsetBytes..<($0.offsetBytes + Int64($0.buffer.count))) }
+            default:
+                return []
+            }
+        }
+        let mine = ranges(request)
+        guard !mine.isEmpty else { return }
+        for other in state.deferred {
+            for (inode, range) in ranges(other.request) where mine.contains(where: { $0.0 == inode && $0.1.overlaps(range) }) {
+                state.violations.append("two writes in flight overlap: \(request.operationName) and \(other.request.operationName) at \(range)")
+            }
+        }
     }
 
     func syncDirectory(atPath path: String) throws {

@@ -208,6 +208,7 @@ public final class Database: Sendable {
         let appended = log.append(batch, durability: durability, lead: durability == .sync) { done.finish($0) }
         if appended.immediate { return }
         if let chain = appended.chain { log.lead(chain, while: { !done.isFinished }) }
+        storage.willWait()
         try done.wait().get()
     }
 
@@ -220,6 +221,7 @@ public final class Database: Sendable {
         let appended = log.sync(lead: true) { done.finish($0) }
         if appended.immediate { return }
         if let chain = appended.chain { log.lead(chain, while: { !done.isFinished }) }
+        storage.willWait()
         try done.wait().get()
     }
 
@@ -255,6 +257,7 @@ public final class Database: Sendable {
             let appended = log.sync(lead: true) { done.finish($0) }
             if !appended.immediate {
                 if let chain = appended.chain { log.lead(chain, while: { !done.isFinished }) }
+                storage.willWait()
                 if case .failure(let error) = done.wait() { failure = error }
             }
             do { try log.close() } catch { failure = failure ?? error }

@@ -32,6 +32,9 @@ public struct Options: Sendable {
     public var onLogCorruption = CorruptionPolicy.refuse
     /// How the page store reaches the disk (io_uring, O_DIRECT, fixed buffers, arena).
     public var pageStore = PageStoreOptions()
+    /// Full log pages that start a chain when only buffered writes wait (the crash tests
+    /// lower it so buffered chains are in flight beside sync ones).
+    var bufferedChainPages = LogWriter.blockPages
 
     /// What to do with a damaged log.
     public enum CorruptionPolicy: Sendable, Equatable {

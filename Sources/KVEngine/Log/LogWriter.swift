@@ -39,6 +39,7 @@ final class LogWriter: Sendable {
     private let zeros: PageBuffer
     private let memtableLimitBytes: Int
     private let preallocateBytes: Int64
+    private let bufferedChainPages: Int
     private let state: Mutex<State>
     /// The newest sequence number readers may see.
     let visibleSequence: ManagedAtomic<UInt64>
@@ -157,6 +158,7 @@ final class LogWriter: Sendable {
         self.number = number
         self.memtable = memtable
         self.memtableLimitBytes = options.memtableBytes
+        self.bufferedChainPages = max(1, options.bufferedChainPages)
         self.preallocateBytes = options.logPreallocateBytes
         self.visibleSequence = ManagedAtomic(lastSequence)
         let start = Int64(LogFormat.pageBytes)
@@ -304,7 +306,7 @@ final class LogWriter: Sendable {
         if !urgent {
             // Only buffered writes wait: their bound is the flush interval, so full pages go
             // out a block at a time, one chain at a time, not an fdatasync per page.
-            guard state.inFlight.isEmpty, fullPagesPending(state) >= LogWriter.blockPages else { return nil }
+            guard state.inFlight.isEmpty, fullPagesPending(state) >= bufferedChainPages else { return nil }
         }
         return makeChain(includePartialPage: urgent, &state)
     }
