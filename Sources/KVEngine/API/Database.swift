@@ -105,9 +105,6 @@ public final class Database: Sendable {
     /// Checks that `path` may become a new database: missing or an empty directory.
     private static func prepareToCreate(_ path: String, options: Options, storage: any Storage) throws(KVError) {
         let present = storage.fileExists(atPath: path)
-        if present && !options.createIfMissing {
-            throw KVError(.notADatabase, "no database at \(path)", path: path)
-        }
         guard options.createIfMissing else {
             throw KVError(.notADatabase, "no database at \(path)", path: path)
         }
