@@ -133,7 +133,7 @@ struct Bench: ParsableCommand {
     }
 
     private func write(
-        _ db: Database, count: Int, sequential: Bool, random: inout BenchRandom, durability: Durability?
+        _ db: Database, count: Int, sequential: Bool, random: inout SplitMix, durability: Durability?
     ) throws -> ThreadResult {
         var value = [UInt8](repeating: 0, count: valueSize)
         for index in 0..<count {
@@ -152,7 +152,7 @@ struct Bench: ParsableCommand {
     }
 
     /// Runs `body` on `threads` threads at once and merges their results.
-    private func parallel(_ body: @escaping @Sendable (Int, inout BenchRandom) throws -> ThreadResult) throws -> BenchResult {
+    private func parallel(_ body: @escaping @Sendable (Int, inout SplitMix) throws -> ThreadResult) throws -> BenchResult {
         let results = Mutex<[Result<(ThreadResult, Double), any Error>]>([])
         let group = DispatchGroup()
         let start = DispatchTime.now().uptimeNanoseconds
@@ -160,7 +160,7 @@ struct Bench: ParsableCommand {
             group.enter()
             let threadSeed = seed &+ UInt64(thread) &* 0x9E37_79B9
             Thread {
-                var random = BenchRandom(seed: threadSeed)
+                var random = SplitMix(seed: threadSeed)
                 let began = DispatchTime.now().uptimeNanoseconds
                 let outcome = Result { try body(thread, &random) }
                 let seconds = Double(DispatchTime.now().uptimeNanoseconds - began) / 1e9
@@ -207,31 +207,5 @@ struct BenchResult {
         if bytes > 0 { text += String(format: " %6.1f MB/s", Double(bytes) / 1_048_576 / elapsedSeconds) }
         if let found { text += " (\(found) of \(operations) found)" }
         return text
-    }
-}
-
-/// SplitMix64 for keys and incompressible values.
-struct BenchRandom {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func fill(_ bytes: inout [UInt8]) {
-        bytes.withUnsafeMutableBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                var word = next()
-                let count = min(8, raw.count - offset)
-                withUnsafeBytes(of: &word) { raw.baseAddress!.advanced(by: offset).copyMemory(from: $0.baseAddress!, byteCount: count) }
-                offset += count
-            }
-        }
     }
 }

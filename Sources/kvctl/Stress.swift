@@ -61,15 +61,9 @@ struct StressCommit {
 
     init(seed: UInt64, index: Int, keys: Int) {
         key = Array("stress\(index % keys)".utf8)
-        var state = seed &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(index)
-        func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        let length = 8 + Int(next() % 3000)
-        value = Array("\(index):".utf8) + (0..<length).map { _ in UInt8(truncatingIfNeeded: next()) }
+        var random = SplitMix(seed: seed &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(index))
+        var bytes = [UInt8](repeating: 0, count: 8 + Int(random.next() % 3000))
+        random.fill(&bytes)
+        value = Array("\(index):".utf8) + bytes
     }
 }

@@ -2,6 +2,8 @@ import Foundation
 import PageStore
 import Synchronization
 
+@testable import KVEngine
+
 /// An in-memory disk behind the engine's `Storage` seam: seeded, deterministic, and as
 /// unforgiving as a real disk is allowed to be.
 ///
@@ -548,19 +550,4 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
         file.pending.removeAll()
         state.inodes[inode] = file
     }
-}
-
-/// SplitMix64: the harness's only source of randomness, so a seed replays exactly.
-struct SplitMix: Sendable {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func below(_ bound: Int) -> Int { bound <= 0 ? 0 : Int(next() % UInt64(bound)) }
-    mutating func chance(_ probability: Double) -> Bool { Double(next() >> 11) / Double(1 << 53) < probability }
 }

@@ -6,7 +6,7 @@ import XCTest
 /// Random operation sequences against a sorted-dictionary oracle, with reopens, scans in
 /// both directions with random bounds and prefixes, and snapshots.
 final class RandomizedTests: XCTestCase {
-    private func randomKey(_ random: inout TestRandom) -> [UInt8] {
+    private func randomKey(_ random: inout SplitMix) -> [UInt8] {
         // A small alphabet so prefixes and overwrites are common.
         let length = 1 + random.below(4)
         return (0..<length).map { _ in [0x00, 0x41, 0x42, 0x61, 0xFF][random.below(5)] }
@@ -25,7 +25,7 @@ final class RandomizedTests: XCTestCase {
         return keys.map { ($0, oracle[$0]!) }
     }
 
-    private func checkScans(_ db: Database, _ oracle: [[UInt8]: [UInt8]], _ random: inout TestRandom, seed: UInt64, snapshot: Snapshot? = nil) {
+    private func checkScans(_ db: Database, _ oracle: [[UInt8]: [UInt8]], _ random: inout SplitMix, seed: UInt64, snapshot: Snapshot? = nil) {
         for _ in 0..<20 {
             var options = ScanOptions()
             if random.below(2) == 0 { options.start = randomKey(&random) }
@@ -49,7 +49,7 @@ final class RandomizedTests: XCTestCase {
 
     func testRandomOperationsAgainstOracle() throws {
         let seed = testSeed()
-        var random = TestRandom(seed: seed)
+        var random = SplitMix(seed: seed)
         let dir = TestPath()
         var oracle: [[UInt8]: [UInt8]] = [:]
         var handle: Database? = try Database(path: dir.path, options: testOptions())
@@ -114,7 +114,7 @@ final class RandomizedTests: XCTestCase {
         do {
             let db = try Database(path: dir.path, options: testOptions())
             DispatchQueue.concurrentPerform(iterations: threads) { thread in
-                var random = TestRandom(seed: seed &+ UInt64(thread))
+                var random = SplitMix(seed: seed &+ UInt64(thread))
                 for index in 0..<perThread {
                     let durability: Durability = random.below(2) == 0 ? .sync : .buffered
                     do {

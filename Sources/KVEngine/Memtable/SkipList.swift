@@ -33,7 +33,7 @@ final class SkipList: @unchecked Sendable {
     let arena = Arena()
     private let head: Node
     private let height = ManagedAtomic<Int>(1)
-    private var random: UInt64 = 0x2545_F491_4F6C_DD1D
+    private var random = SplitMix(seed: 0x2545_F491_4F6C_DD1D)
 
     init() {
         precondition(MemoryLayout<UnsafeAtomic<UInt>.Storage>.size == 8)
@@ -140,15 +140,10 @@ final class SkipList: @unchecked Sendable {
         }
     }
 
+    /// 1 + a geometric draw with p = 1/4, capped at `maxHeight`.
     private func randomHeight() -> Int {
         var result = 1
-        while result < SkipList.maxHeight {
-            random ^= random << 13
-            random ^= random >> 7
-            random ^= random << 17
-            if random & 3 != 0 { break }
-            result += 1
-        }
+        while result < SkipList.maxHeight && random.below(4) == 0 { result += 1 }
         return result
     }
 
