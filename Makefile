@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEPS := liburing-dev libxxhash-dev pkg-config
 DEMO_DB ?= demo.db
 
-.PHONY: deps build demo test bench-pagestore clean
+.PHONY: deps build demo test docs bench-pagestore clean
 
 deps:
 	@missing=""; for p in $(DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -33,8 +33,9 @@ demo: build
 	run $(DEMO_DB) scan --prefix user: --reverse; \
 	run $(DEMO_DB) stats
 
-# Builds everything (failing on any warning in this project's own code), then runs
-# every test target. The suites are XCTest; Swift Testing's runner is off so that the
+# Builds everything (failing on any warning in this project's own code), runs every
+# test target, then builds and runs the example package that uses KVEngine as a
+# dependency (so the public API cannot break unnoticed). The suites are XCTest; Swift Testing's runner is off so that the
 # run ends on XCTest's summary line (switch it on when a Swift Testing test is added).
 test: deps
 	@$(SWIFT) build --build-tests > .build-test.log 2>&1; status=$$?; cat .build-test.log; \
@@ -43,6 +44,16 @@ test: deps
 		echo "error: the build has warnings (see above)"; rm -f .build-test.log; exit 1; fi
 	@rm -f .build-test.log
 	$(SWIFT) test --skip-build --disable-swift-testing
+	cd Examples/NoteStore && $(SWIFT) run -q NoteStore
+
+# The DocC catalogs of KVEngine and PageStore (swift-docc-plugin), as static sites in
+# .build/docs; fails on any documentation warning.
+docs: deps
+	@mkdir -p .build/docs; for target in KVEngine PageStore; do \
+		$(SWIFT) package --allow-writing-to-directory .build/docs generate-documentation \
+			--target $$target --output-path .build/docs/$$target --warnings-as-errors \
+			--transform-for-static-hosting || exit 1; \
+	done
 
 bench-pagestore: deps
 	scripts/bench-pagestore.sh

@@ -38,13 +38,17 @@ extension Database {
             throw KVError(.readOnly, "database at \(path) was opened read-only after log corruption", path: path)
         }
         try validateForAsync(batch)
+        let durability = durability ?? options.defaultDurability
+        let started = DispatchTime.now().uptimeNanoseconds
         let outcome = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Void, KVError>, Never>) in
-            let appended = log.append(batch, durability: durability ?? options.defaultDurability, lead: false) {
+            let appended = log.append(batch, durability: durability, lead: false) {
                 continuation.resume(returning: $0)
             }
             if appended.immediate { continuation.resume(returning: .success(())) }
         }
+        if case .failure = outcome { metrics.writeErrors.increment() }
         try outcome.get()
+        countWrite(batch, durability: durability, startedNanos: started)
     }
 
     /// Stores `value` under `key`, suspending until acknowledged.

@@ -42,6 +42,7 @@ public final class Database: Sendable {
     let log: LogWriter?
     private let flusher: FlushTimer?
     private let closed = Mutex(false)
+    let metrics = EngineMetrics()
     /// Sequence number visible when opened read-only.
     private let readOnlySequence: UInt64
 
@@ -97,7 +98,7 @@ public final class Database: Sendable {
         }
         let log = try LogWriter.create(
             directory: path, number: recovery.nextLogNumber, storage: storage, memtable: memtable,
-            lastSequence: recovery.lastSequence, options: options)
+            lastSequence: recovery.lastSequence, options: options, metrics: metrics)
         self.log = log
         flusher = FlushTimer(log: log, intervalMs: options.bufferedFlushIntervalMs)
     }
@@ -150,6 +151,7 @@ public final class Database: Sendable {
 
     func lookup(_ key: [UInt8], snapshot: Snapshot?) throws(KVError) -> [UInt8]? {
         try checkOpen()
+        metrics.gets.increment()
         let sequence = snapshot?.sequence ?? visibleSequence
         let found = key.withUnsafeBytes { memtable.get($0, snapshot: sequence) }
         if case .value(let value) = found { return value }
@@ -163,7 +165,8 @@ public final class Database: Sendable {
 
     /// An ordered walk over the keys in `options`' range, at `snapshot` (default: now).
     public func scan(_ options: ScanOptions = ScanOptions(), snapshot: Snapshot? = nil) -> Cursor {
-        Cursor(source: memtable.makeIterator(), snapshot: snapshot?.sequence ?? visibleSequence, options: options)
+        metrics.scans.increment()
+        return Cursor(source: memtable.makeIterator(), snapshot: snapshot?.sequence ?? visibleSequence, options: options)
     }
 
     /// Calls `body` with each key and value in `options`' range, in order, without copying
@@ -198,15 +201,40 @@ public final class Database: Sendable {
 
     /// Applies every entry of `batch` atomically.
     public func write(_ batch: WriteBatch, durability: Durability? = nil) throws(KVError) {
-        let log = try writableLog(batch)
+        let log: LogWriter
+        do {
+            log = try writableLog(batch)
+        } catch {
+            metrics.writeErrors.increment()
+            throw error
+        }
         let durability = durability ?? options.defaultDurability
+        let started = DispatchTime.now().uptimeNanoseconds
         let done = WriteWaiter()
         // A sync writer may block anyway: it runs its commit chain on its own thread.
         let appended = log.append(batch, durability: durability, lead: durability == .sync) { done.finish($0) }
-        if appended.immediate { return }
-        if let chain = appended.chain { log.lead(chain, while: { !done.isFinished }) }
-        storage.willWait()
-        try done.wait().get()
+        if !appended.immediate {
+            if let chain = appended.chain { log.lead(chain, while: { !done.isFinished }) }
+            storage.willWait()
+            do {
+                try done.wait().get()
+            } catch {
+                metrics.writeErrors.increment()
+                throw error
+            }
+        }
+        countWrite(batch, durability: durability, startedNanos: started)
+    }
+
+    /// Counts an acknowledged write in the metrics.
+    func countWrite(_ batch: WriteBatch, durability: Durability, startedNanos: UInt64) {
+        if durability == .sync {
+            metrics.syncWrites.increment()
+            metrics.commitDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - startedNanos))
+        } else {
+            metrics.bufferedWrites.increment()
+        }
+        metrics.writeEntries.increment(by: Int64(batch.count))
     }
 
     /// Makes every write acknowledged so far durable (writes and syncs the log's pending

@@ -40,6 +40,7 @@ final class LogWriter: Sendable {
     private let memtableLimitBytes: Int
     private let preallocateBytes: Int64
     private let bufferedChainPages: Int
+    private let metrics: EngineMetrics
     private let state: Mutex<State>
     /// The newest sequence number readers may see.
     let visibleSequence: ManagedAtomic<UInt64>
@@ -122,7 +123,7 @@ final class LogWriter: Sendable {
     /// then a directory fsync, all before any record can be acknowledged in it.
     static func create(
         directory: String, number: UInt64, storage: any Storage, memtable: Memtable,
-        lastSequence: UInt64, options: Options
+        lastSequence: UInt64, options: Options, metrics: EngineMetrics
     ) throws(KVError) -> LogWriter {
         let path = directory + "/" + LogFormat.fileName(number)
         let (file, zeros) = try io("create log \(path)") { () throws -> (FileID, PageBuffer) in
@@ -144,14 +145,15 @@ final class LogWriter: Sendable {
         }
         return LogWriter(
             storage: storage, file: file, path: path, number: number, memtable: memtable, zeros: zeros,
-            lastSequence: lastSequence, options: options)
+            lastSequence: lastSequence, options: options, metrics: metrics)
     }
 
     private init(
         storage: any Storage, file: FileID, path: String, number: UInt64, memtable: Memtable, zeros: PageBuffer,
-        lastSequence: UInt64, options: Options
+        lastSequence: UInt64, options: Options, metrics: EngineMetrics
     ) {
         self.zeros = zeros
+        self.metrics = metrics
         self.storage = storage
         self.file = file
         self.path = path
@@ -452,6 +454,10 @@ final class LogWriter: Sendable {
             guard state.failure == nil else { return nil }
             releaseWrittenBlocks(&state)
             return startChainIfDue(&state)
+        }
+        if case .success(let bytes) = result {
+            metrics.logChains.increment()
+            metrics.logBytes.increment(by: Int64(bytes))
         }
         for (ack, result) in acks { ack(result) }
         return next
