@@ -43,8 +43,14 @@ test: deps
 	@if grep -E '^(/|\./)?[^ ]*(Sources|Tests|Examples)/[^ ]*: warning:' .build-test.log | grep -v '/.build/'; then \
 		echo "error: the build has warnings (see above)"; rm -f .build-test.log; exit 1; fi
 	@rm -f .build-test.log
-	$(SWIFT) test --skip-build --disable-swift-testing
+	@$(SWIFT) test --skip-build --disable-swift-testing 2>&1 | tee .build/test.log; \
+		grep -q "^Test Suite 'All tests' passed" .build/test.log || { echo "error: tests failed"; exit 1; }
 	cd Examples/NoteStore && $(SWIFT) run -q NoteStore
+	@awk '/Executed [0-9]+ tests?, with/ { line = $$0 } END { \
+		match(line, /Executed [0-9]+/); n = substr(line, RSTART + 9, RLENGTH - 9); \
+		s = 0; if (match(line, /[0-9]+ tests? skipped/)) { s = substr(line, RSTART, RLENGTH) + 0 } \
+		match(line, /[0-9]+ failures?/); f = substr(line, RSTART, RLENGTH) + 0; \
+		printf "tests: %d passed, %d failed, %d skipped\n", n - s - f, f, s }' .build/test.log
 
 # The DocC catalogs of KVEngine and PageStore (swift-docc-plugin), as static sites in
 # .build/docs; fails on any documentation warning.

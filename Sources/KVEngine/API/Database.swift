@@ -91,6 +91,8 @@ public final class Database: Sendable {
         self.memtable = memtable
         let recovery = try Recovery(directory: path, storage: storage, memtable: memtable, options: options).run()
         readOnlySequence = recovery.lastSequence
+        engineLogger.info(
+            "opened database at \(path): \(recovery.logsReplayed) logs replayed through sequence \(recovery.lastSequence)\(recovery.tornTails > 0 ? ", \(recovery.tornTails) torn tails cut off" : "")\(recovery.readOnly ? ", read-only" : "")")
         if recovery.readOnly {
             log = nil
             flusher = nil

@@ -17,6 +17,7 @@ struct Recovery {
         var nextLogNumber: UInt64 = 1
         var readOnly = false
         var tornTails = 0
+        var logsReplayed = 0
     }
 
     func run() throws(KVError) -> Outcome {
@@ -25,6 +26,7 @@ struct Recovery {
         let logs = names.compactMap(LogFormat.number(ofFileName:)).sorted()
         outcome.nextLogNumber = (logs.last ?? 0) + 1
         for number in logs {
+            outcome.logsReplayed += 1
             let path = directory + "/" + LogFormat.fileName(number)
             var lastSequence = outcome.lastSequence
             let reader = LogReader(storage: storage, path: path, number: number)
