@@ -280,6 +280,7 @@ public final class Database: Sendable {
         flusher?.stop()
         var failure: KVError?
         if let log {
+            log.beginClose()
             let done = WriteWaiter()
             let appended = log.sync(lead: true) { done.finish($0) }
             if !appended.immediate {

@@ -3,6 +3,10 @@ import DequeModule
 import PageStore
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Appends write batches to one log file with group commit, and applies them to the
 /// memtable in log order.
 ///
@@ -94,6 +98,8 @@ final class LogWriter: Sendable {
         var lastSequence: UInt64
         var waiters: Deque<Waiter> = []
         var failure: KVError?
+        /// Set by `beginClose`: appends are refused from then on.
+        var closing = false
         var preallocatedBytes: Int64
         /// End of the region written with zeros or data: writes below it overwrite written
         /// blocks, so their fdatasync need not journal an extent conversion.
@@ -195,6 +201,7 @@ final class LogWriter: Sendable {
         while true {
             let outcome = state.withLock { state -> Outcome in
                 if let failure = state.failure { return .failed(failure) }
+                if state.closing { return .failed(KVError(.closed, "database is closed")) }
                 if memtable.approximateBytes + batch.encodedBytes + batch.count * 48 > memtableLimitBytes {
                     return .failed(KVError(
                         .full,
@@ -506,17 +513,32 @@ final class LogWriter: Sendable {
         return Appended(immediate: done, chain: chain)
     }
 
-    /// After a final `sync`: trims the preallocated tail so a closed log holds only its
-    /// written pages, and gives the buffers back.
+    /// Refuses appends from now on; a writer that got past the handle's open check while
+    /// it was closing fails with `.closed` instead of writing into a log being closed.
+    func beginClose() {
+        state.withLock { $0.closing = true }
+    }
+
+    /// After `beginClose` and a final `sync`: waits until no chain is in flight (the kernel
+    /// may still be reading their buffers), trims the preallocated tail so a closed log
+    /// holds only its written pages, and gives the buffers back.
     func close() throws(KVError) {
-        let (end, buffers) = state.withLock { state -> (Int64, [PageBuffer]) in
+        while state.withLock({ !$0.inFlight.isEmpty }) {
+            storage.willWait()
+            usleep(100)
+        }
+        let (end, buffers, orphans) = state.withLock { state -> (Int64, [PageBuffer], [Ack]) in
             let end = state.durableBytes
             let buffers = state.blocks.map(\.buffer) + state.spare + [zeros]
             state.blocks.removeAll()
             state.spare.removeAll()
             state.failure = state.failure ?? KVError(.closed, "database is closed")
-            return (end, buffers)
+            // Nothing is left to make them durable: whoever still waits hears so.
+            let orphans = state.waiters.map(\.ack)
+            state.waiters.removeAll()
+            return (end, buffers, orphans)
         }
+        for ack in orphans { ack(.failure(KVError(.closed, "database closed before the write was durable"))) }
         for buffer in buffers { storage.allocator.free(buffer) }
         try io("close log \(path)") {
             try storage.truncateFile(file, toBytes: end)
