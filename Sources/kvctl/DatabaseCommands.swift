@@ -104,10 +104,61 @@ struct Stats: ParsableCommand {
     func run() throws {
         let db = try database.open(create: false)
         defer { try? db.close() }
-        let stats = db.stats
-        print("last sequence: \(stats.lastSequence)")
-        print("memtable: \(stats.memtableEntries) entries, \(stats.memtableBytes) bytes")
-        print("log chains this session: \(stats.logChains)")
-        if let store = stats.pageStore { print(store) }
+        print(describe(db.stats))
+    }
+}
+
+struct Count: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the number of keys.")
+    @OptionGroup var database: DatabaseOptions
+
+    func run() throws {
+        let db = try database.open(create: false)
+        defer { try? db.close() }
+        var count = 0
+        db.forEach { _, _ in
+            count += 1
+            return true
+        }
+        print(count)
+    }
+}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Verify every checksum of every file without changing anything; exit 1 on damage.",
+        discussion: "Prints one line per finding, naming the file and offset. A torn tail (an interrupted last write, cut off at the next open) is reported but is not damage.")
+    @OptionGroup var database: DatabaseOptions
+
+    func run() throws {
+        let report = try Database.check(path: database.path)
+        print(report)
+        if report.isDamaged { throw ExitCode(1) }
+    }
+}
+
+struct Batch: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Apply 'put KEY VALUE' and 'del KEY' lines from stdin as one atomic batch.",
+        discussion: "Words as in the shell (quotes, \\xNN escapes). A bad line applies nothing and names the line.")
+    @OptionGroup var database: DatabaseOptions
+
+    func run() throws {
+        var batch = WriteBatch()
+        var number = 0
+        while let line = readLine(strippingNewline: true) {
+            number += 1
+            let words = try ShellWords.split(line)
+            guard let command = words.first.map({ String(decoding: $0, as: UTF8.self) }) else { continue }
+            switch (command, words.count) {
+            case ("put", 3): batch.put(words[1], words[2])
+            case ("del", 2), ("delete", 2): batch.delete(words[1])
+            default: throw ValidationError("line \(number): expected 'put KEY VALUE' or 'del KEY': \(line)")
+            }
+        }
+        let db = try database.open(create: true)
+        try db.write(batch)
+        try db.close()
+        print("OK (\(batch.count) entries)")
     }
 }

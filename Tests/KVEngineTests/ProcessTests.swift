@@ -14,7 +14,7 @@ final class ProcessTests: XCTestCase {
         throw XCTSkip("kvctl binary not found beside \(CommandLine.arguments[0]): cross-process checks not run")
     }
 
-    private func run(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    private func run(_ arguments: [String], input: String? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try kvctl())
         process.arguments = arguments
@@ -22,7 +22,11 @@ final class ProcessTests: XCTestCase {
         let err = Pipe()
         process.standardOutput = out
         process.standardError = err
+        let stdin = Pipe()
+        process.standardInput = stdin
         try process.run()
+        if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
+        try stdin.fileHandleForWriting.close()
         let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
@@ -61,5 +65,57 @@ final class ProcessTests: XCTestCase {
         XCTAssertNotEqual(result.status, 0)
         XCTAssertTrue(result.stderr.contains("no database at \(dir.path)"), result.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.path))
+    }
+
+    func testScriptedShellSessionAcknowledgesEachCommand() throws {
+        let dir = TestPath()
+        let script = """
+            put a 1
+            put "two words" "x\\x00y"
+            get a
+            get "two words"
+            frobnicate
+            scan
+            count
+            del a
+            get a
+            """
+        let result = try run([dir.path], input: script + "\n")
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(result.stdout, "OK\nOK\n1\nx\\x00y\na\t1\ntwo words\tx\\x00y\n2\nOK\n(not found)\n", "no prompt on a pipe, one result per command")
+        XCTAssertEqual(result.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }, ["error: unknown command 'frobnicate' (type help)"])
+        // Every acknowledged write is in the database, including the binary value.
+        let db = try Database(path: dir.path, options: testOptions())
+        XCTAssertEqual(try db.get(Array("two words".utf8)), [0x78, 0x00, 0x79])
+        XCTAssertNil(try db.get("a"))
+    }
+
+    func testBatchFromStdinIsAtomic() throws {
+        let dir = TestPath()
+        XCTAssertEqual(try run([dir.path, "put", "keep", "1"]).status, 0)
+        let bad = try run([dir.path, "batch"], input: "put a 1\nput b\n")
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("line 2: expected 'put KEY VALUE' or 'del KEY'"), bad.stderr)
+        XCTAssertEqual(try run([dir.path, "count"]).stdout, "1\n", "a bad batch applies nothing")
+        let good = try run([dir.path, "batch"], input: "put a 1\ndel keep\nput b 2\n")
+        XCTAssertEqual(good.stdout, "OK (3 entries)\n", good.stderr)
+        XCTAssertEqual(try run([dir.path, "scan", "--keys-only"]).stdout, "a\nb\n")
+    }
+
+    func testCheckNamesDamageWithFileAndOffsetAndChangesNothing() throws {
+        let dir = TestPath()
+        let db = try Database(path: dir.path, options: testOptions())
+        for index in 0..<8 { try db.put("k\(index)", "v\(index)") }
+        try db.close()
+        let clean = try run([dir.path, "check"])
+        XCTAssertEqual(clean.status, 0, clean.stderr)
+        XCTAssertTrue(clean.stdout.hasPrefix("1 logs, 8 records, last sequence 8"), clean.stdout)
+        let log = logFiles(dir.path)[0]
+        scribble(log, at: 3 * 4096 + 40, count: 4)
+        let before = try Data(contentsOf: URL(fileURLWithPath: log))
+        let damaged = try run([dir.path, "check"])
+        XCTAssertEqual(damaged.status, 1)
+        XCTAssertTrue(damaged.stdout.contains("damaged: \(log) at offset 12288: checksum mismatch"), damaged.stdout)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: log)), before, "check changes nothing")
     }
 }

@@ -31,19 +31,15 @@ struct Recovery {
             var lastSequence = outcome.lastSequence
             let reader = LogReader(storage: storage, path: path, number: number)
             let result = try reader.replay { record, offset in
-                guard record.count >= WriteBatch.headerBytes else { return "record of \(record.count) bytes is too short" }
-                let first = Coding.fixed64(record, at: 0)
-                let count = UInt64(Coding.fixed32(record, at: 8))
-                guard first == lastSequence + 1 else {
-                    return "record at offset \(offset) starts at sequence \(first), expected \(lastSequence + 1)"
-                }
                 // Validate the whole batch before applying any of it: all or nothing.
-                guard count > 0, WriteBatch.forEachEntry(in: record, { _, _, _, _ in }) else {
-                    return "record at offset \(offset) is not a well-formed write batch"
+                switch Recovery.validate(record, at: offset, after: lastSequence) {
+                case .failure(let problem):
+                    return problem.reason
+                case .success(let last):
+                    memtable.apply(batch: record)
+                    lastSequence = last
+                    return nil
                 }
-                memtable.apply(batch: record)
-                lastSequence = first + count - 1
-                return nil
             }
             outcome.lastSequence = lastSequence
             switch result.end {
@@ -71,6 +67,28 @@ struct Recovery {
             }
         }
         return outcome
+    }
+
+    /// Why a record cannot be replayed.
+    struct RecordProblem: Error {
+        let reason: String
+    }
+
+    /// Checks a log record before anything of it is applied: a well-formed batch whose
+    /// sequence numbers follow `lastSequence`. Returns the record's last sequence number.
+    static func validate(_ record: UnsafeRawBufferPointer, at offset: Int64, after lastSequence: UInt64) -> Result<UInt64, RecordProblem> {
+        guard record.count >= WriteBatch.headerBytes else {
+            return .failure(RecordProblem(reason: "record at offset \(offset) is \(record.count) bytes, too short"))
+        }
+        let first = Coding.fixed64(record, at: 0)
+        let count = UInt64(Coding.fixed32(record, at: 8))
+        guard first == lastSequence + 1 else {
+            return .failure(RecordProblem(reason: "record at offset \(offset) starts at sequence \(first), expected \(lastSequence + 1)"))
+        }
+        guard count > 0, WriteBatch.forEachEntry(in: record, { _, _, _, _ in }) else {
+            return .failure(RecordProblem(reason: "record at offset \(offset) is not a well-formed write batch"))
+        }
+        return .success(first + count - 1)
     }
 
     private func truncate(_ path: String, to size: Int64) throws(KVError) {

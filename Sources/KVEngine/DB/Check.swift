@@ -1,0 +1,83 @@
+import PageStore
+
+/// What `Database.check` found.
+public struct CheckReport: Sendable, CustomStringConvertible {
+    /// One finding: a file, where in it, and what.
+    public struct Finding: Sendable {
+        /// The file concerned.
+        public let path: String
+        /// Byte offset in the file.
+        public let offsetBytes: Int64
+        /// What is wrong there.
+        public let problem: String
+        /// Corruption (true), or a torn tail that the next open will cut off (false).
+        public let isDamage: Bool
+    }
+
+    /// Log files verified.
+    public var logs = 0
+    /// Records whose every fragment checksum verified and whose batch is well-formed.
+    public var records = 0
+    /// The last sequence number of the last good record.
+    public var lastSequence: UInt64 = 0
+    /// Everything that is not as it should be.
+    public var findings: [Finding] = []
+
+    /// Whether any finding is damage (corruption), not merely a torn tail.
+    public var isDamaged: Bool { findings.contains(where: \.isDamage) }
+
+    public var description: String {
+        var lines = ["\(logs) logs, \(records) records, last sequence \(lastSequence)"]
+        for finding in findings {
+            lines.append("\(finding.isDamage ? "damaged" : "torn tail"): \(finding.path) at offset \(finding.offsetBytes): \(finding.problem)")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+extension Database {
+    /// Verifies every checksum of every file of the database at `path` without opening it
+    /// for writing or changing anything: the identity file, and every fragment and record
+    /// of every log (sequence numbers must follow on). A database that is open elsewhere
+    /// can be checked; what it is writing at that moment may show as a torn tail.
+    public static func check(path: String, options: Options = Options()) throws(KVError) -> CheckReport {
+        try options.validate()
+        let store = try io("open page store") { try PageStore(options: options.pageStore) }
+        defer { store.shutdown() }
+        guard store.fileExists(atPath: path + "/" + Identity.fileName) else {
+            throw KVError(.notADatabase, "no database at \(path)", path: path)
+        }
+        try Identity.verify(in: path, storage: store)
+        var report = CheckReport()
+        let names = try io("list \(path)") { try store.contentsOfDirectory(atPath: path) }
+        var lastSequence: UInt64 = 0
+        for number in names.compactMap(LogFormat.number(ofFileName:)).sorted() {
+            let file = path + "/" + LogFormat.fileName(number)
+            report.logs += 1
+            var records = 0
+            let result = try LogReader(storage: store, path: file, number: number).replay { record, offset in
+                switch Recovery.validate(record, at: offset, after: lastSequence) {
+                case .failure(let problem):
+                    return problem.reason
+                case .success(let last):
+                    lastSequence = last
+                    records += 1
+                    return nil
+                }
+            }
+            report.records += records
+            switch result.end {
+            case .clean:
+                break
+            case .unfinishedCreation(let reason):
+                report.findings.append(.init(path: file, offsetBytes: 0, problem: "never finished being created (\(reason))", isDamage: false))
+            case .tornTail(let offset, let reason, _):
+                report.findings.append(.init(path: file, offsetBytes: offset, problem: reason, isDamage: false))
+            case .corruption(let offset, let reason):
+                report.findings.append(.init(path: file, offsetBytes: offset, problem: reason, isDamage: true))
+            }
+        }
+        report.lastSequence = lastSequence
+        return report
+    }
+}

@@ -1,0 +1,194 @@
+import ArgumentParser
+import Foundation
+import KVEngine
+
+/// `kvctl DBPATH` with no command: a shell over an open database.
+///
+/// On a terminal it shows a prompt; reading from a pipe it shows none. Every command's
+/// result is written (unbuffered) only once the command is done at its durability: a
+/// `put` prints `OK` after its write is durable (or, with `--buffered`, in memory), so a
+/// program driving the shell through a pipe can take each output line as an
+/// acknowledgement. An error prints one line on stderr (`error: ...`) and the session
+/// goes on.
+struct Shell: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "shell",
+        abstract: "Open an interactive session (also: kvctl DBPATH with no command).")
+
+    @OptionGroup var database: DatabaseOptions
+
+    static let help = """
+        commands:
+          get KEY                      print the value (or "(not found)")
+          put KEY VALUE                store VALUE under KEY; prints OK once durable
+          del KEY                      remove KEY; prints OK once durable
+          scan [START [END]] [--prefix P] [--reverse] [--limit N] [--keys-only]
+          count                        number of keys
+          sync                         make every buffered write durable
+          stats                        engine and page store counters
+          help                         this text
+          quit | exit                  end the session
+        Keys and values are UTF-8 words or "quoted strings"; \\xNN, \\n, \\t, \\" and \\\\ escape bytes.
+        """
+
+    func run() throws {
+        let db = try database.open(create: true)
+        defer { try? db.close() }
+        let interactive = isatty(STDIN_FILENO) == 1
+        if interactive { emit("kvengine shell on \(database.path); type help for commands") }
+        while true {
+            if interactive { FileHandle.standardOutput.write(Data("kvengine> ".utf8)) }
+            guard let line = readLine(strippingNewline: true) else { break }
+            do {
+                if try !execute(line, db) { break }
+            } catch {
+                FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            }
+        }
+    }
+
+    /// Runs one command line; false ends the session.
+    private func execute(_ line: String, _ db: Database) throws -> Bool {
+        let words = try ShellWords.split(line)
+        guard let command = words.first else { return true }
+        let arguments = Array(words.dropFirst())
+        func want(_ count: Int, _ usage: String) throws {
+            guard arguments.count == count else { throw ShellError("usage: \(usage)") }
+        }
+        switch String(decoding: command, as: UTF8.self) {
+        case "get":
+            try want(1, "get KEY")
+            emit(try db.get(arguments[0]).map(displayBytes) ?? "(not found)")
+        case "put":
+            try want(2, "put KEY VALUE")
+            try db.put(arguments[0], arguments[1])
+            emit("OK")
+        case "del", "delete":
+            try want(1, "del KEY")
+            try db.delete(arguments[0])
+            emit("OK")
+        case "scan":
+            var options = ScanOptions()
+            var keysOnly = false
+            var positional: [[UInt8]] = []
+            var index = 0
+            while index < arguments.count {
+                switch String(decoding: arguments[index], as: UTF8.self) {
+                case "--prefix":
+                    index += 1
+                    guard index < arguments.count else { throw ShellError("--prefix needs a value") }
+                    options.prefix = arguments[index]
+                case "--limit":
+                    index += 1
+                    guard index < arguments.count, let limit = Int(String(decoding: arguments[index], as: UTF8.self)), limit >= 0 else {
+                        throw ShellError("--limit needs a non-negative number")
+                    }
+                    options.limit = limit
+                case "--reverse": options.reverse = true
+                case "--keys-only": keysOnly = true
+                default: positional.append(arguments[index])
+                }
+                index += 1
+            }
+            guard positional.count <= 2 else { throw ShellError("usage: scan [START [END]] [--prefix P] [--reverse] [--limit N] [--keys-only]") }
+            options.start = positional.first
+            options.end = positional.count == 2 ? positional[1] : nil
+            var lines: [String] = []
+            db.forEach(options) { key, value in
+                lines.append(keysOnly ? displayBytes(Array(key)) : displayBytes(Array(key)) + "\t" + displayBytes(Array(value)))
+                return true
+            }
+            if !lines.isEmpty { emit(lines.joined(separator: "\n")) }
+        case "count":
+            try want(0, "count")
+            var count = 0
+            db.forEach { _, _ in
+                count += 1
+                return true
+            }
+            emit(String(count))
+        case "sync":
+            try db.sync()
+            emit("OK")
+        case "stats":
+            emit(describe(db.stats))
+        case "help":
+            emit(Shell.help)
+        case "quit", "exit":
+            return false
+        default:
+            throw ShellError("unknown command '\(String(decoding: command, as: UTF8.self))' (type help)")
+        }
+        return true
+    }
+}
+
+/// A shell usage error: one line, the session goes on.
+struct ShellError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Splits a shell line into byte words: whitespace separates, "double quotes" group, and
+/// \xNN, \n, \t, \", \\ escape bytes (inside quotes and out).
+enum ShellWords {
+    static func split(_ line: String) throws -> [[UInt8]] {
+        var words: [[UInt8]] = []
+        var current: [UInt8] = []
+        var inWord = false
+        var quoted = false
+        var bytes = Array(line.utf8)[...]
+        while let byte = bytes.popFirst() {
+            switch byte {
+            case UInt8(ascii: "\""):
+                quoted.toggle()
+                inWord = true
+            case UInt8(ascii: " "), UInt8(ascii: "\t"):
+                if quoted {
+                    current.append(byte)
+                } else if inWord {
+                    words.append(current)
+                    current = []
+                    inWord = false
+                }
+            case UInt8(ascii: "\\"):
+                guard let next = bytes.popFirst() else { throw ShellError("a line cannot end in a backslash") }
+                inWord = true
+                switch next {
+                case UInt8(ascii: "n"): current.append(0x0A)
+                case UInt8(ascii: "t"): current.append(0x09)
+                case UInt8(ascii: "x"):
+                    let digits = String(decoding: bytes.prefix(2), as: UTF8.self)
+                    guard digits.count == 2, let value = UInt8(digits, radix: 16) else {
+                        throw ShellError("\\x must be followed by two hex digits")
+                    }
+                    bytes = bytes.dropFirst(2)
+                    current.append(value)
+                default: current.append(next)
+                }
+            default:
+                current.append(byte)
+                inWord = true
+            }
+        }
+        if quoted { throw ShellError("unterminated quote") }
+        if inWord { words.append(current) }
+        return words
+    }
+}
+
+/// Writes a line to stdout at once (no buffering): the caller's acknowledgement.
+func emit(_ text: String) {
+    FileHandle.standardOutput.write(Data((text + "\n").utf8))
+}
+
+/// The stats as `kvctl stats` prints them.
+func describe(_ stats: DatabaseStats) -> String {
+    var lines = [
+        "last sequence: \(stats.lastSequence)",
+        "memtable: \(stats.memtableEntries) entries, \(stats.memtableBytes) bytes",
+        "log chains this session: \(stats.logChains)",
+    ]
+    if let store = stats.pageStore { lines.append(store.description) }
+    return lines.joined(separator: "\n")
+}
