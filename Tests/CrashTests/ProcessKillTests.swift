@@ -53,7 +53,10 @@ final class ProcessKillTests: XCTestCase {
         for round in 0..<8 {
             var arguments = ["stress", "--db", path, "--seed", "\(seed)", "--keys", "\(keys)"]
             if buffered { arguments.append("--buffered") }
-            let lines = try runAndKill(arguments, afterMilliseconds: 50 + random.below(400))
+            // The last round runs long enough to acknowledge something even on a loaded
+            // machine, where starting the process can take most of a short round.
+            let delay = round == 7 ? 1500 : 50 + random.below(400)
+            let lines = try runAndKill(arguments, afterMilliseconds: delay)
             kills += 1
             guard let start = lines.first(where: { $0.hasPrefix("start ") }).flatMap({ Int($0.dropFirst(6)) }) else {
                 continue  // killed before it had recovered: the next round recovers
