@@ -3,6 +3,7 @@ import Dispatch
 import PageStore
 import Synchronization
 import Foundation
+import KVEngine
 
 #if canImport(Glibc)
 import Glibc
