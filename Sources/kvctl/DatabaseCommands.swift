@@ -35,28 +35,33 @@ func displayBytes(_ bytes: [UInt8]) -> String {
 struct Get: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print the value of KEY (exit 1 when absent).")
     @OptionGroup var database: DatabaseOptions
-    @Argument(help: "The key (UTF-8).") var key: String
+    @OptionGroup var encoding: ByteEncoding
+    @Argument(help: "The key.") var key: String
 
     func run() throws {
+        let keyBytes = try encoding.decode(key, "KEY")
         let db = try database.open(create: false)
         defer { try? db.close() }
-        guard let value = try db.get(Array(key.utf8)) else {
+        guard let value = try db.get(keyBytes) else {
             FileHandle.standardError.write(Data("not found: \(key)\n".utf8))
             throw ExitCode(1)
         }
-        print(displayBytes(value))
+        print(encoding.json ? encoding.line(key: keyBytes, value: value) : encoding.encode(value))
     }
 }
 
 struct Put: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Store VALUE under KEY.")
     @OptionGroup var database: DatabaseOptions
-    @Argument(help: "The key (UTF-8).") var key: String
-    @Argument(help: "The value (UTF-8).") var value: String
+    @OptionGroup var encoding: ByteEncoding
+    @Argument(help: "The key.") var key: String
+    @Argument(help: "The value.") var value: String
 
     func run() throws {
+        let keyBytes = try encoding.decode(key, "KEY")
+        let valueBytes = try encoding.decode(value, "VALUE")
         let db = try database.open(create: true)
-        try db.put(key, value)
+        try db.put(keyBytes, valueBytes)
         try db.close()
         print("OK")
     }
@@ -65,11 +70,13 @@ struct Put: ParsableCommand {
 struct Del: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Remove KEY.")
     @OptionGroup var database: DatabaseOptions
-    @Argument(help: "The key (UTF-8).") var key: String
+    @OptionGroup var encoding: ByteEncoding
+    @Argument(help: "The key.") var key: String
 
     func run() throws {
+        let keyBytes = try encoding.decode(key, "KEY")
         let db = try database.open(create: true)
-        try db.delete(key)
+        try db.delete(keyBytes)
         try db.close()
         print("OK")
     }
@@ -78,6 +85,7 @@ struct Del: ParsableCommand {
 struct Scan: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print keys and values in order: KEY<TAB>VALUE per line.")
     @OptionGroup var database: DatabaseOptions
+    @OptionGroup var encoding: ByteEncoding
     @Argument(help: "First key (inclusive).") var start: String?
     @Argument(help: "End key (exclusive).") var end: String?
     @Option(help: "Only keys with this prefix.") var prefix: String?
@@ -86,13 +94,13 @@ struct Scan: ParsableCommand {
     @Flag(name: .customLong("keys-only"), help: "Print keys only.") var keysOnly = false
 
     func run() throws {
+        let options = ScanOptions(
+            start: try start.map { try encoding.decode($0, "START") }, end: try end.map { try encoding.decode($0, "END") },
+            prefix: try prefix.map { try encoding.decode($0, "--prefix") }, reverse: reverse, limit: limit)
         let db = try database.open(create: false)
         defer { try? db.close() }
-        let options = ScanOptions(
-            start: start.map { Array($0.utf8) }, end: end.map { Array($0.utf8) },
-            prefix: prefix.map { Array($0.utf8) }, reverse: reverse, limit: limit)
         for (key, value) in db.scan(options) {
-            print(keysOnly ? displayBytes(key) : displayBytes(key) + "\t" + displayBytes(value))
+            print(encoding.line(key: key, value: keysOnly ? nil : value))
         }
     }
 }

@@ -118,4 +118,24 @@ final class ProcessTests: XCTestCase {
         XCTAssertTrue(damaged.stdout.contains("damaged: \(log) at offset 12288: checksum mismatch"), damaged.stdout)
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: log)), before, "check changes nothing")
     }
+
+    func testBinaryRoundTripsThroughHexAndBase64() throws {
+        let dir = TestPath()
+        let key: [UInt8] = [0x00, 0xFF, 0x0A]
+        let value: [UInt8] = (0..<64).map { UInt8(truncatingIfNeeded: $0 * 5) }
+        let hexKey = key.map { String(format: "%02x", $0) }.joined()
+        let hexValue = value.map { String(format: "%02x", $0) }.joined()
+        XCTAssertEqual(try run([dir.path, "put", "--hex", hexKey, hexValue]).status, 0)
+        XCTAssertEqual(try run([dir.path, "get", "--hex", hexKey]).stdout, hexValue + "\n")
+        let base64Key = Data(key).base64EncodedString()
+        XCTAssertEqual(try run([dir.path, "get", "--base64", base64Key]).stdout, Data(value).base64EncodedString() + "\n")
+        XCTAssertEqual(
+            try run([dir.path, "scan", "--json", "--hex"]).stdout, "{\"key\": \"\(hexKey)\", \"value\": \"\(hexValue)\"}\n")
+        let db = try Database(path: dir.path, options: testOptions())
+        XCTAssertEqual(try db.get(key), value, "the bytes stored are exactly the bytes given")
+        try db.close()
+        let bad = try run([dir.path, "get", "--hex", "0g"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("malformed hex in KEY: '0g' has a non-hex digit at position 0"), bad.stderr)
+    }
 }
