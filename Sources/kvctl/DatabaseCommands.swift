@@ -41,11 +41,9 @@ struct Get: ParsableCommand {
     func run() throws {
         let keyBytes = try encoding.decode(key, "KEY")
         let db = try database.open(create: false)
-        defer { try? db.close() }
-        guard let value = try db.get(keyBytes) else {
-            FileHandle.standardError.write(Data("not found: \(key)\n".utf8))
-            throw ExitCode(1)
-        }
+        let value = try db.get(keyBytes)
+        try db.close()
+        guard let value else { KVCtl.fail("not found: \(key)", code: 1) }
         print(encoding.json ? encoding.line(key: keyBytes, value: value) : encoding.encode(value))
     }
 }

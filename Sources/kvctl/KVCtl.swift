@@ -1,4 +1,6 @@
 import ArgumentParser
+import Foundation
+import KVEngine
 import Logging
 
 /// `kvctl`: the command-line tool of the KVEngine project.
@@ -11,19 +13,57 @@ struct KVCtl: ParsableCommand {
             handler.logLevel = .warning
             return handler
         }
-        do {
-            var command = try parseAsRoot(rewrite(Array(CommandLine.arguments.dropFirst())))
-            try command.run()
-        } catch {
-            exit(withError: error)
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.count >= 2, !arguments[0].hasPrefix("-"), !toolNames.contains(arguments[0]),
+            !databaseCommands.contains(arguments[0]), !arguments[1].hasPrefix("-"), !databaseCommands.contains(arguments[1])
+        {
+            fail("unknown command '\(arguments[1])' (commands: \(databaseCommands.sorted().joined(separator: ", ")))", code: 64)
         }
+        do {
+            var command = try parseAsRoot(rewrite(arguments))
+            try command.run()
+        } catch let error as KVError {
+            fail(String(describing: error), code: exitCode(for: error.code))
+        } catch {
+            let code = exitCode(for: error)
+            // Help and clean exits print as ArgumentParser does; errors are one line.
+            if code == .success || error is ExitCode { exit(withError: error) }
+            let message = message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+            fail(message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message, code: code.rawValue)
+        }
+    }
+
+    /// Exit codes (sysexits-style), as documented in `kvctl --help`.
+    static let exitCodesHelp = """
+        exit codes: 0 ok; 1 not found (get) or damage found (check); 64 usage (unknown command, \
+        bad flag, malformed hex or base64); 65 bad data (empty or oversized key or value); \
+        66 no database at the path; 69 a required feature is unavailable; 73 database already \
+        exists; 74 I/O error; 75 locked by another process; 76 corruption; 77 read-only or full
+        """
+
+    static func exitCode(for code: KVError.Code) -> Int32 {
+        switch code {
+        case .invalidArgument: return 65
+        case .notADatabase: return 66
+        case .alreadyExists: return 73
+        case .io: return 74
+        case .locked: return 75
+        case .corruption, .newerFormat: return 76
+        case .readOnly, .full, .closed: return 77
+        }
+    }
+
+    /// One line on stderr, then exit.
+    static func fail(_ message: String, code: Int32) -> Never {
+        FileHandle.standardError.write(Data("kvctl: \(message)\n".utf8))
+        Foundation.exit(code)
     }
 
     static let configuration = CommandConfiguration(
         commandName: "kvctl",
         abstract: "Shell and operator tools for a KVEngine database.",
         usage: "kvctl DBPATH [get|put|del|scan|count|batch|check|stats|shell] ...\n       kvctl (bench|stress|pagestore) ...",
-        discussion: "kvctl DBPATH alone opens a shell on the database.",
+        discussion: "kvctl DBPATH alone opens a shell on the database.\n\n" + exitCodesHelp,
         subcommands: [
             Get.self, Put.self, Del.self, Scan.self, Count.self, Batch.self, Check.self, Stats.self, Shell.self,
             Bench.self, Stress.self, PageStoreCommand.self,

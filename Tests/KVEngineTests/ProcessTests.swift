@@ -138,4 +138,26 @@ final class ProcessTests: XCTestCase {
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertTrue(bad.stderr.contains("malformed hex in KEY: '0g' has a non-hex digit at position 0"), bad.stderr)
     }
+
+    func testBadInputGetsOneLineAndTheDocumentedExitCode() throws {
+        let dir = TestPath()
+        let missing = try run([dir.path, "get", "k"])
+        XCTAssertEqual(missing.status, 66)
+        XCTAssertEqual(missing.stderr, "kvctl: no database at \(dir.path)\n")
+        XCTAssertEqual(try run([dir.path, "put", "k", "v"]).status, 0)
+        let unknown = try run([dir.path, "frobnicate"])
+        XCTAssertEqual(unknown.status, 64)
+        XCTAssertTrue(unknown.stderr.hasPrefix("kvctl: unknown command 'frobnicate'"), unknown.stderr)
+        XCTAssertEqual(unknown.stderr.filter { $0 == "\n" }.count, 1, "one line")
+        XCTAssertEqual(try run([dir.path, "get", "--hex", "xyz"]).status, 64)
+        let oversized = try run([dir.path, "put", String(repeating: "k", count: Limits.maxKeyBytes + 1), "v"])
+        XCTAssertEqual(oversized.status, 65)
+        XCTAssertEqual(oversized.stderr, "kvctl: write rejected: entry 0: key of 65536 bytes exceeds the limit of 65535\n")
+        XCTAssertEqual(try run([dir.path, "get", "absent"]).status, 1)
+        let db = try Database(path: dir.path, options: testOptions())
+        let locked = try run([dir.path, "get", "k"])
+        XCTAssertEqual(locked.status, 75)
+        XCTAssertEqual(locked.stderr, "kvctl: database at \(dir.path) is locked by another process (pid \(getpid()))\n")
+        try db.close()
+    }
 }
