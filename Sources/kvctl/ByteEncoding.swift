@@ -36,7 +36,34 @@ struct ByteEncoding: ParsableArguments {
             guard let data = Data(base64Encoded: text) else { throw ValidationError("malformed base64 in \(what): '\(text)'") }
             return Array(data)
         }
-        return Array(text.utf8)
+        return try ByteEncoding.unescape(text, what)
+    }
+
+    /// Text form back to bytes: UTF-8, with `\\xNN` for any byte and `\\\\` for a backslash
+    /// (exactly what `encode` writes, so output can be fed back in).
+    static func unescape(_ text: String, _ what: String) throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        var input = Array(text.utf8)[...]
+        while let byte = input.popFirst() {
+            guard byte == UInt8(ascii: "\\") else {
+                bytes.append(byte)
+                continue
+            }
+            switch input.popFirst() {
+            case UInt8(ascii: "\\"):
+                bytes.append(byte)
+            case UInt8(ascii: "x"):
+                let digits = String(decoding: input.prefix(2), as: UTF8.self)
+                guard digits.count == 2, let value = UInt8(digits, radix: 16) else {
+                    throw ValidationError("malformed escape in \(what): \\x needs two hex digits in '\(text)'")
+                }
+                input = input.dropFirst(2)
+                bytes.append(value)
+            default:
+                throw ValidationError("malformed escape in \(what): only \\xNN and \\\\ are escapes, in '\(text)'")
+            }
+        }
+        return bytes
     }
 
     /// `bytes` in the chosen encoding.

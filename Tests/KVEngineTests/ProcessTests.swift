@@ -160,4 +160,31 @@ final class ProcessTests: XCTestCase {
         XCTAssertEqual(locked.stderr, "kvctl: database at \(dir.path) is locked by another process (pid \(getpid()))\n")
         try db.close()
     }
+
+    func testImportThenExportIsIdentity() throws {
+        let seed = testSeed()
+        var random = SplitMix(seed: seed)
+        let source = TestPath()
+        let db = try Database(path: source.path, options: testOptions())
+        for _ in 0..<200 {
+            let key = (0..<(1 + random.below(12))).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+            let value = (0..<random.below(40)).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+            try db.put(key, value, durability: .buffered)
+        }
+        try db.close()
+        for format in ["jsonl", "tsv"] {
+            let exported = try run([source.path, "export", "--format", format])
+            XCTAssertEqual(exported.status, 0, exported.stderr)
+            let target = TestPath()
+            let imported = try run([target.path, "import", "--format", format], input: exported.stdout)
+            XCTAssertEqual(imported.status, 0, imported.stderr)
+            let again = try run([target.path, "export", "--format", format])
+            XCTAssertEqual(again.stdout, exported.stdout, "\(format): import then export is identity (seed \(seed))")
+        }
+        let target = TestPath()
+        let bad = try run([target.path, "import"], input: "{\"key\": \"a\", \"value\": \"1\"}\nnot json\n")
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("line 2: expected {"), bad.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: target.path), "a malformed import writes nothing")
+    }
 }
