@@ -33,6 +33,11 @@ let package = Package(
             pkgConfig: "libxxhash",
             providers: [.apt(["libxxhash-dev"])]
         ),
+        .systemLibrary(
+            name: "CLibedit",
+            pkgConfig: "libedit",
+            providers: [.apt(["libedit-dev"])]
+        ),
         .target(
             name: "CPageStoreSupport",
             dependencies: ["CLiburing"]
@@ -64,6 +69,7 @@ let package = Package(
             dependencies: [
                 "KVEngine",
                 "PageStore",
+                "CLibedit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

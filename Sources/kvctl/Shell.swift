@@ -1,10 +1,12 @@
 import ArgumentParser
+import CLibedit
 import Foundation
 import KVEngine
 
 /// `kvctl DBPATH` with no command: a shell over an open database.
 ///
-/// On a terminal it shows a prompt; reading from a pipe it shows none. Every command's
+/// On a terminal it shows a prompt, with line editing and history (libedit; the history
+/// is kept in `~/.kvctl_history`); reading from a pipe it shows none. Every command's
 /// result is written (unbuffered) only once the command is done at its durability: a
 /// `put` prints `OK` after its write is durable (or, with `--buffered`, in memory), so a
 /// program driving the shell through a pipe can take each output line as an
@@ -35,16 +37,31 @@ struct Shell: ParsableCommand {
         let db = try database.open(create: true)
         defer { try? db.close() }
         let interactive = isatty(STDIN_FILENO) == 1
-        if interactive { emit("kvengine shell on \(database.path); type help for commands") }
+        let history = ProcessInfo.processInfo.environment["HOME"].map { $0 + "/.kvctl_history" }
+        if interactive {
+            emit("kvengine shell on \(database.path); type help for commands")
+            if let history { _ = read_history(history) }
+        }
+        defer {
+            if interactive, let history { _ = write_history(history) }
+        }
         while true {
-            if interactive { FileHandle.standardOutput.write(Data("kvengine> ".utf8)) }
-            guard let line = readLine(strippingNewline: true) else { break }
+            guard let line = interactive ? readInteractive() : readLine(strippingNewline: true) else { break }
             do {
                 if try !execute(line, db) { break }
             } catch {
                 FileHandle.standardError.write(Data("error: \(error)\n".utf8))
             }
         }
+    }
+
+    /// A line from the terminal with editing and history (libedit).
+    private func readInteractive() -> String? {
+        guard let raw = readline("kvengine> ") else { return nil }
+        defer { free(raw) }
+        let line = String(cString: raw)
+        if !line.trimmingCharacters(in: .whitespaces).isEmpty { _ = add_history(line) }
+        return line
     }
 
     /// Runs one command line; false ends the session.
