@@ -143,6 +143,26 @@ struct Check: ParsableCommand {
     }
 }
 
+struct Dump: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print every record of every log (for debugging), then what check finds.",
+        discussion: "One line per entry: FILE@OFFSET #SEQUENCE put KEY VALUE | del KEY. Changes nothing.")
+    @OptionGroup var database: DatabaseOptions
+    @OptionGroup var encoding: ByteEncoding
+
+    func run() throws {
+        let report = try Database.check(path: database.path, visit: { record in
+            for entry in record.entries {
+                let operation = entry.isPut
+                    ? "put \(encoding.encode(entry.key)) \(encoding.encode(entry.value))" : "del \(encoding.encode(entry.key))"
+                print("\(record.file)@\(record.offsetBytes) #\(entry.sequence) \(operation)")
+            }
+        })
+        print(report)
+        if report.isDamaged { throw ExitCode(1) }
+    }
+}
+
 struct Batch: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Apply 'put KEY VALUE' and 'del KEY' lines from stdin as one atomic batch.",

@@ -24,15 +24,20 @@ struct Export: ParsableCommand {
         let db = try database.open(create: false)
         defer { try? db.close() }
         var out = Data()
+        var progress = Progress("exported")
+        var count = 0
         db.forEach { key, value in
             out.append(contentsOf: (lineEncoding.line(key: Array(key), value: Array(value)) + "\n").utf8)
+            count += 1
             if out.count >= 1 << 20 {
                 FileHandle.standardOutput.write(out)
                 out.removeAll(keepingCapacity: true)
+                progress.update(count)
             }
             return true
         }
         FileHandle.standardOutput.write(out)
+        progress.finish(count)
     }
 }
 
@@ -66,12 +71,15 @@ struct Import: ParsableCommand {
         }
         let db = try database.open(create: true)
         var written = 0
+        var progress = Progress("imported")
         while written < entries.count {
             var batch = WriteBatch()
             for (key, value) in entries[written..<min(entries.count, written + 1000)] { batch.put(key, value) }
             try db.write(batch)
             written += batch.count
+            progress.update(written)
         }
+        progress.finish(written)
         try db.close()
         print("imported \(written) entries")
     }

@@ -62,18 +62,18 @@ struct KVCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kvctl",
         abstract: "Shell and operator tools for a KVEngine database.",
-        usage: "kvctl DBPATH [get|put|del|scan|count|batch|import|export|check|stats|shell] ...\n       kvctl (bench|stress|pagestore) ...",
+        usage: "kvctl DBPATH [get|put|del|scan|count|batch|import|export|check|dump|stats|shell] ...\n       kvctl (bench|stress|pagestore) ...",
         discussion: "kvctl DBPATH alone opens a shell on the database.\n\n" + exitCodesHelp,
         subcommands: [
             Get.self, Put.self, Del.self, Scan.self, Count.self, Batch.self, Import.self, Export.self, Check.self,
-            Stats.self, Shell.self,
+            Dump.self, Stats.self, Shell.self,
             Bench.self, Stress.self, PageStoreCommand.self,
         ])
 
     /// Subcommands that do not take a database path first.
     static let toolNames: Set<String> = ["bench", "stress", "pagestore", "help"]
     static let databaseCommands: Set<String> = [
-        "get", "put", "del", "scan", "count", "batch", "import", "export", "check", "stats", "shell",
+        "get", "put", "del", "scan", "count", "batch", "import", "export", "check", "dump", "stats", "shell",
     ]
 
     /// `kvctl DBPATH COMMAND ARGS...` becomes `kvctl COMMAND --db DBPATH ARGS...`, and

@@ -35,12 +35,34 @@ public struct CheckReport: Sendable, CustomStringConvertible {
     }
 }
 
+/// One verified log record, as `kvctl dump` shows it.
+package struct LogRecordView {
+    /// One entry of the record's batch.
+    package struct Entry {
+        package let sequence: UInt64
+        package let isPut: Bool
+        package let key: [UInt8]
+        package let value: [UInt8]
+    }
+
+    package let file: String
+    package let offsetBytes: Int64
+    package let entries: [Entry]
+}
+
 extension Database {
     /// Verifies every checksum of every file of the database at `path` without opening it
     /// for writing or changing anything: the identity file, and every fragment and record
     /// of every log (sequence numbers must follow on). A database that is open elsewhere
     /// can be checked; what it is writing at that moment may show as a torn tail.
     public static func check(path: String, options: Options = Options()) throws(KVError) -> CheckReport {
+        try check(path: path, options: options, visit: nil)
+    }
+
+    /// `check`, handing every verified record to `visit` as it goes (for `kvctl dump`).
+    package static func check(
+        path: String, options: Options = Options(), visit: ((LogRecordView) -> Void)?
+    ) throws(KVError) -> CheckReport {
         try options.validate()
         let store = try io("open page store") { try PageStore(options: options.pageStore) }
         defer { store.shutdown() }
@@ -60,6 +82,13 @@ extension Database {
                 case .failure(let problem):
                     return problem.reason
                 case .success(let last):
+                    if let visit {
+                        var entries: [LogRecordView.Entry] = []
+                        _ = WriteBatch.forEachEntry(in: record) { sequence, type, key, value in
+                            entries.append(.init(sequence: sequence, isPut: type == .put, key: Array(key), value: Array(value)))
+                        }
+                        visit(LogRecordView(file: file, offsetBytes: offset, entries: entries))
+                    }
                     lastSequence = last
                     records += 1
                     return nil
