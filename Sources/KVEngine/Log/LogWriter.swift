@@ -100,6 +100,9 @@ final class LogWriter: Sendable {
         var failure: KVError?
         /// Set by `beginClose`: appends are refused from then on.
         var closing = false
+        /// `fallocate` requests not yet completed (close waits for them: one finishing
+        /// after the final truncation would grow the log again).
+        var reservationsInFlight = 0
         var preallocatedBytes: Int64
         /// End of the region written with zeros or data: writes below it overwrite written
         /// blocks, so their fdatasync need not journal an extent conversion.
@@ -392,7 +395,10 @@ final class LogWriter: Sendable {
         if let (offset, length) = chain.allocate {
             // Growing the reservation never touches written data, so it need not be
             // ordered with the chain; a failure here shows up as a failed write later.
-            storage.submit(.allocate(file, offsetBytes: offset, lengthBytes: length)) { _ in }
+            state.withLock { $0.reservationsInFlight += 1 }
+            storage.submit(.allocate(file, offsetBytes: offset, lengthBytes: length)) { [self] _ in
+                state.withLock { $0.reservationsInFlight -= 1 }
+            }
         }
     }
 
@@ -519,11 +525,11 @@ final class LogWriter: Sendable {
         state.withLock { $0.closing = true }
     }
 
-    /// After `beginClose` and a final `sync`: waits until no chain is in flight (the kernel
-    /// may still be reading their buffers), trims the preallocated tail so a closed log
-    /// holds only its written pages, and gives the buffers back.
+    /// After `beginClose` and a final `sync`: waits until no chain (the kernel may still be
+    /// reading its buffers) and no space reservation is in flight, trims the preallocated
+    /// tail so a closed log holds only its written pages, and gives the buffers back.
     func close() throws(KVError) {
-        while state.withLock({ !$0.inFlight.isEmpty }) {
+        while state.withLock({ !$0.inFlight.isEmpty || $0.reservationsInFlight > 0 }) {
             storage.willWait()
             usleep(100)
         }
