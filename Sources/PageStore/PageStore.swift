@@ -216,11 +216,7 @@ public final class PageStore: Storage {
                     fixedBuffers: backend.fixedBuffers)
             },
             openFiles: { files.withLock { $0.slots } })
-        guard let ring else {
-            let done = OneShot<IOResult>()
-            submit(request) { done.fulfil($0) }
-            return try done.wait().get()
-        }
+        guard let ring else { return try submitAndWait(request) }
         defer { inlineRings.checkIn(ring) }
         return try ring.execute(io, counters: counters).get()
     }

@@ -101,9 +101,15 @@ public protocol Storage: AnyObject, Sendable {
 extension Storage {
     public func willWait() {}
 
-    /// Submits `request` and blocks the calling thread until its completion arrives.
+    /// The default: submits and waits (``submitAndWait(_:)``).
     @discardableResult
     public func performBlocking(_ request: IORequest) throws -> Int {
+        try submitAndWait(request)
+    }
+
+    /// Submits `request` and blocks the calling thread until its completion arrives.
+    @discardableResult
+    public func submitAndWait(_ request: IORequest) throws -> Int {
         let done = OneShot<IOResult>()
         submit(request) { done.fulfil($0) }
         willWait()

@@ -53,17 +53,23 @@ struct ByteEncoding: ParsableArguments {
             case UInt8(ascii: "\\"):
                 bytes.append(byte)
             case UInt8(ascii: "x"):
-                let digits = String(decoding: input.prefix(2), as: UTF8.self)
-                guard digits.count == 2, let value = UInt8(digits, radix: 16) else {
+                guard let value = ByteEncoding.hexByte(&input) else {
                     throw ValidationError("malformed escape in \(what): \\x needs two hex digits in '\(text)'")
                 }
-                input = input.dropFirst(2)
                 bytes.append(value)
             default:
                 throw ValidationError("malformed escape in \(what): only \\xNN and \\\\ are escapes, in '\(text)'")
             }
         }
         return bytes
+    }
+
+    /// The byte of the two hex digits at the front of `input` (consumed), or nil.
+    static func hexByte(_ input: inout ArraySlice<UInt8>) -> UInt8? {
+        let digits = String(decoding: input.prefix(2), as: UTF8.self)
+        guard digits.count == 2, let value = UInt8(digits, radix: 16) else { return nil }
+        input = input.dropFirst(2)
+        return value
     }
 
     /// `bytes` in the chosen encoding.

@@ -99,9 +99,9 @@ struct PageStoreBench: ParsableCommand {
         if let error = run.firstError { throw error }
         let operations = run.operations
         let meanMicros = run.meanLatencyMicros
-        print("\(workload.rawValue) depth=\(depth) driver=\(driver.rawValue) ops=\(operations) seconds=\(String(format: elapsed)) ops/s=\(Int(Double(operations) / elapsed)) mean_us=\(String(format: meanMicros))")
+        print("\(workload.rawValue) depth=\(depth) driver=\(driver.rawValue) ops=\(operations) seconds=\(String(format: "%.2f", elapsed)) ops/s=\(Int(Double(operations) / elapsed)) mean_us=\(String(format: "%.2f", meanMicros))")
         let stats = store.stats
-        print("stats: mode=\(stats.ioMode.rawValue) fixed=\(stats.fixedBuffers) enters=\(stats.enterCalls) sqes=\(stats.sqesSubmitted) sqes/enter=\(String(format: stats.meanSQEsPerSubmit)) fdatasyncs=\(stats.fdatasyncs) chains=\(stats.commitChains)")
+        print("stats: mode=\(stats.ioMode.rawValue) fixed=\(stats.fixedBuffers) enters=\(stats.enterCalls) sqes=\(stats.sqesSubmitted) sqes/enter=\(String(format: "%.2f", stats.meanSQEsPerSubmit)) fdatasyncs=\(stats.fdatasyncs) chains=\(stats.commitChains)")
         for buffer in buffers { store.allocator.free(buffer) }
         try store.closeFile(handle)
     }
@@ -188,14 +188,5 @@ final class Issuer: Sendable {
                 run.inFlightDone()
             }
         }
-    }
-}
-
-extension String {
-    /// Two decimals.
-    init(format value: Double) {
-        let scaled = Int((value * 100).rounded())
-        let fraction = abs(scaled % 100)
-        self = "\(scaled / 100).\(fraction < 10 ? "0" : "")\(fraction)"
     }
 }

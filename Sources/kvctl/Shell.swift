@@ -175,11 +175,9 @@ enum ShellWords {
                 case UInt8(ascii: "n"): current.append(0x0A)
                 case UInt8(ascii: "t"): current.append(0x09)
                 case UInt8(ascii: "x"):
-                    let digits = String(decoding: bytes.prefix(2), as: UTF8.self)
-                    guard digits.count == 2, let value = UInt8(digits, radix: 16) else {
+                    guard let value = ByteEncoding.hexByte(&bytes) else {
                         throw ShellError("\\x must be followed by two hex digits")
                     }
-                    bytes = bytes.dropFirst(2)
                     current.append(value)
                 default: current.append(next)
                 }

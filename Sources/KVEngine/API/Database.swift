@@ -212,11 +212,11 @@ public final class Database: Sendable {
         }
         let durability = durability ?? options.defaultDurability
         let started = DispatchTime.now().uptimeNanoseconds
-        let done = WriteWaiter()
+        let done = OneShot<Result<Void, KVError>>()
         // A sync writer may block anyway: it runs its commit chain on its own thread.
-        let appended = log.append(batch, durability: durability, lead: durability == .sync) { done.finish($0) }
+        let appended = log.append(batch, durability: durability, lead: durability == .sync) { done.fulfil($0) }
         if !appended.immediate {
-            if let chain = appended.chain { log.lead(chain, while: { !done.isFinished }) }
+            if let chain = appended.chain { log.lead(chain, while: { !done.isFulfilled }) }
             storage.willWait()
             do {
                 try done.wait().get()
@@ -244,10 +244,10 @@ public final class Database: Sendable {
     public func sync() throws(KVError) {
         guard let log = log else { return }
         try checkOpen()
-        let done = WriteWaiter()
-        let appended = log.sync(lead: true) { done.finish($0) }
+        let done = OneShot<Result<Void, KVError>>()
+        let appended = log.sync(lead: true) { done.fulfil($0) }
         if appended.immediate { return }
-        if let chain = appended.chain { log.lead(chain, while: { !done.isFinished }) }
+        if let chain = appended.chain { log.lead(chain, while: { !done.isFulfilled }) }
         storage.willWait()
         try done.wait().get()
     }
@@ -281,10 +281,10 @@ public final class Database: Sendable {
         var failure: KVError?
         if let log {
             log.beginClose()
-            let done = WriteWaiter()
-            let appended = log.sync(lead: true) { done.finish($0) }
+            let done = OneShot<Result<Void, KVError>>()
+            let appended = log.sync(lead: true) { done.fulfil($0) }
             if !appended.immediate {
-                if let chain = appended.chain { log.lead(chain, while: { !done.isFinished }) }
+                if let chain = appended.chain { log.lead(chain, while: { !done.isFulfilled }) }
                 storage.willWait()
                 if case .failure(let error) = done.wait() { failure = error }
             }
@@ -324,25 +324,6 @@ public struct DatabaseStats: Sendable {
     public var logChains: Int
     /// The page store's counters, when the database owns its page store.
     public var pageStore: PageStoreStats?
-}
-
-/// Blocks a synchronous writer until its write is acknowledged.
-final class WriteWaiter: Sendable {
-    private let result = Mutex<Result<Void, KVError>?>(nil)
-    private let ready = DispatchSemaphore(value: 0)
-
-    func finish(_ outcome: Result<Void, KVError>) {
-        result.withLock { $0 = outcome }
-        ready.signal()
-    }
-
-    func wait() -> Result<Void, KVError> {
-        ready.wait()
-        return result.withLock { $0! }
-    }
-
-    /// Whether the outcome has arrived (never blocks).
-    var isFinished: Bool { result.withLock { $0 != nil } }
 }
 
 /// Writes and syncs buffered log pages every `intervalMs`.
