@@ -165,6 +165,8 @@ public final class PageStore: Storage {
 
     public func closeFile(_ file: FileID) throws {
         guard let entry = files.withLock({ $0.lookup(file) }) else { throw unknown(file, "close") }
+        // After shutdown every descriptor is closed already and no ring is left to update.
+        if isShutDown.load(ordering: .acquiring) { return }
         try backend.register(slot: file.slot, fd: -1)
         try inlineRings.register(slot: file.slot, fd: -1) {
             _ = files.withLock { $0.release(file) }

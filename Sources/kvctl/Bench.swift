@@ -111,7 +111,7 @@ struct Bench: ParsableCommand {
             return try parallel { _, _ in
                 var count = 0
                 var bytes = 0
-                db.forEach { key, value in
+                try db.forEach { key, value in
                     count += 1
                     bytes += key.count + value.count
                     return true

@@ -97,9 +97,11 @@ struct Scan: ParsableCommand {
             prefix: try prefix.map { try encoding.decode($0, "--prefix") }, reverse: reverse, limit: limit)
         let db = try database.open(create: false)
         defer { try? db.close() }
-        for (key, value) in db.scan(options) {
+        let cursor = db.scan(options)
+        for (key, value) in cursor {
             print(encoding.line(key: key, value: keysOnly ? nil : value))
         }
+        if let error = cursor.error { throw error }
     }
 }
 
@@ -122,7 +124,7 @@ struct Count: ParsableCommand {
         let db = try database.open(create: false)
         defer { try? db.close() }
         var count = 0
-        db.forEach { _, _ in
+        try db.forEach { _, _ in
             count += 1
             return true
         }

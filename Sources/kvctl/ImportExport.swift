@@ -26,7 +26,7 @@ struct Export: ParsableCommand {
         var out = Data()
         var progress = Progress("exported")
         var count = 0
-        db.forEach { key, value in
+        try db.forEach { key, value in
             out.append(contentsOf: (lineEncoding.line(key: Array(key), value: Array(value)) + "\n").utf8)
             count += 1
             if out.count >= 1 << 20 {

@@ -111,7 +111,7 @@ struct Shell: ParsableCommand {
             options.start = positional.first
             options.end = positional.count == 2 ? positional[1] : nil
             var lines: [String] = []
-            db.forEach(options) { key, value in
+            try db.forEach(options) { key, value in
                 lines.append(keysOnly ? displayBytes(Array(key)) : displayBytes(Array(key)) + "\t" + displayBytes(Array(value)))
                 return true
             }
@@ -119,7 +119,7 @@ struct Shell: ParsableCommand {
         case "count":
             try want(0, "count")
             var count = 0
-            db.forEach { _, _ in
+            try db.forEach { _, _ in
                 count += 1
                 return true
             }

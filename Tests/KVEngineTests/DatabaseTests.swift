@@ -132,28 +132,6 @@ final class DatabaseTests: XCTestCase {
         XCTAssertEqual(db.stats.lastSequence, 0)
     }
 
-    func testFullMemtableRejectsWholeBatch() throws {
-        let dir = TestPath()
-        let db = try Database(path: dir.path, options: testOptions { $0.memtableBytes = 1 << 16 })
-        var accepted = 0
-        var failure: KVError?
-        for index in 0..<1000 {
-            do {
-                try db.put(bytes("key\(index)"), [UInt8](repeating: 7, count: 200), durability: .buffered)
-                accepted += 1
-            } catch {
-                failure = error
-                break
-            }
-        }
-        let error = try XCTUnwrap(failure)
-        XCTAssertEqual(error.code, .full)
-        XCTAssertNil(try db.get("key\(accepted)"))
-        XCTAssertEqual(db.stats.lastSequence, UInt64(accepted))
-        try db.close()
-        XCTAssertEqual(try Database(path: dir.path, options: testOptions { $0.memtableBytes = 1 << 20 }).stats.lastSequence, UInt64(accepted))
-    }
-
     func testBatchIsAtomicAndOrderedWithinItself() throws {
         let dir = TestPath()
         let db = try Database(path: dir.path, options: testOptions())

@@ -38,10 +38,10 @@ final class RandomizedTests: XCTestCase {
             XCTAssertEqual(got.map(\.0), want.map(\.0), "scan \(options) seed \(seed)")
             XCTAssertEqual(got.map(\.1), want.map(\.1), "scan values \(options) seed \(seed)")
             var visited: [([UInt8], [UInt8])] = []
-            db.forEach(options, snapshot: snapshot) { key, value in
+            XCTAssertNoThrow(try db.forEach(options, snapshot: snapshot) { key, value in
                 visited.append((Array(key), Array(value)))
                 return true
-            }
+            })
             XCTAssertEqual(visited.map(\.0), want.map(\.0), "forEach \(options) seed \(seed)")
             XCTAssertEqual(visited.map(\.1), want.map(\.1), "forEach values \(options) seed \(seed)")
         }

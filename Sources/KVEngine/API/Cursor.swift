@@ -46,6 +46,9 @@ public final class Cursor: Sequence, IteratorProtocol {
     /// Forward: the key last handed out or skipped as deleted; its older versions follow.
     private var skipKey: [UInt8] = []
     private var hasSkipKey = false
+    /// Why the walk ended early: a table could not be read, or a block failed its
+    /// checksum. Nil when the cursor reached the end of its range (or has not yet).
+    public private(set) var error: KVError?
 
     init(source: any InternalIterator, snapshot: UInt64, options: ScanOptions) {
         self.source = source
@@ -128,6 +131,7 @@ public final class Cursor: Sequence, IteratorProtocol {
             }
             source.next()
         }
+        error = error ?? source.error
         return false
     }
 
@@ -168,6 +172,8 @@ public final class Cursor: Sequence, IteratorProtocol {
             }
             source.prev()
         }
+        error = error ?? source.error
+        if error != nil { return nil }
         if let found = current, found.put {
             current = nil
             return (found.key, found.value)

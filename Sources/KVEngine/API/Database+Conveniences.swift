@@ -33,22 +33,50 @@ extension Database {
     // MARK: async
 
     /// Applies `batch` atomically, suspending until it is acknowledged at `durability`.
+    /// Work that blocks (a memtable rotation, a write stall) runs off Swift's cooperative
+    /// pool.
     public func write(_ batch: WriteBatch, durability: Durability? = nil) async throws(KVError) {
-        guard let log = log else {
-            throw KVError(.readOnly, "database at \(path) was opened read-only after log corruption", path: path)
-        }
-        try validateForAsync(batch)
         let durability = durability ?? options.defaultDurability
         let started = DispatchTime.now().uptimeNanoseconds
-        let outcome = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Void, KVError>, Never>) in
-            let appended = log.append(batch, durability: durability, lead: false) {
-                continuation.resume(returning: $0)
+        do throws(KVError) {
+            try validateForAsync(batch)
+            if mayNeedRoom { try await offload { () throws(KVError) in try self.makeRoomForWrite() } }
+            while true {
+                let log = try writableLog()
+                let outcome = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Void, KVError>?, Never>) in
+                    let appended = log.append(batch, durability: durability, lead: false) {
+                        continuation.resume(returning: $0)
+                    }
+                    if appended.rotate { continuation.resume(returning: nil) }
+                    if appended.immediate { continuation.resume(returning: .success(())) }
+                }
+                guard let outcome else {
+                    try await offload { () throws(KVError) in try self.rotate(from: log) }
+                    continue
+                }
+                try outcome.get()
+                break
             }
-            if appended.immediate { continuation.resume(returning: .success(())) }
+        } catch {
+            metrics.writeErrors.increment()
+            throw error
         }
-        if case .failure = outcome { metrics.writeErrors.increment() }
-        try outcome.get()
         countWrite(batch, durability: durability, startedNanos: started)
+    }
+
+    /// Whether a write may have to wait for background work (a cheap check).
+    private var mayNeedRoom: Bool {
+        let version = currentView.version
+        return version.levels[0].count >= options.level0SlowdownTrigger
+            || pendingCompactionBytes(version) >= options.pendingCompactionSlowdownBytes
+    }
+
+    /// Runs blocking work on a thread outside the cooperative pool.
+    private func offload(_ body: @escaping @Sendable () throws(KVError) -> Void) async throws(KVError) {
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Void, KVError>, Never>) in
+            DispatchQueue.global().async { continuation.resume(returning: Result { () throws(KVError) in try body() }) }
+        }
+        try result.get()
     }
 
     /// Stores `value` under `key`, suspending until acknowledged.
@@ -70,15 +98,22 @@ extension Database {
         try await put(Array(key.utf8), Array(value.utf8), durability: durability)
     }
 
-    /// The value under `key`. Reads are served from memory today; this variant exists so
-    /// callers need not change when reads go to disk.
+    /// The value under `key`, suspending while a table block is read from disk.
     public func get(_ key: [UInt8], snapshot: Snapshot? = nil) async throws(KVError) -> [UInt8]? {
-        try lookup(key, snapshot: snapshot)
+        let view = currentView
+        if let found = try lookupInMemory(key, view: view, snapshot: snapshot) { return found.value }
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<[UInt8]?, KVError>, Never>) in
+            DispatchQueue.global().async {
+                continuation.resume(returning: Result { () throws(KVError) -> [UInt8]? in try self.lookup(key, snapshot: snapshot) })
+            }
+        }
+        return try result.get()
     }
 
     /// Makes every acknowledged write durable, suspending until it is.
     public func sync() async throws(KVError) {
-        guard let log = log else { return }
+        try checkOpen()
+        guard let log = currentView.log else { return }
         let outcome = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Void, KVError>, Never>) in
             if log.sync(lead: false, ack: { continuation.resume(returning: $0) }).immediate {
                 continuation.resume(returning: .success(()))

@@ -1,4 +1,5 @@
 import Dispatch
+import Atomics
 import Foundation
 import Logging
 import PageStore
@@ -37,23 +38,39 @@ public final class Database: Sendable {
     private let ownedStore: PageStore?
     /// Nil when opened on a simulated storage (no real directory to lock).
     private let lock: DirectoryLock?
-    let memtable: Memtable
-    /// Nil when opened read-only after log corruption.
-    let log: LogWriter?
+    /// What readers see: memtables and tables (replaced whole on every change).
+    let view: Mutex<View>
+    let versions: VersionSet
+    let cache: BlockCache
+    let snapshots = SnapshotList()
+    /// Serializes memtable rotations.
+    let rotation = Mutex<Int>(0)
+    /// Serializes compactions (background and `compactRange`).
+    let compacting = Mutex<Int>(0)
+    let counters = EngineCounters()
+    /// The first error of background work; writes fail with it from then on.
+    let backgroundError = Mutex<KVError?>(nil)
+    let backgroundThreads: BackgroundThreads?
     private let flusher: FlushTimer?
+    /// Round-robin positions of background compactions, per level (in memory only).
+    let compactPointers = Mutex<[[UInt8]?]>(Array(repeating: nil, count: Version.levelCount))
+    /// Test hook: holds background compactions (a test of write stalls).
+    let compactionPaused = ManagedAtomic<Bool>(false)
     private let closed = Mutex(false)
     let metrics = EngineMetrics()
-    /// Sequence number visible when opened read-only.
-    private let readOnlySequence: UInt64
 
     /// Opens (or creates, per `options`) the database in directory `path`.
     ///
-    /// Recovery replays the logs: a torn tail (a crash mid-write) is cut off and logged;
-    /// damage before the tail is corruption and the open fails with `.corruption` naming
-    /// the file and offset (or opens read-only, with `onLogCorruption: .openReadOnly`).
+    /// Recovery reads CURRENT and the manifest it names, opens every live table, and
+    /// replays the logs not yet in tables: a torn tail (a crash mid-write) is cut off and
+    /// logged; damage before the tail is corruption and the open fails with `.corruption`
+    /// naming the file and offset (or opens read-only, with `onLogCorruption: .openReadOnly`).
     public convenience init(path: String, options: Options = Options()) throws(KVError) {
         try options.validate()
-        let store = try io("open page store") { try PageStore(options: options.pageStore) }
+        var storeOptions = options.pageStore
+        // Room for the log, table writes, read-ahead and lookups at once.
+        storeOptions.arenaBytes = max(storeOptions.arenaBytes, 48 << 20)
+        let store = try io("open page store") { try PageStore(options: storeOptions) }
         do {
             try self.init(path: path, options: options, storage: store, ownedStore: store)
         } catch {
@@ -81,28 +98,59 @@ public final class Database: Sendable {
             try Database.prepareToCreate(path, options: options, storage: storage)
         }
         lock = locking ? try DirectoryLock(directory: path) : nil
+        var identityVersion = Identity.formatVersion
         if exists {
-            try Identity.verify(in: path, storage: storage)
+            identityVersion = try Identity.verify(in: path, storage: storage)
         } else {
             try Identity.create(in: path, storage: storage)
             engineLogger.info("created database at \(path)")
         }
-        let memtable = Memtable()
-        self.memtable = memtable
-        let recovery = try Recovery(directory: path, storage: storage, memtable: memtable, options: options).run()
-        readOnlySequence = recovery.lastSequence
+        let cache = BlockCache(capacityBytes: options.cacheBytes)
+        self.cache = cache
+        let names = try io("list \(path)") { try storage.contentsOfDirectory(atPath: path) }
+        let (versions, manifest) = try VersionSet.recover(directory: path, storage: storage, cache: cache, names: names)
+        self.versions = versions
+        let recovered = Memtable()
+        let recovery = try Recovery(
+            directory: path, storage: storage, memtable: recovered, options: options,
+            minimumLog: manifest.logNumber, tableSequence: manifest.lastSequence
+        ).run()
+        let version = versions.current
         engineLogger.info(
-            "opened database at \(path): \(recovery.logsReplayed) logs replayed through sequence \(recovery.lastSequence)\(recovery.tornTails > 0 ? ", \(recovery.tornTails) torn tails cut off" : "")\(recovery.readOnly ? ", read-only" : "")")
+            "opened database at \(path): \(version.tableCount) tables, \(recovery.logsReplayed) logs replayed through sequence \(recovery.lastSequence)\(recovery.tornTails > 0 ? ", \(recovery.tornTails) torn tails cut off" : "")\(recovery.readOnly ? ", read-only" : "")")
         if recovery.readOnly {
-            log = nil
+            view = Mutex(View(log: nil, memtable: recovered, immutables: [], version: version, readOnlySequence: recovery.lastSequence))
             flusher = nil
+            backgroundThreads = nil
             return
         }
+        // A fresh log and memtable take the writes; what the logs held is flushed first.
+        let logNumber = versions.newFileNumber()
+        let memtable = Memtable()
         let log = try LogWriter.create(
-            directory: path, number: recovery.nextLogNumber, storage: storage, memtable: memtable,
+            directory: path, number: logNumber, storage: storage, memtable: memtable,
             lastSequence: recovery.lastSequence, options: options, metrics: metrics)
-        self.log = log
-        flusher = FlushTimer(log: log, intervalMs: options.bufferedFlushIntervalMs)
+        var immutables: [FrozenMemtable] = []
+        if recovered.count > 0 {
+            immutables = [FrozenMemtable(memtable: recovered, nextLogNumber: logNumber, lastSequence: recovery.lastSequence)]
+        }
+        do {
+            // Logs that held nothing are obsolete at once.
+            try versions.startManifest(
+                logNumber: immutables.isEmpty ? logNumber : manifest.logNumber,
+                lastSequence: immutables.isEmpty ? recovery.lastSequence : manifest.lastSequence)
+            if identityVersion < Identity.formatVersion { try Identity.create(in: path, storage: storage) }
+        } catch {
+            log.beginClose()
+            try? log.close()
+            throw error
+        }
+        view = Mutex(View(log: log, memtable: memtable, immutables: immutables, version: version, readOnlySequence: 0))
+        flusher = FlushTimer(intervalMs: options.bufferedFlushIntervalMs)
+        backgroundThreads = BackgroundThreads()
+        removeObsoleteFiles()
+        flusher?.start(self)
+        backgroundThreads?.start(self)
     }
 
     /// Checks that `path` may become a new database: missing or an empty directory.
@@ -144,6 +192,9 @@ public final class Database: Sendable {
         }
     }
 
+    /// The sources readers see now.
+    var currentView: View { view.withLock { $0 } }
+
     // MARK: reads
 
     /// The value stored under `key`, or nil.
@@ -154,36 +205,57 @@ public final class Database: Sendable {
     func lookup(_ key: [UInt8], snapshot: Snapshot?) throws(KVError) -> [UInt8]? {
         try checkOpen()
         metrics.gets.increment()
-        let sequence = snapshot?.sequence ?? visibleSequence
-        let found = key.withUnsafeBytes { memtable.get($0, snapshot: sequence) }
-        if case .value(let value) = found { return value }
+        let view = currentView
+        let sequence = snapshot?.sequence ?? view.visibleSequence
+        let found = key.withUnsafeBytes { key in
+            Result { () throws(KVError) -> Memtable.Lookup in try view.get(key, snapshot: sequence) }
+        }
+        if case .value(let value) = try found.get() { return value }
         return nil
     }
 
-    /// Takes a snapshot: reads through it see the database as it is now.
+    /// A lookup that only consults the memtables: nil when the key's fate lies in tables.
+    func lookupInMemory(_ key: [UInt8], view: View, snapshot: Snapshot?) throws(KVError) -> (value: [UInt8]?, Void)? {
+        try checkOpen()
+        let sequence = snapshot?.sequence ?? view.visibleSequence
+        return key.withUnsafeBytes { key -> (value: [UInt8]?, Void)? in
+            var found = view.memtable.get(key, snapshot: sequence)
+            for frozen in view.immutables where found == .missing { found = frozen.memtable.get(key, snapshot: sequence) }
+            switch found {
+            case .value(let value): return (value, ())
+            case .deleted: return (nil, ())
+            case .missing: return view.version.tableCount == 0 ? (nil, ()) : nil
+            }
+        }
+    }
+
+    /// Takes a snapshot: reads through it see the database as it is now, and compaction
+    /// keeps the versions it needs until it is released.
     public func snapshot() -> Snapshot {
-        Snapshot(sequence: visibleSequence)
+        snapshots.take { currentView.visibleSequence }
     }
 
     /// An ordered walk over the keys in `options`' range, at `snapshot` (default: now).
     public func scan(_ options: ScanOptions = ScanOptions(), snapshot: Snapshot? = nil) -> Cursor {
         metrics.scans.increment()
-        return Cursor(source: memtable.makeIterator(), snapshot: snapshot?.sequence ?? visibleSequence, options: options)
+        let view = currentView
+        return Cursor(source: view.makeIterator(), snapshot: snapshot?.sequence ?? view.visibleSequence, options: options)
     }
 
     /// Calls `body` with each key and value in `options`' range, in order, without copying
-    /// them (the buffers are valid only during the call); return false to stop.
+    /// them (the buffers are valid only during the call); return false to stop. Throws
+    /// when a table cannot be read or is corrupt.
     public func forEach(
         _ options: ScanOptions = ScanOptions(), snapshot: Snapshot? = nil,
         _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool
-    ) rethrows {
-        try scan(options, snapshot: snapshot).forEach(body)
+    ) throws {
+        let cursor = scan(options, snapshot: snapshot)
+        try cursor.forEach(body)
+        if let error = cursor.error { throw error }
     }
 
     /// The newest sequence number readers see.
-    var visibleSequence: UInt64 {
-        log?.visibleSequence.load(ordering: .acquiring) ?? readOnlySequence
-    }
+    var visibleSequence: UInt64 { currentView.visibleSequence }
 
     // MARK: writes
 
@@ -202,28 +274,34 @@ public final class Database: Sendable {
     }
 
     /// Applies every entry of `batch` atomically.
+    ///
+    /// When level 0 or the compaction backlog runs too far ahead, the write is first
+    /// slowed (a millisecond) or held until background work catches up.
     public func write(_ batch: WriteBatch, durability: Durability? = nil) throws(KVError) {
-        let log: LogWriter
-        do {
-            log = try writableLog(batch)
+        let durability = durability ?? options.defaultDurability
+        let started = DispatchTime.now().uptimeNanoseconds
+        do throws(KVError) {
+            try validateForAsync(batch)
+            try makeRoomForWrite()
+            while true {
+                let log = try writableLog()
+                let done = OneShot<Result<Void, KVError>>()
+                // A sync writer may block anyway: it runs its commit chain on its own thread.
+                let appended = log.append(batch, durability: durability, lead: durability == .sync) { done.fulfil($0) }
+                if appended.rotate {
+                    try rotate(from: log)
+                    continue
+                }
+                if !appended.immediate {
+                    if let chain = appended.chain { log.lead(chain, while: { !done.isFulfilled }) }
+                    storage.willWait()
+                    try done.wait().get()
+                }
+                break
+            }
         } catch {
             metrics.writeErrors.increment()
             throw error
-        }
-        let durability = durability ?? options.defaultDurability
-        let started = DispatchTime.now().uptimeNanoseconds
-        let done = OneShot<Result<Void, KVError>>()
-        // A sync writer may block anyway: it runs its commit chain on its own thread.
-        let appended = log.append(batch, durability: durability, lead: durability == .sync) { done.fulfil($0) }
-        if !appended.immediate {
-            if let chain = appended.chain { log.lead(chain, while: { !done.isFulfilled }) }
-            storage.willWait()
-            do {
-                try done.wait().get()
-            } catch {
-                metrics.writeErrors.increment()
-                throw error
-            }
         }
         countWrite(batch, durability: durability, startedNanos: started)
     }
@@ -237,13 +315,14 @@ public final class Database: Sendable {
             metrics.bufferedWrites.increment()
         }
         metrics.writeEntries.increment(by: Int64(batch.count))
+        counters.userBytes.wrappingIncrement(by: batch.encodedBytes, ordering: .relaxed)
     }
 
     /// Makes every write acknowledged so far durable (writes and syncs the log's pending
     /// pages), for callers that wrote `.buffered` and now need a durability point.
     public func sync() throws(KVError) {
-        guard let log = log else { return }
         try checkOpen()
+        guard let log = currentView.log else { return }
         let done = OneShot<Result<Void, KVError>>()
         let appended = log.sync(lead: true) { done.fulfil($0) }
         if appended.immediate { return }
@@ -252,11 +331,12 @@ public final class Database: Sendable {
         try done.wait().get()
     }
 
-    private func writableLog(_ batch: WriteBatch) throws(KVError) -> LogWriter {
-        guard let log else {
+    /// The log that takes writes now, or why there is none.
+    func writableLog() throws(KVError) -> LogWriter {
+        guard let log = currentView.log else {
             throw KVError(.readOnly, "database at \(path) was opened read-only after log corruption", path: path)
         }
-        try validateForAsync(batch)
+        if let error = backgroundError.withLock({ $0 }) { throw error }
         return log
     }
 
@@ -270,7 +350,9 @@ public final class Database: Sendable {
     // MARK: closing
 
     /// Makes every acknowledged write durable, closes the files and releases the lock.
-    /// Later calls fail with `.closed`. Calling it again does nothing.
+    /// A flush or compaction in progress finishes first; memtables not yet flushed stay in
+    /// their logs and are replayed at the next open. Later calls fail with `.closed`.
+    /// Calling it again does nothing.
     public func close() throws(KVError) {
         let wasOpen = closed.withLock { closed -> Bool in
             defer { closed = true }
@@ -278,8 +360,11 @@ public final class Database: Sendable {
         }
         guard wasOpen else { return }
         flusher?.stop()
+        backgroundThreads?.stop()
         var failure: KVError?
-        if let log {
+        // No rotation can start now (writers see `closed`); wait out one in progress.
+        rotation.withLock { _ in }
+        if let log = currentView.log {
             log.beginClose()
             let done = OneShot<Result<Void, KVError>>()
             let appended = log.sync(lead: true) { done.fulfil($0) }
@@ -290,6 +375,9 @@ public final class Database: Sendable {
             }
             do { try log.close() } catch { failure = failure ?? error }
         }
+        versions.close()
+        // Tables close when the last view, cursor or snapshot that holds them goes.
+        view.withLock { $0 = View(log: nil, memtable: Memtable(), immutables: [], version: Version(), readOnlySequence: 0) }
         ownedStore?.shutdown()
         lock?.release()
         if let failure { throw failure }
@@ -299,41 +387,28 @@ public final class Database: Sendable {
         if closed.withLock({ $0 }) { throw KVError(.closed, "database at \(path) is closed", path: path) }
     }
 
-    // MARK: stats
+    var isClosed: Bool { closed.withLock { $0 } }
 
-    /// Counters of the engine and its page store.
-    public var stats: DatabaseStats {
-        DatabaseStats(
-            memtableBytes: memtable.approximateBytes, memtableEntries: memtable.count,
-            lastSequence: log?.lastSequence ?? readOnlySequence, visibleSequence: visibleSequence,
-            logChains: log?.chainsCompleted ?? 0, pageStore: ownedStore?.stats)
-    }
-}
-
-/// A snapshot of engine counters.
-public struct DatabaseStats: Sendable {
-    /// Approximate bytes in the memtable.
-    public var memtableBytes: Int
-    /// Entries (versions and tombstones) in the memtable.
-    public var memtableEntries: Int
-    /// Highest sequence number written.
-    public var lastSequence: UInt64
-    /// Highest sequence number readers see.
-    public var visibleSequence: UInt64
-    /// Log commit chains completed since open.
-    public var logChains: Int
-    /// The page store's counters, when the database owns its page store.
-    public var pageStore: PageStoreStats?
+    var ownedStoreStats: PageStoreStats? { ownedStore?.stats }
 }
 
 /// Writes and syncs buffered log pages every `intervalMs`.
 final class FlushTimer: Sendable {
     private let stopped = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
+    private let intervalMs: Int
 
-    init(log: LogWriter, intervalMs: Int) {
-        let thread = Thread { [stopped, finished] in
+    init(intervalMs: Int) {
+        self.intervalMs = intervalMs
+    }
+
+    private let threadID = ManagedAtomic<UInt>(0)
+
+    func start(_ database: Database) {
+        let thread = Thread { [self, weak database] in
+            threadID.store(UInt(pthread_self()), ordering: .releasing)
             while stopped.wait(timeout: .now() + .milliseconds(intervalMs)) == .timedOut {
+                guard let log = database?.currentView.log else { break }
                 log.flush()
             }
             finished.signal()
@@ -342,8 +417,11 @@ final class FlushTimer: Sendable {
         thread.start()
     }
 
+    /// Stops the timer; waits for its thread unless called on it (a drop of the last
+    /// handle there closes the database).
     func stop() {
         stopped.signal()
+        if threadID.load(ordering: .acquiring) == UInt(pthread_self()) { return }
         finished.wait()
     }
 }

@@ -16,12 +16,33 @@ public struct Options: Sendable {
     public var createIfMissing = true
     /// Fail with `.alreadyExists` when a database is already there.
     public var errorIfExists = false
-    /// Bytes the memtable may hold. Until memtables are flushed to sorted tables, a write
-    /// that would exceed this fails with `.full` (nothing is applied); reopening replays
-    /// the logs into a fresh memtable of the same bound.
+    /// Bytes the memtable may hold. A full memtable is frozen, a new log and memtable
+    /// take the writes, and a background thread writes the frozen one to a level-0 table.
     public var memtableBytes = 64 << 20
-    /// Bytes of the block cache (used once sorted tables exist).
+    /// Frozen memtables that may wait for their flush; a write that needs another one
+    /// waits (a stall) until the oldest is in a table. Memory for memtables is bounded by
+    /// `memtableBytes * (1 + maxFrozenMemtables)`.
+    public var maxFrozenMemtables = 1
+    /// Bytes of the block cache of data blocks (O_DIRECT bypasses the kernel's page cache,
+    /// so this is the only read cache). Index and filter blocks of open tables are held in
+    /// memory outside it (about 1.4 bytes per key plus 40 bytes per 4 KiB block).
     public var cacheBytes = 32 << 20
+    /// Tables written by compaction are cut at about this size.
+    public var tableTargetBytes = 64 << 20
+    /// Level-0 tables that start a level-0 compaction.
+    public var level0CompactionTrigger = 4
+    /// Level-0 tables at which each write is delayed by a millisecond.
+    public var level0SlowdownTrigger = 20
+    /// Level-0 tables at which writes wait until compaction catches up.
+    public var level0StopTrigger = 36
+    /// Target size of level 1; each deeper level is `levelMultiplier` times larger.
+    public var levelBaseBytes: Int64 = 256 << 20
+    /// Growth factor between levels.
+    public var levelMultiplier = 10
+    /// Estimated bytes compaction is behind at which writes are delayed.
+    public var pendingCompactionSlowdownBytes: Int64 = 64 << 30
+    /// Estimated bytes compaction is behind at which writes wait.
+    public var pendingCompactionStopBytes: Int64 = 256 << 30
     /// Durability of writes that do not name one.
     public var defaultDurability = Durability.sync
     /// Longest time a `.buffered` write waits for its log page to be written and synced.
@@ -51,6 +72,26 @@ public struct Options: Sendable {
         if memtableBytes < 1 << 16 {
             throw KVError(.invalidArgument, "memtableBytes \(memtableBytes) is below the minimum of 65536")
         }
+        if maxFrozenMemtables < 1 || maxFrozenMemtables > 16 {
+            throw KVError(.invalidArgument, "maxFrozenMemtables \(maxFrozenMemtables) must be between 1 and 16")
+        }
+        if cacheBytes < 0 {
+            throw KVError(.invalidArgument, "cacheBytes \(cacheBytes) must not be negative")
+        }
+        if tableTargetBytes < 1 << 14 {
+            throw KVError(.invalidArgument, "tableTargetBytes \(tableTargetBytes) is below the minimum of 16384")
+        }
+        if level0CompactionTrigger < 1 || level0SlowdownTrigger < level0CompactionTrigger || level0StopTrigger < level0SlowdownTrigger {
+            throw KVError(
+                .invalidArgument,
+                "level-0 triggers must satisfy 1 <= compaction (\(level0CompactionTrigger)) <= slowdown (\(level0SlowdownTrigger)) <= stop (\(level0StopTrigger))")
+        }
+        if levelBaseBytes < 1 << 16 || levelMultiplier < 2 {
+            throw KVError(.invalidArgument, "levelBaseBytes must be at least 65536 and levelMultiplier at least 2")
+        }
+        if pendingCompactionStopBytes < pendingCompactionSlowdownBytes {
+            throw KVError(.invalidArgument, "pendingCompactionStopBytes must be at least pendingCompactionSlowdownBytes")
+        }
         if bufferedFlushIntervalMs < 1 || bufferedFlushIntervalMs > 60_000 {
             throw KVError(.invalidArgument, "bufferedFlushIntervalMs \(bufferedFlushIntervalMs) must be between 1 and 60000")
         }
@@ -69,9 +110,18 @@ public struct Options: Sendable {
 /// A consistent, read-only view of the database at one moment.
 ///
 /// Reads through a snapshot see exactly the writes acknowledged before it was taken.
+///
+/// Compaction keeps every version a live snapshot can see; release a snapshot (drop the
+/// last reference) when done with it.
 public final class Snapshot: Sendable {
     /// The last sequence number the snapshot includes.
     public let sequence: UInt64
+    private let list: SnapshotList?
 
-    init(sequence: UInt64) { self.sequence = sequence }
+    init(sequence: UInt64, list: SnapshotList? = nil) {
+        self.sequence = sequence
+        self.list = list
+    }
+
+    deinit { list?.release(sequence) }
 }

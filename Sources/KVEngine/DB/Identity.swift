@@ -4,14 +4,14 @@ import PageStore
 /// (docs/FORMAT.md, "Identity file"). One 4096-byte page:
 ///
 ///     0   8  magic "KVENGINE"
-///     8   4  format version (1)
+///     8   4  format version (2)
 ///     12  4  zero
 ///     16  8  XXH3-64 of bytes 0..<16, seed 0
 ///     24  -  zero
 enum Identity {
     static let fileName = "KVENGINE"
     static let magic: [UInt8] = Array("KVENGINE".utf8)
-    static let formatVersion: UInt32 = 1
+    static let formatVersion: UInt32 = 2
 
     /// Writes the file atomically: temp file, fdatasync, rename, directory fsync.
     static func create(in directory: String, storage: any Storage) throws(KVError) {
@@ -34,8 +34,10 @@ enum Identity {
         }
     }
 
-    /// Checks the file: a database of a version this build reads.
-    static func verify(in directory: String, storage: any Storage) throws(KVError) {
+    /// Checks the file: a database of a version this build reads. Returns its version
+    /// (1: logs only, from before sorted tables; opening writes a manifest and upgrades it).
+    @discardableResult
+    static func verify(in directory: String, storage: any Storage) throws(KVError) -> UInt32 {
         let path = directory + "/" + fileName
         let (count, bytes) = try io("read \(path)") { () throws -> (Int, [UInt8]) in
             let file = try storage.openFile(atPath: path, mode: .readOnly)
@@ -63,5 +65,6 @@ enum Identity {
             return nil
         }
         if let problem { throw problem }
+        return bytes.withUnsafeBytes { Coding.fixed32($0, at: 8) }
     }
 }

@@ -1,6 +1,7 @@
 import PageStore
 
-/// Opening's replay of the logs into the memtable, oldest first.
+/// Opening's replay of the logs the manifest still needs (numbered at or above its log
+/// number) into the memtable, oldest first.
 ///
 /// Every record must carry the sequence number right after the previous record's last
 /// one, across logs too; a gap or overlap is corruption. A torn tail is cut off (the file
@@ -11,6 +12,10 @@ struct Recovery {
     let storage: any Storage
     let memtable: Memtable
     let options: Options
+    /// Logs below this number are in tables already.
+    let minimumLog: UInt64
+    /// The last sequence number in tables: the first record replayed follows it.
+    let tableSequence: UInt64
 
     struct Outcome {
         var lastSequence: UInt64 = 0
@@ -18,15 +23,19 @@ struct Recovery {
         var readOnly = false
         var tornTails = 0
         var logsReplayed = 0
+        /// Logs replayed, oldest first (all may go once the memtable is in a table).
+        var logs: [UInt64] = []
     }
 
     func run() throws(KVError) -> Outcome {
         var outcome = Outcome()
+        outcome.lastSequence = tableSequence
         let names = try io("list \(directory)") { try storage.contentsOfDirectory(atPath: directory) }
-        let logs = names.compactMap(LogFormat.number(ofFileName:)).sorted()
+        let logs = names.compactMap(LogFormat.number(ofFileName:)).sorted().filter { $0 >= minimumLog }
         outcome.nextLogNumber = (logs.last ?? 0) + 1
         for number in logs {
             outcome.logsReplayed += 1
+            outcome.logs.append(number)
             let path = directory + "/" + LogFormat.fileName(number)
             var lastSequence = outcome.lastSequence
             let reader = LogReader(storage: storage, path: path, number: number)

@@ -100,6 +100,8 @@ final class LogWriter: Sendable {
         var failure: KVError?
         /// Set by `beginClose`: appends are refused from then on.
         var closing = false
+        /// Set by `seal`: appends are turned away to the next log from then on.
+        var sealed = false
         /// `fallocate` requests not yet completed (close waits for them: one finishing
         /// after the final truncation would grow the log again).
         var reservationsInFlight = 0
@@ -185,6 +187,7 @@ final class LogWriter: Sendable {
         case failed(KVError)
         case needBlocks(Int)
         case appended(immediate: Bool, chain: Chain?)
+        case rotate
     }
 
     /// What `append` did.
@@ -193,6 +196,9 @@ final class LogWriter: Sendable {
         var immediate: Bool
         /// A chain the caller asked to run itself (`lead: true`): pass it to `lead(_:)`.
         var chain: Chain?
+        /// Nothing was appended: the memtable is full or the log is sealed. The caller
+        /// rotates to a new memtable and log and tries again there (`ack` will not run).
+        var rotate = false
     }
 
     /// Appends `batch`; `ack` runs once the write is acknowledged at `durability` (or has
@@ -205,10 +211,9 @@ final class LogWriter: Sendable {
             let outcome = state.withLock { state -> Outcome in
                 if let failure = state.failure { return .failed(failure) }
                 if state.closing { return .failed(KVError(.closed, "database is closed")) }
-                if memtable.approximateBytes + batch.encodedBytes + batch.count * 48 > memtableLimitBytes {
-                    return .failed(KVError(
-                        .full,
-                        "memtable is full (\(memtable.approximateBytes) of \(memtableLimitBytes) bytes); flushing to tables is not available yet: raise Options.memtableBytes"))
+                if state.sealed { return .rotate }
+                if memtable.count > 0 && memtable.approximateBytes + batch.encodedBytes + batch.count * 48 > memtableLimitBytes {
+                    return .rotate
                 }
                 let missing = missingBlocks(forRecordBytes: batch.encodedBytes, state)
                 if missing > 0 { return .needBlocks(missing) }
@@ -233,6 +238,8 @@ final class LogWriter: Sendable {
             case .failed(let error):
                 ack(.failure(error))
                 return Appended(immediate: false, chain: nil)
+            case .rotate:
+                return Appended(immediate: false, chain: nil, rotate: true)
             case .needBlocks(let count):
                 // Allocate outside the lock: when the arena is exhausted this waits for a
                 // chain's completion to free blocks, and that completion needs the lock.
@@ -517,6 +524,12 @@ final class LogWriter: Sendable {
             return Appended(immediate: done, chain: nil)
         }
         return Appended(immediate: done, chain: chain)
+    }
+
+    /// Turns appends away from now on (`Appended.rotate`): the memtable is about to
+    /// become immutable and a new log takes the writes.
+    func seal() {
+        state.withLock { $0.sealed = true }
     }
 
     /// Refuses appends from now on; a writer that got past the handle's open check while

@@ -64,6 +64,12 @@ protocol InternalIterator {
     mutating func seek(_ key: UnsafeRawBufferPointer, tag: UInt64)
     mutating func next()
     mutating func prev()
+    /// Why the walk ended early (an I/O error or corruption), if it did.
+    var error: KVError? { get }
+}
+
+extension InternalIterator {
+    var error: KVError? { nil }
 }
 
 /// Iterates a memtable; keeps it alive while positioned in it.

@@ -1,0 +1,585 @@
+import Atomics
+import Dispatch
+import Foundation
+import PageStore
+import Synchronization
+
+extension Database {
+    // MARK: rotation
+
+    /// Freezes the memtable of `old` and starts a new log and memtable: the old log is
+    /// made wholly durable and closed first, so the next log's records always follow a
+    /// complete one (recovery requires sequence numbers without gaps across logs).
+    /// Waits while `maxFrozenMemtables` memtables already wait for their flush.
+    func rotate(from old: LogWriter) throws(KVError) {
+        try rotation.withLock { (_: inout Int) throws(KVError) in
+            guard currentView.log === old else { return }
+            var stallStarted: UInt64? = nil
+            defer { if let stallStarted { countStall(since: stallStarted) } }
+            while currentView.immutables.count >= options.maxFrozenMemtables {
+                try checkOpen()
+                if let error = backgroundError.withLock({ $0 }) { throw error }
+                if stallStarted == nil {
+                    stallStarted = DispatchTime.now().uptimeNanoseconds
+                    counters.stalls.wrappingIncrement(ordering: .relaxed)
+                }
+                backgroundThreads?.wakeFlush()
+                usleep(200)
+            }
+            try checkOpen()
+            old.seal()
+            let done = OneShot<Result<Void, KVError>>()
+            let appended = old.sync(lead: true) { done.fulfil($0) }
+            if !appended.immediate {
+                if let chain = appended.chain { old.lead(chain, while: { !done.isFulfilled }) }
+                storage.willWait()
+                try done.wait().get()
+            }
+            old.beginClose()
+            try old.close()
+            let number = versions.newFileNumber()
+            let memtable = Memtable()
+            let log: LogWriter
+            do throws(KVError) {
+                log = try LogWriter.create(
+                    directory: path, number: number, storage: storage, memtable: memtable,
+                    lastSequence: old.lastSequence, options: options, metrics: metrics)
+            } catch {
+                fail(error, while: "start log \(number)")
+                throw error
+            }
+            let frozen = FrozenMemtable(memtable: old.memtable, nextLogNumber: number, lastSequence: old.lastSequence)
+            view.withLock { $0 = $0.with(log: log, memtable: memtable, immutables: [frozen] + $0.immutables) }
+            backgroundThreads?.wakeFlush()
+        }
+    }
+
+    /// Records the first background failure: writes fail with it until reopened.
+    func fail(_ error: KVError, while action: String) {
+        let first = backgroundError.withLock { current -> Bool in
+            guard current == nil else { return false }
+            current = KVError(error.code, "\(action) failed, writes are refused until the database is reopened: \(error.message)",
+                              path: error.path, offsetBytes: error.offsetBytes)
+            return true
+        }
+        if first { engineLogger.error("\(path): \(action) failed: \(error)") }
+    }
+
+    private func countStall(since started: UInt64) {
+        let micros = Int((DispatchTime.now().uptimeNanoseconds - started) / 1000)
+        counters.stallMicros.wrappingIncrement(by: micros, ordering: .relaxed)
+    }
+
+    /// Delays a write (once, by a millisecond) or holds it while level 0 or the compaction
+    /// backlog is too far ahead.
+    func makeRoomForWrite() throws(KVError) {
+        var slowed = false
+        var stallStarted: UInt64? = nil
+        defer { if let stallStarted { countStall(since: stallStarted) } }
+        while true {
+            let version = currentView.version
+            let level0 = version.levels[0].count
+            let pending = pendingCompactionBytes(version)
+            if level0 >= options.level0StopTrigger || pending >= options.pendingCompactionStopBytes {
+                try checkOpen()
+                if let error = backgroundError.withLock({ $0 }) { throw error }
+                if stallStarted == nil {
+                    stallStarted = DispatchTime.now().uptimeNanoseconds
+                    counters.stalls.wrappingIncrement(ordering: .relaxed)
+                }
+                backgroundThreads?.wakeCompaction()
+                usleep(500)
+                continue
+            }
+            if !slowed && (level0 >= options.level0SlowdownTrigger || pending >= options.pendingCompactionSlowdownBytes) {
+                slowed = true
+                counters.slowdowns.wrappingIncrement(ordering: .relaxed)
+                if stallStarted == nil { stallStarted = DispatchTime.now().uptimeNanoseconds }
+                usleep(1000)
+                continue
+            }
+            return
+        }
+    }
+
+    /// Target size of `level` (1...).
+    func maxBytes(level: Int) -> Int64 {
+        var bytes = options.levelBaseBytes
+        for _ in 1..<max(1, level) { bytes = bytes.multipliedReportingOverflow(by: Int64(options.levelMultiplier)).overflow ? .max : bytes * Int64(options.levelMultiplier) }
+        return bytes
+    }
+
+    /// Bytes compaction is estimated to be behind: level 0 when it is due, and every level's
+    /// excess over its target.
+    func pendingCompactionBytes(_ version: Version) -> Int64 {
+        var pending: Int64 = 0
+        if version.levels[0].count >= options.level0CompactionTrigger { pending += version.bytes(atLevel: 0) }
+        for level in 1..<(Version.levelCount - 1) {
+            pending += max(0, version.bytes(atLevel: level) - maxBytes(level: level))
+        }
+        return pending
+    }
+
+    // MARK: flush
+
+    /// Writes the oldest frozen memtable to a level-0 table and records it (with the log
+    /// number after it) in the manifest; then its logs go. Returns false when none waits.
+    func flushOldest() throws(KVError) -> Bool {
+        guard let frozen = currentView.immutables.last else { return false }
+        var edit = VersionEdit()
+        edit.logNumber = frozen.nextLogNumber
+        edit.lastSequence = frozen.lastSequence
+        if frozen.memtable.count > 0 {
+            let number = versions.newFileNumber()
+            let builder = try TableBuilder(
+                storage: storage, directory: path, number: number, expectedBytes: Int64(frozen.memtable.approximateBytes))
+            var walk = frozen.memtable.makeIterator()
+            walk.seekToFirst()
+            while walk.isValid {
+                try builder.add(walk.key, tag: walk.tag, value: walk.value)
+                walk.next()
+            }
+            let meta = try builder.finish()
+            try io("sync directory \(path)") { try storage.syncDirectory(atPath: path) }
+            edit.added = [VersionEdit.AddedFile(level: 0, meta: meta)]
+            counters.flushBytes.wrappingIncrement(by: Int(meta.fileBytes), ordering: .relaxed)
+        }
+        try versions.apply(edit) { version in
+            view.withLock { $0 = $0.with(immutables: Array($0.immutables.dropLast()), version: version) }
+        }
+        counters.flushes.wrappingIncrement(ordering: .relaxed)
+        removeObsoleteLogs(below: frozen.nextLogNumber)
+        return true
+    }
+
+    private func removeObsoleteLogs(below number: UInt64) {
+        guard let names = try? storage.contentsOfDirectory(atPath: path) else { return }
+        for name in names {
+            if let log = LogFormat.number(ofFileName: name), log < number {
+                try? storage.removeFile(atPath: path + "/" + name)
+            }
+        }
+    }
+
+    /// At open: removes logs already in tables, tables no version names (a flush or
+    /// compaction cut short), manifests other than the live one and leftover temp files.
+    func removeObsoleteFiles() {
+        guard let names = try? storage.contentsOfDirectory(atPath: path) else { return }
+        let live = Set(versions.current.levels.joined().map(\.number))
+        let logNumber = versions.logNumber
+        let manifest = versions.manifestNumber
+        for name in names {
+            var obsolete = false
+            if let number = LogFormat.number(ofFileName: name) {
+                obsolete = number < logNumber && number != currentView.log?.number
+            } else if let number = TableFormat.number(ofFileName: name) {
+                obsolete = !live.contains(number)
+            } else if let number = ManifestWriter.number(ofFileName: name) {
+                obsolete = number != manifest
+            } else if name == CurrentFile.name + ".tmp" {
+                obsolete = true
+            }
+            if obsolete {
+                engineLogger.info("removing obsolete \(path)/\(name)")
+                try? storage.removeFile(atPath: path + "/" + name)
+            }
+        }
+    }
+
+    // MARK: compaction
+
+    /// Compacts every level's tables that meet [start, end] (nil: unbounded) down into the
+    /// deepest level that holds data, dropping shadowed versions and tombstones no snapshot
+    /// needs. Waits for frozen memtables to be flushed first. Blocks the calling thread.
+    public func compactRange(start: [UInt8]? = nil, end: [UInt8]? = nil) throws(KVError) {
+        try checkOpen()
+        // Flush what is in memory first: the memtable too.
+        if let log = currentView.log, currentView.memtable.count > 0 { try rotate(from: log) }
+        while !currentView.immutables.isEmpty {
+            try checkOpen()
+            if let error = backgroundError.withLock({ $0 }) { throw error }
+            backgroundThreads?.wakeFlush()
+            usleep(500)
+        }
+        try compacting.withLock { (_: inout Int) throws(KVError) in
+            let version = currentView.version
+            guard let deepest = (0..<Version.levelCount).last(where: { !version.levels[$0].isEmpty }) else { return }
+            let bottom = max(1, deepest)
+            for level in 0..<bottom {
+                guard var plan = plan(level: level, version: currentView.version, lower: start, upper: end) else { continue }
+                // Tables reaching the bottom are rewritten: that is where tombstones go.
+                if plan.outputLevel == bottom { plan.trivial = false }
+                try run(plan)
+            }
+            // A bottom level that was not just rewritten compacts into itself.
+            if deepest == bottom, let plan = plan(level: bottom, version: currentView.version, lower: start, upper: end, intoItself: true),
+                plan.inputs.contains(where: { $0.meta.properties.deletions > 0 || $0.meta.properties.entries > 0 && bottom == 0 })
+            {
+                try run(plan)
+            }
+        }
+        backgroundThreads?.wakeCompaction()
+    }
+
+    /// Levels' scores: level 0 by table count, deeper ones by size against their targets.
+    func pickCompaction(_ version: Version) -> CompactionPlan? {
+        let best = compactionScore(version)
+        guard best.score >= 1 else { return nil }
+        return plan(level: best.level, version: version, lower: nil, upper: nil, rotate: true)
+    }
+
+    /// The level most in need of compaction and its score (due at 1 or more).
+    func compactionScore(_ version: Version) -> (score: Double, level: Int) {
+        var best = (score: 0.0, level: -1)
+        let level0Score = Double(version.levels[0].count) / Double(options.level0CompactionTrigger)
+        if level0Score >= best.score { best = (level0Score, 0) }
+        for level in 1..<(Version.levelCount - 1) {
+            let score = Double(version.bytes(atLevel: level)) / Double(maxBytes(level: level))
+            if score > best.score { best = (score, level) }
+        }
+        return best
+    }
+
+    /// The inputs of a compaction of `level` into the next, or into itself (a manual
+    /// compaction of the bottom level). `rotate` (background compactions) takes one table
+    /// of a deeper level, round robin through its key space; otherwise every table of the
+    /// level that meets [lower, upper].
+    func plan(
+        level: Int, version: Version, lower: [UInt8]?, upper: [UInt8]?, rotate: Bool = false, intoItself: Bool = false
+    ) -> CompactionPlan? {
+        var inputs: [Table]
+        if level > 0 && rotate {
+            let pointer = compactPointers.withLock { $0[level] }
+            let tables = version.levels[level]
+            let next = tables.first { table in pointer.map { $0.lexicographicallyPrecedes(table.meta.largestUserKey) } ?? true } ?? tables.first
+            inputs = next.map { [$0] } ?? []
+        } else {
+            inputs = version.overlapping(level: level, lower: lower, upper: upper)
+        }
+        guard !inputs.isEmpty else { return nil }
+        func range(_ tables: [Table]) -> ([UInt8], [UInt8]) {
+            var smallest = Array(tables[0].meta.smallestUserKey)
+            var largest = Array(tables[0].meta.largestUserKey)
+            for table in tables {
+                if table.meta.smallestUserKey.lexicographicallyPrecedes(smallest) { smallest = Array(table.meta.smallestUserKey) }
+                if largest.lexicographicallyPrecedes(table.meta.largestUserKey) { largest = Array(table.meta.largestUserKey) }
+            }
+            return (smallest, largest)
+        }
+        var (smallest, largest) = range(inputs)
+        if level == 0 {
+            // Level-0 tables overlap one another: every one meeting the range goes too.
+            inputs = version.overlapping(level: 0, lower: smallest, upper: largest)
+            (smallest, largest) = range(inputs)
+        }
+        let outputLevel = intoItself ? level : level + 1
+        let below = intoItself ? [] : version.overlapping(level: outputLevel, lower: smallest, upper: largest)
+        var trivial = below.isEmpty && !intoItself
+        if trivial && inputs.count > 1 {
+            // Several level-0 tables move down whole only when they do not overlap.
+            let sorted = inputs.sorted { $0.meta.smallestUserKey.lexicographicallyPrecedes($1.meta.smallestUserKey) }
+            for index in sorted.indices.dropFirst()
+            where !sorted[index - 1].meta.largestUserKey.lexicographicallyPrecedes(sorted[index].meta.smallestUserKey) {
+                trivial = false
+            }
+        }
+        if rotate && level > 0 { compactPointers.withLock { $0[level] = largest } }
+        return CompactionPlan(level: level, outputLevel: outputLevel, inputs: inputs, below: below, trivial: trivial)
+    }
+
+    /// Carries out a compaction: a trivial move re-records the tables one level down;
+    /// otherwise the inputs are merged into new tables of the output level.
+    func run(_ plan: CompactionPlan) throws(KVError) {
+        var edit = VersionEdit()
+        for table in plan.inputs { edit.deleted.append(.init(level: plan.level, number: table.number)) }
+        for table in plan.below { edit.deleted.append(.init(level: plan.outputLevel, number: table.number)) }
+        if plan.trivial {
+            for table in plan.inputs { edit.added.append(.init(level: plan.outputLevel, meta: table.meta)) }
+            try versions.apply(edit) { version in view.withLock { $0 = $0.with(version: version) } }
+            counters.trivialMoves.wrappingIncrement(ordering: .relaxed)
+            return
+        }
+        let outputs = try merge(plan)
+        try io("sync directory \(path)") { try storage.syncDirectory(atPath: path) }
+        for meta in outputs { edit.added.append(.init(level: plan.outputLevel, meta: meta)) }
+        do throws(KVError) {
+            try versions.apply(edit) { version in view.withLock { $0 = $0.with(version: version) } }
+        } catch {
+            for meta in outputs { try? storage.removeFile(atPath: path + "/" + TableFormat.fileName(meta.number)) }
+            throw error
+        }
+        counters.compactions.wrappingIncrement(ordering: .relaxed)
+        let read = (plan.inputs + plan.below).reduce(0) { $0 + Int($1.meta.fileBytes) }
+        counters.compactionReadBytes.wrappingIncrement(by: read, ordering: .relaxed)
+        counters.compactionWriteBytes.wrappingIncrement(by: outputs.reduce(0) { $0 + Int($1.fileBytes) }, ordering: .relaxed)
+    }
+
+    /// Merges the plan's inputs into tables of about `tableTargetBytes`, dropping what no
+    /// reader can see: a version shadowed by a newer one that every snapshot sees, and a
+    /// tombstone every snapshot sees when no deeper level holds its key.
+    private func merge(_ plan: CompactionPlan) throws(KVError) -> [TableMeta] {
+        let pages = TableBuilder.chunkPages
+        var children: [any InternalIterator] = []
+        if plan.level == 0 {
+            for table in plan.inputs { children.append(TableIterator(table: table, readaheadPages: pages, alwaysReadAhead: true)) }
+        } else {
+            children.append(LevelIterator(tables: plan.inputs, readaheadPages: pages, alwaysReadAhead: true))
+        }
+        if !plan.below.isEmpty {
+            children.append(LevelIterator(tables: plan.below, readaheadPages: pages, alwaysReadAhead: true))
+        }
+        let merged = MergingIterator(children)
+        let view = currentView
+        let smallestSnapshot = min(snapshots.oldest ?? .max, view.visibleSequence)
+        let deeper = (plan.outputLevel + 1..<Version.levelCount).map { view.version.levels[$0] }
+        var outputs: [TableMeta] = []
+        var builder: TableBuilder? = nil
+        var currentKey: [UInt8] = []
+        var hasCurrentKey = false
+        var lastSequenceForKey = UInt64.max
+        do throws(KVError) {
+            merged.seekToFirst()
+            var checked = 0
+            while merged.isValid {
+                checked += 1
+                if checked & 0xFFF == 0 && (backgroundThreads?.isStopping ?? false) {
+                    throw KVError(.closed, "compaction abandoned: the database is closing")
+                }
+                let key = merged.key
+                let tag = merged.tag
+                let newKey = !hasCurrentKey || currentKey.withUnsafeBytes { SkipList.compareKeys($0, key) } != 0
+                if newKey {
+                    if let open = builder, open.fileBytes >= Int64(options.tableTargetBytes) {
+                        outputs.append(try open.finish())
+                        builder = nil
+                    }
+                    currentKey.removeAll(keepingCapacity: true)
+                    currentKey.append(contentsOf: key)
+                    hasCurrentKey = true
+                    lastSequenceForKey = .max
+                }
+                let sequence = tag >> 8
+                var drop = false
+                if lastSequenceForKey <= smallestSnapshot {
+                    drop = true
+                } else if tag & 0xFF == UInt64(EntryType.delete.rawValue) && sequence <= smallestSnapshot
+                    && !deeper.contains(where: { level in level.contains { $0.meta.contains(key) } })
+                {
+                    drop = true
+                }
+                lastSequenceForKey = sequence
+                if !drop {
+                    if builder == nil {
+                        builder = try TableBuilder(
+                            storage: storage, directory: path, number: versions.newFileNumber(),
+                            expectedBytes: Int64(options.tableTargetBytes) + (1 << 20))
+                    }
+                    try builder!.add(key, tag: tag, value: merged.value)
+                }
+                merged.next()
+            }
+            if let error = merged.error { throw error }
+            if let open = builder {
+                outputs.append(try open.finish())
+                builder = nil
+            }
+        } catch {
+            builder?.abandon()
+            for meta in outputs { try? storage.removeFile(atPath: path + "/" + TableFormat.fileName(meta.number)) }
+            throw error
+        }
+        return outputs
+    }
+
+    /// Background compaction: runs compactions while one is due.
+    func compactWhileDue(stopping: () -> Bool) {
+        while !stopping() && !compactionPaused.load(ordering: .acquiring) && backgroundError.withLock({ $0 == nil }) {
+            let ran = compacting.withLock { _ -> Bool in
+                guard let plan = pickCompaction(currentView.version) else { return false }
+                do throws(KVError) {
+                    try run(plan)
+                } catch {
+                    if error.code != .closed { fail(error, while: "compaction of level \(plan.level)") }
+                    return false
+                }
+                return true
+            }
+            if !ran { return }
+        }
+    }
+
+    /// Background flushing: flushes while frozen memtables wait.
+    func flushWhileDue(stopping: () -> Bool) {
+        while !stopping() && backgroundError.withLock({ $0 == nil }) {
+            do throws(KVError) {
+                guard try flushOldest() else { return }
+                backgroundThreads?.wakeCompaction()
+            } catch {
+                fail(error, while: "flush")
+                return
+            }
+        }
+    }
+
+    // MARK: stats
+
+    /// Counters of the engine, its levels, cache and page store.
+    public var stats: DatabaseStats {
+        let view = currentView
+        let cacheCounters = cache.counters
+        var levels: [LevelStats] = []
+        for (level, tables) in view.version.levels.enumerated() {
+            levels.append(LevelStats(
+                level: level, tables: tables.count, bytes: tables.reduce(0) { $0 + $1.meta.fileBytes },
+                entries: tables.reduce(0) { $0 + Int($1.meta.properties.entries) }))
+        }
+        let flushBytes = counters.flushBytes.load(ordering: .relaxed)
+        let compactionWrite = counters.compactionWriteBytes.load(ordering: .relaxed)
+        return DatabaseStats(
+            memtableBytes: view.memtable.approximateBytes, memtableEntries: view.memtable.count,
+            frozenMemtables: view.immutables.count,
+            lastSequence: view.log?.lastSequence ?? view.visibleSequence, visibleSequence: view.visibleSequence,
+            logChains: view.log?.chainsCompleted ?? 0, levels: levels,
+            userBytes: Int64(counters.userBytes.load(ordering: .relaxed)),
+            flushes: counters.flushes.load(ordering: .relaxed), bytesFlushed: Int64(flushBytes),
+            compactions: counters.compactions.load(ordering: .relaxed),
+            trivialMoves: counters.trivialMoves.load(ordering: .relaxed),
+            bytesCompactedRead: Int64(counters.compactionReadBytes.load(ordering: .relaxed)),
+            bytesCompactedWritten: Int64(compactionWrite),
+            writeAmplification: flushBytes > 0 ? Double(flushBytes + compactionWrite) / Double(flushBytes) : 0,
+            cacheBytes: cacheCounters.usage, cacheHits: cacheCounters.hits, cacheMisses: cacheCounters.misses,
+            indexAndFilterBytes: view.version.levels.joined().reduce(0) { $0 + $1.memoryBytes },
+            stalls: counters.stalls.load(ordering: .relaxed), slowdowns: counters.slowdowns.load(ordering: .relaxed),
+            stallMicroseconds: Int64(counters.stallMicros.load(ordering: .relaxed)),
+            liveSnapshots: snapshots.count, manifestNumber: versions.manifestNumber ?? 0,
+            pageStore: ownedStoreStats)
+    }
+}
+
+/// What a compaction reads and where it writes.
+struct CompactionPlan {
+    let level: Int
+    let outputLevel: Int
+    let inputs: [Table]
+    /// The output level's tables that overlap the inputs.
+    let below: [Table]
+    /// Moves the inputs down without rewriting them.
+    var trivial: Bool
+}
+
+/// One level's tables.
+public struct LevelStats: Sendable, Equatable {
+    /// 0 for flushed memtables, 1... for compaction's levels.
+    public var level: Int
+    public var tables: Int
+    public var bytes: Int64
+    /// Entries (versions and tombstones) in the level's tables.
+    public var entries: Int
+}
+
+/// A snapshot of engine counters.
+public struct DatabaseStats: Sendable {
+    /// Approximate bytes in the memtable taking writes.
+    public var memtableBytes: Int
+    /// Entries (versions and tombstones) in that memtable.
+    public var memtableEntries: Int
+    /// Full memtables waiting for their flush.
+    public var frozenMemtables: Int
+    /// Highest sequence number written.
+    public var lastSequence: UInt64
+    /// Highest sequence number readers see.
+    public var visibleSequence: UInt64
+    /// Log commit chains of the current log completed.
+    public var logChains: Int
+    /// Tables and bytes per level.
+    public var levels: [LevelStats]
+    /// Bytes of write batches acknowledged since open (what the user wrote).
+    public var userBytes: Int64
+    /// Memtables flushed since open, and the table bytes they made.
+    public var flushes: Int
+    public var bytesFlushed: Int64
+    /// Compactions since open (rewrites), trivial moves (tables moved down whole), and
+    /// the table bytes the rewrites read and wrote.
+    public var compactions: Int
+    public var trivialMoves: Int
+    public var bytesCompactedRead: Int64
+    public var bytesCompactedWritten: Int64
+    /// (bytes flushed + bytes compacted) / bytes flushed since open: table bytes written
+    /// per byte that reached level 0, as RocksDB's compaction stats count it.
+    public var writeAmplification: Double
+    /// Block cache: bytes held, hits and misses since open.
+    public var cacheBytes: Int
+    public var cacheHits: Int
+    public var cacheMisses: Int
+    /// Memory held by the open tables' indexes and bloom filters.
+    public var indexAndFilterBytes: Int
+    /// Writes held until background work caught up, writes delayed by a millisecond, and
+    /// the time writers spent in both.
+    public var stalls: Int
+    public var slowdowns: Int
+    public var stallMicroseconds: Int64
+    /// Snapshots not yet released.
+    public var liveSnapshots: Int
+    /// Number of the live manifest.
+    public var manifestNumber: UInt64
+    /// The page store's counters, when the database owns its page store.
+    public var pageStore: PageStoreStats?
+
+    /// Hits / (hits + misses), or 0 before any lookup reached a table.
+    public var cacheHitRate: Double {
+        cacheHits + cacheMisses == 0 ? 0 : Double(cacheHits) / Double(cacheHits + cacheMisses)
+    }
+
+    /// Bytes in all tables.
+    public var tableBytes: Int64 { levels.reduce(0) { $0 + $1.bytes } }
+}
+
+/// The flush and compaction threads. They hold the database weakly: dropping the last
+/// handle closes it (from whichever thread drops it, one of these included).
+final class BackgroundThreads: Sendable {
+    private let flushWakeup = DispatchSemaphore(value: 0)
+    private let compactionWakeup = DispatchSemaphore(value: 0)
+    private let stopping = ManagedAtomic<Bool>(false)
+    private let finished = DispatchSemaphore(value: 0)
+    private let threads = ThreadList()
+
+    private final class ThreadList: Sendable {
+        let ids = Mutex<[pthread_t]>([])
+    }
+
+    func start(_ database: Database) {
+        for (name, wakeup, work) in [
+            ("KVEngine.flush-tables", flushWakeup, { @Sendable (db: Database, stop: () -> Bool) in db.flushWhileDue(stopping: stop) }),
+            ("KVEngine.compact", compactionWakeup, { @Sendable (db: Database, stop: () -> Bool) in db.compactWhileDue(stopping: stop) }),
+        ] as [(String, DispatchSemaphore, @Sendable (Database, () -> Bool) -> Void)] {
+            let thread = Thread { [weak database, stopping, finished, threads] in
+                threads.ids.withLock { $0.append(pthread_self()) }
+                while !stopping.load(ordering: .acquiring) {
+                    _ = wakeup.wait(timeout: .now() + .milliseconds(100))
+                    if stopping.load(ordering: .acquiring) { break }
+                    guard let db = database else { break }
+                    work(db) { stopping.load(ordering: .acquiring) }
+                }
+                finished.signal()
+            }
+            thread.name = name
+            thread.start()
+        }
+    }
+
+    var isStopping: Bool { stopping.load(ordering: .acquiring) }
+
+    func wakeFlush() { flushWakeup.signal() }
+    func wakeCompaction() { compactionWakeup.signal() }
+
+    /// Stops both threads and waits for them (work under way finishes or is abandoned),
+    /// except the calling thread when it is one of them.
+    func stop() {
+        stopping.store(true, ordering: .releasing)
+        flushWakeup.signal()
+        compactionWakeup.signal()
+        let me = pthread_self()
+        let waits = 2 - threads.ids.withLock { $0.filter { pthread_equal($0, me) != 0 }.count }
+        for _ in 0..<waits { finished.wait() }
+    }
+}

@@ -1,0 +1,137 @@
+import Atomics
+import Synchronization
+
+/// A memtable that is full and waits for its flush to level 0.
+struct FrozenMemtable: Sendable {
+    let memtable: Memtable
+    /// The log started when it froze: once it is in a table, logs before this one go.
+    let nextLogNumber: UInt64
+    /// Its last sequence number.
+    let lastSequence: UInt64
+}
+
+/// Every source a read consults, at one moment: the memtable taking writes, the frozen
+/// ones waiting for their flush (newest first), and the tables of a version. A view never
+/// changes; flushes, compactions and rotations install a new one. Whoever holds a view
+/// keeps its memtables and tables alive.
+final class View: Sendable {
+    let log: LogWriter?
+    let memtable: Memtable
+    let immutables: [FrozenMemtable]
+    let version: Version
+    private let readOnlySequence: UInt64
+
+    init(log: LogWriter?, memtable: Memtable, immutables: [FrozenMemtable], version: Version, readOnlySequence: UInt64) {
+        self.log = log
+        self.memtable = memtable
+        self.immutables = immutables
+        self.version = version
+        self.readOnlySequence = readOnlySequence
+    }
+
+    func with(log: LogWriter? = nil, memtable: Memtable? = nil, immutables: [FrozenMemtable]? = nil, version: Version? = nil) -> View {
+        View(
+            log: log ?? self.log, memtable: memtable ?? self.memtable, immutables: immutables ?? self.immutables,
+            version: version ?? self.version, readOnlySequence: readOnlySequence)
+    }
+
+    /// The newest sequence number readers see.
+    var visibleSequence: UInt64 { log?.visibleSequence.load(ordering: .acquiring) ?? readOnlySequence }
+
+    /// The newest version of `key` at or below `snapshot`: memtables, then level 0 newest
+    /// first, then one table per deeper level, each pruned by key range and bloom filter.
+    func get(_ key: UnsafeRawBufferPointer, snapshot: UInt64) throws(KVError) -> Memtable.Lookup {
+        let found = memtable.get(key, snapshot: snapshot)
+        if found != .missing { return found }
+        for frozen in immutables {
+            let found = frozen.memtable.get(key, snapshot: snapshot)
+            if found != .missing { return found }
+        }
+        var hash: UInt64? = nil
+        for table in candidates(key) {
+            if hash == nil { hash = BloomFilter.hash(key) }
+            let found = try table.get(key, hash: hash!, snapshot: snapshot)
+            if found != .missing { return found }
+        }
+        return .missing
+    }
+
+    /// Tables whose key range holds `key`, in the order a lookup consults them.
+    func candidates(_ key: UnsafeRawBufferPointer) -> [Table] {
+        var result: [Table] = []
+        for table in version.levels[0] where table.meta.contains(key) { result.append(table) }
+        for level in 1..<Version.levelCount {
+            let tables = version.levels[level]
+            guard !tables.isEmpty else { continue }
+            var low = 0
+            var high = tables.count
+            while low < high {
+                let mid = (low + high) / 2
+                let below = tables[mid].meta.largestUserKey.withUnsafeBytes { SkipList.compareKeys($0, key) < 0 }
+                if below { low = mid + 1 } else { high = mid }
+            }
+            if low < tables.count && tables[low].meta.contains(key) { result.append(tables[low]) }
+        }
+        return result
+    }
+
+    /// A merged walk over every source.
+    func makeIterator() -> any InternalIterator {
+        if immutables.isEmpty && version.tableCount == 0 { return memtable.makeIterator() }
+        var children: [any InternalIterator] = [memtable.makeIterator()]
+        for frozen in immutables { children.append(frozen.memtable.makeIterator()) }
+        for table in version.levels[0] { children.append(TableIterator(table: table)) }
+        for level in 1..<Version.levelCount where !version.levels[level].isEmpty {
+            children.append(LevelIterator(tables: version.levels[level]))
+        }
+        return MergingIterator(children)
+    }
+}
+
+extension TableMeta {
+    /// Whether `key` lies within the table's user-key range.
+    func contains(_ key: UnsafeRawBufferPointer) -> Bool {
+        smallestUserKey.withUnsafeBytes { SkipList.compareKeys($0, key) <= 0 }
+            && largestUserKey.withUnsafeBytes { SkipList.compareKeys($0, key) >= 0 }
+    }
+}
+
+/// The sequence numbers of live snapshots (compaction keeps what they can see).
+final class SnapshotList: Sendable {
+    private let live = Mutex<[UInt64: Int]>([:])
+
+    func take(_ sequence: () -> UInt64) -> Snapshot {
+        live.withLock { live in
+            let value = sequence()
+            live[value, default: 0] += 1
+            return Snapshot(sequence: value, list: self)
+        }
+    }
+
+    func release(_ sequence: UInt64) {
+        live.withLock { live in
+            if let count = live[sequence] {
+                live[sequence] = count > 1 ? count - 1 : nil
+            }
+        }
+    }
+
+    /// The oldest live snapshot, or nil.
+    var oldest: UInt64? { live.withLock { $0.keys.min() } }
+    var count: Int { live.withLock { $0.values.reduce(0, +) } }
+}
+
+/// Counters of the engine's background work.
+final class EngineCounters: Sendable {
+    let userBytes = ManagedAtomic<Int>(0)
+    let flushes = ManagedAtomic<Int>(0)
+    let flushBytes = ManagedAtomic<Int>(0)
+    let compactions = ManagedAtomic<Int>(0)
+    let trivialMoves = ManagedAtomic<Int>(0)
+    let compactionReadBytes = ManagedAtomic<Int>(0)
+    let compactionWriteBytes = ManagedAtomic<Int>(0)
+    let stalls = ManagedAtomic<Int>(0)
+    let slowdowns = ManagedAtomic<Int>(0)
+    let stallMicros = ManagedAtomic<Int>(0)
+    let tablesRemoved = ManagedAtomic<Int>(0)
+}

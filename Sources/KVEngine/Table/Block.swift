@@ -1,0 +1,271 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Internal keys in tables: the user key followed by its tag (`sequence << 8 | type`,
+/// fixed64). They sort by user key ascending, then tag descending (newest first).
+enum InternalKey {
+    static let tagBytes = 8
+
+    static func append(_ userKey: UnsafeRawBufferPointer, tag: UInt64, to buffer: inout [UInt8]) {
+        buffer.append(contentsOf: userKey)
+        Coding.putFixed64(tag, into: &buffer)
+    }
+
+    static func encode(_ userKey: UnsafeRawBufferPointer, tag: UInt64) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(userKey.count + tagBytes)
+        append(userKey, tag: tag, to: &bytes)
+        return bytes
+    }
+
+    static func userKey(_ key: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(rebasing: key[0..<(key.count - tagBytes)])
+    }
+
+    static func tag(_ key: UnsafeRawBufferPointer) -> UInt64 {
+        Coding.fixed64(key, at: key.count - tagBytes)
+    }
+
+    /// Order of internal key `a` against (userKey, tag).
+    static func compare(_ a: UnsafeRawBufferPointer, _ userKey: UnsafeRawBufferPointer, _ tag: UInt64) -> Int {
+        let byKey = SkipList.compareKeys(self.userKey(a), userKey)
+        if byKey != 0 { return byKey }
+        let aTag = self.tag(a)
+        return aTag > tag ? -1 : (aTag < tag ? 1 : 0)
+    }
+
+    static func compare(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Int {
+        compare(a, userKey(b), tag(b))
+    }
+}
+
+/// Builds one block: entries with keys prefix-compressed against the previous key, a
+/// restart point (a full key) every `restartInterval` entries, then the restart offsets
+/// and their count (docs/FORMAT.md, "Blocks").
+struct BlockBuilder {
+    static let restartInterval = 16
+
+    private(set) var bytes: [UInt8] = []
+    private var restarts: [UInt32] = [0]
+    private var counter = 0
+    private var lastKey: [UInt8] = []
+    private(set) var entries = 0
+
+    init() { bytes.reserveCapacity(LogFormat.pageBytes) }
+
+    var isEmpty: Bool { entries == 0 }
+
+    /// Size of the block if finished now.
+    var estimatedBytes: Int { bytes.count + restarts.count * 4 + 4 }
+
+    /// Size after adding an entry of these lengths (an upper bound: no prefix sharing).
+    func estimatedBytes(addingKey keyBytes: Int, value valueBytes: Int) -> Int {
+        estimatedBytes + keyBytes + valueBytes + 15 + 4
+    }
+
+    /// Adds an entry; keys must arrive in increasing internal order.
+    mutating func add(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) {
+        var shared = 0
+        if counter < BlockBuilder.restartInterval {
+            let limit = min(lastKey.count, key.count)
+            while shared < limit && lastKey[shared] == key[shared] { shared += 1 }
+        } else {
+            restarts.append(UInt32(bytes.count))
+            counter = 0
+        }
+        Coding.putVarint(UInt64(shared), into: &bytes)
+        Coding.putVarint(UInt64(key.count - shared), into: &bytes)
+        Coding.putVarint(UInt64(value.count), into: &bytes)
+        bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: key[shared...]))
+        bytes.append(contentsOf: value)
+        lastKey.removeAll(keepingCapacity: true)
+        lastKey.append(contentsOf: key)
+        counter += 1
+        entries += 1
+    }
+
+    /// The block's contents; the builder is reset.
+    mutating func finish() -> [UInt8] {
+        for restart in restarts { Coding.putFixed32(restart, into: &bytes) }
+        Coding.putFixed32(UInt32(restarts.count), into: &bytes)
+        let result = bytes
+        bytes.removeAll(keepingCapacity: true)
+        restarts = [0]
+        counter = 0
+        lastKey.removeAll(keepingCapacity: true)
+        entries = 0
+        return result
+    }
+}
+
+/// A verified block's contents in memory of its own (the block cache holds these).
+final class Block: @unchecked Sendable {
+    // @unchecked: the memory is written once, in init, and only read afterwards.
+    let base: UnsafeMutableRawPointer
+    let count: Int
+    let restartsOffset: Int
+    let restartCount: Int
+
+    /// Copies `contents` (without the checksum); nil when the restart array is malformed.
+    init?(copying contents: UnsafeRawBufferPointer) {
+        guard contents.count >= 4 else { return nil }
+        let restarts = Int(Coding.fixed32(contents, at: contents.count - 4))
+        guard restarts >= 1, restarts <= (contents.count - 4) / 4 else { return nil }
+        count = contents.count
+        restartCount = restarts
+        restartsOffset = contents.count - 4 - restarts * 4
+        base = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: 16)
+        base.copyMemory(from: contents.baseAddress!, byteCount: count)
+    }
+
+    deinit { base.deallocate() }
+
+    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+
+    /// Memory charged to the cache for this block.
+    var charge: Int { count + 96 }
+
+    func restart(_ index: Int) -> Int { Int(Coding.fixed32(bytes, at: restartsOffset + index * 4)) }
+}
+
+/// A growable byte buffer with a stable address between mutations (iterators hand out
+/// pointers to their current key).
+final class KeyBuffer {
+    private(set) var base: UnsafeMutableRawPointer
+    private var capacity: Int
+    private(set) var count = 0
+
+    init(capacity: Int = 64) {
+        self.capacity = capacity
+        base = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 8)
+    }
+
+    deinit { base.deallocate() }
+
+    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+
+    /// Keeps the first `keep` bytes and appends `suffix`.
+    func replace(keeping keep: Int, with suffix: UnsafeRawBufferPointer) {
+        let needed = keep + suffix.count
+        if needed > capacity {
+            let grown = UnsafeMutableRawPointer.allocate(byteCount: max(needed, capacity * 2), alignment: 8)
+            grown.copyMemory(from: base, byteCount: keep)
+            base.deallocate()
+            base = grown
+            capacity = max(needed, capacity * 2)
+        }
+        if let source = suffix.baseAddress { (base + keep).copyMemory(from: source, byteCount: suffix.count) }
+        count = needed
+    }
+
+    func set(_ bytes: UnsafeRawBufferPointer) { replace(keeping: 0, with: bytes) }
+}
+
+/// Walks the entries of one block. Malformed entries (which a verified checksum makes
+/// unlikely but not impossible: a bug, or a collision) end the walk and set `corrupt`.
+struct BlockCursor {
+    let block: Block
+    let key = KeyBuffer()
+    /// Offset of the current entry; `block.restartsOffset` when past the end.
+    private(set) var offset: Int
+    private(set) var next: Int
+    private(set) var valueRange: Range<Int> = 0..<0
+    private(set) var corrupt = false
+
+    init(_ block: Block) {
+        self.block = block
+        offset = block.restartsOffset
+        next = block.restartsOffset
+    }
+
+    var isValid: Bool { offset < block.restartsOffset }
+
+    var value: UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(rebasing: block.bytes[valueRange])
+    }
+
+    /// Decodes the entry at `at` (whose predecessor's key is in `key`); false when malformed.
+    private mutating func decode(at position: Int) -> Bool {
+        let bytes = block.bytes
+        let limit = block.restartsOffset
+        var p = position
+        guard let shared = Coding.varint(bytes, &p), let unshared = Coding.varint(bytes, &p),
+            let valueLength = Coding.varint(bytes, &p),
+            Int(shared) <= key.count, unshared <= UInt64(limit - p), valueLength <= UInt64(limit - p) - unshared,
+            shared + unshared >= UInt64(InternalKey.tagBytes)
+        else {
+            corrupt = true
+            offset = limit
+            next = limit
+            return false
+        }
+        key.replace(keeping: Int(shared), with: UnsafeRawBufferPointer(rebasing: bytes[p..<(p + Int(unshared))]))
+        p += Int(unshared)
+        valueRange = p..<(p + Int(valueLength))
+        offset = position
+        next = p + Int(valueLength)
+        return true
+    }
+
+    mutating func seekToFirst() {
+        seekToRestart(0)
+    }
+
+    private mutating func seekToRestart(_ index: Int) {
+        key.replace(keeping: 0, with: UnsafeRawBufferPointer(start: nil, count: 0))
+        let position = block.restart(index)
+        guard position < block.restartsOffset else {
+            offset = block.restartsOffset
+            return
+        }
+        _ = decode(at: position)
+    }
+
+    mutating func advance() {
+        guard isValid else { return }
+        if next >= block.restartsOffset {
+            offset = block.restartsOffset
+            return
+        }
+        _ = decode(at: next)
+    }
+
+    mutating func seekToLast() {
+        seekToRestart(block.restartCount - 1)
+        while isValid && next < block.restartsOffset { advance() }
+    }
+
+    /// First entry at or after (userKey, tag).
+    mutating func seek(_ userKey: UnsafeRawBufferPointer, tag: UInt64) {
+        // Binary search for the last restart whose key is before the target.
+        var low = 0
+        var high = block.restartCount - 1
+        while low < high {
+            let mid = (low + high + 1) / 2
+            seekToRestart(mid)
+            guard isValid else { return }
+            if InternalKey.compare(key.bytes, userKey, tag) < 0 {
+                low = mid
+            } else {
+                high = mid - 1
+            }
+        }
+        seekToRestart(low)
+        while isValid && InternalKey.compare(key.bytes, userKey, tag) < 0 { advance() }
+    }
+
+    /// Moves to the entry before the current one (invalid when there is none).
+    mutating func retreat() {
+        let target = isValid ? offset : block.restartsOffset
+        // The last restart before the current entry, then forward to its predecessor.
+        var index = block.restartCount - 1
+        while index > 0 && block.restart(index) >= target { index -= 1 }
+        if block.restart(index) >= target {
+            offset = block.restartsOffset
+            return
+        }
+        seekToRestart(index)
+        while isValid && next < target { advance() }
+    }
+}

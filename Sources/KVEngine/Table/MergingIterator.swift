@@ -1,0 +1,193 @@
+/// Orders two positions in the internal order: negative when (aKey, aTag) comes first.
+@inline(__always)
+func compareInternal(_ aKey: UnsafeRawBufferPointer, _ aTag: UInt64, _ bKey: UnsafeRawBufferPointer, _ bTag: UInt64) -> Int {
+    let byKey = SkipList.compareKeys(aKey, bKey)
+    if byKey != 0 { return byKey }
+    return aTag > bTag ? -1 : (aTag < bTag ? 1 : 0)
+}
+
+/// Merges sources that are each in internal order into one, both ways (a linear pick
+/// among the few sources a read has: memtables, level-0 tables, one per deeper level).
+/// No two sources of one consistent view hold the same (key, tag).
+final class MergingIterator: InternalIterator {
+    private var children: [any InternalIterator]
+    private var current = -1
+    private var forward = true
+
+    init(_ children: [any InternalIterator]) {
+        self.children = children
+    }
+
+    var isValid: Bool { current >= 0 && children[current].isValid }
+    var key: UnsafeRawBufferPointer { children[current].key }
+    var tag: UInt64 { children[current].tag }
+    var value: UnsafeRawBufferPointer { children[current].value }
+    var error: KVError? {
+        for child in children { if let error = child.error { return error } }
+        return nil
+    }
+
+    private func pickSmallest() {
+        current = -1
+        for index in children.indices where children[index].isValid {
+            if current < 0 || compareInternal(children[index].key, children[index].tag, children[current].key, children[current].tag) < 0 {
+                current = index
+            }
+        }
+        if error != nil { current = -1 }
+    }
+
+    private func pickLargest() {
+        current = -1
+        for index in children.indices where children[index].isValid {
+            if current < 0 || compareInternal(children[index].key, children[index].tag, children[current].key, children[current].tag) > 0 {
+                current = index
+            }
+        }
+        if error != nil { current = -1 }
+    }
+
+    func seekToFirst() {
+        for index in children.indices { children[index].seekToFirst() }
+        forward = true
+        pickSmallest()
+    }
+
+    func seekToLast() {
+        for index in children.indices { children[index].seekToLast() }
+        forward = false
+        pickLargest()
+    }
+
+    func seek(_ key: UnsafeRawBufferPointer, tag: UInt64) {
+        for index in children.indices { children[index].seek(key, tag: tag) }
+        forward = true
+        pickSmallest()
+    }
+
+    func next() {
+        if !forward {
+            // Every other source moves to the first entry after the current one.
+            let key = Array(children[current].key)
+            let tag = children[current].tag
+            key.withUnsafeBytes { key in
+                for index in children.indices where index != current {
+                    children[index].seek(key, tag: tag)
+                    if children[index].isValid && compareInternal(children[index].key, children[index].tag, key, tag) == 0 {
+                        children[index].next()
+                    }
+                }
+            }
+            forward = true
+        }
+        children[current].next()
+        pickSmallest()
+    }
+
+    func prev() {
+        if forward {
+            // Every other source moves to the last entry before the current one.
+            let key = Array(children[current].key)
+            let tag = children[current].tag
+            key.withUnsafeBytes { key in
+                for index in children.indices where index != current {
+                    children[index].seek(key, tag: tag)
+                    if children[index].isValid {
+                        children[index].prev()
+                    } else if children[index].error == nil {
+                        children[index].seekToLast()
+                    }
+                }
+            }
+            forward = false
+        }
+        children[current].prev()
+        pickLargest()
+    }
+}
+
+/// Concatenates the tables of one level (sorted, not overlapping), opening each table's
+/// walk only when it is reached.
+final class LevelIterator: InternalIterator {
+    private let tables: [Table]
+    private var index = 0
+    private var walk: TableIterator?
+    private var failure: KVError?
+    private let readaheadPages: Int
+    private let alwaysReadAhead: Bool
+
+    init(tables: [Table], readaheadPages: Int = 64, alwaysReadAhead: Bool = false) {
+        self.tables = tables
+        self.readaheadPages = readaheadPages
+        self.alwaysReadAhead = alwaysReadAhead
+    }
+
+    var isValid: Bool { walk?.isValid ?? false }
+    var key: UnsafeRawBufferPointer { walk!.key }
+    var tag: UInt64 { walk!.tag }
+    var value: UnsafeRawBufferPointer { walk!.value }
+    var error: KVError? { failure ?? walk?.error }
+
+    private func open(_ position: Int) -> Bool {
+        if let error = walk?.error { failure = failure ?? error }
+        guard failure == nil, position >= 0, position < tables.count else {
+            walk = nil
+            return false
+        }
+        index = position
+        if walk?.table !== tables[position] {
+            walk = TableIterator(table: tables[position], readaheadPages: readaheadPages, alwaysReadAhead: alwaysReadAhead)
+        }
+        return true
+    }
+
+    private func skipForward() {
+        while let walk, !walk.isValid, walk.error == nil {
+            guard open(index + 1) else { return }
+            self.walk!.seekToFirst()
+        }
+    }
+
+    private func skipBackward() {
+        while let walk, !walk.isValid, walk.error == nil {
+            guard open(index - 1) else { return }
+            self.walk!.seekToLast()
+        }
+    }
+
+    func seekToFirst() {
+        guard open(0) else { return }
+        walk!.seekToFirst()
+        skipForward()
+    }
+
+    func seekToLast() {
+        guard open(tables.count - 1) else { return }
+        walk!.seekToLast()
+        skipBackward()
+    }
+
+    func seek(_ key: UnsafeRawBufferPointer, tag: UInt64) {
+        // The first table whose largest key is at or after the target.
+        var low = 0
+        var high = tables.count
+        while low < high {
+            let mid = (low + high) / 2
+            let below = tables[mid].meta.largest.withUnsafeBytes { InternalKey.compare($0, key, tag) < 0 }
+            if below { low = mid + 1 } else { high = mid }
+        }
+        guard open(low) else { return }
+        walk!.seek(key, tag: tag)
+        skipForward()
+    }
+
+    func next() {
+        walk!.next()
+        skipForward()
+    }
+
+    func prev() {
+        walk!.prev()
+        skipBackward()
+    }
+}

@@ -1,0 +1,248 @@
+import Atomics
+import PageStore
+
+/// An open sorted table: its index and filter in memory, its data blocks read on demand
+/// (through the block cache), so a lookup that misses the cache costs one block read.
+///
+/// A table is shared by every version, iterator and snapshot that reaches it; when the
+/// last of them lets go of an obsolete table (compacted away), its file is removed.
+final class Table: Sendable {
+    let meta: TableMeta
+    let path: String
+    let storage: any Storage
+    let file: FileID
+    let cache: BlockCache
+    /// Last internal key of each data block, concatenated; `keyEnds[i]` ends key `i`.
+    private let indexKeys: [UInt8]
+    private let keyEnds: [Int32]
+    let handles: [TableFormat.Handle]
+    private let filter: [UInt8]
+    /// Where the data blocks end (the index block starts).
+    let dataEnd: Int64
+    private let obsolete = ManagedAtomic<Bool>(false)
+
+    var number: UInt64 { meta.number }
+    var blockCount: Int { handles.count }
+    /// Memory held by the index and filter.
+    var memoryBytes: Int { indexKeys.count + keyEnds.count * 4 + handles.count * 16 + filter.count }
+
+    /// Opens table `meta.number` in `directory`, reading and verifying its footer, index,
+    /// filter and properties.
+    static func open(storage: any Storage, directory: String, meta: TableMeta, cache: BlockCache) throws(KVError) -> Table {
+        let path = directory + "/" + TableFormat.fileName(meta.number)
+        let file = try io("open table \(path)") { try storage.openFile(atPath: path, mode: .readOnly) }
+        do {
+            return try Table(storage: storage, path: path, file: file, meta: meta, cache: cache)
+        } catch {
+            try? storage.closeFile(file)
+            throw error
+        }
+    }
+
+    private init(storage: any Storage, path: String, file: FileID, meta: TableMeta, cache: BlockCache) throws(KVError) {
+        self.storage = storage
+        self.path = path
+        self.file = file
+        self.meta = meta
+        self.cache = cache
+        let corrupt = { (problem: TableProblem) in
+            KVError(.corruption, "table \(path) is corrupt at offset \(problem.offset): \(problem.reason)", path: path, offsetBytes: problem.offset)
+        }
+        let size = try io("size of \(path)") { try storage.fileSize(file) }
+        guard size == meta.fileBytes, size >= Int64(2 * TableFormat.pageBytes), size % Int64(TableFormat.pageBytes) == 0 else {
+            throw KVError(
+                .corruption, "table \(path) is \(size) bytes; the manifest says \(meta.fileBytes)",
+                path: path, offsetBytes: min(size, meta.fileBytes))
+        }
+        let footerOffset = size - Int64(TableFormat.pageBytes)
+        let footerPage = try Table.read(storage: storage, file: file, path: path, offset: footerOffset, pages: 1)
+        defer { storage.allocator.free(footerPage) }
+        let footer: TableFormat.Footer
+        switch TableFormat.Footer.decode(UnsafeRawBufferPointer(footerPage.bytes), table: meta.number, fileBytes: size) {
+        case .success(let decoded): footer = decoded
+        case .failure(let problem): throw corrupt(TableProblem(offset: footerOffset + problem.offset, reason: problem.reason))
+        }
+        // Index, filter and properties are contiguous: one read.
+        let metaStart = footer.index.offset
+        let metaPages = Int((footerOffset - metaStart) / Int64(TableFormat.pageBytes))
+        let region = try Table.read(storage: storage, file: file, path: path, offset: metaStart, pages: metaPages)
+        defer { storage.allocator.free(region) }
+        func contents(_ handle: TableFormat.Handle) throws(KVError) -> UnsafeRawBufferPointer {
+            let start = Int(handle.offset - metaStart)
+            let bytes = UnsafeRawBufferPointer(rebasing: region.bytes[start...])
+            switch TableFormat.verify(bytes, handle: handle, table: meta.number) {
+            case .success(let contents): return contents
+            case .failure(let problem): throw corrupt(problem)
+            }
+        }
+        guard let properties = TableProperties.decode(try contents(footer.properties)) else {
+            throw corrupt(TableProblem(offset: footer.properties.offset, reason: "malformed properties block"))
+        }
+        guard properties == meta.properties else {
+            throw corrupt(TableProblem(offset: footer.properties.offset, reason: "properties differ from the manifest's record of the table"))
+        }
+        filter = Array(try contents(footer.filter))
+        guard let indexBlock = Block(copying: try contents(footer.index)) else {
+            throw corrupt(TableProblem(offset: footer.index.offset, reason: "malformed index block"))
+        }
+        var keys: [UInt8] = []
+        var ends: [Int32] = []
+        var handles: [TableFormat.Handle] = []
+        var cursor = BlockCursor(indexBlock)
+        cursor.seekToFirst()
+        var expected = Int64(0)
+        while cursor.isValid {
+            guard let handle = TableFormat.decodeHandle(cursor.value), handle.offset == expected,
+                handle.offset + Int64(handle.length) <= metaStart
+            else {
+                throw corrupt(TableProblem(offset: footer.index.offset, reason: "index entry \(handles.count) names a block out of place"))
+            }
+            expected = handle.offset + Int64(handle.pages * TableFormat.pageBytes)
+            keys.append(contentsOf: cursor.key.bytes)
+            ends.append(Int32(keys.count))
+            handles.append(handle)
+            cursor.advance()
+        }
+        guard !cursor.corrupt, !handles.isEmpty, expected == metaStart else {
+            throw corrupt(TableProblem(offset: footer.index.offset, reason: "malformed index block"))
+        }
+        indexKeys = keys
+        keyEnds = ends
+        self.handles = handles
+        dataEnd = metaStart
+    }
+
+    deinit {
+        try? storage.closeFile(file)
+        if obsolete.load(ordering: .acquiring) {
+            do {
+                try storage.removeFile(atPath: path)
+            } catch {
+                engineLogger.warning("could not remove obsolete table \(path): \(error)")
+            }
+        }
+    }
+
+    /// Marks the table compacted away: its file goes when the last reader lets go.
+    func markObsolete() { obsolete.store(true, ordering: .releasing) }
+
+    /// Reads `pages` pages at `offset` into a fresh buffer (the caller frees it).
+    static func read(storage: any Storage, file: FileID, path: String, offset: Int64, pages: Int) throws(KVError) -> PageBuffer {
+        try io("read \(path) at offset \(offset)") { () throws -> PageBuffer in
+            let buffer = try storage.allocator.allocate(pages: pages)
+            do {
+                let got = try storage.read(file, offsetBytes: offset, into: buffer)
+                guard got == buffer.count else {
+                    throw KVError(.corruption, "table \(path) ends at \(offset + Int64(got)), inside a block", path: path, offsetBytes: offset + Int64(got))
+                }
+            } catch {
+                storage.allocator.free(buffer)
+                throw error
+            }
+            return buffer
+        }
+    }
+
+    // MARK: index
+
+    func indexKey(_ index: Int) -> UnsafeRawBufferPointer {
+        let start = index == 0 ? 0 : Int(keyEnds[index - 1])
+        return indexKeys.withUnsafeBytes { UnsafeRawBufferPointer(rebasing: $0[start..<Int(keyEnds[index])]) }
+    }
+
+    /// The first block whose last key is at or after (userKey, tag), or `blockCount`.
+    func findBlock(_ userKey: UnsafeRawBufferPointer, tag: UInt64) -> Int {
+        indexKeys.withUnsafeBytes { keys in
+            var low = 0
+            var high = handles.count
+            while low < high {
+                let mid = (low + high) / 2
+                let start = mid == 0 ? 0 : Int(keyEnds[mid - 1])
+                let key = UnsafeRawBufferPointer(rebasing: keys[start..<Int(keyEnds[mid])])
+                if InternalKey.compare(key, userKey, tag) < 0 { low = mid + 1 } else { high = mid }
+            }
+            return low
+        }
+    }
+
+    func mayContain(hash: UInt64) -> Bool {
+        filter.withUnsafeBytes { BloomFilter.mayContain($0, hash: hash) }
+    }
+
+    // MARK: blocks
+
+    func corruption(_ problem: TableProblem) -> KVError {
+        KVError(.corruption, "table \(path) is corrupt at offset \(problem.offset): \(problem.reason)", path: path, offsetBytes: problem.offset)
+    }
+
+    /// Verifies a block's bytes and copies them into a `Block`.
+    func makeBlock(_ bytes: UnsafeRawBufferPointer, index: Int) throws(KVError) -> Block {
+        let handle = handles[index]
+        switch TableFormat.verify(bytes, handle: handle, table: meta.number) {
+        case .failure(let problem):
+            throw corruption(problem)
+        case .success(let contents):
+            guard let block = Block(copying: contents) else {
+                throw corruption(TableProblem(offset: handle.offset, reason: "malformed block"))
+            }
+            return block
+        }
+    }
+
+    /// Data block `index`, from the cache or the disk (then cached when `fillCache`).
+    func block(_ index: Int, fillCache: Bool = true) throws(KVError) -> Block {
+        let handle = handles[index]
+        let key = BlockKey(table: meta.number, offset: handle.offset)
+        if let cached = cache.lookup(key) { return cached }
+        let buffer = try Table.read(storage: storage, file: file, path: path, offset: handle.offset, pages: handle.pages)
+        defer { storage.allocator.free(buffer) }
+        let block = try makeBlock(UnsafeRawBufferPointer(buffer.bytes), index: index)
+        if fillCache { cache.insert(key, block) }
+        return block
+    }
+
+    /// The newest version of `userKey` at or below `snapshot` in this table.
+    func get(_ userKey: UnsafeRawBufferPointer, hash: UInt64, snapshot: UInt64) throws(KVError) -> Memtable.Lookup {
+        guard mayContain(hash: hash) else { return .missing }
+        let tag = snapshot << 8 | 0xFF
+        let index = findBlock(userKey, tag: tag)
+        guard index < handles.count else { return .missing }
+        return try lookup(in: try block(index), userKey, tag: tag, index: index)
+    }
+
+    /// Finishes a lookup in the block that may hold (userKey, tag).
+    func lookup(in block: Block, _ userKey: UnsafeRawBufferPointer, tag: UInt64, index: Int) throws(KVError) -> Memtable.Lookup {
+        var cursor = BlockCursor(block)
+        cursor.seek(userKey, tag: tag)
+        if cursor.corrupt { throw corruption(TableProblem(offset: handles[index].offset, reason: "malformed block entry")) }
+        guard cursor.isValid, SkipList.compareKeys(InternalKey.userKey(cursor.key.bytes), userKey) == 0 else {
+            return .missing
+        }
+        if InternalKey.tag(cursor.key.bytes) & 0xFF == UInt64(EntryType.delete.rawValue) { return .deleted }
+        return .value(Array(cursor.value))
+    }
+
+    /// Reads every data block, verifying checksums and that entries are in order and
+    /// within the table's key range. Returns the blocks read.
+    func verifyBlocks() throws(KVError) -> Int {
+        let walk = TableIterator(table: self, readaheadPages: TableBuilder.chunkPages, alwaysReadAhead: true)
+        walk.seekToFirst()
+        var previous: [UInt8] = []
+        var entries: UInt64 = 0
+        while walk.isValid {
+            let current = InternalKey.encode(walk.key, tag: walk.tag)
+            if entries > 0 {
+                let ordered = previous.withUnsafeBytes { a in current.withUnsafeBytes { b in InternalKey.compare(a, b) < 0 } }
+                if !ordered { throw corruption(TableProblem(offset: 0, reason: "entries out of order after entry \(entries)")) }
+            }
+            previous = current
+            entries += 1
+            walk.next()
+        }
+        if let error = walk.error { throw error }
+        guard entries == meta.properties.entries else {
+            throw corruption(TableProblem(offset: 0, reason: "\(entries) entries read; the properties say \(meta.properties.entries)"))
+        }
+        return blockCount
+    }
+}

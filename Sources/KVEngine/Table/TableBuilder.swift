@@ -1,0 +1,225 @@
+import PageStore
+
+/// What the manifest records of a table file.
+struct TableMeta: Equatable, Sendable {
+    var number: UInt64
+    var fileBytes: Int64
+    var properties: TableProperties
+
+    var smallest: [UInt8] { properties.smallest }
+    var largest: [UInt8] { properties.largest }
+
+    var smallestUserKey: ArraySlice<UInt8> { properties.smallest.dropLast(InternalKey.tagBytes) }
+    var largestUserKey: ArraySlice<UInt8> { properties.largest.dropLast(InternalKey.tagBytes) }
+
+    /// Whether the table's user-key range meets [lower, upper] (nil: unbounded).
+    func overlaps(lower: [UInt8]?, upper: [UInt8]?) -> Bool {
+        if let lower, largestUserKey.lexicographicallyPrecedes(lower) { return false }
+        if let upper, upper.lexicographicallyPrecedes(smallestUserKey) { return false }
+        return true
+    }
+}
+
+/// Writes one sorted table: entries in internal-key order go into page-aligned blocks that
+/// are staged in large fixed buffers and written with O_DIRECT while the next fill; the
+/// index, filter, properties and footer follow, and the last write is a commit chain
+/// (write -> fdatasync). The caller fsyncs the directory before the table is referenced.
+final class TableBuilder {
+    static let chunkPages = 256
+
+    let storage: any Storage
+    let path: String
+    let number: UInt64
+    private let file: FileID
+    private var chunks: [PageBuffer] = []
+    private var pending: [OneShot<IOResult>?] = [nil, nil]
+    private var current = 0
+    /// Bytes staged in the current chunk.
+    private var staged = 0
+    /// File offset where the current chunk starts.
+    private var chunkOffset: Int64 = 0
+    private var block = BlockBuilder()
+    private var index = BlockBuilder()
+    private var lastKey: [UInt8] = []
+    private var hashes: [UInt64] = []
+    private var lastHashedKey: [UInt8] = []
+    private var hasHashedKey = false
+    private(set) var properties = TableProperties()
+    private var reserved: Int64
+    private var finished = false
+
+    init(storage: any Storage, directory: String, number: UInt64, expectedBytes: Int64) throws(KVError) {
+        self.storage = storage
+        self.number = number
+        path = directory + "/" + TableFormat.fileName(number)
+        reserved = max(0, expectedBytes) / Int64(TableFormat.pageBytes) * Int64(TableFormat.pageBytes)
+        let path = path
+        (file, chunks) = try io("create table \(path)") { () throws -> (FileID, [PageBuffer]) in
+            let file = try storage.openFile(atPath: path, mode: .createNew)
+            do {
+                let first = try storage.allocator.allocate(pages: TableBuilder.chunkPages)
+                let second = try storage.allocator.allocate(pages: TableBuilder.chunkPages)
+                return (file, [first, second])
+            } catch {
+                try? storage.closeFile(file)
+                try? storage.removeFile(atPath: path)
+                throw error
+            }
+        }
+        if reserved > 0 {
+            let (file, reserved) = (file, reserved)
+            do throws(KVError) {
+                _ = try io("reserve \(reserved) bytes for table \(path)") {
+                    try storage.performBlocking(.allocate(file, offsetBytes: 0, lengthBytes: reserved))
+                }
+            } catch {
+                abandon()
+                throw error
+            }
+        }
+    }
+
+    deinit {
+        if !finished { abandon() }
+    }
+
+    /// Bytes written so far (data blocks staged or written).
+    var fileBytes: Int64 { chunkOffset + Int64(staged) + Int64(block.estimatedBytes) }
+
+    var entries: UInt64 { properties.entries }
+
+    /// Adds an entry; entries must arrive in increasing internal-key order.
+    func add(_ userKey: UnsafeRawBufferPointer, tag: UInt64, value: UnsafeRawBufferPointer) throws(KVError) {
+        if !block.isEmpty && block.estimatedBytes(addingKey: userKey.count + InternalKey.tagBytes, value: value.count) > TableFormat.blockTargetBytes {
+            // The block ends with the previous entry, whose key is still in `lastKey`.
+            try finishDataBlock()
+        }
+        lastKey.removeAll(keepingCapacity: true)
+        InternalKey.append(userKey, tag: tag, to: &lastKey)
+        if properties.entries == 0 { properties.smallest = lastKey }
+        lastKey.withUnsafeBytes { block.add($0, value) }
+        if !hasHashedKey || SkipList.compareKeys(userKey, lastHashedKey.withUnsafeBytes { $0 }) != 0 {
+            hashes.append(BloomFilter.hash(userKey))
+            lastHashedKey.removeAll(keepingCapacity: true)
+            lastHashedKey.append(contentsOf: userKey)
+            hasHashedKey = true
+        }
+        let sequence = tag >> 8
+        properties.entries += 1
+        if tag & 0xFF == UInt64(EntryType.delete.rawValue) { properties.deletions += 1 }
+        properties.smallestSequence = min(properties.smallestSequence, sequence)
+        properties.largestSequence = max(properties.largestSequence, sequence)
+    }
+
+    private func finishDataBlock() throws(KVError) {
+        let contents = block.finish()
+        let handle = try append(contents)
+        properties.dataBytes += UInt64(handle.length)
+        var encoded: [UInt8] = []
+        TableFormat.encodeHandle(handle, into: &encoded)
+        // The index key of a block is its last internal key.
+        lastKey.withUnsafeBytes { key in encoded.withUnsafeBytes { index.add(key, $0) } }
+    }
+
+    /// Stages a block at the next page boundary; returns its handle.
+    private func append(_ contents: [UInt8]) throws(KVError) -> TableFormat.Handle {
+        let length = contents.count + TableFormat.checksumBytes
+        let padded = (length + TableFormat.pageBytes - 1) / TableFormat.pageBytes * TableFormat.pageBytes
+        let capacity = TableBuilder.chunkPages * TableFormat.pageBytes
+        if staged + padded > capacity { try writeChunk() }
+        let offset = chunkOffset + Int64(staged)
+        if padded > capacity {
+            // A block larger than a chunk (a very large value) gets a buffer of its own.
+            let pages = padded / TableFormat.pageBytes
+            try io("write table \(path)") {
+                let buffer = try storage.allocator.allocate(pages: pages)
+                defer { storage.allocator.free(buffer) }
+                contents.withUnsafeBytes { buffer.bytes.copyMemory(from: $0) }
+                _ = TableFormat.seal(buffer.bytes, contents: contents.count, table: number, offset: offset)
+                try storage.write(file, offsetBytes: offset, from: buffer)
+            }
+            chunkOffset += Int64(padded)
+            return TableFormat.Handle(offset: offset, length: length)
+        }
+        let target = UnsafeMutableRawBufferPointer(rebasing: chunks[current].bytes[staged..<(staged + padded)])
+        contents.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: target[0..<contents.count]).copyMemory(from: $0) }
+        _ = TableFormat.seal(target, contents: contents.count, table: number, offset: offset)
+        staged += padded
+        return TableFormat.Handle(offset: offset, length: length)
+    }
+
+    /// Sends the staged chunk to disk (asynchronously) and moves filling to the other one.
+    private func writeChunk() throws(KVError) {
+        guard staged > 0 else { return }
+        let done = OneShot<IOResult>()
+        let segment = IOSegment(offsetBytes: chunkOffset, buffer: chunks[current].slice(offset: 0, count: staged))
+        storage.submit(.write(file, [segment])) { done.fulfil($0) }
+        pending[current] = done
+        chunkOffset += Int64(staged)
+        staged = 0
+        current ^= 1
+        try waitFor(current)
+    }
+
+    private func waitFor(_ slot: Int) throws(KVError) {
+        guard let done = pending[slot] else { return }
+        storage.willWait()
+        let result = done.wait()
+        pending[slot] = nil
+        if case .failure(let error) = result { throw KVError.io(error, while: "write table \(path)") }
+    }
+
+    /// Writes the rest and the footer, fdatasyncs, and closes the file.
+    func finish() throws(KVError) -> TableMeta {
+        precondition(properties.entries > 0, "an empty table is never written")
+        if !block.isEmpty { try finishDataBlock() }
+        properties.largest = lastKey
+        let indexHandle = try append(index.finish())
+        let filterHandle = try append(BloomFilter.build(hashes: hashes))
+        let propertiesHandle = try append(properties.encode())
+        // The footer page.
+        let capacity = TableBuilder.chunkPages * TableFormat.pageBytes
+        if staged + TableFormat.pageBytes > capacity { try writeChunk() }
+        let footer = TableFormat.Footer(index: indexHandle, filter: filterHandle, properties: propertiesHandle)
+        footer.encode(table: number, into: UnsafeMutableRawBufferPointer(rebasing: chunks[current].bytes[staged..<(staged + TableFormat.pageBytes)]))
+        staged += TableFormat.pageBytes
+        let fileBytes = chunkOffset + Int64(staged)
+        try waitFor(0)
+        try waitFor(1)
+        let segment = IOSegment(offsetBytes: chunkOffset, buffer: chunks[current].slice(offset: 0, count: staged))
+        let path = path
+        try io("write table \(path)") {
+            try storage.commit(file, [segment])
+            if reserved > fileBytes {
+                // Give back what the reservation overestimated.
+                try storage.truncateFile(file, toBytes: fileBytes)
+                try storage.performBlocking(.sync(file, dataOnly: false))
+            }
+        }
+        finished = true
+        release()
+        try io("close table \(path)") { try storage.closeFile(file) }
+        return TableMeta(number: number, fileBytes: fileBytes, properties: properties)
+    }
+
+    private func release() {
+        for slot in 0..<2 {
+            if let done = pending[slot] {
+                storage.willWait()
+                _ = done.wait()
+                pending[slot] = nil
+            }
+        }
+        for chunk in chunks { storage.allocator.free(chunk) }
+        chunks = []
+    }
+
+    /// Gives up: waits for writes in flight, closes and removes the file.
+    func abandon() {
+        guard !finished else { return }
+        finished = true
+        release()
+        try? storage.closeFile(file)
+        try? storage.removeFile(atPath: path)
+    }
+}

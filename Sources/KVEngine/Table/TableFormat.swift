@@ -1,0 +1,233 @@
+/// The sorted table's byte grammar, table format version 1 (docs/FORMAT.md, "Table files").
+///
+/// A table is a sequence of 4096-byte pages: data blocks, then the index block, the filter
+/// block and the properties block, each starting on a page boundary and padded with zeros
+/// to the next one, then one footer page. A block on disk is its contents followed by an
+/// 8-byte XXH3-64 of the contents, seeded by the table number and the block's offset, so a
+/// block read from the wrong place or the wrong table never verifies.
+enum TableFormat {
+    static let magic: UInt64 = 0x3153_454C_4241_544B  // "KTABLES1" little-endian
+    static let version: UInt32 = 1
+    static let pageBytes = LogFormat.pageBytes
+    static let checksumBytes = 8
+    static let footerBytes = 64
+    /// Data block contents are cut at about this size (one page with its checksum).
+    static let blockTargetBytes = pageBytes - checksumBytes
+
+    /// Where a block is: its page-aligned offset and its length with the checksum.
+    struct Handle: Equatable, Sendable {
+        var offset: Int64
+        var length: Int
+        /// Pages the block occupies (padding included).
+        var pages: Int { (length + TableFormat.pageBytes - 1) / TableFormat.pageBytes }
+    }
+
+    static func seed(table: UInt64, offset: Int64) -> UInt64 {
+        (table &* 0xC2B2_AE3D_27D4_EB4F) ^ UInt64(bitPattern: offset)
+    }
+
+    static func fileName(_ number: UInt64) -> String {
+        let digits = String(number)
+        return String(repeating: "0", count: max(0, 6 - digits.count)) + digits + ".sst"
+    }
+
+    static func number(ofFileName name: String) -> UInt64? {
+        guard name.hasSuffix(".sst") else { return nil }
+        let stem = name.dropLast(4)
+        guard !stem.isEmpty, stem.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
+        return UInt64(stem)
+    }
+
+    /// The footer: the first 64 bytes of the last page.
+    struct Footer: Equatable {
+        var index: Handle
+        var filter: Handle
+        var properties: Handle
+
+        func encode(table: UInt64, into page: UnsafeMutableRawBufferPointer) {
+            page.initializeMemory(as: UInt8.self, repeating: 0)
+            Coding.storeFixed64(TableFormat.magic, page, at: 0)
+            Coding.storeFixed32(TableFormat.version, page, at: 8)
+            Coding.storeFixed32(UInt32(TableFormat.pageBytes), page, at: 12)
+            Coding.storeFixed64(UInt64(index.offset), page, at: 16)
+            Coding.storeFixed32(UInt32(index.length), page, at: 24)
+            Coding.storeFixed32(UInt32(filter.length), page, at: 28)
+            Coding.storeFixed64(UInt64(filter.offset), page, at: 32)
+            Coding.storeFixed64(UInt64(properties.offset), page, at: 40)
+            Coding.storeFixed32(UInt32(properties.length), page, at: 48)
+            Coding.storeFixed32(0, page, at: 52)
+            let checksum = Checksum.xxh3(UnsafeRawBufferPointer(rebasing: page[0..<56]), seed: table)
+            Coding.storeFixed64(checksum, page, at: 56)
+        }
+
+        /// Parses and checks a footer page of table `table` whose file is `fileBytes` long.
+        static func decode(_ page: UnsafeRawBufferPointer, table: UInt64, fileBytes: Int64) -> Result<Footer, TableProblem> {
+            guard page.count >= footerBytes else { return .failure(TableProblem(offset: 0, reason: "file too short for a footer")) }
+            guard Coding.fixed64(page, at: 0) == TableFormat.magic else {
+                return .failure(TableProblem(offset: 0, reason: "bad footer magic (not a table, or truncated)"))
+            }
+            let checksum = Checksum.xxh3(UnsafeRawBufferPointer(rebasing: page[0..<56]), seed: table)
+            guard checksum == Coding.fixed64(page, at: 56) else {
+                return .failure(TableProblem(offset: 56, reason: "footer checksum mismatch"))
+            }
+            let version = Coding.fixed32(page, at: 8)
+            guard version <= TableFormat.version else {
+                return .failure(TableProblem(offset: 8, reason: "table format version \(version) is newer than this build's \(TableFormat.version)"))
+            }
+            guard Coding.fixed32(page, at: 12) == UInt32(TableFormat.pageBytes) else {
+                return .failure(TableProblem(offset: 12, reason: "unsupported page size \(Coding.fixed32(page, at: 12))"))
+            }
+            let footer = Footer(
+                index: Handle(offset: Int64(Coding.fixed64(page, at: 16)), length: Int(Coding.fixed32(page, at: 24))),
+                filter: Handle(offset: Int64(Coding.fixed64(page, at: 32)), length: Int(Coding.fixed32(page, at: 28))),
+                properties: Handle(offset: Int64(Coding.fixed64(page, at: 40)), length: Int(Coding.fixed32(page, at: 48))))
+            let footerOffset = fileBytes - Int64(TableFormat.pageBytes)
+            for (name, handle) in [("index", footer.index), ("filter", footer.filter), ("properties", footer.properties)] {
+                guard handle.offset >= 0, handle.offset % Int64(TableFormat.pageBytes) == 0,
+                    handle.length >= checksumBytes + 4, handle.offset + Int64(handle.length) <= footerOffset
+                else {
+                    return .failure(TableProblem(offset: 16, reason: "footer's \(name) handle (\(handle.offset), \(handle.length)) is out of bounds"))
+                }
+            }
+            return .success(footer)
+        }
+    }
+
+    /// Seals a block in place: `buffer[0..<contents]` holds its contents; the checksum goes
+    /// after them and zeros to the end of the last page. Returns the block's handle length.
+    static func seal(
+        _ buffer: UnsafeMutableRawBufferPointer, contents: Int, table: UInt64, offset: Int64
+    ) -> Int {
+        let checksum = Checksum.xxh3(UnsafeRawBufferPointer(rebasing: buffer[0..<contents]), seed: seed(table: table, offset: offset))
+        Coding.storeFixed64(checksum, buffer, at: contents)
+        let length = contents + checksumBytes
+        let padded = (length + pageBytes - 1) / pageBytes * pageBytes
+        if padded > length {
+            UnsafeMutableRawBufferPointer(rebasing: buffer[length..<padded]).initializeMemory(as: UInt8.self, repeating: 0)
+        }
+        return length
+    }
+
+    /// The contents of a block read at `handle.offset`, or why it does not verify.
+    static func verify(_ bytes: UnsafeRawBufferPointer, handle: Handle, table: UInt64) -> Result<UnsafeRawBufferPointer, TableProblem> {
+        guard bytes.count >= handle.length, handle.length >= checksumBytes else {
+            return .failure(TableProblem(offset: handle.offset, reason: "block of \(handle.length) bytes is truncated"))
+        }
+        let contents = UnsafeRawBufferPointer(rebasing: bytes[0..<(handle.length - checksumBytes)])
+        let stored = Coding.fixed64(bytes, at: handle.length - checksumBytes)
+        guard Checksum.xxh3(contents, seed: seed(table: table, offset: handle.offset)) == stored else {
+            return .failure(TableProblem(offset: handle.offset, reason: "block checksum mismatch"))
+        }
+        return .success(contents)
+    }
+
+    static func encodeHandle(_ handle: Handle, into bytes: inout [UInt8]) {
+        Coding.putVarint(UInt64(handle.offset), into: &bytes)
+        Coding.putVarint(UInt64(handle.length), into: &bytes)
+    }
+
+    static func decodeHandle(_ bytes: UnsafeRawBufferPointer) -> Handle? {
+        var position = 0
+        guard let offset = Coding.varint(bytes, &position), let length = Coding.varint(bytes, &position),
+            offset % UInt64(pageBytes) == 0, length >= UInt64(checksumBytes + 4), length < 1 << 31, offset < 1 << 62
+        else { return nil }
+        return Handle(offset: Int64(offset), length: Int(length))
+    }
+}
+
+/// What is wrong with a table, and where.
+struct TableProblem: Error {
+    let offset: Int64
+    let reason: String
+}
+
+/// What a table holds: written in its properties block and in the manifest.
+struct TableProperties: Equatable, Sendable {
+    var entries: UInt64 = 0
+    var deletions: UInt64 = 0
+    var dataBytes: UInt64 = 0
+    var smallestSequence: UInt64 = .max
+    var largestSequence: UInt64 = 0
+    /// Smallest and largest internal keys.
+    var smallest: [UInt8] = []
+    var largest: [UInt8] = []
+
+    func encode() -> [UInt8] {
+        var bytes: [UInt8] = []
+        for value in [entries, deletions, dataBytes, smallestSequence, largestSequence] {
+            Coding.putVarint(value, into: &bytes)
+        }
+        Coding.putVarint(UInt64(smallest.count), into: &bytes)
+        bytes += smallest
+        Coding.putVarint(UInt64(largest.count), into: &bytes)
+        bytes += largest
+        return bytes
+    }
+
+    static func decode(_ bytes: UnsafeRawBufferPointer) -> TableProperties? {
+        var position = 0
+        var properties = TableProperties()
+        guard let entries = Coding.varint(bytes, &position), let deletions = Coding.varint(bytes, &position),
+            let dataBytes = Coding.varint(bytes, &position), let smallestSequence = Coding.varint(bytes, &position),
+            let largestSequence = Coding.varint(bytes, &position)
+        else { return nil }
+        properties.entries = entries
+        properties.deletions = deletions
+        properties.dataBytes = dataBytes
+        properties.smallestSequence = smallestSequence
+        properties.largestSequence = largestSequence
+        for index in 0..<2 {
+            guard let length = Coding.varint(bytes, &position), length >= UInt64(InternalKey.tagBytes),
+                length <= UInt64(bytes.count - position)
+            else { return nil }
+            let key = Array(bytes[position..<(position + Int(length))])
+            position += Int(length)
+            if index == 0 { properties.smallest = key } else { properties.largest = key }
+        }
+        return position == bytes.count ? properties : nil
+    }
+}
+
+/// A bloom filter over user keys: `bitsPerKey` bits per key, `probes` probes derived from
+/// one XXH3-64 hash (double hashing). Contents: the bit array, then one byte of probes.
+enum BloomFilter {
+    static let bitsPerKey = 10
+
+    static func hash(_ key: UnsafeRawBufferPointer) -> UInt64 {
+        Checksum.xxh3(key, seed: 0x6A09_E667_F3BC_C908)
+    }
+
+    static func build(hashes: [UInt64]) -> [UInt8] {
+        let probes = max(1, min(30, Int(Double(bitsPerKey) * 0.69)))
+        let bits = max(64, hashes.count * bitsPerKey)
+        let bytes = (bits + 7) / 8
+        var filter = [UInt8](repeating: 0, count: bytes + 1)
+        let bitCount = UInt64(bytes * 8)
+        for hash in hashes {
+            var h = hash
+            let delta = (hash >> 33) | (hash << 31)
+            for _ in 0..<probes {
+                let bit = Int(h % bitCount)
+                filter[bit >> 3] |= UInt8(1 << (bit & 7))
+                h &+= delta
+            }
+        }
+        filter[bytes] = UInt8(probes)
+        return filter
+    }
+
+    /// False only when the key is certainly absent.
+    static func mayContain(_ filter: UnsafeRawBufferPointer, hash: UInt64) -> Bool {
+        guard filter.count >= 2 else { return true }
+        let probes = Int(filter[filter.count - 1])
+        let bitCount = UInt64((filter.count - 1) * 8)
+        var h = hash
+        let delta = (hash >> 33) | (hash << 31)
+        for _ in 0..<probes {
+            let bit = Int(h % bitCount)
+            if filter[bit >> 3] & UInt8(1 << (bit & 7)) == 0 { return false }
+            h &+= delta
+        }
+        return true
+    }
+}

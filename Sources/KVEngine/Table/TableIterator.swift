@@ -1,0 +1,198 @@
+import PageStore
+
+/// Reads a table's data blocks ahead of a sequential walk: a run of pages into one fixed
+/// buffer, and the next run already on its way into a second one while the first is used.
+/// Blocks read this way do not enter the block cache (a scan or a compaction would flush
+/// it). When the arena has no room, the walk reads block by block instead.
+final class Readahead {
+    private let table: Table
+    private let pages: Int
+    private var buffers: [PageBuffer?] = [nil, nil]
+    private var ranges: [Range<Int64>] = [0..<0, 0..<0]
+    private var pending: [OneShot<IOResult>?] = [nil, nil]
+
+    init(table: Table, pages: Int) {
+        self.table = table
+        self.pages = pages
+    }
+
+    deinit {
+        for slot in 0..<2 {
+            if let done = pending[slot] {
+                table.storage.willWait()
+                _ = done.wait()
+            }
+            if let buffer = buffers[slot] { table.storage.allocator.free(buffer) }
+        }
+    }
+
+    /// Block `index`, from a run read ahead, or nil when no buffer could be had.
+    func block(_ index: Int) throws(KVError) -> Block? {
+        let handle = table.handles[index]
+        let end = handle.offset + Int64(handle.pages * TableFormat.pageBytes)
+        for slot in 0..<2 where ranges[slot].lowerBound <= handle.offset && end <= ranges[slot].upperBound {
+            try settle(slot)
+            // Reaching the later run: start the one after it in the other buffer.
+            if ranges[slot ^ 1].upperBound <= ranges[slot].lowerBound { start(slot ^ 1, at: ranges[slot].upperBound) }
+            return try serve(slot, index)
+        }
+        // A jump (or the first block): read this run now, the next one ahead.
+        guard start(0, at: handle.offset, atLeast: handle.pages) else { return nil }
+        try settle(0)
+        guard ranges[0].lowerBound <= handle.offset && end <= ranges[0].upperBound else { return nil }
+        start(1, at: ranges[0].upperBound)
+        return try serve(0, index)
+    }
+
+    private func serve(_ slot: Int, _ index: Int) throws(KVError) -> Block {
+        let handle = table.handles[index]
+        let start = Int(handle.offset - ranges[slot].lowerBound)
+        let bytes = UnsafeRawBufferPointer(rebasing: buffers[slot]!.bytes[start...])
+        return try table.makeBlock(bytes, index: index)
+    }
+
+    @discardableResult
+    private func start(_ slot: Int, at offset: Int64, atLeast minimum: Int = 0) -> Bool {
+        if let done = pending[slot] {
+            table.storage.willWait()
+            _ = done.wait()
+            pending[slot] = nil
+        }
+        ranges[slot] = 0..<0
+        guard offset < table.dataEnd else { return false }
+        let want = max(minimum, pages)
+        if let buffer = buffers[slot], buffer.count < want * TableFormat.pageBytes {
+            table.storage.allocator.free(buffer)
+            buffers[slot] = nil
+        }
+        if buffers[slot] == nil {
+            buffers[slot] = try? table.storage.allocator.tryAllocate(pages: want)
+        }
+        guard let buffer = buffers[slot] else { return false }
+        let length = min(Int64(want * TableFormat.pageBytes), table.dataEnd - offset)
+        let done = OneShot<IOResult>()
+        table.storage.submit(.read(table.file, IOSegment(offsetBytes: offset, buffer: buffer.slice(offset: 0, count: Int(length))))) {
+            done.fulfil($0)
+        }
+        pending[slot] = done
+        ranges[slot] = offset..<(offset + length)
+        return true
+    }
+
+    private func settle(_ slot: Int) throws(KVError) {
+        guard let done = pending[slot] else { return }
+        table.storage.willWait()
+        let result = done.wait()
+        pending[slot] = nil
+        switch result {
+        case .failure(let error):
+            ranges[slot] = 0..<0
+            throw KVError.io(error, while: "read ahead in \(table.path)")
+        case .success(let got):
+            ranges[slot] = ranges[slot].lowerBound..<(ranges[slot].lowerBound + Int64(got / TableFormat.pageBytes * TableFormat.pageBytes))
+        }
+    }
+}
+
+/// Walks one table in internal-key order, both ways. An I/O error or a corrupt block ends
+/// the walk and is kept in `error`.
+final class TableIterator: InternalIterator {
+    let table: Table
+    private var blockIndex = 0
+    private var cursor: BlockCursor?
+    private(set) var error: KVError?
+    /// Sequential block loads in a row; reading ahead starts after a few.
+    private var sequentialLoads = 0
+    private var readahead: Readahead?
+    private let readaheadPages: Int
+    private let alwaysReadAhead: Bool
+
+    /// `readaheadPages`: run length for sequential walks; `alwaysReadAhead` (compaction)
+    /// starts reading ahead at once.
+    init(table: Table, readaheadPages: Int = 64, alwaysReadAhead: Bool = false) {
+        self.table = table
+        self.readaheadPages = readaheadPages
+        self.alwaysReadAhead = alwaysReadAhead
+    }
+
+    var isValid: Bool { cursor?.isValid ?? false }
+    var key: UnsafeRawBufferPointer { InternalKey.userKey(cursor!.key.bytes) }
+    var tag: UInt64 { InternalKey.tag(cursor!.key.bytes) }
+    var value: UnsafeRawBufferPointer { cursor!.value }
+
+    private func load(_ index: Int, sequential: Bool) -> Bool {
+        guard error == nil, index >= 0, index < table.blockCount else {
+            cursor = nil
+            return false
+        }
+        blockIndex = index
+        sequentialLoads = sequential ? sequentialLoads + 1 : 0
+        do throws(KVError) {
+            var block: Block? = nil
+            if sequential && (alwaysReadAhead || sequentialLoads >= 2) {
+                if readahead == nil { readahead = Readahead(table: table, pages: readaheadPages) }
+                block = try readahead!.block(index)
+            }
+            if block == nil { block = try table.block(index, fillCache: !alwaysReadAhead) }
+            cursor = BlockCursor(block!)
+            return true
+        } catch {
+            self.error = error
+            cursor = nil
+            return false
+        }
+    }
+
+    private func checkCorrupt() {
+        if let cursor, cursor.corrupt {
+            error = table.corruption(TableProblem(offset: table.handles[blockIndex].offset, reason: "malformed block entry"))
+            self.cursor = nil
+        }
+    }
+
+    /// Moves past empty ends of blocks going forward.
+    private func skipForward() {
+        while let cursor, !cursor.isValid, !cursor.corrupt {
+            guard load(blockIndex + 1, sequential: true) else { return }
+            self.cursor!.seekToFirst()
+        }
+        checkCorrupt()
+    }
+
+    private func skipBackward() {
+        while let cursor, !cursor.isValid, !cursor.corrupt {
+            guard load(blockIndex - 1, sequential: false) else { return }
+            self.cursor!.seekToLast()
+        }
+        checkCorrupt()
+    }
+
+    func seekToFirst() {
+        guard load(0, sequential: alwaysReadAhead) else { return }
+        cursor!.seekToFirst()
+        skipForward()
+    }
+
+    func seekToLast() {
+        guard load(table.blockCount - 1, sequential: false) else { return }
+        cursor!.seekToLast()
+        skipBackward()
+    }
+
+    func seek(_ key: UnsafeRawBufferPointer, tag: UInt64) {
+        let index = table.findBlock(key, tag: tag)
+        guard load(index, sequential: alwaysReadAhead) else { return }
+        cursor!.seek(key, tag: tag)
+        skipForward()
+    }
+
+    func next() {
+        cursor!.advance()
+        skipForward()
+    }
+
+    func prev() {
+        cursor!.retreat()
+        skipBackward()
+    }
+}

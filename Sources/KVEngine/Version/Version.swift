@@ -1,0 +1,65 @@
+/// The live tables at one moment, per level. Immutable: a change makes a new version.
+///
+/// Level 0 holds flushed memtables, which may overlap, newest first; every deeper level
+/// holds tables with disjoint key ranges, sorted by key.
+final class Version: Sendable {
+    static let levelCount = 7
+
+    let levels: [[Table]]
+
+    init(levels: [[Table]] = Array(repeating: [], count: Version.levelCount)) {
+        self.levels = levels
+    }
+
+    /// This version with `edit` applied; `opened` holds the tables the edit adds.
+    func applying(_ edit: VersionEdit, opened: [UInt64: Table]) -> Version {
+        var levels = self.levels
+        for file in edit.deleted {
+            levels[file.level].removeAll { $0.number == file.number }
+        }
+        for file in edit.added {
+            levels[file.level].append(opened[file.meta.number]!)
+        }
+        levels[0].sort { $0.meta.properties.largestSequence > $1.meta.properties.largestSequence }
+        for level in 1..<Version.levelCount {
+            levels[level].sort { left, right in
+                left.meta.smallest.withUnsafeBytes { a in right.meta.smallest.withUnsafeBytes { b in InternalKey.compare(a, b) < 0 } }
+            }
+        }
+        return Version(levels: levels)
+    }
+
+    /// The whole version as an edit (a new manifest's first record).
+    func snapshotEdit() -> VersionEdit {
+        var edit = VersionEdit()
+        for (level, tables) in levels.enumerated() {
+            for table in tables { edit.added.append(VersionEdit.AddedFile(level: level, meta: table.meta)) }
+        }
+        return edit
+    }
+
+    func bytes(atLevel level: Int) -> Int64 { levels[level].reduce(0) { $0 + $1.meta.fileBytes } }
+
+    var tableCount: Int { levels.reduce(0) { $0 + $1.count } }
+
+    /// Tables of `level` whose user-key range meets [lower, upper].
+    func overlapping(level: Int, lower: [UInt8]?, upper: [UInt8]?) -> [Table] {
+        levels[level].filter { $0.meta.overlaps(lower: lower, upper: upper) }
+    }
+
+    /// Checks the ordering invariants of deeper levels (a manifest that breaks them is corrupt).
+    func orderingProblem() -> String? {
+        for level in 1..<Version.levelCount {
+            let tables = levels[level]
+            for index in tables.indices.dropFirst() {
+                let previous = tables[index - 1].meta.largest
+                let next = tables[index].meta.smallest
+                let ordered = previous.withUnsafeBytes { a in next.withUnsafeBytes { b in InternalKey.compare(a, b) < 0 } }
+                if !ordered {
+                    return "level \(level) tables \(tables[index - 1].number) and \(tables[index].number) overlap"
+                }
+            }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,176 @@
+import Atomics
+import PageStore
+import Synchronization
+
+/// The live version and its manifest: applies edits (each durable in the manifest before
+/// its version is installed), hands out file numbers, and rolls the manifest over to a
+/// new one, switching CURRENT, when it grows large.
+final class VersionSet: Sendable {
+    /// A manifest is rewritten as a fresh snapshot once it holds this many bytes.
+    static let manifestRollBytes: Int64 = 4 << 20
+
+    let directory: String
+    let storage: any Storage
+    let cache: BlockCache
+    let nextFileNumber: ManagedAtomic<UInt64>
+    private let state: Mutex<State>
+
+    private struct State: ~Copyable {
+        var manifest: ManifestWriter?
+        var version: Version
+        var logNumber: UInt64
+        var lastSequence: UInt64
+        var manifestSwitches = 0
+    }
+
+    /// A version set over `recovered` (tables already opened into `version`); no manifest
+    /// is open until `startManifest`.
+    init(directory: String, storage: any Storage, cache: BlockCache, version: Version, logNumber: UInt64,
+         lastSequence: UInt64, nextFileNumber: UInt64) {
+        self.directory = directory
+        self.storage = storage
+        self.cache = cache
+        self.nextFileNumber = ManagedAtomic(nextFileNumber)
+        state = Mutex(State(manifest: nil, version: version, logNumber: logNumber, lastSequence: lastSequence))
+    }
+
+    func newFileNumber() -> UInt64 {
+        nextFileNumber.loadThenWrappingIncrement(ordering: .relaxed)
+    }
+
+    var current: Version { state.withLock { $0.version } }
+    var logNumber: UInt64 { state.withLock { $0.logNumber } }
+    var manifestNumber: UInt64? { state.withLock { $0.manifest?.number } }
+    var manifestSwitches: Int { state.withLock { $0.manifestSwitches } }
+
+    /// Writes a new manifest holding the whole current state, switches CURRENT to it and
+    /// removes the one before. `logNumber`, when given, replaces the recorded one.
+    func startManifest(logNumber: UInt64? = nil, lastSequence: UInt64? = nil) throws(KVError) {
+        try state.withLock { (state: inout State) throws(KVError) in
+            if let logNumber { state.logNumber = logNumber }
+            if let lastSequence { state.lastSequence = lastSequence }
+            try roll(&state)
+        }
+    }
+
+    private func roll(_ state: inout State) throws(KVError) {
+        var snapshot = state.version.snapshotEdit()
+        snapshot.logNumber = state.logNumber
+        snapshot.lastSequence = state.lastSequence
+        let number = newFileNumber()
+        snapshot.nextFileNumber = nextFileNumber.load(ordering: .relaxed)
+        let manifest = try ManifestWriter(storage: storage, directory: directory, number: number, snapshot: snapshot)
+        do {
+            try CurrentFile.write(manifest: number, directory: directory, storage: storage)
+        } catch {
+            manifest.close()
+            throw error
+        }
+        if let old = state.manifest {
+            old.close()
+            try? storage.removeFile(atPath: old.path)
+        }
+        state.manifest = manifest
+        state.manifestSwitches += 1
+    }
+
+    /// Makes `edit` durable in the manifest and installs the version it makes: `install`
+    /// runs with it before anyone else can apply an edit. Tables the edit adds are opened
+    /// first; tables it removes are marked obsolete (their files go with their last reader).
+    func apply(_ edit: VersionEdit, install: (Version) -> Void) throws(KVError) {
+        // A table moved between levels keeps its open reader.
+        var live: [UInt64: Table] = [:]
+        for table in current.levels.joined() { live[table.number] = table }
+        var opened: [UInt64: Table] = [:]
+        for file in edit.added {
+            if let table = live[file.meta.number] {
+                opened[file.meta.number] = table
+            } else {
+                opened[file.meta.number] = try Table.open(storage: storage, directory: directory, meta: file.meta, cache: cache)
+            }
+        }
+        let moved = Set(edit.added.map(\.meta.number))
+        let removed = try state.withLock { (state: inout State) throws(KVError) -> [Table] in
+            var edit = edit
+            edit.nextFileNumber = nextFileNumber.load(ordering: .relaxed)
+            let version = state.version.applying(edit, opened: opened)
+            guard let manifest = state.manifest else {
+                throw KVError(.readOnly, "no manifest is open (read-only)")
+            }
+            let previous = state.version
+            if manifest.end >= VersionSet.manifestRollBytes {
+                state.version = version
+                if let logNumber = edit.logNumber { state.logNumber = logNumber }
+                if let lastSequence = edit.lastSequence { state.lastSequence = lastSequence }
+                do throws(KVError) {
+                    try roll(&state)
+                } catch {
+                    state.version = previous
+                    throw error
+                }
+            } else {
+                try manifest.append(edit)
+                state.version = version
+                if let logNumber = edit.logNumber { state.logNumber = logNumber }
+                if let lastSequence = edit.lastSequence { state.lastSequence = lastSequence }
+            }
+            install(version)
+            let deleted = Set(edit.deleted.map(\.number)).subtracting(moved)
+            return previous.levels.flatMap { $0 }.filter { deleted.contains($0.number) }
+        }
+        for table in removed { table.markObsolete() }
+    }
+
+    /// Closes the manifest and lets go of the tables (files of tables a cursor still
+    /// holds close when it goes).
+    func close() {
+        let released = state.withLock { state -> Version in
+            state.manifest?.close()
+            state.manifest = nil
+            defer { state.version = Version() }
+            return state.version
+        }
+        _ = released
+    }
+
+    // MARK: recovery
+
+    /// Reads CURRENT and its manifest and opens every live table.
+    static func recover(directory: String, storage: any Storage, cache: BlockCache, names: [String]) throws(KVError) -> (VersionSet, ManifestState) {
+        var recovered = ManifestState()
+        if let number = try CurrentFile.read(directory: directory, storage: storage) {
+            recovered = try ManifestState.replay(directory: directory, number: number, storage: storage)
+        } else if let table = names.first(where: { TableFormat.number(ofFileName: $0) != nil }) {
+            throw KVError(
+                .corruption, "\(directory) holds table \(table) but no CURRENT file naming a manifest",
+                path: directory + "/" + CurrentFile.name)
+        }
+        var snapshot = VersionEdit()
+        var opened: [UInt64: Table] = [:]
+        let present = Set(names)
+        for (level, tables) in recovered.levels.enumerated() {
+            for (number, meta) in tables.sorted(by: { $0.key < $1.key }) {
+                let name = TableFormat.fileName(number)
+                guard present.contains(name) else {
+                    throw KVError(.corruption, "table \(directory)/\(name) named by the manifest is missing", path: directory + "/" + name)
+                }
+                opened[number] = try Table.open(storage: storage, directory: directory, meta: meta, cache: cache)
+                snapshot.added.append(VersionEdit.AddedFile(level: level, meta: meta))
+            }
+        }
+        let version = Version().applying(snapshot, opened: opened)
+        if let problem = version.orderingProblem() {
+            throw KVError(.corruption, "manifest describes an impossible version: \(problem)", path: directory + "/" + CurrentFile.name)
+        }
+        var highest: UInt64 = 0
+        for name in names {
+            if let number = LogFormat.number(ofFileName: name) ?? TableFormat.number(ofFileName: name) ?? ManifestWriter.number(ofFileName: name) {
+                highest = max(highest, number)
+            }
+        }
+        let set = VersionSet(
+            directory: directory, storage: storage, cache: cache, version: version, logNumber: recovered.logNumber,
+            lastSequence: recovered.lastSequence, nextFileNumber: max(recovered.nextFileNumber, highest + 1))
+        return (set, recovered)
+    }
+}

@@ -1,0 +1,245 @@
+import Foundation
+import XCTest
+
+@testable import KVEngine
+
+/// Options that make flushes and compactions happen after a few hundred writes.
+func lsmOptions(_ change: (inout Options) -> Void = { _ in }) -> Options {
+    testOptions {
+        $0.memtableBytes = 1 << 16
+        $0.tableTargetBytes = 1 << 14
+        $0.levelBaseBytes = 1 << 16
+        $0.levelMultiplier = 4
+        $0.level0CompactionTrigger = 2
+        $0.level0SlowdownTrigger = 6
+        $0.level0StopTrigger = 10
+        $0.cacheBytes = 1 << 16
+        change(&$0)
+    }
+}
+
+/// Flushes, the manifest, leveled compaction, the block cache and reads across every
+/// source, against an oracle.
+final class LSMTests: XCTestCase {
+    private func sortedOracle(_ oracle: [[UInt8]: [UInt8]]) -> [([UInt8], [UInt8])] {
+        oracle.sorted { $0.key.lexicographicallyPrecedes($1.key) }.map { ($0.key, $0.value) }
+    }
+
+    private func key(_ index: Int) -> [UInt8] { Array(String(format: "key%06d", index).utf8) }
+
+    private func value(_ index: Int, _ round: Int, _ random: inout SplitMix) -> [UInt8] {
+        Array("v\(index)-\(round)-".utf8) + (0..<(20 + random.below(200))).map { _ in UInt8(random.below(256)) }
+    }
+
+    /// Waits until no flush is pending and no compaction is due.
+    private func settle(_ db: Database) {
+        for _ in 0..<2000 {
+            let view = db.currentView
+            if view.immutables.isEmpty && db.compactionScore(view.version).score < 1 { return }
+            usleep(2000)
+        }
+        XCTFail("background work did not settle")
+    }
+
+    private func check(_ db: Database, _ oracle: [[UInt8]: [UInt8]], keys: Int, _ random: inout SplitMix, seed: UInt64, _ phase: String) throws {
+        for index in 0..<keys {
+            XCTAssertEqual(try db.get(key(index)), oracle[key(index)], "\(phase): key \(index), seed \(seed)")
+        }
+        let all = sortedOracle(oracle)
+        XCTAssertEqual(db.scan().map { $0.key }, all.map(\.0), "\(phase): forward scan, seed \(seed)")
+        XCTAssertEqual(db.scan(ScanOptions(reverse: true)).map { $0.key }, all.reversed().map(\.0), "\(phase): reverse scan, seed \(seed)")
+        for _ in 0..<10 {
+            var options = ScanOptions()
+            if random.below(2) == 0 { options.start = key(random.below(keys)) }
+            if random.below(2) == 0 { options.end = key(random.below(keys)) }
+            if random.below(4) == 0 { options.prefix = Array("key00\(random.below(10))".utf8) }
+            options.reverse = random.below(2) == 0
+            if random.below(3) == 0 { options.limit = random.below(50) }
+            var want = all.filter { entry in
+                if let start = options.start, entry.0.lexicographicallyPrecedes(start) { return false }
+                if let end = options.end, !entry.0.lexicographicallyPrecedes(end) { return false }
+                if let prefix = options.prefix, !entry.0.starts(with: prefix) { return false }
+                return true
+            }
+            if options.reverse { want.reverse() }
+            if let limit = options.limit { want = Array(want.prefix(limit)) }
+            let cursor = db.scan(options)
+            let got = cursor.map { ($0.key, $0.value) }
+            XCTAssertNil(cursor.error)
+            XCTAssertEqual(got.map(\.0), want.map(\.0), "\(phase): scan \(options), seed \(seed)")
+            XCTAssertEqual(got.map(\.1), want.map(\.1), "\(phase): scan values \(options), seed \(seed)")
+        }
+    }
+
+    func testRandomOperationsAcrossFlushesAndCompactions() throws {
+        let seed = testSeed()
+        var random = SplitMix(seed: seed)
+        let dir = TestPath()
+        var db = try Database(path: dir.path, options: lsmOptions())
+        var oracle: [[UInt8]: [UInt8]] = [:]
+        let keys = 3000
+        for phase in 0..<4 {
+            for round in 0..<3000 {
+                let index = random.below(keys)
+                switch random.below(10) {
+                case 0, 1:
+                    try db.delete(key(index), durability: .buffered)
+                    oracle[key(index)] = nil
+                case 2:
+                    var batch = WriteBatch()
+                    for offset in 0..<5 {
+                        let other = (index + offset * 7) % keys
+                        let v = value(other, round, &random)
+                        batch.put(key(other), v)
+                        oracle[key(other)] = v
+                    }
+                    try db.write(batch, durability: .buffered)
+                default:
+                    let v = value(index, round, &random)
+                    try db.put(key(index), v, durability: .buffered)
+                    oracle[key(index)] = v
+                }
+            }
+            try check(db, oracle, keys: keys, &random, seed: seed, "phase \(phase) while busy")
+            settle(db)
+            try check(db, oracle, keys: keys, &random, seed: seed, "phase \(phase) settled")
+            if phase % 2 == 1 {
+                try db.close()
+                db = try Database(path: dir.path, options: lsmOptions())
+                try check(db, oracle, keys: keys, &random, seed: seed, "phase \(phase) reopened")
+            }
+        }
+        let stats = db.stats
+        XCTAssertGreaterThan(stats.levels.dropFirst().reduce(0) { $0 + $1.tables }, 0, "tables below level 0: \(stats.levels)")
+        try db.compactRange()
+        try check(db, oracle, keys: keys, &random, seed: seed, "after compactRange")
+        let after = db.stats
+        XCTAssertEqual(after.levels[0].tables, 0)
+        XCTAssertEqual(after.levels.reduce(0) { $0 + $1.entries }, oracle.count, "a full compaction keeps exactly the live keys")
+        try db.close()
+    }
+
+    func testFullMemtableIsFlushedAndOldLogsGo() throws {
+        let dir = TestPath()
+        let db = try Database(path: dir.path, options: lsmOptions { $0.level0CompactionTrigger = 100; $0.level0SlowdownTrigger = 100; $0.level0StopTrigger = 100 })
+        var random = SplitMix(seed: 7)
+        for index in 0..<2000 { try db.put(key(index), value(index, 0, &random)) }
+        settle(db)
+        let stats = db.stats
+        XCTAssertGreaterThan(stats.flushes, 2)
+        XCTAssertEqual(stats.levels[0].tables, stats.flushes)
+        let names = try FileManager.default.contentsOfDirectory(atPath: dir.path)
+        XCTAssertEqual(names.filter { $0.hasSuffix(".log") }.count, 1, "\(names)")
+        XCTAssertEqual(names.filter { $0.hasSuffix(".sst") }.count, stats.levels[0].tables, "\(names)")
+        XCTAssertEqual(names.filter { $0.hasPrefix("MANIFEST-") }.count, 1, "\(names)")
+        for index in 0..<2000 { XCTAssertNotNil(try db.get(key(index)), "key \(index)") }
+        XCTAssertGreaterThan(db.stats.cacheMisses, 0)
+        try db.close()
+    }
+
+    func testSnapshotsSurviveCompaction() throws {
+        let dir = TestPath()
+        let db = try Database(path: dir.path, options: lsmOptions())
+        for index in 0..<500 { try db.put(key(index), Array("old\(index)".utf8), durability: .buffered) }
+        try readThroughSnapshot(db)
+        // Released: a full compaction drops the old versions and the tombstones.
+        try db.compactRange()
+        XCTAssertEqual(db.stats.liveSnapshots, 0)
+        XCTAssertEqual(db.stats.levels.reduce(0) { $0 + $1.entries }, 250)
+        try db.close()
+    }
+
+    private func readThroughSnapshot(_ db: Database) throws {
+        let snapshot = db.snapshot()
+        for index in 0..<500 {
+            if index % 2 == 0 {
+                try db.delete(key(index), durability: .buffered)
+            } else {
+                try db.put(key(index), Array("new\(index)".utf8), durability: .buffered)
+            }
+        }
+        try db.compactRange()
+        XCTAssertEqual(db.stats.liveSnapshots, 1)
+        for index in 0..<500 {
+            XCTAssertEqual(try db.get(key(index), snapshot: snapshot), Array("old\(index)".utf8), "key \(index) at the snapshot")
+            XCTAssertEqual(try db.get(key(index)), index % 2 == 0 ? nil : Array("new\(index)".utf8), "key \(index) now")
+        }
+        XCTAssertEqual(db.scan(snapshot: snapshot).map { $0.key }.count, 500)
+        XCTAssertEqual(db.scan().map { $0.key }.count, 250)
+    }
+
+    func testCorruptTableBlockIsAnErrorNeverAValue() throws {
+        let dir = TestPath()
+        var db = try Database(path: dir.path, options: lsmOptions())
+        for index in 0..<400 { try db.put(key(index), Array(repeating: UInt8(index % 251), count: 100), durability: .buffered) }
+        try db.compactRange()
+        try db.close()
+        let tables = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".sst") }.sorted()
+        let victim = dir.path + "/" + tables[0]
+        // The second data block of the first table.
+        scribble(victim, at: 4096 + 100, count: 4, byte: 0x5A)
+        db = try Database(path: dir.path, options: lsmOptions())
+        var errors = 0
+        for index in 0..<400 {
+            do {
+                let value = try db.get(key(index))
+                XCTAssertEqual(value, Array(repeating: UInt8(index % 251), count: 100), "key \(index) returned a wrong value")
+            } catch {
+                XCTAssertEqual(error.code, .corruption)
+                XCTAssertTrue(error.message.contains(victim) && error.message.contains("offset 4096"), error.message)
+                errors += 1
+            }
+        }
+        XCTAssertGreaterThan(errors, 0)
+        let cursor = db.scan()
+        let seen = cursor.map { $0.key }.count
+        XCTAssertEqual(cursor.error?.code, .corruption)
+        XCTAssertLessThan(seen, 400)
+        XCTAssertThrowsError(try db.forEach { _, _ in true })
+        let report = try Database.check(path: dir.path)
+        XCTAssertTrue(report.isDamaged, report.description)
+        XCTAssertTrue(report.description.contains(tables[0]), report.description)
+        try db.close()
+    }
+
+    func testWritersStallAndResume() throws {
+        let dir = TestPath()
+        let db = try Database(path: dir.path, options: lsmOptions { $0.level0SlowdownTrigger = 3; $0.level0StopTrigger = 3 })
+        db.compactionPaused.store(true, ordering: .releasing)
+        let finished = ManagedAtomicFlag()
+        let writer = Thread {
+            for index in 0..<4000 {
+                try! db.put(Array(String(format: "key%06d", index).utf8), [UInt8](repeating: UInt8(index & 0xFF), count: 120), durability: .buffered)
+            }
+            finished.set()
+        }
+        writer.start()
+        var stalled = false
+        for _ in 0..<5000 where !stalled {
+            usleep(2000)
+            stalled = db.stats.stalls > 0 && db.stats.levels[0].tables >= 3
+        }
+        XCTAssertTrue(stalled, "writes never stalled: \(db.stats.levels)")
+        let before = db.stats.lastSequence
+        usleep(50_000)
+        XCTAssertEqual(db.stats.lastSequence, before, "writes went on during a stall")
+        XCTAssertFalse(finished.isSet)
+        db.compactionPaused.store(false, ordering: .releasing)
+        db.backgroundThreads?.wakeCompaction()
+        for _ in 0..<5000 where !finished.isSet { usleep(2000) }
+        XCTAssertTrue(finished.isSet, "writes did not resume")
+        XCTAssertGreaterThan(db.stats.stallMicroseconds, 0)
+        XCTAssertEqual(db.stats.lastSequence, 4000)
+        try db.close()
+    }
+}
+
+/// A flag set by one thread and read by another.
+final class ManagedAtomicFlag: @unchecked Sendable {
+    // @unchecked: every access goes through the lock.
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.withLock { value = true } }
+    var isSet: Bool { lock.withLock { value } }
+}
+
