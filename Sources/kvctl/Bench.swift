@@ -20,7 +20,7 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("db"), help: "Database directory (removed and recreated by fill benchmarks).")
     var db = "/tmp/kvctl-bench"
 
-    @Option(name: .customLong("benchmarks"), help: "Comma-separated: fillseq,fillrandom,overwrite,fillsync,readrandom,readseq,seekrandom.")
+    @Option(name: .customLong("benchmarks"), help: "Comma-separated: fillseq,fillrandom,overwrite,fillsync,readrandom,multireadrandom,readseq,seekrandom,compact,stats.")
     var benchmarks = "fillseq,fillrandom,overwrite,readrandom,readseq,seekrandom"
 
     @Option(name: .customLong("num"), help: "Keys per thread.")
@@ -47,8 +47,11 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("cache_size"), help: "Block cache bytes.")
     var cacheSize = 8 << 20
 
-    @Option(name: .customLong("write_buffer_size"), help: "Memtable bytes (default: enough for the benchmark's keys).")
+    @Option(name: .customLong("write_buffer_size"), help: "Memtable bytes (default 64 MiB, as RocksDB).")
     var writeBufferSize = -1
+
+    @Option(name: .customLong("batch_size"), help: "Keys per batched lookup (multireadrandom).")
+    var batchSize = 32
 
     @Option(name: .customLong("seed"), help: "Seed of the key sequences.")
     var seed: UInt64 = 301
@@ -56,7 +59,7 @@ struct Bench: ParsableCommand {
     func validate() throws {
         guard keySize >= 8, keySize <= 1024 else { throw ValidationError("--key_size must be between 8 and 1024") }
         guard num > 0, threads > 0, valueSize >= 0 else { throw ValidationError("--num and --threads must be positive") }
-        let known: Set = ["fillseq", "fillrandom", "overwrite", "fillsync", "readrandom", "readseq", "seekrandom"]
+        let known: Set = ["fillseq", "fillrandom", "overwrite", "fillsync", "readrandom", "multireadrandom", "readseq", "seekrandom", "compact", "stats"]
         for name in benchmarks.split(separator: ",") where !known.contains(String(name)) {
             throw ValidationError("unknown benchmark '\(name)'; known: \(known.sorted().joined(separator: ","))")
         }
@@ -65,8 +68,7 @@ struct Bench: ParsableCommand {
     func run() throws {
         var options = Options()
         options.cacheBytes = cacheSize
-        options.memtableBytes = writeBufferSize > 0
-            ? writeBufferSize : max(64 << 20, 2 * num * threads * (keySize + valueSize + 64))
+        options.memtableBytes = writeBufferSize > 0 ? writeBufferSize : 64 << 20
         options.defaultDurability = sync == 1 ? .sync : .buffered
         print("kvctl bench: keys \(keySize) bytes, values \(valueSize) bytes, \(num) keys x \(threads) threads, db \(db)")
         var database: Database? = nil
@@ -77,10 +79,26 @@ struct Bench: ParsableCommand {
                 if name.hasPrefix("fill") { try? FileManager.default.removeItem(atPath: db) }
                 database = try Database(path: db, options: options)
             }
+            if name == "stats" {
+                printStats(database!.stats)
+                continue
+            }
+            if name == "compact" {
+                let started = DispatchTime.now().uptimeNanoseconds
+                try database!.compactRange()
+                print("compact      : \(Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6) ms")
+                continue
+            }
             let result = try runBenchmark(name, database!)
             print(result.line(name))
         }
         try database?.close()
+    }
+
+    /// The engine's own figures after a run: levels, write amplification, cache.
+    private func printStats(_ stats: DatabaseStats) {
+        let levels = stats.levels.filter { $0.tables > 0 }.map { "L\($0.level)=\($0.tables)/\($0.bytes >> 20)MiB" }
+        print("kvengine stats: levels \(levels.joined(separator: " ")); flushed \(stats.bytesFlushed >> 20) MiB in \(stats.flushes) flushes; compacted read \(stats.bytesCompactedRead >> 20) MiB, written \(stats.bytesCompactedWritten >> 20) MiB in \(stats.compactions) compactions (+\(stats.trivialMoves) moves); write-amp \(String(format: "%.2f", stats.writeAmplification)); cache hit rate \(String(format: "%.3f", stats.cacheHitRate)); stalls \(stats.stalls) (\(stats.stallMicroseconds / 1000) ms), slowdowns \(stats.slowdowns)")
     }
 
     // MARK: workloads
@@ -117,6 +135,23 @@ struct Bench: ParsableCommand {
                     return true
                 }
                 return ThreadResult(operations: count, bytes: bytes, found: nil)
+            }
+        case "multireadrandom":
+            return try parallel { _, random in
+                var found = 0
+                var bytes = 0
+                var done = 0
+                while done < readCount {
+                    let keys = (0..<min(batchSize, readCount - done)).map { _ in key(Int(random.next() % UInt64(num))) }
+                    for value in try db.get(keys: keys) {
+                        if let value {
+                            found += 1
+                            bytes += keySize + value.count
+                        }
+                    }
+                    done += keys.count
+                }
+                return ThreadResult(operations: readCount, bytes: bytes, found: found)
             }
         case "seekrandom":
             return try parallel { _, random in

@@ -43,8 +43,9 @@ final class NamedCrashTests: XCTestCase {
         _ batch: WriteBatch, keeping sectors: Int, afterSyncWrites setupWrites: Int = 0, _ setup: (Database) throws -> Void
     ) throws -> SimulatedDisk {
         var plan = SimulatedDisk.FaultPlan()
-        // fdatasyncs: 1 identity file, 2 new log, then one per sync write of the setup.
-        plan.failSync = (n: 3 + setupWrites, errno: EIO, persistent: false)
+        // fdatasyncs: 1 identity file, 2 new log, 3 manifest, 4 CURRENT, then one per sync
+        // write of the setup.
+        plan.failSync = (n: 5 + setupWrites, errno: EIO, persistent: false)
         let disk = try disk(plan)
         let db = try open(disk)
         try setup(db)
@@ -92,11 +93,11 @@ final class NamedCrashTests: XCTestCase {
 
     func testFdatasyncFailureIsNeitherAcknowledgedNorRetriedAndLaterDataIsAPrefix() throws {
         var plan = SimulatedDisk.FaultPlan()
-        plan.failSync = (n: 4, errno: EIO, persistent: false)
+        plan.failSync = (n: 6, errno: EIO, persistent: false)
         let disk = try disk(plan)
         let db = try open(disk)
-        try db.put("a", "1")  // fsync 3
-        XCTAssertThrowsError(try db.put("b", "2"))  // fsync 4 fails
+        try db.put("a", "1")  // fsync 5 (1-4: identity, log, manifest, CURRENT)
+        XCTAssertThrowsError(try db.put("b", "2"))  // fsync 6 fails
         // The next fdatasync would succeed, but the engine must not retry and claim "b".
         XCTAssertThrowsError(try db.put("c", "3")) { error in
             XCTAssertTrue("\(error)".contains("fdatasync"), "later writes fail with the original cause: \(error)")

@@ -95,16 +95,16 @@ final class DatabaseTests: XCTestCase {
     func testNewerFormatIsRefused() throws {
         let dir = TestPath()
         try Database(path: dir.path, options: testOptions()).close()
-        // Rewrite the identity file as version 2, with a valid checksum.
+        // Rewrite the identity file as the next version, with a valid checksum.
         var page = [UInt8](repeating: 0, count: 4096)
         page.replaceSubrange(0..<8, with: Array("KVENGINE".utf8))
-        page[8] = 2
+        page[8] = UInt8(Identity.formatVersion + 1)
         let checksum = page.withUnsafeBytes { Checksum.xxh3(UnsafeRawBufferPointer(rebasing: $0[0..<16]), seed: 0) }
         withUnsafeBytes(of: checksum.littleEndian) { page.replaceSubrange(16..<24, with: $0) }
         try Data(page).write(to: URL(fileURLWithPath: dir.path + "/KVENGINE"))
         XCTAssertThrowsError(try Database(path: dir.path, options: testOptions())) { error in
             XCTAssertEqual((error as! KVError).code, .newerFormat)
-            XCTAssertTrue("\(error)".contains("format version 2; this build reads up to 1"), "\(error)")
+            XCTAssertTrue("\(error)".contains("format version \(Identity.formatVersion + 1); this build reads up to \(Identity.formatVersion)"), "\(error)")
         }
     }
 

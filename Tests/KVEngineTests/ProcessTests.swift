@@ -109,7 +109,7 @@ final class ProcessTests: XCTestCase {
         try db.close()
         let clean = try run([dir.path, "check"])
         XCTAssertEqual(clean.status, 0, clean.stderr)
-        XCTAssertTrue(clean.stdout.hasPrefix("1 logs, 8 records, last sequence 8"), clean.stdout)
+        XCTAssertTrue(clean.stdout.hasPrefix("manifest 2, 0 tables, 0 blocks, 1 logs, 8 records, last sequence 8"), clean.stdout)
         let log = logFiles(dir.path)[0]
         scribble(log, at: 3 * 4096 + 40, count: 4)
         let before = try Data(contentsOf: URL(fileURLWithPath: log))

@@ -145,7 +145,7 @@ enum CurrentFile {
 /// What replaying a manifest yields.
 struct ManifestState {
     var logNumber: UInt64 = 0
-    var nextFileNumber: UInt64 = 2
+    var nextFileNumber: UInt64 = 1
     var lastSequence: UInt64 = 0
     /// Live tables per level, by number.
     var levels: [[UInt64: TableMeta]] = Array(repeating: [:], count: Version.levelCount)
