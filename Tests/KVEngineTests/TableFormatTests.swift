@@ -1,0 +1,160 @@
+import Foundation
+import PageStore
+import XCTest
+
+@testable import KVEngine
+
+/// Golden bytes of the table, manifest and CURRENT formats in docs/FORMAT.md, and a table
+/// written and read back through the page store.
+final class TableFormatTests: XCTestCase {
+    private func le64(_ bytes: ArraySlice<UInt8>) -> UInt64 {
+        bytes.enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+    }
+
+    func testBlockEntriesSharePrefixesAndRestartEvery16() {
+        var builder = BlockBuilder()
+        let keyA = InternalKey.encode(Array("apple".utf8).withUnsafeBytes { $0 }, tag: 5 << 8 | 1)
+        let keyB = InternalKey.encode(Array("apply".utf8).withUnsafeBytes { $0 }, tag: 6 << 8 | 0)
+        keyA.withUnsafeBytes { key in [UInt8]([9]).withUnsafeBytes { builder.add(key, $0) } }
+        keyB.withUnsafeBytes { key in [UInt8]().withUnsafeBytes { builder.add(key, $0) } }
+        let block = builder.finish()
+        // Entry 1: shared 0, unshared 13, value 1, key, value.
+        XCTAssertEqual(Array(block[0..<3]), [0, 13, 1])
+        XCTAssertEqual(Array(block[3..<8]), Array("apple".utf8))
+        XCTAssertEqual(Array(block[8..<16]), [1, 5, 0, 0, 0, 0, 0, 0])
+        XCTAssertEqual(block[16], 9)
+        // Entry 2 shares "appl": shared 4, unshared 9, value 0.
+        XCTAssertEqual(Array(block[17..<20]), [4, 9, 0])
+        XCTAssertEqual(block[20], UInt8(ascii: "y"))
+        XCTAssertEqual(Array(block[21..<29]), [0, 6, 0, 0, 0, 0, 0, 0])
+        // Restart array: one restart at 0, count 1.
+        XCTAssertEqual(Array(block[29...]), [0, 0, 0, 0, 1, 0, 0, 0])
+        var many = BlockBuilder()
+        for index in 0..<17 {
+            let key = InternalKey.encode(Array(String(format: "k%02d", index).utf8).withUnsafeBytes { $0 }, tag: 1)
+            key.withUnsafeBytes { key in [UInt8]().withUnsafeBytes { many.add(key, $0) } }
+        }
+        let restarts = many.finish()
+        XCTAssertEqual(le64(restarts[(restarts.count - 4)...]), 2, "a restart every 16 entries")
+    }
+
+    func testFooterBytes() {
+        let footer = TableFormat.Footer(
+            index: .init(offset: 8192, length: 100), filter: .init(offset: 12288, length: 30),
+            properties: .init(offset: 16384, length: 50))
+        var page = [UInt8](repeating: 0xEE, count: 4096)
+        page.withUnsafeMutableBytes { footer.encode(table: 9, into: $0) }
+        XCTAssertEqual(Array(page[0..<8]), Array("KTABLES1".utf8))
+        XCTAssertEqual(Array(page[8..<16]), [1, 0, 0, 0, 0, 16, 0, 0])
+        XCTAssertEqual(le64(page[16..<24]), 8192)
+        XCTAssertEqual(le64(page[24..<28]), 100)
+        XCTAssertEqual(le64(page[28..<32]), 30)
+        XCTAssertEqual(le64(page[32..<40]), 12288)
+        XCTAssertEqual(le64(page[40..<48]), 16384)
+        XCTAssertEqual(le64(page[48..<52]), 50)
+        let checksum = page.withUnsafeBytes { Checksum.xxh3(UnsafeRawBufferPointer(rebasing: $0[0..<56]), seed: 9) }
+        XCTAssertEqual(le64(page[56..<64]), checksum)
+        XCTAssertTrue(page[64...].allSatisfy { $0 == 0 })
+        let decoded = page.withUnsafeBytes { TableFormat.Footer.decode($0, table: 9, fileBytes: 6 * 4096) }
+        XCTAssertEqual(try decoded.get(), footer)
+        let wrongTable = page.withUnsafeBytes { TableFormat.Footer.decode($0, table: 10, fileBytes: 6 * 4096) }
+        XCTAssertThrowsError(try wrongTable.get())
+    }
+
+    func testVersionEditBytes() {
+        var edit = VersionEdit()
+        edit.logNumber = 3
+        edit.nextFileNumber = 300
+        edit.lastSequence = 7
+        edit.deleted = [.init(level: 1, number: 4)]
+        XCTAssertEqual(edit.encode(), [1, 3, 2, 0xAC, 0x02, 3, 7, 4, 1, 4])
+        var properties = TableProperties()
+        properties.entries = 2
+        properties.deletions = 1
+        properties.dataBytes = 40
+        properties.smallestSequence = 1
+        properties.largestSequence = 2
+        properties.smallest = Array("a".utf8) + [1, 1, 0, 0, 0, 0, 0, 0]
+        properties.largest = Array("b".utf8) + [0, 2, 0, 0, 0, 0, 0, 0]
+        XCTAssertEqual(properties.encode(), [2, 1, 40, 1, 2, 9] + properties.smallest + [9] + properties.largest)
+        edit.added = [.init(level: 0, meta: TableMeta(number: 5, fileBytes: 16384, properties: properties))]
+        let encoded = edit.encode()
+        XCTAssertEqual(Array(encoded[10..<16]), [5, 0, 5, 0x80, 0x80, 0x01])
+        XCTAssertEqual(encoded.withUnsafeBytes { VersionEdit.decode($0) }, edit)
+        XCTAssertNil([UInt8]([4, 9, 1]).withUnsafeBytes { VersionEdit.decode($0) }, "level 9 does not exist")
+        XCTAssertNil([UInt8]([77]).withUnsafeBytes { VersionEdit.decode($0) }, "unknown tag")
+    }
+
+    func testBloomFilterLayout() {
+        let hashes = (0..<100).map { index in Array("key\(index)".utf8).withUnsafeBytes { BloomFilter.hash($0) } }
+        let filter = BloomFilter.build(hashes: hashes)
+        XCTAssertEqual(filter.count, 1000 / 8 + 1)
+        XCTAssertEqual(filter.last, 6)
+        for hash in hashes { XCTAssertTrue(filter.withUnsafeBytes { BloomFilter.mayContain($0, hash: hash) }) }
+        let falsePositives = (0..<10_000).filter { index in
+            let hash = Array("absent\(index)".utf8).withUnsafeBytes { BloomFilter.hash($0) }
+            return filter.withUnsafeBytes { BloomFilter.mayContain($0, hash: hash) }
+        }.count
+        XCTAssertLessThan(falsePositives, 300, "about 1% false positives at 10 bits per key")
+    }
+
+    func testTableRoundTripThroughThePageStore() throws {
+        let dir = TestPath()
+        try FileManager.default.createDirectory(atPath: dir.path, withIntermediateDirectories: true)
+        let store = try PageStore(options: testOptions().pageStore)
+        defer { store.shutdown() }
+        let builder = try TableBuilder(storage: store, directory: dir.path, number: 12, expectedBytes: 1 << 20)
+        var expected: [([UInt8], UInt64, [UInt8])] = []
+        for index in 0..<5000 {
+            let key = Array(String(format: "user%05d", index).utf8)
+            // Two versions of every third key, and a large value now and then.
+            if index % 3 == 0 {
+                expected.append((key, UInt64(index + 10_000) << 8 | 1, Array("newer".utf8)))
+            }
+            let value = index % 997 == 0 ? [UInt8](repeating: 0x42, count: 9000) : Array("value\(index)".utf8)
+            expected.append((key, UInt64(index + 1) << 8 | (index % 7 == 0 ? 0 : 1), index % 7 == 0 ? [] : value))
+        }
+        for (key, tag, value) in expected {
+            try key.withUnsafeBytes { key in try value.withUnsafeBytes { try builder.add(key, tag: tag, value: $0) } }
+        }
+        let meta = try builder.finish()
+        XCTAssertEqual(meta.fileBytes % 4096, 0)
+        XCTAssertEqual(meta.properties.entries, UInt64(expected.count))
+        let table = try Table.open(storage: store, directory: dir.path, meta: meta, cache: BlockCache(capacityBytes: 1 << 20))
+        XCTAssertEqual(try table.verifyBlocks(), table.blockCount)
+        let walk = TableIterator(table: table)
+        walk.seekToFirst()
+        var forward: [([UInt8], UInt64)] = []
+        while walk.isValid {
+            forward.append((Array(walk.key), walk.tag))
+            walk.next()
+        }
+        XCTAssertEqual(forward.map(\.0), expected.map(\.0))
+        XCTAssertEqual(forward.map(\.1), expected.map(\.1))
+        walk.seekToLast()
+        var backward: [[UInt8]] = []
+        while walk.isValid {
+            backward.append(Array(walk.key))
+            walk.prev()
+        }
+        XCTAssertEqual(backward, expected.map(\.0).reversed())
+        // Point lookups at the newest version and at an older snapshot.
+        for index in stride(from: 0, to: 5000, by: 37) {
+            let key = Array(String(format: "user%05d", index).utf8)
+            let found = try key.withUnsafeBytes { try table.get($0, hash: BloomFilter.hash($0), snapshot: .max >> 8) }
+            if index % 3 == 0 {
+                XCTAssertEqual(found, .value(Array("newer".utf8)))
+            } else if index % 7 == 0 {
+                XCTAssertEqual(found, .deleted)
+            } else {
+                XCTAssertEqual(found, .value(index % 997 == 0 ? [UInt8](repeating: 0x42, count: 9000) : Array("value\(index)".utf8)))
+            }
+            let old = try key.withUnsafeBytes { try table.get($0, hash: BloomFilter.hash($0), snapshot: UInt64(index + 1)) }
+            XCTAssertEqual(old, index % 7 == 0 ? .deleted : .value(index % 997 == 0 ? [UInt8](repeating: 0x42, count: 9000) : Array("value\(index)".utf8)))
+            let before = try key.withUnsafeBytes { try table.get($0, hash: BloomFilter.hash($0), snapshot: UInt64(index)) }
+            XCTAssertEqual(before, .missing)
+        }
+        let absent = try Array("zzz".utf8).withUnsafeBytes { try table.get($0, hash: BloomFilter.hash($0), snapshot: .max >> 8) }
+        XCTAssertEqual(absent, .missing)
+    }
+}
