@@ -17,6 +17,9 @@ final class CrashSweepTests: XCTestCase {
         }
         var crashes = 0
         var faults = 0
+        var flushes = 0
+        var compactions = 0
+        var manifests = 0
         var failed = 0
         var tailLosses = 0
         var byScenario: [String: Int] = [:]
@@ -25,6 +28,9 @@ final class CrashSweepTests: XCTestCase {
             run.run()
             crashes += run.crashes
             faults += run.faults
+            flushes += run.flushes
+            compactions += run.compactions
+            manifests += run.manifests
             byScenario[run.scenario.rawValue, default: 0] += 1
             if run.tailLossAfterCorruption { tailLosses += 1 }
             if seeds.count == 1 { print("seed \(seed): \(run.fingerprint.joined(separator: "; "))") }
@@ -34,7 +40,7 @@ final class CrashSweepTests: XCTestCase {
             }
         }
         let scenarios = byScenario.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        print("seeds=\(seeds.count) crashes=\(crashes) faults=\(faults) failures=\(failed) (\(scenarios); acknowledged tail lost after media corruption: \(tailLosses))")
+        print("seeds=\(seeds.count) crashes=\(crashes) faults=\(faults) failures=\(failed) (\(scenarios); acknowledged tail lost after media corruption: \(tailLosses); workloads made \(flushes) flushes, \(compactions) compactions, \(manifests) manifest switches)")
     }
 
     func testSeedReplaysDeterministically() {

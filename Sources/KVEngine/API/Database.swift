@@ -147,10 +147,11 @@ public final class Database: Sendable {
         }
         view = Mutex(View(log: log, memtable: memtable, immutables: immutables, version: version, readOnlySequence: 0))
         flusher = FlushTimer(intervalMs: options.bufferedFlushIntervalMs)
-        backgroundThreads = BackgroundThreads()
+        backgroundThreads = options.inlineBackgroundWork ? nil : BackgroundThreads()
         removeObsoleteFiles()
         flusher?.start(self)
         backgroundThreads?.start(self)
+        if options.inlineBackgroundWork { runInlineWork() }
     }
 
     /// Checks that `path` may become a new database: missing or an empty directory.

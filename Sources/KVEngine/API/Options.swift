@@ -56,6 +56,12 @@ public struct Options: Sendable {
     /// Full log pages that start a chain when only buffered writes wait (the crash tests
     /// lower it so buffered chains are in flight beside sync ones).
     var bufferedChainPages = LogWriter.blockPages
+    /// Flushes and compactions run on the writing thread right after a rotation instead of
+    /// on background threads, so a run is deterministic (the crash tests' replays).
+    var inlineBackgroundWork = false
+    /// Lets memtables, tables and level targets be tiny, so a short test workload makes
+    /// many flushes and compactions (the crash tests).
+    var allowTinySizes = false
 
     /// What to do with a damaged log.
     public enum CorruptionPolicy: Sendable, Equatable {
@@ -69,7 +75,8 @@ public struct Options: Sendable {
     public init() {}
 
     func validate() throws(KVError) {
-        if memtableBytes < 1 << 16 {
+        let tiny = allowTinySizes ? 1 << 12 : 1 << 16
+        if memtableBytes < tiny {
             throw KVError(.invalidArgument, "memtableBytes \(memtableBytes) is below the minimum of 65536")
         }
         if maxFrozenMemtables < 1 || maxFrozenMemtables > 16 {
@@ -78,7 +85,7 @@ public struct Options: Sendable {
         if cacheBytes < 0 {
             throw KVError(.invalidArgument, "cacheBytes \(cacheBytes) must not be negative")
         }
-        if tableTargetBytes < 1 << 14 {
+        if tableTargetBytes < (allowTinySizes ? 1 << 12 : 1 << 14) {
             throw KVError(.invalidArgument, "tableTargetBytes \(tableTargetBytes) is below the minimum of 16384")
         }
         if level0CompactionTrigger < 1 || level0SlowdownTrigger < level0CompactionTrigger || level0StopTrigger < level0SlowdownTrigger {
@@ -86,7 +93,7 @@ public struct Options: Sendable {
                 .invalidArgument,
                 "level-0 triggers must satisfy 1 <= compaction (\(level0CompactionTrigger)) <= slowdown (\(level0SlowdownTrigger)) <= stop (\(level0StopTrigger))")
         }
-        if levelBaseBytes < 1 << 16 || levelMultiplier < 2 {
+        if levelBaseBytes < Int64(tiny) || levelMultiplier < 2 {
             throw KVError(.invalidArgument, "levelBaseBytes must be at least 65536 and levelMultiplier at least 2")
         }
         if pendingCompactionStopBytes < pendingCompactionSlowdownBytes {

@@ -16,6 +16,7 @@ extension Database {
             guard currentView.log === old else { return }
             var stallStarted: UInt64? = nil
             defer { if let stallStarted { countStall(since: stallStarted) } }
+            if options.inlineBackgroundWork { runInlineWork() }
             while currentView.immutables.count >= options.maxFrozenMemtables {
                 try checkOpen()
                 if let error = backgroundError.withLock({ $0 }) { throw error }
@@ -51,7 +52,14 @@ extension Database {
             let frozen = FrozenMemtable(memtable: old.memtable, nextLogNumber: number, lastSequence: old.lastSequence)
             view.withLock { $0 = $0.with(log: log, memtable: memtable, immutables: [frozen] + $0.immutables) }
             backgroundThreads?.wakeFlush()
+            if options.inlineBackgroundWork { runInlineWork() }
         }
+    }
+
+    /// With `inlineBackgroundWork`: the flushes and compactions due, on this thread.
+    func runInlineWork() {
+        flushWhileDue(stopping: { false })
+        compactWhileDue(stopping: { false })
     }
 
     /// Records the first background failure: writes fail with it until reopened.
@@ -88,6 +96,7 @@ extension Database {
                     counters.stalls.wrappingIncrement(ordering: .relaxed)
                 }
                 backgroundThreads?.wakeCompaction()
+                if options.inlineBackgroundWork { runInlineWork() }
                 usleep(500)
                 continue
             }
@@ -199,6 +208,7 @@ extension Database {
             try checkOpen()
             if let error = backgroundError.withLock({ $0 }) { throw error }
             backgroundThreads?.wakeFlush()
+            if options.inlineBackgroundWork { runInlineWork() }
             usleep(500)
         }
         try compacting.withLock { (_: inout Int) throws(KVError) in

@@ -102,6 +102,8 @@ final class LogWriter: Sendable {
         var closing = false
         /// Set by `seal`: appends are turned away to the next log from then on.
         var sealed = false
+        /// Set by `close`: the buffers are gone and the file is closed.
+        var closed = false
         /// `fallocate` requests not yet completed (close waits for them: one finishing
         /// after the final truncation would grow the log again).
         var reservationsInFlight = 0
@@ -542,12 +544,15 @@ final class LogWriter: Sendable {
     /// reading its buffers) and no space reservation is in flight, trims the preallocated
     /// tail so a closed log holds only its written pages, and gives the buffers back.
     func close() throws(KVError) {
+        // A rotation that could not start the next log leaves this one closed already.
+        if state.withLock({ $0.closed }) { return }
         while state.withLock({ !$0.inFlight.isEmpty || $0.reservationsInFlight > 0 }) {
             storage.willWait()
             usleep(100)
         }
         let (end, buffers, orphans) = state.withLock { state -> (Int64, [PageBuffer], [Ack]) in
             let end = state.durableBytes
+            state.closed = true
             let buffers = state.blocks.map(\.buffer) + state.spare + [zeros]
             state.blocks.removeAll()
             state.spare.removeAll()
