@@ -105,6 +105,61 @@ struct Scan: ParsableCommand {
     }
 }
 
+struct Compact: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Compact every table meeting [START, END] down into the deepest level.",
+        discussion: "Drops overwritten versions and deletions that no snapshot needs. Shows progress on a terminal.")
+    @OptionGroup var database: DatabaseOptions
+    @OptionGroup var encoding: ByteEncoding
+    @Argument(help: "First key of the range (default: the first key).") var start: String?
+    @Argument(help: "Last key of the range, included (default: the last key).") var end: String?
+
+    func run() throws {
+        let db = try database.open(create: false)
+        defer { try? db.close() }
+        let start = try start.map { try encoding.decode($0, "START") }
+        let end = try end.map { try encoding.decode($0, "END") }
+        let before = db.stats
+        let ticker = CompactionTicker(db)
+        try db.compactRange(start: start, end: end)
+        ticker.stop()
+        let after = db.stats
+        print("OK: \(before.tableBytes) -> \(after.tableBytes) table bytes; \(levelSummary(after))")
+    }
+}
+
+/// Shows the table bytes written while a compaction runs, on a terminal only.
+final class CompactionTicker: @unchecked Sendable {
+    // @unchecked: `stopped` is touched under the lock only.
+    private let lock = NSLock()
+    private var stopped = false
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ db: Database) {
+        guard isatty(STDERR_FILENO) == 1 else {
+            stopped = true
+            return
+        }
+        Thread { [self] in
+            var progress = Progress("compacted (bytes written)")
+            while !lock.withLock({ stopped }) {
+                progress.update(Int(db.stats.bytesCompactedWritten))
+                usleep(200_000)
+            }
+            progress.finish(Int(db.stats.bytesCompactedWritten))
+            done.signal()
+        }.start()
+    }
+
+    func stop() {
+        let running = lock.withLock { () -> Bool in
+            defer { stopped = true }
+            return !stopped
+        }
+        if running { done.wait() }
+    }
+}
+
 struct Stats: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print the engine's and the page store's counters.")
     @OptionGroup var database: DatabaseOptions

@@ -28,6 +28,7 @@ struct Shell: ParsableCommand {
           count                        number of keys
           sync                         make every buffered write durable
           stats                        engine and page store counters
+          compact [START [END]]        compact tables meeting the range into the deepest level
           help                         this text
           quit | exit                  end the session
         Keys and values are UTF-8 words or "quoted strings"; \\xNN, \\n, \\t, \\" and \\\\ escape bytes.
@@ -129,6 +130,10 @@ struct Shell: ParsableCommand {
             emit("OK")
         case "stats":
             emit(describe(db.stats))
+        case "compact":
+            guard arguments.count <= 2 else { throw ShellError("usage: compact [START [END]]") }
+            try db.compactRange(start: arguments.first, end: arguments.count == 2 ? arguments[1] : nil)
+            emit("OK: \(levelSummary(db.stats))")
         case "help":
             emit(Shell.help)
         case "quit", "exit":
@@ -192,6 +197,12 @@ enum ShellWords {
     }
 }
 
+/// "N tables, B bytes (L0 a, L1 b, ...)".
+func levelSummary(_ stats: DatabaseStats) -> String {
+    let used = stats.levels.filter { $0.tables > 0 }.map { "L\($0.level) \($0.tables)" }
+    return "\(stats.levels.reduce(0) { $0 + $1.tables }) tables, \(stats.tableBytes) bytes" + (used.isEmpty ? "" : " (\(used.joined(separator: ", ")))")
+}
+
 /// Writes a line to stdout at once (no buffering): the caller's acknowledgement.
 func emit(_ text: String) {
     FileHandle.standardOutput.write(Data((text + "\n").utf8))
@@ -201,9 +212,18 @@ func emit(_ text: String) {
 func describe(_ stats: DatabaseStats) -> String {
     var lines = [
         "last sequence: \(stats.lastSequence)",
-        "memtable: \(stats.memtableEntries) entries, \(stats.memtableBytes) bytes",
+        "memtable: \(stats.memtableEntries) entries, \(stats.memtableBytes) bytes; \(stats.frozenMemtables) frozen waiting for flush",
         "log chains this session: \(stats.logChains)",
+        "levels: \(levelSummary(stats))",
     ]
+    for level in stats.levels where level.tables > 0 {
+        lines.append("  L\(level.level): \(level.tables) tables, \(level.bytes) bytes, \(level.entries) entries")
+    }
+    lines.append(
+        "flushes: \(stats.flushes) (\(stats.bytesFlushed) bytes); compactions: \(stats.compactions) + \(stats.trivialMoves) moves (read \(stats.bytesCompactedRead), wrote \(stats.bytesCompactedWritten) bytes); write amplification \(String(format: "%.2f", stats.writeAmplification))")
+    lines.append(
+        "block cache: \(stats.cacheBytes) bytes, \(stats.cacheHits) hits, \(stats.cacheMisses) misses (hit rate \(String(format: "%.3f", stats.cacheHitRate))); index and filters \(stats.indexAndFilterBytes) bytes")
+    lines.append("stalls: \(stats.stalls) stops, \(stats.slowdowns) slowdowns, \(stats.stallMicroseconds / 1000) ms; live snapshots \(stats.liveSnapshots); manifest \(stats.manifestNumber)")
     if let store = stats.pageStore { lines.append(store.description) }
     return lines.joined(separator: "\n")
 }

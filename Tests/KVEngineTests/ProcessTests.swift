@@ -102,6 +102,25 @@ final class ProcessTests: XCTestCase {
         XCTAssertEqual(try run([dir.path, "scan", "--keys-only"]).stdout, "a\nb\n")
     }
 
+    func testCompactMergesTablesAndKeepsEveryKey() throws {
+        let dir = TestPath()
+        var options = testOptions()
+        options.memtableBytes = 1 << 16
+        let db = try Database(path: dir.path, options: options)
+        for index in 0..<3000 { try db.put(Array(String(format: "key%05d", index).utf8), [UInt8](repeating: 0x61, count: 100), durability: .buffered) }
+        for index in stride(from: 0, to: 3000, by: 2) { try db.delete(Array(String(format: "key%05d", index).utf8), durability: .buffered) }
+        try db.close()
+        let compact = try run([dir.path, "compact"])
+        XCTAssertEqual(compact.status, 0, compact.stderr)
+        XCTAssertTrue(compact.stdout.hasPrefix("OK: "), compact.stdout)
+        XCTAssertTrue(compact.stdout.contains("(L1 "), compact.stdout)
+        XCTAssertEqual(try run([dir.path, "count"]).stdout, "1500\n")
+        let stats = try run([dir.path, "stats"])
+        XCTAssertTrue(stats.stdout.contains("1500 entries"), stats.stdout)
+        XCTAssertEqual(try run([dir.path, "check"]).status, 0)
+        XCTAssertEqual(try run(["/nonexistent-kvengine-dir", "compact"]).status, 66)
+    }
+
     func testCheckNamesDamageWithFileAndOffsetAndChangesNothing() throws {
         let dir = TestPath()
         let db = try Database(path: dir.path, options: testOptions())
