@@ -2,7 +2,7 @@
 # KVEngine (`kvctl bench`) beside RocksDB's `db_bench`, same workloads, same flags, one run.
 #
 #   scripts/compare-rocksdb.sh                 # 1M keys, 3 rounds
-#   NUM=10000000 RUNS=1 scripts/compare-rocksdb.sh
+#   NUM=10000000 RUNS=1 SYNC_THREADS= scripts/compare-rocksdb.sh
 #   SYNC_THREADS="1 4 16" SYNC_WRITES=2000 scripts/compare-rocksdb.sh
 #
 # Prints, per benchmark, the median ops/sec of each side over RUNS rounds and the ratio
@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 NUM=${NUM:-1000000}
 RUNS=${RUNS:-3}
 BENCHMARKS=${BENCHMARKS:-fillseq,fillrandom,overwrite,readrandom,readseq,seekrandom}
+# The read phases after the fills reuse the database the last fill left.
 SYNC_THREADS=${SYNC_THREADS:-1 4 16}
 SYNC_WRITES=${SYNC_WRITES:-2000}
 BENCH_DIR=${BENCH_DIR:-bench-data}
@@ -48,13 +49,52 @@ report() { # key shown-name
     "$(awk -v k="$k" -v r="$r" 'BEGIN {printf "%.2f", k / r}')" "${K[$1]}" "${R[$1]}"
 }
 
+# Write amplification, from one fill: RocksDB's flush and compaction byte tickers, and
+# kvctl bench's own line (table bytes written by flushes and compactions / bytes flushed).
+wamp() {
+  local r k
+  r=$(db_bench --db="$BENCH_DIR/rocksdb" $COMMON --compression_type=none --benchmarks=fillrandom,overwrite \
+        --statistics=1 2>/dev/null | awk '/rocksdb.flush.write.bytes/ {f=$4} /rocksdb.compact.write.bytes/ {c=$4}
+        END {if (f > 0) printf "%.2f", (f + c) / f}')
+  k=$("$KVCTL" bench --db="$BENCH_DIR/kvengine" $COMMON --benchmarks=fillrandom,overwrite,stats | sed -n 's/.*write-amp \([0-9.]*\).*/\1/p')
+  echo "write amplification after fillrandom+overwrite: kvengine=$k rocksdb=$r"
+}
+
+# fio's 4 KiB random reads at queue depth 32 on a file in the same directory: the device
+# limit batched lookups are measured against.
+fio_qd32() {
+  command -v fio >/dev/null || { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq fio; }
+  fio --name=qd32 --filename="$BENCH_DIR/fio.data" --size=1G --ioengine=io_uring --direct=1 --rw=randread \
+      --bs=4k --iodepth=32 --runtime=10 --time_based --output-format=terse 2>/dev/null | cut -d';' -f8
+  rm -f "$BENCH_DIR/fio.data"
+}
+
 echo "# kvengine vs rocksdb db_bench $(dpkg-query -W -f='${Version}' rocksdb-tools 2>/dev/null): num=$NUM, $RUNS rounds, $(uname -r)"
+SMALL_CACHE=${SMALL_CACHE:-8388608}
+LARGE_CACHE=${LARGE_CACHE:-$((NUM * 200 > 1073741824 ? NUM * 200 : 1073741824))}
+declare -a FIO
 for round in $(seq "$RUNS"); do
-  run_pair "" --benchmarks="$BENCHMARKS"
+  # Writes, then reads with db_bench's default 8 MiB cache (RocksDB also has the kernel's
+  # page cache, which O_DIRECT gives up).
+  run_pair "" --benchmarks="$BENCHMARKS" --cache_size="$SMALL_CACHE"
+  # Reads of the same data with the cache smaller than the data and no page cache on
+  # either side (RocksDB with direct reads): every miss is a device read.
+  run_pair "small-" --benchmarks=readrandom,multireadrandom --use_existing_db=1 --use_direct_reads=true \
+    --cache_size="$SMALL_CACHE" --reads=$((NUM / 10)) --batch_size=32
+  # And with a cache larger than the data.
+  run_pair "large-" --benchmarks=readrandom --use_existing_db=1 --cache_size="$LARGE_CACHE"
+  FIO+=("$(fio_qd32)")
   for t in $SYNC_THREADS; do
     run_pair "t$t-" --benchmarks=fillsync --threads="$t" --writes="$SYNC_WRITES" --num=$((SYNC_WRITES * 10))
   done
 done
 for b in ${BENCHMARKS//,/ }; do report "$b" "$b"; done
+report small-readrandom "readrandom cache<data"
+report small-multireadrandom "multiread cache<data"
+report large-readrandom "readrandom cache>data"
 for t in $SYNC_THREADS; do report "t$t-fillsync" "fillsync threads=$t"; done
+fio=$(printf '%s\n' "${FIO[@]}" | median)
+k=$(echo "${K[small-multireadrandom]:-}" | median)
+echo "batched gets (32 keys, cache<data) vs fio 4k randread QD32: kvengine=$k fio=$fio ratio=$(awk -v k="$k" -v f="$fio" 'BEGIN {if (f > 0) printf "%.2f", k / f}')"
+wamp
 rm -rf "$BENCH_DIR/rocksdb" "$BENCH_DIR/kvengine"

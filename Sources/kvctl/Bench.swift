@@ -53,6 +53,12 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("batch_size"), help: "Keys per batched lookup (multireadrandom).")
     var batchSize = 32
 
+    @Option(name: .customLong("use_existing_db"), help: "1: keep the database (reads only); accepted for db_bench compatibility.")
+    var useExistingDB = 0
+
+    @Option(name: .customLong("use_direct_reads"), help: "Accepted for db_bench compatibility: reads are always O_DIRECT.")
+    var useDirectReads = "true"
+
     @Option(name: .customLong("seed"), help: "Seed of the key sequences.")
     var seed: UInt64 = 301
 
