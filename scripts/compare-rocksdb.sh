@@ -54,7 +54,7 @@ report() { # key shown-name
 wamp() {
   local r k
   r=$(db_bench --db="$BENCH_DIR/rocksdb" $COMMON --compression_type=none --benchmarks=fillrandom,overwrite \
-        --statistics=1 2>/dev/null | awk '/rocksdb.flush.write.bytes/ {f=$4} /rocksdb.compact.write.bytes/ {c=$4}
+        --statistics=1 2>/dev/null | awk '$1 == "rocksdb.flush.write.bytes" {f=$4} $1 == "rocksdb.compact.write.bytes" {c=$4}
         END {if (f > 0) printf "%.2f", (f + c) / f}')
   k=$("$KVCTL" bench --db="$BENCH_DIR/kvengine" $COMMON --benchmarks=fillrandom,overwrite,stats | sed -n 's/.*write-amp \([0-9.]*\).*/\1/p')
   echo "write amplification after fillrandom+overwrite: kvengine=$k rocksdb=$r"
