@@ -202,17 +202,27 @@ struct Check: ParsableCommand {
 
 struct Dump: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print every record of every log (for debugging), then what check finds.",
-        discussion: "One line per entry: FILE@OFFSET #SEQUENCE put KEY VALUE | del KEY. Changes nothing.")
+        abstract: "Print the manifest's edits, every table's entries and every log record (for debugging), then what check finds.",
+        discussion: "Manifest: FILE@OFFSET edit: SUMMARY. Tables and logs, one line per entry: FILE[@OFFSET] [Ln] #SEQUENCE put KEY VALUE | del KEY. Changes nothing.")
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var encoding: ByteEncoding
 
     func run() throws {
         let report = try Database.check(path: database.path, visit: { record in
+            var place = "\(record.file)@\(record.offsetBytes)"
+            switch record.source {
+            case .manifest(let summary):
+                print("\(place) edit: \(summary)")
+                return
+            case .table(let level):
+                place = "\(record.file) L\(level)"
+            case .log:
+                break
+            }
             for entry in record.entries {
                 let operation = entry.isPut
                     ? "put \(encoding.encode(entry.key)) \(encoding.encode(entry.value))" : "del \(encoding.encode(entry.key))"
-                print("\(record.file)@\(record.offsetBytes) #\(entry.sequence) \(operation)")
+                print("\(place) #\(entry.sequence) \(operation)")
             }
         })
         print(report)

@@ -141,4 +141,79 @@ final class NamedCrashTests: XCTestCase {
             XCTAssertEqual(error.offsetBytes, 3 * 4096)
         }
     }
+
+    /// Tiny memtables and tables, flushes and compactions on the writing thread.
+    private func lsmOptions() -> Options {
+        var options = options()
+        options.allowTinySizes = true
+        options.inlineBackgroundWork = true
+        options.memtableBytes = 8 << 10
+        options.tableTargetBytes = 8 << 10
+        options.levelBaseBytes = 16 << 10
+        options.level0CompactionTrigger = 2
+        return options
+    }
+
+    private func fillWithFlushes(_ db: Database, keys: Int = 300) throws {
+        for index in 0..<keys {
+            try db.put(Array("key\(index)".utf8), Array(repeating: UInt8(index % 251), count: 90))
+        }
+        XCTAssertGreaterThan(db.stats.flushes, 2)
+        XCTAssertGreaterThan(db.stats.compactions + db.stats.trivialMoves, 0)
+    }
+
+    private func checkFilled(_ db: Database, keys: Int = 300) throws {
+        for index in 0..<keys {
+            XCTAssertEqual(try db.get(Array("key\(index)".utf8)), Array(repeating: UInt8(index % 251), count: 90), "key \(index)")
+        }
+    }
+
+    func testIncompleteManifestRecordIsDroppedAndTheStateStands() throws {
+        let disk = try disk()
+        let db = try Database(path: path, options: lsmOptions(), storage: disk, locking: false)
+        try fillWithFlushes(db)
+        // The start of an edit that never finished: a first fragment with a valid checksum,
+        // written (not synced) after the last record of the live manifest.
+        let manifest = try XCTUnwrap(db.versions.manifestNumber)
+        let name = path + "/" + ManifestWriter.fileName(manifest)
+        let file = try disk.openFile(atPath: name, mode: .existing)
+        let end = try disk.fileSize(file)
+        let page = try disk.allocator.allocate()
+        page.bytes.initializeMemory(as: UInt8.self, repeating: 0)
+        var edit = VersionEdit()
+        edit.logNumber = 999_999
+        edit.deleted = (1...200).map { .init(level: 1, number: UInt64($0)) }
+        let payload = edit.encode()
+        XCTAssertGreaterThan(payload.count, 100)
+        payload.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: page.bytes[24..<(24 + 100)]).copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<100])) }
+        LogFormat.sealFragment(page.bytes, at: 0, type: .first, length: 100, durableBytes: end,
+                               seed: LogFormat.seed(logNumber: manifest, offset: end))
+        try disk.write(file, offsetBytes: end, from: page)
+        disk.allocator.free(page)
+        try disk.closeFile(file)
+        var keepAll = SimulatedDisk.FaultPlan()
+        keepAll.persistProbability = 1
+        let restarted = restart(disk, keepAll)
+        let reopened = try Database(path: path, options: lsmOptions(), storage: restarted, locking: false)
+        try checkFilled(reopened)
+        XCTAssertGreaterThan(reopened.stats.tableBytes, 0)
+    }
+
+    func testMissingDirectoryFsyncWouldLoseTablesAndTheManifest() throws {
+        // Every unsynced change is lost at the cut, directory entries included: tables,
+        // the manifest and CURRENT survive only through their directory fsyncs.
+        let disk = try disk()
+        let db = try Database(path: path, options: lsmOptions(), storage: disk, locking: false)
+        try fillWithFlushes(db)
+        var dropAll = SimulatedDisk.FaultPlan()
+        dropAll.persistProbability = 0
+        dropAll.pessimisticSizes = true
+        let restarted = restart(disk, dropAll)
+        let names = try restarted.contentsOfDirectory(atPath: path)
+        XCTAssertTrue(names.contains("CURRENT"), "\(names)")
+        XCTAssertTrue(names.contains { $0.hasSuffix(".sst") }, "\(names)")
+        XCTAssertTrue(names.contains { $0.hasPrefix("MANIFEST-") }, "\(names)")
+        let reopened = try Database(path: path, options: lsmOptions(), storage: restarted, locking: false)
+        try checkFilled(reopened)
+    }
 }

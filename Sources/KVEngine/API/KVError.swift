@@ -25,7 +25,8 @@ public struct KVError: Error, Sendable, CustomStringConvertible {
         case closed
         /// The database was opened read-only (after corruption) and cannot be written.
         case readOnly
-        /// The memtable is full and cannot take the write.
+        /// No room for the write. Since memtables flush to tables a full memtable no longer
+        /// refuses writes (they stall instead); the code stays for callers that match it.
         case full
     }
 

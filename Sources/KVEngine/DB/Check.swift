@@ -51,9 +51,19 @@ package struct LogRecordView {
         package let value: [UInt8]
     }
 
+    /// Where the record comes from.
+    package enum Source {
+        case log
+        /// A table of this level (`offsetBytes` is 0: entries come from the whole table).
+        case table(level: Int)
+        /// A manifest edit, described in one line (no entries).
+        case manifest(String)
+    }
+
     package let file: String
     package let offsetBytes: Int64
     package let entries: [Entry]
+    package var source: Source = .log
 }
 
 extension Database {
@@ -83,7 +93,10 @@ extension Database {
         do throws(KVError) {
             if let number = try CurrentFile.read(directory: path, storage: store) {
                 report.manifest = number
-                manifest = try ManifestState.replay(directory: path, number: number, storage: store)
+                let file = path + "/" + ManifestWriter.fileName(number)
+                manifest = try ManifestState.replay(directory: path, number: number, storage: store) { edit, offset in
+                    visit?(LogRecordView(file: file, offsetBytes: offset, entries: [], source: .manifest(edit.summary)))
+                }
             }
         } catch {
             report.findings.append(.init(path: error.path ?? path, offsetBytes: error.offsetBytes ?? 0, problem: error.message, isDamage: true))
@@ -97,6 +110,18 @@ extension Database {
                     let table = try Table.open(storage: store, directory: path, meta: meta, cache: cache)
                     report.tables += 1
                     report.blocks += try table.verifyBlocks()
+                    if let visit {
+                        let walk = TableIterator(table: table, readaheadPages: TableBuilder.chunkPages, alwaysReadAhead: true)
+                        walk.seekToFirst()
+                        var entries: [LogRecordView.Entry] = []
+                        while walk.isValid {
+                            entries.append(.init(
+                                sequence: walk.tag >> 8, isPut: walk.tag & 0xFF == UInt64(EntryType.put.rawValue),
+                                key: Array(walk.key), value: Array(walk.value)))
+                            walk.next()
+                        }
+                        visit(LogRecordView(file: file, offsetBytes: 0, entries: entries, source: .table(level: level)))
+                    }
                 } catch {
                     report.findings.append(.init(
                         path: file, offsetBytes: error.offsetBytes ?? 0, problem: "level \(level): \(error.message)", isDamage: true))

@@ -166,7 +166,9 @@ struct ManifestState {
     }
 
     /// Reads manifest `number` in `directory`.
-    static func replay(directory: String, number: UInt64, storage: any Storage) throws(KVError) -> ManifestState {
+    static func replay(
+        directory: String, number: UInt64, storage: any Storage, visit: ((VersionEdit, Int64) -> Void)? = nil
+    ) throws(KVError) -> ManifestState {
         let path = directory + "/" + ManifestWriter.fileName(number)
         guard storage.fileExists(atPath: path) else {
             throw KVError(.corruption, "CURRENT names \(ManifestWriter.fileName(number)), which is missing", path: path)
@@ -177,6 +179,7 @@ struct ManifestState {
         let result = try reader.replay { record, offset in
             guard let edit = VersionEdit.decode(record) else { return "malformed version edit at offset \(offset)" }
             records += 1
+            visit?(edit, offset)
             return state.apply(edit).map { "\($0) (record at offset \(offset))" }
         }
         switch result.end {

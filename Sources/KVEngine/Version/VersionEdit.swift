@@ -94,4 +94,17 @@ struct VersionEdit: Equatable {
         }
         return edit
     }
+
+    /// One line for `kvctl dump`.
+    var summary: String {
+        var parts: [String] = []
+        if let logNumber { parts.append("log number \(logNumber)") }
+        if let nextFileNumber { parts.append("next file \(nextFileNumber)") }
+        if let lastSequence { parts.append("last sequence \(lastSequence)") }
+        for file in deleted { parts.append("-L\(file.level) #\(file.number)") }
+        for file in added {
+            parts.append("+L\(file.level) #\(file.meta.number) (\(file.meta.fileBytes) bytes, \(file.meta.properties.entries) entries, sequences \(file.meta.properties.smallestSequence)...\(file.meta.properties.largestSequence))")
+        }
+        return parts.joined(separator: ", ")
+    }
 }
