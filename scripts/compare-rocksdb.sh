@@ -79,10 +79,10 @@ for round in $(seq "$RUNS"); do
   run_pair "" --benchmarks="$BENCHMARKS" --cache_size="$SMALL_CACHE"
   # Reads of the same data with the cache smaller than the data and no page cache on
   # either side (RocksDB with direct reads): every miss is a device read.
-  run_pair "small-" --benchmarks=readrandom,multireadrandom --use_existing_db=1 --use_direct_reads=true \
+  run_pair "small-" --benchmarks=readrandom,multireadrandom,seekrandom --use_existing_db=1 --use_direct_reads=true \
     --cache_size="$SMALL_CACHE" --reads=$((NUM / 10)) --batch_size=32
   # And with a cache larger than the data.
-  run_pair "large-" --benchmarks=readrandom --use_existing_db=1 --cache_size="$LARGE_CACHE"
+  run_pair "large-" --benchmarks=readrandom,seekrandom,readseq --use_existing_db=1 --cache_size="$LARGE_CACHE"
   FIO+=("$(fio_qd32)")
   for t in $SYNC_THREADS; do
     run_pair "t$t-" --benchmarks=fillsync --threads="$t" --writes="$SYNC_WRITES" --num=$((SYNC_WRITES * 10))
@@ -91,7 +91,10 @@ done
 for b in ${BENCHMARKS//,/ }; do report "$b" "$b"; done
 report small-readrandom "readrandom cache<data"
 report small-multireadrandom "multiread cache<data"
+report small-seekrandom "seekrandom cache<data"
 report large-readrandom "readrandom cache>data"
+report large-seekrandom "seekrandom cache>data"
+report large-readseq "readseq cache>data"
 for t in $SYNC_THREADS; do report "t$t-fillsync" "fillsync threads=$t"; done
 fio=$(printf '%s\n' "${FIO[@]}" | median)
 k=$(echo "${K[small-multireadrandom]:-}" | median)

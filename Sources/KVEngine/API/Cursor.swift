@@ -32,7 +32,7 @@ public struct ScanOptions: Sendable {
 public final class Cursor: Sequence, IteratorProtocol {
     public typealias Element = (key: [UInt8], value: [UInt8])
 
-    private var source: any InternalIterator
+    private let source: any InternalIterator
     private let snapshot: UInt64
     private let options: ScanOptions
     /// Upper bound (exclusive): the smaller of `end` and the prefix's successor.

@@ -142,7 +142,7 @@ extension Database {
             let number = versions.newFileNumber()
             let builder = try TableBuilder(
                 storage: storage, directory: path, number: number, expectedBytes: Int64(frozen.memtable.approximateBytes))
-            var walk = frozen.memtable.makeIterator()
+            let walk = frozen.memtable.makeIterator()
             walk.seekToFirst()
             while walk.isValid {
                 try builder.add(walk.key, tag: walk.tag, value: walk.value)

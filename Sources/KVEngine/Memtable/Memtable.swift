@@ -51,19 +51,19 @@ final class Memtable: Sendable {
 }
 
 /// A position in the internal key order (user key ascending, newest version first).
-protocol InternalIterator {
+protocol InternalIterator: AnyObject {
     var isValid: Bool { get }
     /// User key of the current entry.
     var key: UnsafeRawBufferPointer { get }
     /// `sequence << 8 | type` of the current entry.
     var tag: UInt64 { get }
     var value: UnsafeRawBufferPointer { get }
-    mutating func seekToFirst()
-    mutating func seekToLast()
+    func seekToFirst()
+    func seekToLast()
     /// First entry at or after (key, tag).
-    mutating func seek(_ key: UnsafeRawBufferPointer, tag: UInt64)
-    mutating func next()
-    mutating func prev()
+    func seek(_ key: UnsafeRawBufferPointer, tag: UInt64)
+    func next()
+    func prev()
     /// Why the walk ended early (an I/O error or corruption), if it did.
     var error: KVError? { get }
 }
@@ -73,7 +73,7 @@ extension InternalIterator {
 }
 
 /// Iterates a memtable; keeps it alive while positioned in it.
-struct MemtableIterator: InternalIterator {
+final class MemtableIterator: InternalIterator {
     let memtable: Memtable
     let list: SkipList
     private var node: SkipList.Node?
@@ -87,9 +87,9 @@ struct MemtableIterator: InternalIterator {
     var key: UnsafeRawBufferPointer { SkipList.key(node!) }
     var tag: UInt64 { SkipList.tag(node!) }
     var value: UnsafeRawBufferPointer { SkipList.value(node!) }
-    mutating func seekToFirst() { node = list.first }
-    mutating func seekToLast() { node = list.last }
-    mutating func seek(_ key: UnsafeRawBufferPointer, tag: UInt64) { node = list.seek(key, tag: tag) }
-    mutating func next() { node = SkipList.next(node!, 0) }
-    mutating func prev() { node = list.seekBefore(SkipList.key(node!), tag: SkipList.tag(node!)) }
+    func seekToFirst() { node = list.first }
+    func seekToLast() { node = list.last }
+    func seek(_ key: UnsafeRawBufferPointer, tag: UInt64) { node = list.seek(key, tag: tag) }
+    func next() { node = SkipList.next(node!, 0) }
+    func prev() { node = list.seekBefore(SkipList.key(node!), tag: SkipList.tag(node!)) }
 }

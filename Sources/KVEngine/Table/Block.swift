@@ -164,7 +164,7 @@ final class KeyBuffer {
 
 /// Walks the entries of one block. Malformed entries (which a verified checksum makes
 /// unlikely but not impossible: a bug, or a collision) end the walk and set `corrupt`.
-struct BlockCursor {
+final class BlockCursor {
     let block: Block
     let key = KeyBuffer()
     /// Offset of the current entry; `block.restartsOffset` when past the end.
@@ -186,7 +186,7 @@ struct BlockCursor {
     }
 
     /// Decodes the entry at `at` (whose predecessor's key is in `key`); false when malformed.
-    private mutating func decode(at position: Int) -> Bool {
+    private func decode(at position: Int) -> Bool {
         let bytes = block.bytes
         let limit = block.restartsOffset
         var p = position
@@ -208,11 +208,11 @@ struct BlockCursor {
         return true
     }
 
-    mutating func seekToFirst() {
+    func seekToFirst() {
         seekToRestart(0)
     }
 
-    private mutating func seekToRestart(_ index: Int) {
+    private func seekToRestart(_ index: Int) {
         key.replace(keeping: 0, with: UnsafeRawBufferPointer(start: nil, count: 0))
         let position = block.restart(index)
         guard position < block.restartsOffset else {
@@ -222,7 +222,7 @@ struct BlockCursor {
         _ = decode(at: position)
     }
 
-    mutating func advance() {
+    func advance() {
         guard isValid else { return }
         if next >= block.restartsOffset {
             offset = block.restartsOffset
@@ -231,13 +231,13 @@ struct BlockCursor {
         _ = decode(at: next)
     }
 
-    mutating func seekToLast() {
+    func seekToLast() {
         seekToRestart(block.restartCount - 1)
         while isValid && next < block.restartsOffset { advance() }
     }
 
     /// First entry at or after (userKey, tag).
-    mutating func seek(_ userKey: UnsafeRawBufferPointer, tag: UInt64) {
+    func seek(_ userKey: UnsafeRawBufferPointer, tag: UInt64) {
         // Binary search for the last restart whose key is before the target.
         var low = 0
         var high = block.restartCount - 1
@@ -256,7 +256,7 @@ struct BlockCursor {
     }
 
     /// Moves to the entry before the current one (invalid when there is none).
-    mutating func retreat() {
+    func retreat() {
         let target = isValid ? offset : block.restartsOffset
         // The last restart before the current entry, then forward to its predecessor.
         var index = block.restartCount - 1

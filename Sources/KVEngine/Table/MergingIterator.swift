@@ -10,17 +10,49 @@ func compareInternal(_ aKey: UnsafeRawBufferPointer, _ aTag: UInt64, _ bKey: Uns
 /// among the few sources a read has: memtables, level-0 tables, one per deeper level).
 /// No two sources of one consistent view hold the same (key, tag).
 final class MergingIterator: InternalIterator {
-    private var children: [any InternalIterator]
+    private let children: [any InternalIterator]
+    /// Each child's validity, key and tag as of its last move: picking the next entry
+    /// compares these without calling into the children.
+    private let valid: UnsafeMutableBufferPointer<Bool>
+    private let keys: UnsafeMutableBufferPointer<UnsafeRawBufferPointer>
+    private let tags: UnsafeMutableBufferPointer<UInt64>
     private var current = -1
     private var forward = true
+    /// A child stopped on an error: the walk ends.
+    private var failed = false
 
     init(_ children: [any InternalIterator]) {
         self.children = children
+        valid = .allocate(capacity: children.count)
+        valid.initialize(repeating: false)
+        keys = .allocate(capacity: children.count)
+        keys.initialize(repeating: UnsafeRawBufferPointer(start: nil, count: 0))
+        tags = .allocate(capacity: children.count)
+        tags.initialize(repeating: 0)
     }
 
-    var isValid: Bool { current >= 0 && children[current].isValid }
-    var key: UnsafeRawBufferPointer { children[current].key }
-    var tag: UInt64 { children[current].tag }
+    deinit {
+        valid.deallocate()
+        keys.deallocate()
+        tags.deallocate()
+    }
+
+    @inline(__always)
+    private func refresh(_ index: Int) {
+        let child = children[index]
+        if child.isValid {
+            valid[index] = true
+            keys[index] = child.key
+            tags[index] = child.tag
+        } else {
+            valid[index] = false
+            if child.error != nil { failed = true }
+        }
+    }
+
+    var isValid: Bool { current >= 0 }
+    var key: UnsafeRawBufferPointer { keys[current] }
+    var tag: UInt64 { tags[current] }
     var value: UnsafeRawBufferPointer { children[current].value }
     var error: KVError? {
         for child in children { if let error = child.error { return error } }
@@ -29,38 +61,47 @@ final class MergingIterator: InternalIterator {
 
     private func pickSmallest() {
         current = -1
-        for index in children.indices where children[index].isValid {
-            if current < 0 || compareInternal(children[index].key, children[index].tag, children[current].key, children[current].tag) < 0 {
+        for index in 0..<children.count where valid[index] {
+            if current < 0 || compareInternal(keys[index], tags[index], keys[current], tags[current]) < 0 {
                 current = index
             }
         }
-        if error != nil { current = -1 }
+        if failed { current = -1 }
     }
 
     private func pickLargest() {
         current = -1
-        for index in children.indices where children[index].isValid {
-            if current < 0 || compareInternal(children[index].key, children[index].tag, children[current].key, children[current].tag) > 0 {
+        for index in 0..<children.count where valid[index] {
+            if current < 0 || compareInternal(keys[index], tags[index], keys[current], tags[current]) > 0 {
                 current = index
             }
         }
-        if error != nil { current = -1 }
+        if failed { current = -1 }
     }
 
     func seekToFirst() {
-        for index in children.indices { children[index].seekToFirst() }
+        for index in children.indices {
+            children[index].seekToFirst()
+            refresh(index)
+        }
         forward = true
         pickSmallest()
     }
 
     func seekToLast() {
-        for index in children.indices { children[index].seekToLast() }
+        for index in children.indices {
+            children[index].seekToLast()
+            refresh(index)
+        }
         forward = false
         pickLargest()
     }
 
     func seek(_ key: UnsafeRawBufferPointer, tag: UInt64) {
-        for index in children.indices { children[index].seek(key, tag: tag) }
+        for index in children.indices {
+            children[index].seek(key, tag: tag)
+            refresh(index)
+        }
         forward = true
         pickSmallest()
     }
@@ -68,40 +109,44 @@ final class MergingIterator: InternalIterator {
     func next() {
         if !forward {
             // Every other source moves to the first entry after the current one.
-            let key = Array(children[current].key)
-            let tag = children[current].tag
+            let key = Array(keys[current])
+            let tag = tags[current]
             key.withUnsafeBytes { key in
                 for index in children.indices where index != current {
-                    children[index].seek(key, tag: tag)
-                    if children[index].isValid && compareInternal(children[index].key, children[index].tag, key, tag) == 0 {
-                        children[index].next()
-                    }
+                    let child = children[index]
+                    child.seek(key, tag: tag)
+                    if child.isValid && compareInternal(child.key, child.tag, key, tag) == 0 { child.next() }
+                    refresh(index)
                 }
             }
             forward = true
         }
         children[current].next()
+        refresh(current)
         pickSmallest()
     }
 
     func prev() {
         if forward {
             // Every other source moves to the last entry before the current one.
-            let key = Array(children[current].key)
-            let tag = children[current].tag
+            let key = Array(keys[current])
+            let tag = tags[current]
             key.withUnsafeBytes { key in
                 for index in children.indices where index != current {
-                    children[index].seek(key, tag: tag)
-                    if children[index].isValid {
-                        children[index].prev()
-                    } else if children[index].error == nil {
-                        children[index].seekToLast()
+                    let child = children[index]
+                    child.seek(key, tag: tag)
+                    if child.isValid {
+                        child.prev()
+                    } else if child.error == nil {
+                        child.seekToLast()
                     }
+                    refresh(index)
                 }
             }
             forward = false
         }
         children[current].prev()
+        refresh(current)
         pickLargest()
     }
 }

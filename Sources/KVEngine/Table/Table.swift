@@ -88,7 +88,7 @@ final class Table: Sendable {
         var keys: [UInt8] = []
         var ends: [Int32] = []
         var handles: [TableFormat.Handle] = []
-        var cursor = BlockCursor(indexBlock)
+        let cursor = BlockCursor(indexBlock)
         cursor.seekToFirst()
         var expected = Int64(0)
         while cursor.isValid {
@@ -212,7 +212,7 @@ final class Table: Sendable {
 
     /// Finishes a lookup in the block that may hold (userKey, tag).
     func lookup(in block: Block, _ userKey: UnsafeRawBufferPointer, tag: UInt64, index: Int) throws(KVError) -> Memtable.Lookup {
-        var cursor = BlockCursor(block)
+        let cursor = BlockCursor(block)
         cursor.seek(userKey, tag: tag)
         if cursor.corrupt { throw corruption(TableProblem(offset: handles[index].offset, reason: "malformed block entry")) }
         guard cursor.isValid, SkipList.compareKeys(InternalKey.userKey(cursor.key.bytes), userKey) == 0 else {
