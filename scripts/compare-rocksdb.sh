@@ -17,6 +17,7 @@ BENCHMARKS=${BENCHMARKS:-fillseq,fillrandom,overwrite,readrandom,readseq,seekran
 # The read phases after the fills reuse the database the last fill left.
 SYNC_THREADS=${SYNC_THREADS:-1 4 16}
 SYNC_WRITES=${SYNC_WRITES:-2000}
+READS=${READS:-$NUM}   # reads per read benchmark (NUM=10000000 READS=1000000 keeps a run short)
 BENCH_DIR=${BENCH_DIR:-bench-data}
 SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
 
@@ -56,8 +57,11 @@ wamp() {
   r=$(db_bench --db="$BENCH_DIR/rocksdb" $COMMON --compression_type=none --benchmarks=fillrandom,overwrite \
         --statistics=1 2>/dev/null | awk '$1 == "rocksdb.flush.write.bytes" {f=$4} $1 == "rocksdb.compact.write.bytes" {c=$4}
         END {if (f > 0) printf "%.2f", (f + c) / f}')
-  k=$("$KVCTL" bench --db="$BENCH_DIR/kvengine" $COMMON --benchmarks=fillrandom,overwrite,stats | sed -n 's/.*write-amp \([0-9.]*\).*/\1/p')
+  local line
+  line=$("$KVCTL" bench --db="$BENCH_DIR/kvengine" $COMMON --benchmarks=fillrandom,overwrite,readrandom,stats --reads="$READS" | grep '^kvengine stats')
+  k=$(echo "$line" | sed -n 's/.*write-amp \([0-9.]*\).*/\1/p')
   echo "write amplification after fillrandom+overwrite: kvengine=$k rocksdb=$r"
+  echo "$line"
 }
 
 # fio's 4 KiB random reads at queue depth 32 on a file in the same directory: the device
@@ -76,13 +80,13 @@ declare -a FIO
 for round in $(seq "$RUNS"); do
   # Writes, then reads with db_bench's default 8 MiB cache (RocksDB also has the kernel's
   # page cache, which O_DIRECT gives up).
-  run_pair "" --benchmarks="$BENCHMARKS" --cache_size="$SMALL_CACHE"
+  run_pair "" --benchmarks="$BENCHMARKS" --cache_size="$SMALL_CACHE" --reads="$READS"
   # Reads of the same data with the cache smaller than the data and no page cache on
   # either side (RocksDB with direct reads): every miss is a device read.
   run_pair "small-" --benchmarks=readrandom,multireadrandom,seekrandom --use_existing_db=1 --use_direct_reads=true \
-    --cache_size="$SMALL_CACHE" --reads=$((NUM / 10)) --batch_size=32
+    --cache_size="$SMALL_CACHE" --reads=$((READS / 10)) --batch_size=32
   # And with a cache larger than the data.
-  run_pair "large-" --benchmarks=readrandom,seekrandom,readseq --use_existing_db=1 --cache_size="$LARGE_CACHE"
+  run_pair "large-" --benchmarks=readrandom,seekrandom,readseq --use_existing_db=1 --cache_size="$LARGE_CACHE" --reads="$READS"
   FIO+=("$(fio_qd32)")
   for t in $SYNC_THREADS; do
     run_pair "t$t-" --benchmarks=fillsync --threads="$t" --writes="$SYNC_WRITES" --num=$((SYNC_WRITES * 10))

@@ -101,10 +101,20 @@ struct Bench: ParsableCommand {
         try database?.close()
     }
 
+    /// Memtables at most: the active one and one frozen.
+    private var memtableBudget: Int { 2 * (writeBufferSize > 0 ? writeBufferSize : 64 << 20) }
+
+    /// The process's peak resident set (getrusage), in bytes.
+    private func peakResidentBytes() -> Int {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return usage.ru_maxrss * 1024
+    }
+
     /// The engine's own figures after a run: levels, write amplification, cache.
     private func printStats(_ stats: DatabaseStats) {
         let levels = stats.levels.filter { $0.tables > 0 }.map { "L\($0.level)=\($0.tables)/\($0.bytes >> 20)MiB" }
-        print("kvengine stats: levels \(levels.joined(separator: " ")); flushed \(stats.bytesFlushed >> 20) MiB in \(stats.flushes) flushes; compacted read \(stats.bytesCompactedRead >> 20) MiB, written \(stats.bytesCompactedWritten >> 20) MiB in \(stats.compactions) compactions (+\(stats.trivialMoves) moves); write-amp \(String(format: "%.2f", stats.writeAmplification)); cache hit rate \(String(format: "%.3f", stats.cacheHitRate)); stalls \(stats.stalls) (\(stats.stallMicroseconds / 1000) ms), slowdowns \(stats.slowdowns)")
+        print("kvengine stats: levels \(levels.joined(separator: " ")); flushed \(stats.bytesFlushed >> 20) MiB in \(stats.flushes) flushes; compacted read \(stats.bytesCompactedRead >> 20) MiB, written \(stats.bytesCompactedWritten >> 20) MiB in \(stats.compactions) compactions (+\(stats.trivialMoves) moves); write-amp \(String(format: "%.2f", stats.writeAmplification)); cache hit rate \(String(format: "%.3f", stats.cacheHitRate)); stalls \(stats.stalls) (\(stats.stallMicroseconds / 1000) ms), slowdowns \(stats.slowdowns); memtable budget \(memtableBudget >> 20) MiB, cache \(cacheSize >> 20) MiB, index+filters \(stats.indexAndFilterBytes >> 20) MiB, peak RSS \(peakResidentBytes() >> 20) MiB")
     }
 
     // MARK: workloads
