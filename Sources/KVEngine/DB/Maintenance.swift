@@ -481,7 +481,9 @@ struct CompactionPlan {
 public struct LevelStats: Sendable, Equatable {
     /// 0 for flushed memtables, 1... for compaction's levels.
     public var level: Int
+    /// Tables in the level.
     public var tables: Int
+    /// Bytes of those tables' files.
     public var bytes: Int64
     /// Entries (versions and tombstones) in the level's tables.
     public var entries: Int
@@ -505,28 +507,35 @@ public struct DatabaseStats: Sendable {
     public var levels: [LevelStats]
     /// Bytes of write batches acknowledged since open (what the user wrote).
     public var userBytes: Int64
-    /// Memtables flushed since open, and the table bytes they made.
+    /// Memtables flushed since open.
     public var flushes: Int
+    /// Table bytes those flushes wrote.
     public var bytesFlushed: Int64
-    /// Compactions since open (rewrites), trivial moves (tables moved down whole), and
-    /// the table bytes the rewrites read and wrote.
+    /// Compactions since open that rewrote tables.
     public var compactions: Int
+    /// Tables moved one level down whole (a manifest edit, no rewrite).
     public var trivialMoves: Int
+    /// Table bytes compactions read.
     public var bytesCompactedRead: Int64
+    /// Table bytes compactions wrote.
     public var bytesCompactedWritten: Int64
     /// (bytes flushed + bytes compacted) / bytes flushed since open: table bytes written
     /// per byte that reached level 0, as RocksDB's compaction stats count it.
     public var writeAmplification: Double
-    /// Block cache: bytes held, hits and misses since open.
+    /// Bytes the block cache holds.
     public var cacheBytes: Int
+    /// Block lookups the cache answered since open.
     public var cacheHits: Int
+    /// Block lookups that went to the disk since open.
     public var cacheMisses: Int
     /// Memory held by the open tables' indexes and bloom filters.
     public var indexAndFilterBytes: Int
-    /// Writes held until background work caught up, writes delayed by a millisecond, and
-    /// the time writers spent in both.
+    /// Writes held until background work caught up (level 0 or the compaction backlog at
+    /// its stop trigger, or no room for another frozen memtable).
     public var stalls: Int
+    /// Writes delayed by a millisecond (level 0 or the backlog at its slowdown trigger).
     public var slowdowns: Int
+    /// Time writers spent in stalls and slowdowns.
     public var stallMicroseconds: Int64
     /// Snapshots not yet released.
     public var liveSnapshots: Int
