@@ -324,6 +324,11 @@ public final class Database: Sendable {
     public func sync() throws(KVError) {
         try checkOpen()
         guard let log = currentView.log else { return }
+        try makeDurable(log)
+    }
+
+    /// Makes every write appended to `log` durable, running the chain on this thread.
+    func makeDurable(_ log: LogWriter) throws(KVError) {
         let done = OneShot<Result<Void, KVError>>()
         let appended = log.sync(lead: true) { done.fulfil($0) }
         if appended.immediate { return }
@@ -367,13 +372,7 @@ public final class Database: Sendable {
         rotation.withLock { _ in }
         if let log = currentView.log {
             log.beginClose()
-            let done = OneShot<Result<Void, KVError>>()
-            let appended = log.sync(lead: true) { done.fulfil($0) }
-            if !appended.immediate {
-                if let chain = appended.chain { log.lead(chain, while: { !done.isFulfilled }) }
-                storage.willWait()
-                if case .failure(let error) = done.wait() { failure = error }
-            }
+            do { try makeDurable(log) } catch { failure = error }
             do { try log.close() } catch { failure = failure ?? error }
         }
         versions.close()

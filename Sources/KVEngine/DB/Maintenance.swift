@@ -29,13 +29,7 @@ extension Database {
             }
             try checkOpen()
             old.seal()
-            let done = OneShot<Result<Void, KVError>>()
-            let appended = old.sync(lead: true) { done.fulfil($0) }
-            if !appended.immediate {
-                if let chain = appended.chain { old.lead(chain, while: { !done.isFulfilled }) }
-                storage.willWait()
-                try done.wait().get()
-            }
+            try makeDurable(old)
             old.beginClose()
             try old.close()
             let number = versions.newFileNumber()

@@ -133,15 +133,21 @@ enum LogFormat {
     }
 
     /// File name of log `number`.
-    static func fileName(_ number: UInt64) -> String {
-        let digits = String(number)
-        return String(repeating: "0", count: max(0, 6 - digits.count)) + digits + ".log"
-    }
+    static func fileName(_ number: UInt64) -> String { numberedName(number, suffix: ".log") }
 
     /// The number of a log file name, or nil when `name` is not one.
-    static func number(ofFileName name: String) -> UInt64? {
-        guard name.hasSuffix(".log") else { return nil }
-        let stem = name.dropLast(4)
+    static func number(ofFileName name: String) -> UInt64? { number(ofName: name, suffix: ".log") }
+
+    /// `number`, zero-padded to at least six digits, then `suffix` (logs, tables).
+    static func numberedName(_ number: UInt64, suffix: String) -> String {
+        let digits = String(number)
+        return String(repeating: "0", count: max(0, 6 - digits.count)) + digits + suffix
+    }
+
+    /// The number of a file named by `numberedName` with `suffix`, or nil.
+    static func number(ofName name: String, suffix: String) -> UInt64? {
+        guard name.hasSuffix(suffix) else { return nil }
+        let stem = name.dropLast(suffix.count)
         guard !stem.isEmpty, stem.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
         return UInt64(stem)
     }

@@ -59,52 +59,34 @@ final class MergingIterator: InternalIterator {
         return nil
     }
 
-    private func pickSmallest() {
+    private func pickSmallest() { pick(sign: -1) }
+    private func pickLargest() { pick(sign: 1) }
+
+    /// Makes the child whose position compares first (`sign` -1) or last (1) current.
+    @inline(__always)
+    private func pick(sign: Int) {
         current = -1
         for index in 0..<children.count where valid[index] {
-            if current < 0 || compareInternal(keys[index], tags[index], keys[current], tags[current]) < 0 {
+            if current < 0 || compareInternal(keys[index], tags[index], keys[current], tags[current]) * sign > 0 {
                 current = index
             }
         }
         if failed { current = -1 }
     }
 
-    private func pickLargest() {
-        current = -1
-        for index in 0..<children.count where valid[index] {
-            if current < 0 || compareInternal(keys[index], tags[index], keys[current], tags[current]) > 0 {
-                current = index
-            }
-        }
-        if failed { current = -1 }
-    }
-
-    func seekToFirst() {
+    /// Moves every child with `move`, then picks the current one for the direction.
+    private func repositionAll(forward: Bool, _ move: (any InternalIterator) -> Void) {
         for index in children.indices {
-            children[index].seekToFirst()
+            move(children[index])
             refresh(index)
         }
-        forward = true
-        pickSmallest()
+        self.forward = forward
+        if forward { pickSmallest() } else { pickLargest() }
     }
 
-    func seekToLast() {
-        for index in children.indices {
-            children[index].seekToLast()
-            refresh(index)
-        }
-        forward = false
-        pickLargest()
-    }
-
-    func seek(_ key: UnsafeRawBufferPointer, tag: UInt64) {
-        for index in children.indices {
-            children[index].seek(key, tag: tag)
-            refresh(index)
-        }
-        forward = true
-        pickSmallest()
-    }
+    func seekToFirst() { repositionAll(forward: true) { $0.seekToFirst() } }
+    func seekToLast() { repositionAll(forward: false) { $0.seekToLast() } }
+    func seek(_ key: UnsafeRawBufferPointer, tag: UInt64) { repositionAll(forward: true) { $0.seek(key, tag: tag) } }
 
     func next() {
         if !forward {

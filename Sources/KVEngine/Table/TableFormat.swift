@@ -26,17 +26,9 @@ enum TableFormat {
         (table &* 0xC2B2_AE3D_27D4_EB4F) ^ UInt64(bitPattern: offset)
     }
 
-    static func fileName(_ number: UInt64) -> String {
-        let digits = String(number)
-        return String(repeating: "0", count: max(0, 6 - digits.count)) + digits + ".sst"
-    }
+    static func fileName(_ number: UInt64) -> String { LogFormat.numberedName(number, suffix: ".sst") }
 
-    static func number(ofFileName name: String) -> UInt64? {
-        guard name.hasSuffix(".sst") else { return nil }
-        let stem = name.dropLast(4)
-        guard !stem.isEmpty, stem.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
-        return UInt64(stem)
-    }
+    static func number(ofFileName name: String) -> UInt64? { LogFormat.number(ofName: name, suffix: ".sst") }
 
     /// The footer: the first 64 bytes of the last page.
     struct Footer: Equatable {
