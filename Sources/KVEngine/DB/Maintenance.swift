@@ -246,17 +246,28 @@ extension Database {
 
     /// The inputs of a compaction of `level` into the next, or into itself (a manual
     /// compaction of the bottom level). `rotate` (background compactions) takes one table
-    /// of a deeper level, round robin through its key space; otherwise every table of the
+    /// of a deeper level, the one with the least overlap below for its size; otherwise every table of the
     /// level that meets [lower, upper].
     func plan(
         level: Int, version: Version, lower: [UInt8]?, upper: [UInt8]?, rotate: Bool = false, intoItself: Bool = false
     ) -> CompactionPlan? {
         var inputs: [Table]
         if level > 0 && rotate {
+            // The table whose overlap with the next level is smallest for its size: the
+            // least rewriting per byte moved down (ties: round robin from the pointer).
             let pointer = compactPointers.withLock { $0[level] }
             let tables = version.levels[level]
-            let next = tables.first { table in pointer.map { $0.lexicographicallyPrecedes(table.meta.largestUserKey) } ?? true } ?? tables.first
-            inputs = next.map { [$0] } ?? []
+            var best: (table: Table, ratio: Double, after: Bool)? = nil
+            for table in tables {
+                let overlap = version.overlapping(
+                    level: level + 1, lower: Array(table.meta.smallestUserKey), upper: Array(table.meta.largestUserKey))
+                let ratio = Double(overlap.reduce(0) { $0 + $1.meta.fileBytes }) / Double(max(1, table.meta.fileBytes))
+                let after = pointer.map { $0.lexicographicallyPrecedes(table.meta.largestUserKey) } ?? true
+                if best == nil || ratio < best!.ratio || (ratio == best!.ratio && after && !best!.after) {
+                    best = (table, ratio, after)
+                }
+            }
+            inputs = best.map { [$0.table] } ?? []
         } else {
             inputs = version.overlapping(level: level, lower: lower, upper: upper)
         }
