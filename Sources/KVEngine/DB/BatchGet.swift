@@ -99,6 +99,34 @@ extension Database {
         return try found.get()
     }
 
+    /// Before a cursor's first seek: the block each table source will read to position
+    /// itself at `key` (every level-0 table that reaches it, one table per deeper level),
+    /// read all at once into the cache, so the seek's reads overlap instead of following
+    /// one another. Errors are left for the seek itself to report.
+    func prefetchForSeek(_ view: View, _ key: [UInt8]) {
+        guard view.version.tableCount > 1 else { return }
+        var reads: [(table: Table, block: Int, waiting: [Int])] = []
+        key.withUnsafeBytes { key in
+            func add(_ table: Table) {
+                let block = table.findBlock(key, tag: .max)
+                if block < table.blockCount && !cache.contains(BlockKey(table: table.number, offset: table.handles[block].offset)) {
+                    reads.append((table, block, []))
+                }
+            }
+            for table in view.version.levels[0]
+            where table.meta.largestUserKey.withUnsafeBytes({ SkipList.compareKeys($0, key) >= 0 }) {
+                add(table)
+            }
+            for level in 1..<Version.levelCount {
+                let tables = view.version.levels[level]
+                if let first = tables.first(where: { $0.meta.largestUserKey.withUnsafeBytes { SkipList.compareKeys($0, key) >= 0 } }) {
+                    add(first)
+                }
+            }
+        }
+        if reads.count > 1 { _ = try? readBlocks(reads) }
+    }
+
     /// Reads the blocks all at once (one submission each, none waited for before the
     /// last is submitted), verifies them and puts them in the cache.
     private func readBlocks(_ reads: [(table: Table, block: Int, waiting: [Int])]) throws(KVError) -> [Block] {
