@@ -66,7 +66,13 @@ final class Readahead {
             buffers[slot] = nil
         }
         if buffers[slot] == nil {
-            buffers[slot] = try? table.storage.allocator.tryAllocate(pages: want)
+            // Read-ahead is an optimization: it never takes the last quarter of the arena,
+            // which the log, table writes and lookups need (a cursor left open holds its
+            // buffers until it goes).
+            let allocator = table.storage.allocator
+            if allocator.freePages - want >= allocator.pageCount / 4 {
+                buffers[slot] = try? allocator.tryAllocate(pages: want)
+            }
         }
         guard let buffer = buffers[slot] else { return false }
         let length = min(Int64(want * TableFormat.pageBytes), table.dataEnd - offset)
