@@ -95,7 +95,15 @@ struct Bench: ParsableCommand {
                 print("compact      : \(Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6) ms")
                 continue
             }
-            let result = try runBenchmark(name, database!)
+            let db = database!
+            let first = db.stats.lastSequence
+            let ticker = name.hasPrefix("fill") || name == "overwrite"
+                ? Ticker("\(name) (entries written)") { Int(db.stats.lastSequence - first) }
+                : Ticker("\(name) (seconds)") { [started = DispatchTime.now().uptimeNanoseconds] in
+                    Int((DispatchTime.now().uptimeNanoseconds - started) / 1_000_000_000)
+                }
+            let result = try runBenchmark(name, db)
+            ticker.stop()
             print(result.line(name))
         }
         try database?.close()

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KVEngine
+import Synchronization
 
 /// Where the database is and how to open it, shared by the one-shot commands.
 struct DatabaseOptions: ParsableArguments {
@@ -120,7 +121,7 @@ struct Compact: ParsableCommand {
         let start = try start.map { try encoding.decode($0, "START") }
         let end = try end.map { try encoding.decode($0, "END") }
         let before = db.stats
-        let ticker = CompactionTicker(db)
+        let ticker = Ticker("compacted (bytes written)") { Int(db.stats.bytesCompactedWritten) }
         try db.compactRange(start: start, end: end)
         ticker.stop()
         let after = db.stats
@@ -128,25 +129,26 @@ struct Compact: ParsableCommand {
     }
 }
 
-/// Shows the table bytes written while a compaction runs, on a terminal only.
-final class CompactionTicker: @unchecked Sendable {
+/// Shows a count while long work runs (on a terminal only), every 200 ms from a thread
+/// of its own: for work that cannot report as it goes.
+final class Ticker: @unchecked Sendable {
     // @unchecked: `stopped` is touched under the lock only.
     private let lock = NSLock()
     private var stopped = false
     private let done = DispatchSemaphore(value: 0)
 
-    init(_ db: Database) {
+    init(_ label: String, _ count: @escaping @Sendable () -> Int) {
         guard isatty(STDERR_FILENO) == 1 else {
             stopped = true
             return
         }
         Thread { [self] in
-            var progress = Progress("compacted (bytes written)")
+            var progress = Progress(label)
             while !lock.withLock({ stopped }) {
-                progress.update(Int(db.stats.bytesCompactedWritten))
+                progress.update(count())
                 usleep(200_000)
             }
-            progress.finish(Int(db.stats.bytesCompactedWritten))
+            progress.finish(count())
             done.signal()
         }.start()
     }
@@ -194,7 +196,10 @@ struct Check: ParsableCommand {
     @OptionGroup var database: DatabaseOptions
 
     func run() throws {
-        let report = try Database.check(path: database.path)
+        let checked = Mutex(0)
+        let ticker = Ticker("checked (tables and logs)") { checked.withLock { $0 } }
+        let report = try Database.check(path: database.path, visit: nil) { done in checked.withLock { $0 = done } }
+        ticker.stop()
         print(report)
         if report.isDamaged { throw ExitCode(1) }
     }

@@ -78,8 +78,10 @@ extension Database {
 
     /// `check`, handing every verified record to `visit` as it goes (for `kvctl dump`).
     package static func check(
-        path: String, options: Options = Options(), visit: ((LogRecordView) -> Void)?
+        path: String, options: Options = Options(), visit: ((LogRecordView) -> Void)?,
+        progress: ((Int) -> Void)? = nil
     ) throws(KVError) -> CheckReport {
+        var filesChecked = 0
         try options.validate()
         let store = try io("open page store") { try PageStore(options: options.pageStore) }
         defer { store.shutdown() }
@@ -110,6 +112,8 @@ extension Database {
                     let table = try Table.open(storage: store, directory: path, meta: meta, cache: cache)
                     report.tables += 1
                     report.blocks += try table.verifyBlocks()
+                    filesChecked += 1
+                    progress?(filesChecked)
                     if let visit {
                         let walk = TableIterator(table: table, readaheadPages: TableBuilder.chunkPages, alwaysReadAhead: true)
                         walk.seekToFirst()
@@ -151,6 +155,8 @@ extension Database {
                 }
             }
             report.records += records
+            filesChecked += 1
+            progress?(filesChecked)
             switch result.end {
             case .clean:
                 break
