@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KVEngine
+import PageStore
 
 /// `kvctl stress`: the crash harness's real process. Writes deterministic commits to a
 /// database and reports each one on stdout (`ack N`, flushed) once it is acknowledged, so
@@ -28,8 +29,17 @@ struct Stress: ParsableCommand {
     @Flag(help: "Use .buffered writes, with a sync() every 16 commits (acks are printed after the sync).")
     var buffered = false
 
+    @Flag(help: "Hold plain writes in memory until the fdatasync that covers them, so a SIGKILL loses unsynced data as a power cut would (a test mode).")
+    var holdWrites = false
+
     func run() throws {
-        let db = try Database(path: path)
+        let db: Database
+        if holdWrites {
+            let store = try PageStore(options: Options().pageStore)
+            db = try Database(path: path, options: Options(), storage: HoldBackStorage(store), ownedStore: store)
+        } else {
+            db = try Database(path: path)
+        }
         var next = Int(db.stats.lastSequence)
         emit("start \(next)")
         var unreported: [Int] = []

@@ -39,7 +39,7 @@ final class ProcessKillTests: XCTestCase {
         return String(decoding: all, as: UTF8.self).split(separator: "\n").map(String.init)
     }
 
-    private func killLoop(buffered: Bool) throws {
+    private func killLoop(buffered: Bool, holdWrites: Bool = false) throws {
         let seed = ProcessInfo.processInfo.environment["KILL_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 1...1_000_000)
         print("kill loop (\(buffered ? "buffered" : "sync")): seed \(seed) (replay with KILL_SEED=\(seed))")
         var random = SplitMix(seed: seed)
@@ -53,6 +53,7 @@ final class ProcessKillTests: XCTestCase {
         for round in 0..<8 {
             var arguments = ["stress", "--db", path, "--seed", "\(seed)", "--keys", "\(keys)"]
             if buffered { arguments.append("--buffered") }
+            if holdWrites { arguments.append("--hold-writes") }
             // The last round runs long enough to acknowledge something even on a loaded
             // machine, where starting the process can take most of a short round.
             let delay = round == 7 ? 1500 : 50 + random.below(400)
@@ -94,5 +95,10 @@ final class ProcessKillTests: XCTestCase {
 
     func testSigkillLoopWithBufferedWritesAndSyncPoints() throws {
         try killLoop(buffered: true)
+    }
+
+    /// Unsynced writes held in the process until their fdatasync: a kill is a power cut.
+    func testSigkillLoopWithWritesHeldUntilFdatasync() throws {
+        try killLoop(buffered: true, holdWrites: true)
     }
 }

@@ -79,9 +79,10 @@ public final class Database: Sendable {
         }
     }
 
-    /// Opens the database on another storage (the crash tests' simulated disk). `locking`
-    /// takes the real `flock` on `path/LOCK`; a simulated storage has no real directory.
-    init(
+    /// Opens the database on another storage (the crash tests' simulated disk, or a
+    /// storage wrapping `ownedStore`). `locking` takes the real `flock` on `path/LOCK`; a
+    /// simulated storage has no real directory.
+    package init(
         path: String, options: Options, storage: any Storage, ownedStore: PageStore? = nil, locking: Bool = true
     ) throws(KVError) {
         try options.validate()
