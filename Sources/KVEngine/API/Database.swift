@@ -221,9 +221,7 @@ public final class Database: Sendable {
         try checkOpen()
         let sequence = snapshot?.sequence ?? view.visibleSequence
         return key.withUnsafeBytes { key -> (value: [UInt8]?, Void)? in
-            var found = view.memtable.get(key, snapshot: sequence)
-            for frozen in view.immutables where found == .missing { found = frozen.memtable.get(key, snapshot: sequence) }
-            switch found {
+            switch view.getFromMemtables(key, snapshot: sequence) {
             case .value(let value): return (value, ())
             case .deleted: return (nil, ())
             case .missing: return view.version.tableCount == 0 ? (nil, ()) : nil

@@ -25,8 +25,7 @@ extension Database {
         var open: [Pending] = []
         for (index, key) in keys.enumerated() {
             let (found, candidates) = key.withUnsafeBytes { key -> (Memtable.Lookup, [Table]) in
-                var found = view.memtable.get(key, snapshot: sequence)
-                for frozen in view.immutables where found == .missing { found = frozen.memtable.get(key, snapshot: sequence) }
+                let found = view.getFromMemtables(key, snapshot: sequence)
                 return (found, found == .missing ? view.candidates(key) : [])
             }
             switch found {
@@ -118,10 +117,7 @@ extension Database {
                 add(table)
             }
             for level in 1..<Version.levelCount {
-                let tables = view.version.levels[level]
-                if let first = tables.first(where: { $0.meta.largestUserKey.withUnsafeBytes { SkipList.compareKeys($0, key) >= 0 } }) {
-                    add(first)
-                }
+                if let table = view.version.firstTable(level: level, reaching: key) { add(table) }
             }
         }
         if reads.count > 1 { _ = try? readBlocks(reads) }

@@ -110,22 +110,15 @@ extension Database {
                 let file = path + "/" + TableFormat.fileName(number)
                 do throws(KVError) {
                     let table = try Table.open(storage: store, directory: path, meta: meta, cache: cache)
+                    var entries: [LogRecordView.Entry] = []
+                    report.blocks += try table.verifyBlocks(visit: visit == nil ? nil : { key, tag, value in
+                        entries.append(.init(
+                            sequence: tag >> 8, isPut: tag & 0xFF == UInt64(EntryType.put.rawValue), key: Array(key), value: Array(value)))
+                    })
                     report.tables += 1
-                    report.blocks += try table.verifyBlocks()
                     filesChecked += 1
                     progress?(filesChecked)
-                    if let visit {
-                        let walk = TableIterator(table: table, readaheadPages: TableBuilder.chunkPages, alwaysReadAhead: true)
-                        walk.seekToFirst()
-                        var entries: [LogRecordView.Entry] = []
-                        while walk.isValid {
-                            entries.append(.init(
-                                sequence: walk.tag >> 8, isPut: walk.tag & 0xFF == UInt64(EntryType.put.rawValue),
-                                key: Array(walk.key), value: Array(walk.value)))
-                            walk.next()
-                        }
-                        visit(LogRecordView(file: file, offsetBytes: 0, entries: entries, source: .table(level: level)))
-                    }
+                    visit?(LogRecordView(file: file, offsetBytes: 0, entries: entries, source: .table(level: level)))
                 } catch {
                     report.findings.append(.init(
                         path: file, offsetBytes: error.offsetBytes ?? 0, problem: "level \(level): \(error.message)", isDamage: true))

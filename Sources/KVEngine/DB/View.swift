@@ -41,12 +41,8 @@ final class View: Sendable {
     /// The newest version of `key` at or below `snapshot`: memtables, then level 0 newest
     /// first, then one table per deeper level, each pruned by key range and bloom filter.
     func get(_ key: UnsafeRawBufferPointer, snapshot: UInt64) throws(KVError) -> Memtable.Lookup {
-        let found = memtable.get(key, snapshot: snapshot)
+        let found = getFromMemtables(key, snapshot: snapshot)
         if found != .missing { return found }
-        for frozen in immutables {
-            let found = frozen.memtable.get(key, snapshot: snapshot)
-            if found != .missing { return found }
-        }
         var hash: UInt64? = nil
         for table in candidates(key) {
             if hash == nil { hash = BloomFilter.hash(key) }
@@ -56,21 +52,19 @@ final class View: Sendable {
         return .missing
     }
 
+    /// The newest version of `key` at or below `snapshot` in the memtables alone.
+    func getFromMemtables(_ key: UnsafeRawBufferPointer, snapshot: UInt64) -> Memtable.Lookup {
+        var found = memtable.get(key, snapshot: snapshot)
+        for frozen in immutables where found == .missing { found = frozen.memtable.get(key, snapshot: snapshot) }
+        return found
+    }
+
     /// Tables whose key range holds `key`, in the order a lookup consults them.
     func candidates(_ key: UnsafeRawBufferPointer) -> [Table] {
         var result: [Table] = []
         for table in version.levels[0] where table.meta.contains(key) { result.append(table) }
         for level in 1..<Version.levelCount {
-            let tables = version.levels[level]
-            guard !tables.isEmpty else { continue }
-            var low = 0
-            var high = tables.count
-            while low < high {
-                let mid = (low + high) / 2
-                let below = tables[mid].meta.largestUserKey.withUnsafeBytes { SkipList.compareKeys($0, key) < 0 }
-                if below { low = mid + 1 } else { high = mid }
-            }
-            if low < tables.count && tables[low].meta.contains(key) { result.append(tables[low]) }
+            if let table = version.firstTable(level: level, reaching: key), table.meta.contains(key) { result.append(table) }
         }
         return result
     }

@@ -42,6 +42,20 @@ final class Version: Sendable {
 
     var tableCount: Int { levels.reduce(0) { $0 + $1.count } }
 
+    /// In a level 1..., the first table whose largest user key is at or after `key` (the
+    /// only one that can hold it, or where a seek to it starts), by binary search.
+    func firstTable(level: Int, reaching key: UnsafeRawBufferPointer) -> Table? {
+        let tables = levels[level]
+        var low = 0
+        var high = tables.count
+        while low < high {
+            let mid = (low + high) / 2
+            let below = tables[mid].meta.largestUserKey.withUnsafeBytes { SkipList.compareKeys($0, key) < 0 }
+            if below { low = mid + 1 } else { high = mid }
+        }
+        return low < tables.count ? tables[low] : nil
+    }
+
     /// Tables of `level` whose user-key range meets [lower, upper].
     func overlapping(level: Int, lower: [UInt8]?, upper: [UInt8]?) -> [Table] {
         levels[level].filter { $0.meta.overlaps(lower: lower, upper: upper) }

@@ -127,10 +127,11 @@ final class VersionSet: Sendable {
         let released = state.withLock { state -> Version in
             state.manifest?.close()
             state.manifest = nil
-            defer { state.version = Version() }
-            return state.version
+            let version = state.version
+            state.version = Version()
+            return version
         }
-        _ = released
+        withExtendedLifetime(released) {}  // its tables close here, outside the lock
     }
 
     // MARK: recovery
