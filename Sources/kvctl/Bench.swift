@@ -78,7 +78,7 @@ struct Bench: ParsableCommand {
         options.defaultDurability = sync == 1 ? .sync : .buffered
         print("kvctl bench: keys \(keySize) bytes, values \(valueSize) bytes, \(num) keys x \(threads) threads, db \(db)")
         var database: Database? = nil
-        for name in benchmarks.split(separator: ",").map(String.init) {
+        for (ordinal, name) in benchmarks.split(separator: ",").map(String.init).enumerated() {
             if name.hasPrefix("fill") || database == nil {
                 try database?.close()
                 database = nil
@@ -102,7 +102,7 @@ struct Bench: ParsableCommand {
                 : Ticker("\(name) (seconds)") { [started = DispatchTime.now().uptimeNanoseconds] in
                     Int((DispatchTime.now().uptimeNanoseconds - started) / 1_000_000_000)
                 }
-            let result = try runBenchmark(name, db)
+            let result = try runBenchmark(name, db, stream: streamSeed(name, ordinal))
             ticker.stop()
             print(result.line(name))
         }
@@ -127,18 +127,28 @@ struct Bench: ParsableCommand {
 
     // MARK: workloads
 
-    private func runBenchmark(_ name: String, _ db: Database) throws -> BenchResult {
+    /// The seed of one benchmark's key and value streams: `--seed`, the benchmark's name and
+    /// its place in `--benchmarks`. Every benchmark draws its own keys, as db_bench's do (so
+    /// `overwrite` does not rewrite `fillrandom`'s keys in the same order, and reads do not
+    /// replay a fill's sequence).
+    private func streamSeed(_ name: String, _ ordinal: Int) -> UInt64 {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325  // FNV-1a of the name
+        for byte in name.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3 }
+        return seed ^ hash ^ (UInt64(ordinal) &* 0xD1B5_4A32_D192_ED03)
+    }
+
+    private func runBenchmark(_ name: String, _ db: Database, stream: UInt64) throws -> BenchResult {
         let readCount = reads < 0 ? num : reads
         switch name {
         case "fillseq":
-            return try parallel { thread, random in try write(db, count: num, sequential: true, random: &random, durability: nil) }
+            return try parallel(stream) { thread, random in try write(db, count: num, sequential: true, random: &random, durability: nil) }
         case "fillrandom", "overwrite":
-            return try parallel { thread, random in try write(db, count: num, sequential: false, random: &random, durability: nil) }
+            return try parallel(stream) { thread, random in try write(db, count: num, sequential: false, random: &random, durability: nil) }
         case "fillsync":
             let count = writes < 0 ? max(1, num / 1000) : writes
-            return try parallel { thread, random in try write(db, count: count, sequential: false, random: &random, durability: .sync) }
+            return try parallel(stream) { thread, random in try write(db, count: count, sequential: false, random: &random, durability: .sync) }
         case "readrandom":
-            return try parallel { _, random in
+            return try parallel(stream) { _, random in
                 var found = 0
                 var bytes = 0
                 for _ in 0..<readCount {
@@ -150,7 +160,7 @@ struct Bench: ParsableCommand {
                 return ThreadResult(operations: readCount, bytes: bytes, found: found)
             }
         case "readseq":
-            return try parallel { _, _ in
+            return try parallel(stream) { _, _ in
                 var count = 0
                 var bytes = 0
                 try db.forEach { key, value in
@@ -161,7 +171,7 @@ struct Bench: ParsableCommand {
                 return ThreadResult(operations: count, bytes: bytes, found: nil)
             }
         case "multireadrandom":
-            return try parallel { _, random in
+            return try parallel(stream) { _, random in
                 var found = 0
                 var bytes = 0
                 var done = 0
@@ -178,7 +188,7 @@ struct Bench: ParsableCommand {
                 return ThreadResult(operations: readCount, bytes: bytes, found: found)
             }
         case "seekrandom":
-            return try parallel { _, random in
+            return try parallel(stream) { _, random in
                 var found = 0
                 for _ in 0..<readCount {
                     let target = key(Int(random.next() % UInt64(num)))
@@ -211,13 +221,15 @@ struct Bench: ParsableCommand {
     }
 
     /// Runs `body` on `threads` threads at once and merges their results.
-    private func parallel(_ body: @escaping @Sendable (Int, inout SplitMix) throws -> ThreadResult) throws -> BenchResult {
+    private func parallel(
+        _ stream: UInt64, _ body: @escaping @Sendable (Int, inout SplitMix) throws -> ThreadResult
+    ) throws -> BenchResult {
         let results = Mutex<[Result<(ThreadResult, Double), any Error>]>([])
         let group = DispatchGroup()
         let start = DispatchTime.now().uptimeNanoseconds
         for thread in 0..<threads {
             group.enter()
-            let threadSeed = seed &+ UInt64(thread) &* 0x9E37_79B9
+            let threadSeed = stream &+ UInt64(thread) &* 0x9E37_79B9
             Thread {
                 var random = SplitMix(seed: threadSeed)
                 let began = DispatchTime.now().uptimeNanoseconds

@@ -121,6 +121,21 @@ final class ProcessTests: XCTestCase {
         XCTAssertEqual(try run(["/nonexistent-kvengine-dir", "compact"]).status, 66)
     }
 
+    /// db_bench's benchmarks each draw their own keys: `overwrite` after `fillrandom` over n
+    /// keys leaves about 1 - e^-2 (86.5%) of them present, not the 1 - e^-1 (63%) of one
+    /// sequence written twice, and `readrandom` finds that share.
+    func testBenchWorkloadsDrawTheirOwnKeys() throws {
+        let dir = TestPath()
+        let result = try run(["bench", "--db=\(dir.path)", "--num=20000", "--benchmarks=fillrandom,overwrite,readrandom,seekrandom"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let found = result.stdout.split(separator: "\n").compactMap { line -> Int? in
+            guard let range = line.range(of: #"\((\d+) of 20000 found\)"#, options: .regularExpression) else { return nil }
+            return Int(line[range].dropFirst().prefix { $0.isNumber })
+        }
+        XCTAssertEqual(found.count, 2, result.stdout)
+        for count in found { XCTAssertTrue((16_800...17_800).contains(count), "found \(count) of 20000:\n\(result.stdout)") }
+    }
+
     func testCheckNamesDamageWithFileAndOffsetAndChangesNothing() throws {
         let dir = TestPath()
         let db = try Database(path: dir.path, options: testOptions())
