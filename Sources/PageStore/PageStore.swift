@@ -211,16 +211,42 @@ public final class PageStore: Storage {
     public func performBlocking(_ request: IORequest) throws -> Int {
         let io = try resolve(request) { _ in }
         if let result = backend.executeInline(io) { return try result.get() }
-        let ring = inlineRings.checkOut(
+        guard let ring = checkOutInlineRing() else { return try submitAndWait(request) }
+        defer { inlineRings.checkIn(ring) }
+        return try ring.execute(io, counters: counters).get()
+    }
+
+    /// Runs `body` with an ``IOQueue`` on an inline ring of the calling thread's own (no
+    /// thread hand-off per request); through the ring thread (or the posix workers) when
+    /// no inline ring can be had. Requests `body` leaves in flight are waited for before
+    /// this returns; their results are dropped.
+    public func withIOQueue<T, Failure: Error>(_ body: (any IOQueue) throws(Failure) -> T) throws(Failure) -> T {
+        guard let ring = checkOutInlineRing() else {
+            let queue = HandOffQueue(storage: self)
+            defer { while queue.inFlight > 0 { _ = queue.wait() } }
+            return try body(queue)
+        }
+        let queue = InlineRingQueue(ring: ring, counters: counters) { [unowned self] request in
+            try self.resolve(request) { _ in }
+        }
+        defer {
+            while queue.inFlight > 0 { _ = queue.wait() }
+            // A ring whose io_uring_enter failed is not lent again.
+            if queue.failure == nil { inlineRings.checkIn(ring) }
+        }
+        return try body(queue)
+    }
+
+    /// An idle inline ring, or a new one; nil when the pool is at its limit or rings
+    /// cannot be created here.
+    private func checkOutInlineRing() -> InlineRing? {
+        inlineRings.checkOut(
             create: {
                 try InlineRing(
                     entries: options.ringEntries, fileSlots: options.maxOpenFiles + 1, allocator: allocator,
                     fixedBuffers: backend.fixedBuffers)
             },
             openFiles: { files.withLock { $0.slots } })
-        guard let ring else { return try submitAndWait(request) }
-        defer { inlineRings.checkIn(ring) }
-        return try ring.execute(io, counters: counters).get()
     }
 
     /// Checks a request against the file table and its alignment and the ring's size.

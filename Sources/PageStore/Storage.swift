@@ -84,6 +84,11 @@ public protocol Storage: AnyObject, Sendable {
     /// reorder them, delivers them now.
     func willWait()
 
+    /// Runs `body` with an ``IOQueue``: requests submitted on it and completions taken on
+    /// the calling thread, as many in flight as it submits. The default goes through
+    /// ``submit(_:completion:)``.
+    func withIOQueue<T, Failure: Error>(_ body: (any IOQueue) throws(Failure) -> T) throws(Failure) -> T
+
     /// Makes the directory's entries (creates, renames, removes) durable.
     func syncDirectory(atPath path: String) throws
     /// Renames a file atomically, replacing `target` if it exists.

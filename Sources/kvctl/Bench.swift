@@ -53,6 +53,9 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("batch_size"), help: "Keys per batched lookup (multireadrandom).")
     var batchSize = 32
 
+    @Option(name: .customLong("read_depth"), help: "Block reads a batched lookup keeps in flight (Options.batchReadDepth; not a db_bench flag).")
+    var readDepth = Options().batchReadDepth
+
     @Option(name: .customLong("use_existing_db"), help: "1: keep the database (reads only); accepted for db_bench compatibility.")
     var useExistingDB = 0
 
@@ -74,6 +77,7 @@ struct Bench: ParsableCommand {
     func run() throws {
         var options = Options()
         options.cacheBytes = cacheSize
+        options.batchReadDepth = readDepth
         options.memtableBytes = writeBufferSize > 0 ? writeBufferSize : 64 << 20
         options.defaultDurability = sync == 1 ? .sync : .buffered
         print("kvctl bench: keys \(keySize) bytes, values \(valueSize) bytes, \(num) keys x \(threads) threads, db \(db)")

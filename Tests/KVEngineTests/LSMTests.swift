@@ -14,6 +14,7 @@ func lsmOptions(_ change: (inout Options) -> Void = { _ in }) -> Options {
         $0.level0SlowdownTrigger = 6
         $0.level0StopTrigger = 10
         $0.cacheBytes = 1 << 16
+        $0.batchReadDepth = 3
         change(&$0)
     }
 }
@@ -44,6 +45,12 @@ final class LSMTests: XCTestCase {
     private func check(_ db: Database, _ oracle: [[UInt8]: [UInt8]], keys: Int, _ random: inout SplitMix, seed: UInt64, _ phase: String) throws {
         for index in 0..<keys {
             XCTAssertEqual(try db.get(key(index)), oracle[key(index)], "\(phase): key \(index), seed \(seed)")
+        }
+        // Batched lookups: duplicates, absent keys, keys sharing blocks; with a small cache
+        // and a read depth of 3 most batches wait on a full queue.
+        for _ in 0..<8 {
+            let batch = (0..<(1 + random.below(150))).map { _ in key(random.below(keys + keys / 10)) }
+            XCTAssertEqual(try db.get(keys: batch), batch.map { oracle[$0] }, "\(phase): batched get, seed \(seed)")
         }
         let all = sortedOracle(oracle)
         XCTAssertEqual(db.scan().map { $0.key }, all.map(\.0), "\(phase): forward scan, seed \(seed)")
@@ -164,6 +171,9 @@ final class LSMTests: XCTestCase {
             XCTAssertEqual(try db.get(key(index), snapshot: snapshot), Array("old\(index)".utf8), "key \(index) at the snapshot")
             XCTAssertEqual(try db.get(key(index)), index % 2 == 0 ? nil : Array("new\(index)".utf8), "key \(index) now")
         }
+        let all = (0..<500).map(key)
+        XCTAssertEqual(try db.get(keys: all, snapshot: snapshot), (0..<500).map { Array("old\($0)".utf8) }, "batched at the snapshot")
+        XCTAssertEqual(try db.get(keys: all), (0..<500).map { $0 % 2 == 0 ? nil : Array("new\($0)".utf8) }, "batched now")
         XCTAssertEqual(db.scan(snapshot: snapshot).map { $0.key }.count, 500)
         XCTAssertEqual(db.scan().map { $0.key }.count, 250)
     }
@@ -191,6 +201,13 @@ final class LSMTests: XCTestCase {
             }
         }
         XCTAssertGreaterThan(errors, 0)
+        // A batched lookup that needs the block fails the same way (the reads it still had
+        // in flight land before it returns).
+        XCTAssertThrowsError(try db.get(keys: (0..<400).map(key))) { error in
+            let error = error as! KVError
+            XCTAssertEqual(error.code, .corruption)
+            XCTAssertTrue(error.message.contains(victim) && error.message.contains("offset 4096"), error.message)
+        }
         let cursor = db.scan()
         let seen = cursor.map { $0.key }.count
         XCTAssertEqual(cursor.error?.code, .corruption)

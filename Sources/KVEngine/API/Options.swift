@@ -27,6 +27,9 @@ public struct Options: Sendable {
     /// so this is the only read cache). Index and filter blocks of open tables are held in
     /// memory outside it (about 1.4 bytes per key plus 40 bytes per 4 KiB block).
     public var cacheBytes = 32 << 20
+    /// Block reads a batched lookup (``Database/get(keys:snapshot:)``) keeps in flight at
+    /// once: the queue depth it gives the device. Each completion starts the next read.
+    public var batchReadDepth = 32
     /// Tables written by compaction are cut at about this size.
     public var tableTargetBytes = 64 << 20
     /// Level-0 tables that start a level-0 compaction.
@@ -84,6 +87,9 @@ public struct Options: Sendable {
         }
         if cacheBytes < 0 {
             throw KVError(.invalidArgument, "cacheBytes \(cacheBytes) must not be negative")
+        }
+        if batchReadDepth < 1 || batchReadDepth > 1024 {
+            throw KVError(.invalidArgument, "batchReadDepth \(batchReadDepth) must be between 1 and 1024")
         }
         if tableTargetBytes < (allowTinySizes ? 1 << 12 : 1 << 14) {
             throw KVError(.invalidArgument, "tableTargetBytes \(tableTargetBytes) is below the minimum of 16384")

@@ -1,28 +1,22 @@
+import DequeModule
 import PageStore
 
 extension Database {
     /// The values stored under `keys` (nil where absent), in order, at one snapshot.
     ///
-    /// The lookups that reach tables are done together: each round finds, for every key
-    /// still open, the next table that may hold it (key range and bloom filter), serves it
-    /// from the block cache when it can, and submits every block read the round needs at
-    /// once through the ring, so their latencies overlap (the device sees the batch as one
-    /// queue of reads).
+    /// The lookups that reach tables share one queue of block reads: for each key the next
+    /// table that may hold it (key range and bloom filter) is asked, from the block cache
+    /// when it can; otherwise its block read is submitted through the ring, up to
+    /// ``Options/batchReadDepth`` at once. Each completion answers the keys waiting on that
+    /// block (or sends them on to their next table) and starts the next read, so the device
+    /// sees a full queue for as long as the batch lasts. Two keys in one block share a read.
     public func get(keys: [[UInt8]], snapshot: Snapshot? = nil) throws(KVError) -> [[UInt8]?] {
         try checkOpen()
         metrics.gets.increment(by: Int64(keys.count))
         let view = currentView
         let sequence = snapshot?.sequence ?? view.visibleSequence
-        let tag = sequence << 8 | 0xFF
         var results = [[UInt8]?](repeating: nil, count: keys.count)
-
-        struct Pending {
-            let index: Int
-            let hash: UInt64
-            let candidates: [Table]
-            var next = 0
-        }
-        var open: [Pending] = []
+        var open: [TableLookup] = []
         for (index, key) in keys.enumerated() {
             let (found, candidates) = key.withUnsafeBytes { key -> (Memtable.Lookup, [Table]) in
                 let found = view.getFromMemtables(key, snapshot: sequence)
@@ -33,62 +27,144 @@ extension Database {
             case .deleted: break
             case .missing:
                 if !candidates.isEmpty {
-                    open.append(Pending(index: index, hash: key.withUnsafeBytes { BloomFilter.hash($0) }, candidates: candidates))
+                    open.append(TableLookup(index: index, hash: key.withUnsafeBytes { BloomFilter.hash($0) }, candidates: candidates))
+                }
+            }
+        }
+        if !open.isEmpty { try getFromTables(keys, open, tag: sequence << 8 | 0xFF, into: &results) }
+        return results
+    }
+
+    /// One key of a batched lookup on its way through the tables that may hold it.
+    private struct TableLookup {
+        let index: Int
+        let hash: UInt64
+        let candidates: [Table]
+        var next = 0
+    }
+
+    /// The pipelined part of ``get(keys:snapshot:)``: lookups wait in `ready` for their next
+    /// table; at most `batchReadDepth` block reads are in flight on one ``IOQueue`` (an
+    /// inline ring of this thread's where the store has one); completions are taken in the
+    /// order the device finishes them.
+    private func getFromTables(_ keys: [[UInt8]], _ open: [TableLookup], tag: UInt64, into results: inout [[UInt8]?]) throws(KVError) {
+        try storage.withIOQueue { queue throws(KVError) in
+            try getFromTables(keys, open, tag: tag, into: &results, queue: queue)
+        }
+    }
+
+    private func getFromTables(
+        _ keys: [[UInt8]], _ open: [TableLookup], tag: UInt64, into results: inout [[UInt8]?], queue: any IOQueue
+    ) throws(KVError) {
+        struct Read {
+            let table: Table
+            let block: Int
+            let buffer: PageBuffer
+            var lookups: [TableLookup]
+        }
+        let depth = min(options.batchReadDepth, options.pageStore.ringEntries)
+        var reads: [Int: Read] = [:]  // in flight, by tag
+        var tagOfBlock: [BlockKey: Int] = [:]
+        var nextTag = 0
+        var ready = Deque(open)
+        defer {
+            // On an error, the reads still in flight must land before their buffers go back.
+            while !reads.isEmpty {
+                for (tag, _) in queue.wait() {
+                    if let read = reads.removeValue(forKey: tag) { storage.allocator.free(read.buffer) }
                 }
             }
         }
 
-        struct Read {
-            let table: Table
-            let block: Int
-            var waiting: [Int] = []
+        /// Whether `block` of `table` answers the lookup (a value or a deletion).
+        func answers(_ lookup: TableLookup, _ block: Block, _ table: Table, _ index: Int) throws(KVError) -> Bool {
+            switch try self.lookup(keys[lookup.index], in: block, table: table, block: index, tag: tag) {
+            case .missing: return false
+            case .deleted: return true
+            case .value(let value):
+                results[lookup.index] = value
+                return true
+            }
         }
-        while !open.isEmpty {
-            var reads: [BlockKey: Read] = [:]
-            var stillOpen: [Pending] = []
-            for var pending in open {
-                while pending.next < pending.candidates.count {
-                    let table = pending.candidates[pending.next]
-                    pending.next += 1
-                    guard table.mayContain(hash: pending.hash) else { continue }
-                    let block = keys[pending.index].withUnsafeBytes { table.findBlock($0, tag: tag) }
-                    guard block < table.blockCount else { continue }
-                    let blockKey = BlockKey(table: table.number, offset: table.handles[block].offset)
-                    if let cached = cache.lookup(blockKey) {
-                        let found = try lookup(keys[pending.index], in: cached, table: table, block: block, tag: tag)
-                        if found == .missing { continue }
-                        if case .value(let value) = found { results[pending.index] = value }
-                        break
-                    }
-                    reads[blockKey, default: Read(table: table, block: block)].waiting.append(stillOpen.count)
-                    stillOpen.append(pending)
-                    break
+
+        /// Moves `lookup` on until it is answered, waits on a read in flight, or has run out
+        /// of tables. False when it needs a read that cannot start now (queue full, or the
+        /// arena short while other reads are in flight): it stays at that table.
+        func advance(_ lookup: inout TableLookup) throws(KVError) -> Bool {
+            while lookup.next < lookup.candidates.count {
+                let table = lookup.candidates[lookup.next]
+                guard table.mayContain(hash: lookup.hash) else {
+                    lookup.next += 1
+                    continue
                 }
-            }
-            if reads.isEmpty { break }
-            let batch = Array(reads.values)
-            let blocks = try readBlocks(batch.map { ($0.table, $0.block, $0.waiting) })
-            var next: [Pending] = []
-            var resolved = Set<Int>()
-            for (read, block) in zip(batch, blocks) {
-                for position in read.waiting {
-                    let pending = stillOpen[position]
-                    let found = try lookup(keys[pending.index], in: block, table: read.table, block: read.block, tag: tag)
-                    switch found {
-                    case .missing: break
-                    case .deleted: resolved.insert(position)
-                    case .value(let value):
-                        results[pending.index] = value
-                        resolved.insert(position)
-                    }
+                let block = keys[lookup.index].withUnsafeBytes { table.findBlock($0, tag: tag) }
+                guard block < table.blockCount else {
+                    lookup.next += 1
+                    continue
                 }
+                let handle = table.handles[block]
+                let blockKey = BlockKey(table: table.number, offset: handle.offset)
+                if let readTag = tagOfBlock[blockKey] {
+                    lookup.next += 1
+                    reads[readTag]!.lookups.append(lookup)
+                    return true
+                }
+                if let cached = cache.lookup(blockKey) {
+                    lookup.next += 1
+                    if try answers(lookup, cached, table, block) { return true }
+                    continue
+                }
+                guard reads.count < depth else { return false }
+                guard let buffer = try? storage.allocator.tryAllocate(pages: handle.pages) else {
+                    if !reads.isEmpty { return false }
+                    // The arena is short and nothing of ours is in flight: read this one
+                    // block on its own (waiting for pages) rather than stall.
+                    lookup.next += 1
+                    if try answers(lookup, try table.block(block), table, block) { return true }
+                    continue
+                }
+                lookup.next += 1
+                let readTag = nextTag
+                nextTag += 1
+                reads[readTag] = Read(table: table, block: block, buffer: buffer, lookups: [lookup])
+                tagOfBlock[blockKey] = readTag
+                queue.submit(.read(table.file, IOSegment(offsetBytes: handle.offset, buffer: buffer)), tag: readTag)
+                return true
             }
-            for (position, pending) in stillOpen.enumerated() where !resolved.contains(position) && pending.next < pending.candidates.count {
-                next.append(pending)
-            }
-            open = next
+            return true
         }
-        return results
+
+        /// Starts what the queue has room for, in order.
+        func refill() throws(KVError) {
+            while var lookup = ready.first {
+                guard try advance(&lookup) else {
+                    ready[ready.startIndex] = lookup
+                    return
+                }
+                ready.removeFirst()
+            }
+        }
+
+        try refill()
+        while !reads.isEmpty {
+            var landed: [(read: Read, outcome: IOResult)] = []
+            for (readTag, outcome) in queue.wait() {
+                let read = reads.removeValue(forKey: readTag)!
+                tagOfBlock[BlockKey(table: read.table.number, offset: read.table.handles[read.block].offset)] = nil
+                landed.append((read, outcome))
+            }
+            defer { for (read, _) in landed { storage.allocator.free(read.buffer) } }
+            // Each block answers its keys and sends the rest on before the next is looked
+            // at, so new reads reach the device a few at a time, not as one burst after
+            // the whole group (a device that gets them in bursts serves them in bursts).
+            for (read, outcome) in landed {
+                let block = try land(read.table, read.block, read.buffer, outcome)
+                for lookup in read.lookups where try !answers(lookup, block, read.table, read.block) {
+                    ready.append(lookup)
+                }
+                try refill()
+            }
+        }
     }
 
     private func lookup(_ key: [UInt8], in block: Block, table: Table, block index: Int, tag: UInt64) throws(KVError) -> Memtable.Lookup {
@@ -100,16 +176,16 @@ extension Database {
 
     /// Before a cursor's first seek: the block each table source will read to position
     /// itself at `key` (every level-0 table that reaches it, one table per deeper level),
-    /// read all at once into the cache, so the seek's reads overlap instead of following
-    /// one another. Errors are left for the seek itself to report.
+    /// read all at once into the cache on an ``IOQueue``, so the seek's reads overlap
+    /// instead of following one another. Errors are left for the seek itself to report.
     func prefetchForSeek(_ view: View, _ key: [UInt8]) {
         guard view.version.tableCount > 1 else { return }
-        var reads: [(table: Table, block: Int, waiting: [Int])] = []
+        var reads: [(table: Table, block: Int)] = []
         key.withUnsafeBytes { key in
             func add(_ table: Table) {
                 let block = table.findBlock(key, tag: .max)
                 if block < table.blockCount && !cache.contains(BlockKey(table: table.number, offset: table.handles[block].offset)) {
-                    reads.append((table, block, []))
+                    reads.append((table, block))
                 }
             }
             for table in view.version.levels[0]
@@ -120,58 +196,41 @@ extension Database {
                 if let table = view.version.firstTable(level: level, reaching: key) { add(table) }
             }
         }
-        if reads.count > 1 { _ = try? readBlocks(reads) }
+        guard reads.count > 1 else { return }
+        storage.withIOQueue { queue in
+            var buffers: [Int: PageBuffer] = [:]
+            for (index, read) in reads.enumerated() {
+                let handle = read.table.handles[read.block]
+                // When the arena is short, the seek reads the rest itself.
+                guard let buffer = try? storage.allocator.tryAllocate(pages: handle.pages) else { break }
+                buffers[index] = buffer
+                queue.submit(.read(read.table.file, IOSegment(offsetBytes: handle.offset, buffer: buffer)), tag: index)
+            }
+            while queue.inFlight > 0 {
+                for (index, outcome) in queue.wait() {
+                    let buffer = buffers.removeValue(forKey: index)!
+                    defer { storage.allocator.free(buffer) }
+                    _ = try? land(reads[index].table, reads[index].block, buffer, outcome)
+                }
+            }
+        }
     }
 
-    /// Reads the blocks all at once (one submission each, none waited for before the
-    /// last is submitted), verifies them and puts them in the cache.
-    private func readBlocks(_ reads: [(table: Table, block: Int, waiting: [Int])]) throws(KVError) -> [Block] {
-        var buffers: [PageBuffer?] = []
-        var done: [OneShot<IOResult>?] = []
-        defer {
-            for (buffer, wait) in zip(buffers, done) {
-                if let wait, !wait.isFulfilled {
-                    storage.willWait()
-                    _ = wait.wait()
-                }
-                if let buffer { storage.allocator.free(buffer) }
+    /// A block read that has completed: checked, verified, made a block and cached.
+    private func land(_ table: Table, _ index: Int, _ buffer: PageBuffer, _ outcome: IOResult) throws(KVError) -> Block {
+        let handle = table.handles[index]
+        switch outcome {
+        case .failure(let error):
+            throw KVError.io(error, while: "read \(table.path) at offset \(handle.offset)")
+        case .success(let got):
+            guard got == buffer.count else {
+                throw KVError(
+                    .corruption, "table \(table.path) ends at \(handle.offset + Int64(got)), inside a block",
+                    path: table.path, offsetBytes: handle.offset + Int64(got))
             }
         }
-        for read in reads {
-            let handle = read.table.handles[read.block]
-            // When the arena is short, the rest of the batch reads one block at a time.
-            guard let buffer = try? storage.allocator.tryAllocate(pages: handle.pages) else {
-                buffers.append(nil)
-                done.append(nil)
-                continue
-            }
-            let finished = OneShot<IOResult>()
-            storage.submit(.read(read.table.file, IOSegment(offsetBytes: handle.offset, buffer: buffer))) { finished.fulfil($0) }
-            buffers.append(buffer)
-            done.append(finished)
-        }
-        storage.willWait()
-        var blocks: [Block] = []
-        for (index, read) in reads.enumerated() {
-            guard let wait = done[index], let buffer = buffers[index] else {
-                blocks.append(try read.table.block(read.block))
-                continue
-            }
-            let handle = read.table.handles[read.block]
-            switch wait.wait() {
-            case .failure(let error):
-                throw KVError.io(error, while: "read \(read.table.path) at offset \(handle.offset)")
-            case .success(let got):
-                guard got == buffer.count else {
-                    throw KVError(
-                        .corruption, "table \(read.table.path) ends at \(handle.offset + Int64(got)), inside a block",
-                        path: read.table.path, offsetBytes: handle.offset + Int64(got))
-                }
-            }
-            let block = try read.table.makeBlock(UnsafeRawBufferPointer(buffer.bytes), index: read.block)
-            cache.insert(BlockKey(table: read.table.number, offset: handle.offset), block)
-            blocks.append(block)
-        }
-        return blocks
+        let block = try table.makeBlock(UnsafeRawBufferPointer(buffer.bytes), index: index)
+        cache.insert(BlockKey(table: table.number, offset: handle.offset), block)
+        return block
     }
 }
