@@ -20,7 +20,7 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("db"), help: "Database directory (removed and recreated by fill benchmarks).")
     var db = "/tmp/kvctl-bench"
 
-    @Option(name: .customLong("benchmarks"), help: "Comma-separated: fillseq,fillrandom,overwrite,fillsync,readrandom,multireadrandom,readseq,seekrandom,compact,stats.")
+    @Option(name: .customLong("benchmarks"), help: "Comma-separated: fillseq,fillrandom,overwrite,fillsync,readrandom,multireadrandom,readseq,readtocache,seekrandom,compact,stats.")
     var benchmarks = "fillseq,fillrandom,overwrite,readrandom,readseq,seekrandom"
 
     @Option(name: .customLong("num"), help: "Keys per thread.")
@@ -68,7 +68,7 @@ struct Bench: ParsableCommand {
     func validate() throws {
         guard keySize >= 8, keySize <= 1024 else { throw ValidationError("--key_size must be between 8 and 1024") }
         guard num > 0, threads > 0, valueSize >= 0 else { throw ValidationError("--num and --threads must be positive") }
-        let known: Set = ["fillseq", "fillrandom", "overwrite", "fillsync", "readrandom", "multireadrandom", "readseq", "seekrandom", "compact", "stats"]
+        let known: Set = ["fillseq", "fillrandom", "overwrite", "fillsync", "readrandom", "multireadrandom", "readseq", "readtocache", "seekrandom", "compact", "stats"]
         for name in benchmarks.split(separator: ",") where !known.contains(String(name)) {
             throw ValidationError("unknown benchmark '\(name)'; known: \(known.sorted().joined(separator: ","))")
         }
@@ -163,17 +163,21 @@ struct Bench: ParsableCommand {
                 }
                 return ThreadResult(operations: readCount, bytes: bytes, found: found)
             }
-        case "readseq":
-            return try parallel(stream) { _, _ in
+        case "readseq", "readtocache":
+            // As db_bench's: readseq walks --reads entries (--num when unset), readtocache
+            // --num entries on one thread (to fill the cache before timed reads).
+            let limit = name == "readtocache" || reads < 0 ? num : reads
+            let body: @Sendable (Int, inout SplitMix) throws -> ThreadResult = { _, _ in
                 var count = 0
                 var bytes = 0
                 try db.forEach { key, value in
                     count += 1
                     bytes += key.count + value.count
-                    return true
+                    return count < limit
                 }
                 return ThreadResult(operations: count, bytes: bytes, found: nil)
             }
+            return try name == "readtocache" ? parallel(stream, threads: 1, body) : parallel(stream, body)
         case "multireadrandom":
             return try parallel(stream) { _, random in
                 var found = 0
@@ -226,8 +230,9 @@ struct Bench: ParsableCommand {
 
     /// Runs `body` on `threads` threads at once and merges their results.
     private func parallel(
-        _ stream: UInt64, _ body: @escaping @Sendable (Int, inout SplitMix) throws -> ThreadResult
+        _ stream: UInt64, threads: Int? = nil, _ body: @escaping @Sendable (Int, inout SplitMix) throws -> ThreadResult
     ) throws -> BenchResult {
+        let threads = threads ?? self.threads
         let results = Mutex<[Result<(ThreadResult, Double), any Error>]>([])
         let group = DispatchGroup()
         let start = DispatchTime.now().uptimeNanoseconds

@@ -120,7 +120,7 @@ struct Shell: ParsableCommand {
         case "count":
             try want(0, "count")
             var count = 0
-            try db.forEach { _, _ in
+            try db.forEach(ScanOptions(fillCache: false)) { _, _ in
                 count += 1
                 return true
             }

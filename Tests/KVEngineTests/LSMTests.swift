@@ -178,6 +178,43 @@ final class LSMTests: XCTestCase {
         XCTAssertEqual(db.scan().map { $0.key }.count, 250)
     }
 
+    /// A scan's blocks enter the cache (and a second scan reads none of them again) unless
+    /// the scan says `fillCache: false`; a seek over several tables reads their blocks
+    /// together and finds the same entries.
+    func testScansFillTheCacheUnlessAskedNotTo() throws {
+        let dir = TestPath()
+        var db = try Database(path: dir.path, options: lsmOptions { $0.cacheBytes = 8 << 20 })
+        for index in 0..<2000 { try db.put(key(index), Array(repeating: UInt8(index % 251), count: 100), durability: .buffered) }
+        try db.compactRange()
+        try db.close()
+        db = try Database(path: dir.path, options: lsmOptions { $0.cacheBytes = 8 << 20 })
+        XCTAssertGreaterThan(db.stats.levels.reduce(0) { $0 + $1.tables }, 3)
+        XCTAssertEqual(db.scan(ScanOptions(fillCache: false)).map { $0.key }.count, 2000)
+        XCTAssertEqual(db.stats.cacheBytes, 0, "a scan with fillCache false left blocks in the cache")
+        XCTAssertEqual(db.scan().map { $0.key }.count, 2000)
+        let filled = db.stats
+        XCTAssertGreaterThan(filled.cacheBytes, 200_000)
+        XCTAssertEqual(db.scan().map { $0.key }.count, 2000)
+        let again = db.stats
+        XCTAssertEqual(again.cacheMisses, filled.cacheMisses, "the second scan read blocks again")
+        XCTAssertGreaterThan(again.cacheHits, filled.cacheHits)
+        try db.close()
+
+        // Overlapping level-0 tables: a seek positions every one of them.
+        db = try Database(path: dir.path, options: lsmOptions { $0.level0CompactionTrigger = 8; $0.level0SlowdownTrigger = 8; $0.level0StopTrigger = 10 })
+        for round in 0..<3 {
+            for index in stride(from: round, to: 2000, by: 3) {
+                try db.put(key(index), Array("r\(round)".utf8) + [UInt8](repeating: 7, count: 150), durability: .buffered)
+            }
+        }
+        XCTAssertGreaterThan(db.stats.levels[0].tables, 2, "\(db.stats.levels)")
+        for target in [0, 1, 2, 777, 1998, 1999] {
+            let got = db.scan(ScanOptions(start: key(target), limit: 3)).map { $0.key }
+            XCTAssertEqual(got, (target..<min(2000, target + 3)).map(key), "seek to \(target)")
+        }
+        try db.close()
+    }
+
     func testCorruptTableBlockIsAnErrorNeverAValue() throws {
         let dir = TestPath()
         var db = try Database(path: dir.path, options: lsmOptions())

@@ -10,17 +10,22 @@ public struct ScanOptions: Sendable {
     public var reverse = false
     /// Stop after this many entries.
     public var limit: Int?
+    /// Whether the table blocks this scan reads enter the block cache (as in LevelDB and
+    /// RocksDB, on by default). Turn it off for a one-off scan of much more data than the
+    /// cache holds (an export, a backup) so that it does not push out the hot blocks.
+    public var fillCache = true
 
     /// A scan of `[start, end)` (and `prefix`), forward unless `reverse`.
     public init(
         start: [UInt8]? = nil, end: [UInt8]? = nil, prefix: [UInt8]? = nil,
-        reverse: Bool = false, limit: Int? = nil
+        reverse: Bool = false, limit: Int? = nil, fillCache: Bool = true
     ) {
         self.start = start
         self.end = end
         self.prefix = prefix
         self.reverse = reverse
         self.limit = limit
+        self.fillCache = fillCache
     }
 }
 

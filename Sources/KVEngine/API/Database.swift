@@ -239,10 +239,7 @@ public final class Database: Sendable {
     public func scan(_ options: ScanOptions = ScanOptions(), snapshot: Snapshot? = nil) -> Cursor {
         metrics.scans.increment()
         let view = currentView
-        // Where the cursor will seek first: its lower bound (or, walking back, its upper).
-        let target = options.reverse ? (options.end ?? options.prefix.flatMap(Cursor.successor(of:))) : (options.start ?? options.prefix)
-        if let target { prefetchForSeek(view, target) }
-        return Cursor(source: view.makeIterator(), snapshot: snapshot?.sequence ?? view.visibleSequence, options: options)
+        return Cursor(source: view.makeIterator(fillCache: options.fillCache), snapshot: snapshot?.sequence ?? view.visibleSequence, options: options)
     }
 
     /// Calls `body` with each key and value in `options`' range, in order, without copying

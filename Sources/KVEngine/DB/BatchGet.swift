@@ -158,7 +158,8 @@ extension Database {
             // at, so new reads reach the device a few at a time, not as one burst after
             // the whole group (a device that gets them in bursts serves them in bursts).
             for (read, outcome) in landed {
-                let block = try land(read.table, read.block, read.buffer, outcome)
+                let block = try read.table.landedBlock(read.block, read.buffer, outcome)
+                cache.insert(BlockKey(table: read.table.number, offset: read.table.handles[read.block].offset), block)
                 for lookup in read.lookups where try !answers(lookup, block, read.table, read.block) {
                     ready.append(lookup)
                 }
@@ -172,65 +173,5 @@ extension Database {
             Result { () throws(KVError) -> Memtable.Lookup in try table.lookup(in: block, key, tag: tag, index: index) }
         }
         return try found.get()
-    }
-
-    /// Before a cursor's first seek: the block each table source will read to position
-    /// itself at `key` (every level-0 table that reaches it, one table per deeper level),
-    /// read all at once into the cache on an ``IOQueue``, so the seek's reads overlap
-    /// instead of following one another. Errors are left for the seek itself to report.
-    func prefetchForSeek(_ view: View, _ key: [UInt8]) {
-        guard view.version.tableCount > 1 else { return }
-        var reads: [(table: Table, block: Int)] = []
-        key.withUnsafeBytes { key in
-            func add(_ table: Table) {
-                let block = table.findBlock(key, tag: .max)
-                if block < table.blockCount && !cache.contains(BlockKey(table: table.number, offset: table.handles[block].offset)) {
-                    reads.append((table, block))
-                }
-            }
-            for table in view.version.levels[0]
-            where table.meta.largestUserKey.withUnsafeBytes({ SkipList.compareKeys($0, key) >= 0 }) {
-                add(table)
-            }
-            for level in 1..<Version.levelCount {
-                if let table = view.version.firstTable(level: level, reaching: key) { add(table) }
-            }
-        }
-        guard reads.count > 1 else { return }
-        storage.withIOQueue { queue in
-            var buffers: [Int: PageBuffer] = [:]
-            for (index, read) in reads.enumerated() {
-                let handle = read.table.handles[read.block]
-                // When the arena is short, the seek reads the rest itself.
-                guard let buffer = try? storage.allocator.tryAllocate(pages: handle.pages) else { break }
-                buffers[index] = buffer
-                queue.submit(.read(read.table.file, IOSegment(offsetBytes: handle.offset, buffer: buffer)), tag: index)
-            }
-            while queue.inFlight > 0 {
-                for (index, outcome) in queue.wait() {
-                    let buffer = buffers.removeValue(forKey: index)!
-                    defer { storage.allocator.free(buffer) }
-                    _ = try? land(reads[index].table, reads[index].block, buffer, outcome)
-                }
-            }
-        }
-    }
-
-    /// A block read that has completed: checked, verified, made a block and cached.
-    private func land(_ table: Table, _ index: Int, _ buffer: PageBuffer, _ outcome: IOResult) throws(KVError) -> Block {
-        let handle = table.handles[index]
-        switch outcome {
-        case .failure(let error):
-            throw KVError.io(error, while: "read \(table.path) at offset \(handle.offset)")
-        case .success(let got):
-            guard got == buffer.count else {
-                throw KVError(
-                    .corruption, "table \(table.path) ends at \(handle.offset + Int64(got)), inside a block",
-                    path: table.path, offsetBytes: handle.offset + Int64(got))
-            }
-        }
-        let block = try table.makeBlock(UnsafeRawBufferPointer(buffer.bytes), index: index)
-        cache.insert(BlockKey(table: table.number, offset: handle.offset), block)
-        return block
     }
 }

@@ -69,14 +69,15 @@ final class View: Sendable {
         return result
     }
 
-    /// A merged walk over every source.
-    func makeIterator() -> any InternalIterator {
+    /// A merged walk over every source; table blocks it reads enter the cache when
+    /// `fillCache`.
+    func makeIterator(fillCache: Bool = true) -> any InternalIterator {
         if immutables.isEmpty && version.tableCount == 0 { return memtable.makeIterator() }
         var children: [any InternalIterator] = [memtable.makeIterator()]
         for frozen in immutables { children.append(frozen.memtable.makeIterator()) }
-        for table in version.levels[0] { children.append(TableIterator(table: table)) }
+        for table in version.levels[0] { children.append(TableIterator(table: table, fillCache: fillCache)) }
         for level in 1..<Version.levelCount where !version.levels[level].isEmpty {
-            children.append(LevelIterator(tables: version.levels[level]))
+            children.append(LevelIterator(tables: version.levels[level], fillCache: fillCache))
         }
         return MergingIterator(children)
     }

@@ -86,7 +86,24 @@ final class MergingIterator: InternalIterator {
 
     func seekToFirst() { repositionAll(forward: true) { $0.seekToFirst() } }
     func seekToLast() { repositionAll(forward: false) { $0.seekToLast() } }
-    func seek(_ key: UnsafeRawBufferPointer, tag: UInt64) { repositionAll(forward: true) { $0.seek(key, tag: tag) } }
+    func seek(_ key: UnsafeRawBufferPointer, tag: UInt64) {
+        // The blocks the table sources will read, all at once (each source keeps what it
+        // found, so the seeks below do not look again).
+        var missing: [(table: Table, block: Int)] = []
+        var askers: [Int] = []
+        for (index, child) in children.enumerated() {
+            if let wanted = child.prepareSeek(key, tag: tag) {
+                missing.append(wanted)
+                askers.append(index)
+            }
+        }
+        if missing.count > 1 {
+            for (asker, block) in zip(askers, Table.readBlocks(missing)) {
+                if let block { children[asker].supplyPrepared(block) }
+            }
+        }
+        repositionAll(forward: true) { $0.seek(key, tag: tag) }
+    }
 
     func next() {
         if !forward {
@@ -142,11 +159,13 @@ final class LevelIterator: InternalIterator {
     private var failure: KVError?
     private let readaheadPages: Int
     private let alwaysReadAhead: Bool
+    private let fillCache: Bool
 
-    init(tables: [Table], readaheadPages: Int = 64, alwaysReadAhead: Bool = false) {
+    init(tables: [Table], readaheadPages: Int = 64, alwaysReadAhead: Bool = false, fillCache: Bool = true) {
         self.tables = tables
         self.readaheadPages = readaheadPages
         self.alwaysReadAhead = alwaysReadAhead
+        self.fillCache = fillCache
     }
 
     var isValid: Bool { walk?.isValid ?? false }
@@ -163,7 +182,8 @@ final class LevelIterator: InternalIterator {
         }
         index = position
         if walk?.table !== tables[position] {
-            walk = TableIterator(table: tables[position], readaheadPages: readaheadPages, alwaysReadAhead: alwaysReadAhead)
+            walk = TableIterator(
+                table: tables[position], readaheadPages: readaheadPages, alwaysReadAhead: alwaysReadAhead, fillCache: fillCache)
         }
         return true
     }
@@ -183,19 +203,21 @@ final class LevelIterator: InternalIterator {
     }
 
     func seekToFirst() {
+        preparedPosition = nil
         guard open(0) else { return }
         walk!.seekToFirst()
         skipForward()
     }
 
     func seekToLast() {
+        preparedPosition = nil
         guard open(tables.count - 1) else { return }
         walk!.seekToLast()
         skipBackward()
     }
 
-    func seek(_ key: UnsafeRawBufferPointer, tag: UInt64) {
-        // The first table whose largest key is at or after the target.
+    /// The first table whose largest key is at or after the target.
+    private func position(of key: UnsafeRawBufferPointer, tag: UInt64) -> Int {
         var low = 0
         var high = tables.count
         while low < high {
@@ -203,7 +225,28 @@ final class LevelIterator: InternalIterator {
             let below = tables[mid].meta.largest.withUnsafeBytes { InternalKey.compare($0, key, tag) < 0 }
             if below { low = mid + 1 } else { high = mid }
         }
-        guard open(low) else { return }
+        return low
+    }
+
+    /// Set by `prepareSeek` for the seek that follows: the table it opened.
+    private var preparedPosition: Int?
+
+    func supplyPrepared(_ block: Block) { walk?.supplyPrepared(block) }
+
+    func prepareSeek(_ key: UnsafeRawBufferPointer, tag: UInt64) -> (table: Table, block: Int)? {
+        let position = position(of: key, tag: tag)
+        guard open(position) else {
+            preparedPosition = nil
+            return nil
+        }
+        preparedPosition = position
+        return walk!.prepareSeek(key, tag: tag)
+    }
+
+    func seek(_ key: UnsafeRawBufferPointer, tag: UInt64) {
+        let position = preparedPosition ?? position(of: key, tag: tag)
+        preparedPosition = nil
+        guard open(position) else { return }
         walk!.seek(key, tag: tag)
         skipForward()
     }

@@ -189,6 +189,48 @@ final class Table: Sendable {
         }
     }
 
+    /// Block `index` from a read of it that has completed: the read checked (a failure or
+    /// a short read is an error naming the file and offset), the bytes verified.
+    func landedBlock(_ index: Int, _ buffer: PageBuffer, _ outcome: IOResult) throws(KVError) -> Block {
+        let handle = handles[index]
+        switch outcome {
+        case .failure(let error):
+            throw KVError.io(error, while: "read \(path) at offset \(handle.offset)")
+        case .success(let got):
+            guard got == buffer.count else {
+                throw KVError(
+                    .corruption, "table \(path) ends at \(handle.offset + Int64(got)), inside a block",
+                    path: path, offsetBytes: handle.offset + Int64(got))
+            }
+        }
+        return try makeBlock(UnsafeRawBufferPointer(buffer.bytes), index: index)
+    }
+
+    /// Reads the blocks all at once on one ``IOQueue`` (so their latencies overlap) and
+    /// returns them verified, in order; nil for one that failed (its reader reads it again
+    /// and reports the error) or that found the arena short. Not cached here.
+    static func readBlocks(_ wanted: [(table: Table, block: Int)]) -> [Block?] {
+        guard let storage = wanted.first?.table.storage else { return [] }
+        var blocks = [Block?](repeating: nil, count: wanted.count)
+        storage.withIOQueue { queue in
+            var buffers: [Int: PageBuffer] = [:]
+            for (position, read) in wanted.enumerated() {
+                let handle = read.table.handles[read.block]
+                guard let buffer = try? storage.allocator.tryAllocate(pages: handle.pages) else { break }
+                buffers[position] = buffer
+                queue.submit(.read(read.table.file, IOSegment(offsetBytes: handle.offset, buffer: buffer)), tag: position)
+            }
+            while queue.inFlight > 0 {
+                for (position, outcome) in queue.wait() {
+                    let buffer = buffers.removeValue(forKey: position)!
+                    defer { storage.allocator.free(buffer) }
+                    blocks[position] = try? wanted[position].table.landedBlock(wanted[position].block, buffer, outcome)
+                }
+            }
+        }
+        return blocks
+    }
+
     /// Data block `index`, from the cache or the disk (then cached when `fillCache`).
     func block(_ index: Int, fillCache: Bool = true) throws(KVError) -> Block {
         let handle = handles[index]

@@ -2,8 +2,9 @@ import PageStore
 
 /// Reads a table's data blocks ahead of a sequential walk: a run of pages into one fixed
 /// buffer, and the next run already on its way into a second one while the first is used.
-/// Blocks read this way do not enter the block cache (a scan or a compaction would flush
-/// it). When the arena has no room, the walk reads block by block instead.
+/// Blocks read this way enter the block cache only when the walk asks (a scan's
+/// `fillCache`; never for a compaction). When the arena has no room, the walk reads block
+/// by block instead.
 final class Readahead {
     private let table: Table
     private let pages: Int
@@ -112,13 +113,20 @@ final class TableIterator: InternalIterator {
     private var readahead: Readahead?
     private let readaheadPages: Int
     private let alwaysReadAhead: Bool
+    private let fillCache: Bool
+    /// What `prepareSeek` found for the seek that follows it: the block index, and the
+    /// block when the cache had it.
+    private var prepared: (index: Int, block: Block?)?
 
-    /// `readaheadPages`: run length for sequential walks; `alwaysReadAhead` (compaction)
-    /// starts reading ahead at once.
-    init(table: Table, readaheadPages: Int = 64, alwaysReadAhead: Bool = false) {
+    /// `readaheadPages`: run length for sequential walks; `alwaysReadAhead` (compaction,
+    /// verification) starts reading ahead at once and never touches the cache;
+    /// `fillCache`: blocks read (ahead or not) enter the block cache, and a sequential
+    /// walk takes blocks the cache holds from it instead of reading them again.
+    init(table: Table, readaheadPages: Int = 64, alwaysReadAhead: Bool = false, fillCache: Bool = true) {
         self.table = table
         self.readaheadPages = readaheadPages
         self.alwaysReadAhead = alwaysReadAhead
+        self.fillCache = fillCache && !alwaysReadAhead
     }
 
     var isValid: Bool { cursor?.isValid ?? false }
@@ -126,7 +134,7 @@ final class TableIterator: InternalIterator {
     var tag: UInt64 { InternalKey.tag(cursor!.key.bytes) }
     var value: UnsafeRawBufferPointer { cursor!.value }
 
-    private func load(_ index: Int, sequential: Bool) -> Bool {
+    private func load(_ index: Int, sequential: Bool, block known: Block? = nil) -> Bool {
         guard error == nil, index >= 0, index < table.blockCount else {
             cursor = nil
             return false
@@ -134,12 +142,18 @@ final class TableIterator: InternalIterator {
         blockIndex = index
         sequentialLoads = sequential ? sequentialLoads + 1 : 0
         do throws(KVError) {
-            var block: Block? = nil
-            if sequential && (alwaysReadAhead || sequentialLoads >= 2) {
-                if readahead == nil { readahead = Readahead(table: table, pages: readaheadPages) }
-                block = try readahead!.block(index)
+            var block = known
+            if block == nil && sequential && (alwaysReadAhead || sequentialLoads >= 2) {
+                let key = BlockKey(table: table.number, offset: table.handles[index].offset)
+                if fillCache, let cached = table.cache.lookup(key) {
+                    block = cached
+                } else {
+                    if readahead == nil { readahead = Readahead(table: table, pages: readaheadPages) }
+                    block = try readahead!.block(index)
+                    if fillCache, let block { table.cache.insert(key, block) }
+                }
             }
-            if block == nil { block = try table.block(index, fillCache: !alwaysReadAhead) }
+            if block == nil { block = try table.block(index, fillCache: fillCache) }
             cursor = BlockCursor(block!)
             return true
         } catch {
@@ -174,20 +188,40 @@ final class TableIterator: InternalIterator {
     }
 
     func seekToFirst() {
+        prepared = nil
         guard load(0, sequential: alwaysReadAhead) else { return }
         cursor!.seekToFirst()
         skipForward()
     }
 
     func seekToLast() {
+        prepared = nil
         guard load(table.blockCount - 1, sequential: false) else { return }
         cursor!.seekToLast()
         skipBackward()
     }
 
-    func seek(_ key: UnsafeRawBufferPointer, tag: UInt64) {
+    func prepareSeek(_ key: UnsafeRawBufferPointer, tag: UInt64) -> (table: Table, block: Int)? {
         let index = table.findBlock(key, tag: tag)
-        guard load(index, sequential: alwaysReadAhead) else { return }
+        guard index < table.blockCount, !alwaysReadAhead else {
+            prepared = (index, nil)
+            return nil
+        }
+        let cached = table.cache.lookup(BlockKey(table: table.number, offset: table.handles[index].offset))
+        prepared = (index, cached)
+        return cached == nil ? (table, index) : nil
+    }
+
+    func supplyPrepared(_ block: Block) {
+        guard let index = prepared?.index else { return }
+        prepared = (index, block)
+        if fillCache { table.cache.insert(BlockKey(table: table.number, offset: table.handles[index].offset), block) }
+    }
+
+    func seek(_ key: UnsafeRawBufferPointer, tag: UInt64) {
+        let (index, block) = prepared ?? (table.findBlock(key, tag: tag), nil)
+        prepared = nil
+        guard load(index, sequential: alwaysReadAhead, block: block) else { return }
         cursor!.seek(key, tag: tag)
         skipForward()
     }
