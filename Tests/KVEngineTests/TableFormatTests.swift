@@ -157,4 +157,48 @@ final class TableFormatTests: XCTestCase {
         let absent = try Array("zzz".utf8).withUnsafeBytes { try table.get($0, hash: BloomFilter.hash($0), snapshot: .max >> 8) }
         XCTAssertEqual(absent, .missing)
     }
+
+    /// `findBlock` narrows on 8-byte prefixes after the keys' shared prefix: it must agree
+    /// with a plain walk of the index for keys that share long runs past the shared prefix,
+    /// keys that end inside it, and targets before, inside and after the table.
+    func testFindBlockAgreesWithAWalkOfTheIndex() throws {
+        let seed = testSeed()
+        var random = SplitMix(seed: seed)
+        let dir = TestPath()
+        try FileManager.default.createDirectory(atPath: dir.path, withIntermediateDirectories: true)
+        let store = try PageStore(options: testOptions().pageStore)
+        defer { store.shutdown() }
+        let builder = try TableBuilder(storage: store, directory: dir.path, number: 3, expectedBytes: 1 << 20)
+        var keys = Set<[UInt8]>()
+        let alphabet: [UInt8] = [0, 1, 0x61, 0x62, 0xFF]
+        let stems: [[UInt8]] = [[], Array("aaaaaaaaaa".utf8), Array("aaaaaaaaab".utf8), [0, 0, 0, 0, 0, 0, 0, 0, 0]]
+        while keys.count < 4000 {
+            // "tenant/", a stem, then 0-12 bytes from a small alphabet: runs of blocks whose
+            // keys agree on the 8 bytes after the shared prefix; some keys end right after it.
+            keys.insert(Array("tenant/".utf8) + stems[random.below(stems.count)] + (0..<random.below(13)).map { _ in alphabet[random.below(alphabet.count)] })
+        }
+        let sorted = keys.sorted { $0.lexicographicallyPrecedes($1) }
+        let value = [UInt8](repeating: 0x33, count: 60)
+        for (index, key) in sorted.enumerated() {
+            try key.withUnsafeBytes { key in try value.withUnsafeBytes { try builder.add(key, tag: UInt64(index + 1) << 8 | 1, value: $0) } }
+        }
+        let table = try Table.open(storage: store, directory: dir.path, meta: try builder.finish(), cache: BlockCache(capacityBytes: 1 << 20))
+        XCTAssertGreaterThan(table.blockCount, 20)
+        func walk(_ key: [UInt8], _ tag: UInt64) -> Int {
+            key.withUnsafeBytes { key in
+                (0..<table.blockCount).first { InternalKey.compare(table.indexKey($0), key, tag) >= 0 } ?? table.blockCount
+            }
+        }
+        var probes = sorted + [[], Array("tenant".utf8), Array("tenant/".utf8), Array("tenant0".utf8), Array("tenan".utf8), Array("zzz".utf8), [0]]
+        for _ in 0..<2000 {
+            probes.append(Array("tenant/".utf8) + stems[random.below(stems.count)] + (0..<random.below(14)).map { _ in alphabet[random.below(alphabet.count)] })
+        }
+        for probe in probes {
+            let tags: [UInt64] = [.max, 1 << 8 | 1, UInt64(random.below(4000)) << 8 | 0xFF]
+            for tag in tags {
+                let found = probe.withUnsafeBytes { table.findBlock($0, tag: tag) }
+                XCTAssertEqual(found, walk(probe, tag), "probe \(probe) tag \(tag), seed \(seed)")
+            }
+        }
+    }
 }

@@ -15,6 +15,11 @@ final class Table: Sendable {
     /// Last internal key of each data block, concatenated; `keyEnds[i]` ends key `i`.
     private let indexKeys: [UInt8]
     private let keyEnds: [Int32]
+    /// The bytes every index key's user key begins with (the common prefix of the first
+    /// and the last), and for each index key the 8 user-key bytes after them, big-endian,
+    /// zero-padded: `findBlock` narrows its search on these before comparing whole keys.
+    private let sharedPrefix: [UInt8]
+    private let prefixes: [UInt64]
     let handles: [TableFormat.Handle]
     private let filter: [UInt8]
     /// Where the data blocks end (the index block starts).
@@ -24,7 +29,7 @@ final class Table: Sendable {
     var number: UInt64 { meta.number }
     var blockCount: Int { handles.count }
     /// Memory held by the index and filter.
-    var memoryBytes: Int { indexKeys.count + keyEnds.count * 4 + handles.count * 16 + filter.count }
+    var memoryBytes: Int { indexKeys.count + keyEnds.count * 4 + prefixes.count * 8 + handles.count * 16 + filter.count }
 
     /// Opens table `meta.number` in `directory`, reading and verifying its footer, index,
     /// filter and properties.
@@ -108,6 +113,17 @@ final class Table: Sendable {
         }
         indexKeys = keys
         keyEnds = ends
+        (sharedPrefix, prefixes) = keys.withUnsafeBytes { keys in
+            func userKey(_ index: Int) -> UnsafeRawBufferPointer {
+                let start = index == 0 ? 0 : Int(ends[index - 1])
+                return InternalKey.userKey(UnsafeRawBufferPointer(rebasing: keys[start..<Int(ends[index])]))
+            }
+            let first = userKey(0)
+            let last = userKey(ends.count - 1)
+            var shared = 0
+            while shared < min(first.count, last.count) && first[shared] == last[shared] { shared += 1 }
+            return (Array(first.prefix(shared)), (0..<ends.count).map { Table.prefix(of: userKey($0), after: shared) })
+        }
         self.handles = handles
         dataEnd = metaStart
     }
@@ -150,11 +166,43 @@ final class Table: Sendable {
         return indexKeys.withUnsafeBytes { UnsafeRawBufferPointer(rebasing: $0[start..<Int(keyEnds[index])]) }
     }
 
+    /// The 8 bytes of `key` after its first `skip`, big-endian, zero-padded. Between keys
+    /// that share their first `skip` bytes, a smaller prefix means a smaller key.
+    @inline(__always)
+    static func prefix(of key: UnsafeRawBufferPointer, after skip: Int) -> UInt64 {
+        var value: UInt64 = 0
+        for offset in 0..<8 {
+            value <<= 8
+            if skip + offset < key.count { value |= UInt64(key[skip + offset]) }
+        }
+        return value
+    }
+
     /// The first block whose last key is at or after (userKey, tag), or `blockCount`.
     func findBlock(_ userKey: UnsafeRawBufferPointer, tag: UInt64) -> Int {
-        indexKeys.withUnsafeBytes { keys in
-            var low = 0
-            var high = handles.count
+        // A key outside the shared prefix's range is before or after every index key.
+        let shared = sharedPrefix.count
+        let head = sharedPrefix.withUnsafeBytes { SkipList.compareKeys($0, UnsafeRawBufferPointer(rebasing: userKey.prefix(shared))) }
+        if head > 0 { return 0 }
+        if head < 0 { return handles.count }
+        // Index keys with a smaller prefix are before the target, with a larger one after:
+        // only those with an equal prefix need whole-key comparisons.
+        let target = Table.prefix(of: userKey, after: shared)
+        var (low, high) = prefixes.withUnsafeBufferPointer { prefixes -> (Int, Int) in
+            /// The first index whose prefix is above `target` (`orEqual`: at or above).
+            func bound(orEqual: Bool, from start: Int) -> Int {
+                var low = start
+                var high = prefixes.count
+                while low < high {
+                    let mid = (low + high) / 2
+                    if prefixes[mid] < target || (!orEqual && prefixes[mid] == target) { low = mid + 1 } else { high = mid }
+                }
+                return low
+            }
+            let low = bound(orEqual: true, from: 0)
+            return (low, bound(orEqual: false, from: low))
+        }
+        return indexKeys.withUnsafeBytes { keys in
             while low < high {
                 let mid = (low + high) / 2
                 let start = mid == 0 ? 0 : Int(keyEnds[mid - 1])
