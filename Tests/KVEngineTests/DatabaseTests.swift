@@ -192,6 +192,8 @@ final class DatabaseTests: XCTestCase {
             try await group.waitForAll()
         }
         try await db.sync()
+        let batch = try await db.get(keys: (0..<100).map { bytes("task\($0)") } + [bytes("absent")])
+        XCTAssertEqual(batch, (0..<100).map { bytes("value\($0)") } + [nil])
         XCTAssertEqual(db.scan().reduce(0) { count, _ in count + 1 }, 100)
         try db.close()
     }

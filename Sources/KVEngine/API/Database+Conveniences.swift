@@ -110,6 +110,18 @@ extension Database {
         return try result.get()
     }
 
+    /// The values stored under `keys` (nil where absent), in order, at one snapshot,
+    /// suspending while the batch's block reads are in flight (they run on a thread of
+    /// their own, as `get(keys:snapshot:)` does them, never on the cooperative pool).
+    public func get(keys: [[UInt8]], snapshot: Snapshot? = nil) async throws(KVError) -> [[UInt8]?] {
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<[[UInt8]?], KVError>, Never>) in
+            DispatchQueue.global().async {
+                continuation.resume(returning: Result { () throws(KVError) -> [[UInt8]?] in try self.get(keys: keys, snapshot: snapshot) })
+            }
+        }
+        return try result.get()
+    }
+
     /// Makes every acknowledged write durable, suspending until it is.
     public func sync() async throws(KVError) {
         try checkOpen()

@@ -27,7 +27,7 @@ public struct Options: Sendable {
     /// so this is the only read cache). Index and filter blocks of open tables are held in
     /// memory outside it (about 1.4 bytes per key plus 40 bytes per 4 KiB block).
     public var cacheBytes = 32 << 20
-    /// Block reads a batched lookup (``Database/get(keys:snapshot:)``) keeps in flight at
+    /// Block reads a batched lookup (`Database.get(keys:snapshot:)`) keeps in flight at
     /// once: the queue depth it gives the device. Each completion starts the next read.
     public var batchReadDepth = 32
     /// Tables written by compaction are cut at about this size.

@@ -43,7 +43,7 @@ extension Database {
         var next = 0
     }
 
-    /// The pipelined part of ``get(keys:snapshot:)``: lookups wait in `ready` for their next
+    /// The pipelined part of `get(keys:snapshot:)`: lookups wait in `ready` for their next
     /// table; at most `batchReadDepth` block reads are in flight on one ``IOQueue`` (an
     /// inline ring of this thread's where the store has one); completions are taken in the
     /// order the device finishes them.
