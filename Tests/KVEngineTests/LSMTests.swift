@@ -42,6 +42,12 @@ final class LSMTests: XCTestCase {
         XCTFail("background work did not settle")
     }
 
+    /// Waits until no frozen memtable waits for its flush.
+    private func settleFlushes(_ db: Database) {
+        for _ in 0..<2000 where !db.currentView.immutables.isEmpty { usleep(2000) }
+        XCTAssertTrue(db.currentView.immutables.isEmpty, "flushes did not settle")
+    }
+
     private func check(_ db: Database, _ oracle: [[UInt8]: [UInt8]], keys: Int, _ random: inout SplitMix, seed: UInt64, _ phase: String) throws {
         for index in 0..<keys {
             XCTAssertEqual(try db.get(key(index)), oracle[key(index)], "\(phase): key \(index), seed \(seed)")
@@ -253,6 +259,34 @@ final class LSMTests: XCTestCase {
         let report = try Database.check(path: dir.path)
         XCTAssertTrue(report.isDamaged, report.description)
         XCTAssertTrue(report.description.contains(tables[0]), report.description)
+        try db.close()
+    }
+
+    /// Level 0 due for compaction while a flush is under way (here: at open, level 0 at its
+    /// trigger and the logs' data being flushed) waits for the flush and takes its table
+    /// along, instead of leaving it alone in level 0 for every read to meet.
+    func testLevel0CompactionTakesTheTableOfAFlushUnderWay() throws {
+        let dir = TestPath()
+        var db = try Database(path: dir.path, options: lsmOptions { $0.level0CompactionTrigger = 4 })
+        db.compactionPaused.store(true, ordering: .releasing)
+        var index = 0
+        func put() throws {
+            try db.put(key(index), [UInt8](repeating: UInt8(index & 0xFF), count: 120), durability: .buffered)
+            index += 1
+        }
+        while db.stats.levels[0].tables < 4 { try put() }
+        // Let a flush under way finish; then one more write, which reaches the next open
+        // through the log.
+        settleFlushes(db)
+        try put()
+        try db.sync()
+        XCTAssertGreaterThanOrEqual(db.stats.levels[0].tables, 4, "\(db.stats.levels)")
+        try db.close()
+        db = try Database(path: dir.path, options: lsmOptions { $0.level0CompactionTrigger = 4 })
+        settle(db)
+        XCTAssertEqual(db.stats.levels[0].tables, 0, "a flushed table was left alone in level 0: \(db.stats.levels)")
+        XCTAssertGreaterThanOrEqual(db.stats.flushes, 1)
+        for probe in [0, index / 2, index - 1] { XCTAssertNotNil(try db.get(key(probe)), "key \(probe)") }
         try db.close()
     }
 

@@ -226,17 +226,17 @@ extension Database {
     }
 
     /// Levels' scores: level 0 by table count, deeper ones by size against their targets.
-    func pickCompaction(_ version: Version) -> CompactionPlan? {
-        let best = compactionScore(version)
+    func pickCompaction(_ version: Version, level0: Bool = true) -> CompactionPlan? {
+        let best = compactionScore(version, level0: level0)
         guard best.score >= 1 else { return nil }
         return plan(level: best.level, version: version, lower: nil, upper: nil, rotate: true)
     }
 
-    /// The level most in need of compaction and its score (due at 1 or more).
-    func compactionScore(_ version: Version) -> (score: Double, level: Int) {
+    /// The level most in need of compaction and its score (due at 1 or more); level 0
+    /// only when `level0`.
+    func compactionScore(_ version: Version, level0: Bool = true) -> (score: Double, level: Int) {
         var best = (score: 0.0, level: -1)
-        let level0Score = Double(version.levels[0].count) / Double(options.level0CompactionTrigger)
-        if level0Score >= best.score { best = (level0Score, 0) }
+        if level0 { best = (Double(version.levels[0].count) / Double(options.level0CompactionTrigger), 0) }
         for level in 1..<(Version.levelCount - 1) {
             let score = Double(version.bytes(atLevel: level)) / Double(maxBytes(level: level))
             if score > best.score { best = (score, level) }
@@ -410,7 +410,12 @@ extension Database {
     func compactWhileDue(stopping: () -> Bool) {
         while !stopping() && !compactionPaused.load(ordering: .acquiring) && backgroundError.withLock({ $0 == nil }) {
             let ran = compacting.withLock { _ -> Bool in
-                guard let plan = pickCompaction(currentView.version) else { return false }
+                // While a flush is under way (it is about to add a level-0 table), level 0
+                // waits to be compacted after it, with it (the flush wakes this thread),
+                // rather than leave that table alone in level 0, where every read and
+                // seek would meet it; deeper levels go on.
+                let view = currentView
+                guard let plan = pickCompaction(view.version, level0: view.immutables.isEmpty) else { return false }
                 do throws(KVError) {
                     try run(plan)
                 } catch {
