@@ -20,6 +20,11 @@ final class Table: Sendable {
     /// zero-padded: `findBlock` narrows its search on these before comparing whole keys.
     private let sharedPrefix: [UInt8]
     private let prefixes: [UInt64]
+    /// Every `Table.sampleStride`-th prefix: a search starts here (a few cache lines for
+    /// the whole table) and finishes in one stride of `prefixes`, instead of touching a
+    /// new cache line at every step of a search over the whole array.
+    private let samples: [UInt64]
+    static let sampleStride = 64
     let handles: [TableFormat.Handle]
     private let filter: [UInt8]
     /// Where the data blocks end (the index block starts).
@@ -29,7 +34,9 @@ final class Table: Sendable {
     var number: UInt64 { meta.number }
     var blockCount: Int { handles.count }
     /// Memory held by the index and filter.
-    var memoryBytes: Int { indexKeys.count + keyEnds.count * 4 + prefixes.count * 8 + handles.count * 16 + filter.count }
+    var memoryBytes: Int {
+        indexKeys.count + keyEnds.count * 4 + (prefixes.count + samples.count) * 8 + handles.count * 16 + filter.count
+    }
 
     /// Opens table `meta.number` in `directory`, reading and verifying its footer, index,
     /// filter and properties.
@@ -124,6 +131,8 @@ final class Table: Sendable {
             while shared < min(first.count, last.count) && first[shared] == last[shared] { shared += 1 }
             return (Array(first.prefix(shared)), (0..<ends.count).map { Table.prefix(of: userKey($0), after: shared) })
         }
+        let prefixes = self.prefixes
+        samples = stride(from: 0, to: prefixes.count, by: Table.sampleStride).map { prefixes[$0] }
         self.handles = handles
         dataEnd = metaStart
     }
@@ -188,19 +197,28 @@ final class Table: Sendable {
         // Index keys with a smaller prefix are before the target, with a larger one after:
         // only those with an equal prefix need whole-key comparisons.
         let target = Table.prefix(of: userKey, after: shared)
-        var (low, high) = prefixes.withUnsafeBufferPointer { prefixes -> (Int, Int) in
-            /// The first index whose prefix is above `target` (`orEqual`: at or above).
-            func bound(orEqual: Bool, from start: Int) -> Int {
-                var low = start
-                var high = prefixes.count
-                while low < high {
-                    let mid = (low + high) / 2
-                    if prefixes[mid] < target || (!orEqual && prefixes[mid] == target) { low = mid + 1 } else { high = mid }
+        var (low, high) = prefixes.withUnsafeBufferPointer { prefixes in
+            samples.withUnsafeBufferPointer { samples -> (Int, Int) in
+                /// The first index in `low..<high` of `values` at or above `target`
+                /// (`orEqual`), or above it.
+                func bound(_ values: UnsafeBufferPointer<UInt64>, _ low: Int, _ high: Int, orEqual: Bool) -> Int {
+                    var low = low
+                    var high = high
+                    while low < high {
+                        let mid = (low + high) / 2
+                        if values[mid] < target || (!orEqual && values[mid] == target) { low = mid + 1 } else { high = mid }
+                    }
+                    return low
                 }
-                return low
+                /// The same over all of `prefixes`: sample `j` is the first at or above (or
+                /// above), so the answer lies after sample `j - 1` and at or before sample `j`.
+                func bound(orEqual: Bool) -> Int {
+                    let sample = bound(samples, 0, samples.count, orEqual: orEqual)
+                    let low = sample == 0 ? 0 : (sample - 1) * Table.sampleStride + 1
+                    return bound(prefixes, low, min(prefixes.count, sample * Table.sampleStride), orEqual: orEqual)
+                }
+                return (bound(orEqual: true), bound(orEqual: false))
             }
-            let low = bound(orEqual: true, from: 0)
-            return (low, bound(orEqual: false, from: low))
         }
         return indexKeys.withUnsafeBytes { keys in
             while low < high {
