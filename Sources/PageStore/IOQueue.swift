@@ -24,9 +24,7 @@ extension Storage {
     /// (the default for storages without rings of their own). Requests `body` leaves in
     /// flight are waited for before this returns; their results are dropped.
     public func withIOQueue<T, Failure: Error>(_ body: (any IOQueue) throws(Failure) -> T) throws(Failure) -> T {
-        let queue = HandOffQueue(storage: self)
-        defer { while queue.inFlight > 0 { _ = queue.wait() } }
-        return try body(queue)
+        try HandOffQueue.run(on: self, body)
     }
 }
 
@@ -38,6 +36,13 @@ final class HandOffQueue: IOQueue {
     private(set) var inFlight = 0
 
     init(storage: any Storage) { self.storage = storage }
+
+    /// Runs `body` with a queue over `storage`, then waits for what it left in flight.
+    static func run<T, Failure: Error>(on storage: any Storage, _ body: (any IOQueue) throws(Failure) -> T) throws(Failure) -> T {
+        let queue = HandOffQueue(storage: storage)
+        defer { while queue.inFlight > 0 { _ = queue.wait() } }
+        return try body(queue)
+    }
 
     func submit(_ request: IORequest, tag: Int) {
         inFlight += 1

@@ -221,11 +221,7 @@ public final class PageStore: Storage {
     /// no inline ring can be had. Requests `body` leaves in flight are waited for before
     /// this returns; their results are dropped.
     public func withIOQueue<T, Failure: Error>(_ body: (any IOQueue) throws(Failure) -> T) throws(Failure) -> T {
-        guard let ring = checkOutInlineRing() else {
-            let queue = HandOffQueue(storage: self)
-            defer { while queue.inFlight > 0 { _ = queue.wait() } }
-            return try body(queue)
-        }
+        guard let ring = checkOutInlineRing() else { return try HandOffQueue.run(on: self, body) }
         let queue = InlineRingQueue(ring: ring, counters: counters) { [unowned self] request in
             try self.resolve(request) { _ in }
         }

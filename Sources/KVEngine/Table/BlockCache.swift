@@ -63,11 +63,6 @@ final class BlockCache: Sendable {
         }
     }
 
-    /// Whether the block is cached (counts neither a hit nor a miss).
-    func contains(_ key: BlockKey) -> Bool {
-        shards[shard(key)].state.withLock { $0.index[key] != nil }
-    }
-
     func insert(_ key: BlockKey, _ block: Block) {
         let charge = block.charge
         guard charge <= shardCapacity else { return }
