@@ -150,7 +150,12 @@ final class InlineRingQueue: IOQueue {
         } catch {
             failure = error as? PageStoreError
                 ?? PageStoreError(kind: .io, operation: "io_uring_enter", detail: "\(error)")
-            for (_, entry) in ops { done.append((entry.tag, .failure(failure!))) }
+            // Requests on the ring may still be in the kernel's hands: their memory is
+            // never reused (their owners' frees leave it allocated).
+            for (_, entry) in ops {
+                ring.quarantine(entry.op)
+                done.append((entry.tag, .failure(failure!)))
+            }
             ops.removeAll()
             freeSlots.removeAll()
             return false

@@ -21,9 +21,14 @@ final class InlineRing: @unchecked Sendable {
     // serializes with submissions.
     let ring: Ring
     let fixedBuffers: Bool
+    let allocator: PageAllocator
     private let completions = UnsafeMutableBufferPointer<ps_completion>.allocate(capacity: 16)
+    /// Set when an `io_uring_enter` failed: the ring's queues are in an unknown state, and
+    /// it is not lent again.
+    private(set) var isBroken = false
 
     init(entries: Int, fileSlots: Int, allocator: PageAllocator, fixedBuffers wanted: Bool) throws {
+        self.allocator = allocator
         ring = try Ring(entries: entries, preferredFlags: [UInt32(PS_SETUP_COOP_TASKRUN), 0])
         try ring.registerSparseFiles(count: fileSlots)
         var fixed = false
@@ -45,7 +50,11 @@ final class InlineRing: @unchecked Sendable {
                 do {
                     _ = try ring.submit(waitCount: op.pending)
                 } catch {
-                    // The ring itself failed: let the SQEs already in flight finish first.
+                    // The ring itself failed, with SQEs of this request perhaps still in
+                    // the kernel's hands: their memory is never reused (the caller's free
+                    // leaves it allocated), and the ring is not used again.
+                    isBroken = true
+                    quarantine(op)
                     return .failure(error as! PageStoreError)
                 }
                 counters.enterCalls.wrappingAdd(1, ordering: .relaxed)
@@ -59,6 +68,13 @@ final class InlineRing: @unchecked Sendable {
             }
             if let result = op.conclusion(counters: counters) { return result }
         }
+    }
+}
+
+extension InlineRing {
+    /// Keeps the memory of `op`'s transfers out of use for good (see ``PageAllocator/quarantine(_:)``).
+    func quarantine(_ op: RingOp) {
+        for segment in op.io.segments { allocator.quarantine(segment.buffer) }
     }
 }
 

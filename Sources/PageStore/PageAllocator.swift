@@ -41,6 +41,9 @@ public final class PageAllocator: @unchecked Sendable {
         var hint = 0
         var waiters: Deque<Waiter> = []
         var exhaustedWaits = 0
+        /// Pages the kernel may still write into (an I/O on them was in flight when its
+        /// ring failed): never handed out again, and a `free` leaves them in use.
+        var quarantined: Set<Int> = []
     }
 
     private let state: Mutex<State>
@@ -155,12 +158,15 @@ public final class PageAllocator: @unchecked Sendable {
             "free of a buffer that did not come from this allocator")
         var served: [(Waiter, PageBuffer)] = []
         state.withLock { state in
+            var freed = 0
             for page in buffer.firstPage..<(buffer.firstPage + buffer.pageCount) {
                 let (word, bit) = page.quotientAndRemainder(dividingBy: 64)
                 precondition(state.bitmap[word] & (1 << UInt64(bit)) != 0, "double free of page \(page)")
+                if state.quarantined.contains(page) { continue }
                 state.bitmap[word] &= ~(1 << UInt64(bit))
+                freed += 1
             }
-            state.freePages += buffer.pageCount
+            state.freePages += freed
             state.hint = min(state.hint, buffer.firstPage)
             while let first = state.waiters.first, let run = take(first.pages, &state) {
                 state.waiters.removeFirst()
@@ -169,6 +175,24 @@ public final class PageAllocator: @unchecked Sendable {
         }
         for (waiter, run) in served { waiter.deliver(run) }
     }
+
+    /// Takes the pages under `buffer` (a whole buffer or a slice) out of use for good: an
+    /// I/O on them may still be in the kernel's hands (its ring failed before it completed),
+    /// so the memory must never be given to anyone else. Their owner's `free` leaves them
+    /// allocated. The pages are lost to the arena; ``quarantinedPages`` counts them.
+    public func quarantine(_ buffer: PageBuffer) {
+        guard buffer.count > 0 else { return }
+        let offset = buffer.base - arena
+        precondition(offset >= 0 && offset + buffer.count <= pageCount * pageSizeBytes, "quarantine of memory outside the arena")
+        state.withLock { state in
+            for page in (offset / pageSizeBytes)...((offset + buffer.count - 1) / pageSizeBytes) {
+                state.quarantined.insert(page)
+            }
+        }
+    }
+
+    /// Pages taken out of use by ``quarantine(_:)``.
+    public var quarantinedPages: Int { state.withLock { $0.quarantined.count } }
 
     private func validate(_ pages: Int) throws {
         guard pages >= 1, pages <= min(pageCount, pagesPerRegion) else {

@@ -212,7 +212,8 @@ public final class PageStore: Storage {
         let io = try resolve(request) { _ in }
         if let result = backend.executeInline(io) { return try result.get() }
         guard let ring = checkOutInlineRing() else { return try submitAndWait(request) }
-        defer { inlineRings.checkIn(ring) }
+        // A ring whose io_uring_enter failed is not lent again.
+        defer { if !ring.isBroken { inlineRings.checkIn(ring) } }
         return try ring.execute(io, counters: counters).get()
     }
 

@@ -89,6 +89,18 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
         var deferred: [Deferred] = []
         var delivering = false
         var deferredTotal = 0
+        /// Faults armed by `failNext`, in order: the first fails the next matching event.
+        var armed: [ArmedFault] = []
+    }
+
+    /// One event to fail: `operation` as events name it ("write", "fdatasync", "fsync",
+    /// "rename", "fsync directory", "unlink", ...) on a path containing `path`.
+    struct ArmedFault {
+        let operation: String
+        let path: String
+        let errno: Int32
+        /// When set, the fault is armed only once an event matching this has happened.
+        var after: (operation: String, path: String)?
     }
 
     private struct Deferred {
@@ -127,6 +139,16 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
 
     /// Cuts the power now: later requests fail with EIO, as if the machine were gone.
     func cutPower() { state.withLock { $0.crashed = true } }
+
+    /// Fails the next `operation` on a path containing `path` with `errno` (once); with
+    /// `after`, only one that follows an event matching it. A failed write writes nothing;
+    /// a failed fdatasync leaves its file's unsynced writes pending (a crash decides them).
+    func failNext(_ operation: String, pathContaining path: String, errno: Int32 = EIO, after: (operation: String, path: String)? = nil) {
+        state.withLock { $0.armed.append(ArmedFault(operation: operation, path: path, errno: errno, after: after)) }
+    }
+
+    /// Faults armed by `failNext` that have not fired yet.
+    var armedFaults: Int { state.withLock { $0.armed.count } }
 
     /// The disk as it comes back after the power cut, with a new fault plan: every
     /// unsynced operation resolved per the old plan, unsynced directory changes lost.
@@ -459,6 +481,16 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
         if state.crashed {
             throw PageStoreError(kind: .io, operation: operation, path: path, errno: EIO, detail: "power cut (simulated)")
         }
+        guard let first = state.armed.first else { return }
+        if let after = first.after {
+            if after.operation == operation && path.contains(after.path) { state.armed[0].after = nil }
+            return
+        }
+        if first.operation == operation && path.contains(first.path) {
+            state.armed.removeFirst()
+            state.faultsInjected += 1
+            throw PageStoreError.io(operation, path: path, errno: first.errno)
+        }
     }
 
     private static func resize(_ inode: inout Inode, _ size: Int) {
@@ -528,13 +560,13 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
     private static func apply(_ segment: IOSegment, _ inode: Int, _ state: inout State) {
         let data = Array(UnsafeRawBufferPointer(segment.buffer.bytes))
         let offset = Int(segment.offsetBytes)
-        var file = state.inodes[inode]!
-        if file.volatile.count < offset + data.count {
-            file.volatile += [UInt8](repeating: 0, count: offset + data.count - file.volatile.count)
+        // In place: a copy of the inode would copy the whole file image on every write.
+        let size = state.inodes[inode]!.volatile.count
+        if size < offset + data.count {
+            state.inodes[inode]!.volatile += [UInt8](repeating: 0, count: offset + data.count - size)
         }
-        file.volatile.replaceSubrange(offset..<(offset + data.count), with: data)
-        file.pending.append(.write(offset: offset, data: data))
-        state.inodes[inode] = file
+        state.inodes[inode]!.volatile.replaceSubrange(offset..<(offset + data.count), with: data)
+        state.inodes[inode]!.pending.append(.write(offset: offset, data: data))
     }
 
     private static func sync(_ inode: Int, _ path: String, _ state: inout State) throws {

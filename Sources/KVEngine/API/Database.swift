@@ -109,7 +109,8 @@ public final class Database: Sendable {
         let cache = BlockCache(capacityBytes: options.cacheBytes)
         self.cache = cache
         let names = try io("list \(path)") { try storage.contentsOfDirectory(atPath: path) }
-        let (versions, manifest) = try VersionSet.recover(directory: path, storage: storage, cache: cache, names: names)
+        let (versions, manifest) = try VersionSet.recover(
+            directory: path, storage: storage, cache: cache, names: names, manifestRollBytes: options.manifestRollBytes)
         self.versions = versions
         let recovered = Memtable()
         let recovery = try Recovery(

@@ -62,6 +62,9 @@ public struct Options: Sendable {
     /// Flushes and compactions run on the writing thread right after a rotation instead of
     /// on background threads, so a run is deterministic (the crash tests' replays).
     var inlineBackgroundWork = false
+    /// Manifest bytes after which the next edit starts a new manifest (the tests lower it
+    /// so that manifests roll over, and CURRENT switches, often).
+    var manifestRollBytes = VersionSet.defaultManifestRollBytes
     /// Lets memtables, tables and level targets be tiny, so a short test workload makes
     /// many flushes and compactions (the crash tests).
     var allowTinySizes = false

@@ -56,6 +56,17 @@ extension Database {
         compactWhileDue(stopping: { false })
     }
 
+    /// Applies `edit` to the version set; a manifest failure stops the database's writes
+    /// (`fail`): the version set accepts no edit after one, so nor may anything else.
+    func apply(_ edit: VersionEdit, while action: String, install: (Version) -> Void) throws(KVError) {
+        do throws(KVError) {
+            try versions.apply(edit, install: install)
+        } catch {
+            if versions.failure != nil { fail(error, while: action) }
+            throw error
+        }
+    }
+
     /// Records the first background failure: writes fail with it until reopened.
     func fail(_ error: KVError, while action: String) {
         let first = backgroundError.withLock { current -> Bool in
@@ -147,7 +158,7 @@ extension Database {
             edit.added = [VersionEdit.AddedFile(level: 0, meta: meta)]
             counters.flushBytes.wrappingIncrement(by: Int(meta.fileBytes), ordering: .relaxed)
         }
-        try versions.apply(edit) { version in
+        try apply(edit, while: "flush") { version in
             view.withLock { $0 = $0.with(immutables: Array($0.immutables.dropLast()), version: version) }
         }
         counters.flushes.wrappingIncrement(ordering: .relaxed)
@@ -196,6 +207,7 @@ extension Database {
     /// needs. Waits for frozen memtables to be flushed first. Blocks the calling thread.
     public func compactRange(start: [UInt8]? = nil, end: [UInt8]? = nil) throws(KVError) {
         try checkOpen()
+        if let error = backgroundError.withLock({ $0 }) { throw error }
         // Flush what is in memory first: the memtable too.
         if let log = currentView.log, currentView.memtable.count > 0 { try rotate(from: log) }
         while !currentView.immutables.isEmpty {
@@ -283,9 +295,20 @@ extension Database {
         }
         var (smallest, largest) = range(inputs)
         if level == 0 {
-            // Level-0 tables overlap one another: every one meeting the range goes too.
-            inputs = version.overlapping(level: 0, lower: smallest, upper: largest)
-            (smallest, largest) = range(inputs)
+            // Level-0 tables overlap one another: every one meeting the inputs' range goes
+            // too, until none is left that does (each one taken may widen the range). A
+            // level-0 table left behind that shares a key with the inputs would hold an
+            // older version above the newer one moved down, hiding it, or would outlive a
+            // tombstone dropped below it and bring a deleted value back.
+            while true {
+                let widened = version.overlapping(level: 0, lower: smallest, upper: largest)
+                if widened.count == inputs.count { break }
+                inputs = widened
+                (smallest, largest) = range(inputs)
+            }
+            assert(version.levels[0].allSatisfy { table in
+                inputs.contains { $0 === table } || !table.meta.overlaps(lower: smallest, upper: largest)
+            }, "a level-0 table outside the compaction overlaps its inputs")
         }
         let outputLevel = intoItself ? level : level + 1
         let below = intoItself ? [] : version.overlapping(level: outputLevel, lower: smallest, upper: largest)
@@ -310,19 +333,16 @@ extension Database {
         for table in plan.below { edit.deleted.append(.init(level: plan.outputLevel, number: table.number)) }
         if plan.trivial {
             for table in plan.inputs { edit.added.append(.init(level: plan.outputLevel, meta: table.meta)) }
-            try versions.apply(edit) { version in view.withLock { $0 = $0.with(version: version) } }
+            try apply(edit, while: "compaction of level \(plan.level)") { version in view.withLock { $0 = $0.with(version: version) } }
             counters.trivialMoves.wrappingIncrement(ordering: .relaxed)
             return
         }
         let outputs = try merge(plan)
         try io("sync directory \(path)") { try storage.syncDirectory(atPath: path) }
         for meta in outputs { edit.added.append(.init(level: plan.outputLevel, meta: meta)) }
-        do throws(KVError) {
-            try versions.apply(edit) { version in view.withLock { $0 = $0.with(version: version) } }
-        } catch {
-            for meta in outputs { try? storage.removeFile(atPath: path + "/" + TableFormat.fileName(meta.number)) }
-            throw error
-        }
+        // On failure the outputs stay: the edit naming them may be durable although its
+        // write or fdatasync failed. The next open removes them if no version names them.
+        try apply(edit, while: "compaction of level \(plan.level)") { version in view.withLock { $0 = $0.with(version: version) } }
         counters.compactions.wrappingIncrement(ordering: .relaxed)
         let read = (plan.inputs + plan.below).reduce(0) { $0 + Int($1.meta.fileBytes) }
         counters.compactionReadBytes.wrappingIncrement(by: read, ordering: .relaxed)

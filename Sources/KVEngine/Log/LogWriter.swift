@@ -31,8 +31,10 @@ import Glibc
 ///   it has completed. A buffered write is acknowledged and visible at once, unless an
 ///   earlier sync write is still waiting: then it waits for that one (readers never see a
 ///   write before an earlier one).
-/// - A failed chain fails every waiting write and every later write: the engine does not
-///   trust data a failed fdatasync was meant to cover (reopen to recover).
+/// - A failed chain fails every waiting write and every later write, and no chain in flight
+///   when its failure arrives is acknowledged, earlier ones included: the engine does not
+///   trust data a failed fdatasync was meant to cover, and without O_DIRECT the kernel may
+///   report the loss of one chain's pages to another chain's fdatasync (reopen to recover).
 final class LogWriter: Sendable {
     let storage: any Storage
     let file: FileID
@@ -451,17 +453,25 @@ final class LogWriter: Sendable {
             if let index = state.inFlight.firstIndex(where: { $0.id == chain.id }) {
                 state.inFlight[index].result = result
             }
+            if case .failure(let error) = result, state.failure == nil {
+                // At once, not when the chain's turn to retire comes: without O_DIRECT the
+                // kernel reports a write-back error to one of the fdatasyncs in flight on
+                // the file, not necessarily to the one whose pages it lost, so no chain
+                // still in flight (earlier ones included) is trusted after it.
+                let failure = KVError.io(error, while: "log commit to \(path)")
+                state.failure = failure
+                while let waiter = state.waiters.popFirst() { acks.append((waiter.ack, .failure(failure))) }
+            }
             while let first = state.inFlight.first, let outcome = first.result {
                 state.inFlight.removeFirst()
                 state.chainsCompleted += 1
                 if first.zeroFrom != nil { state.zeroInFlightFrom = nil }
+                // After a failure nothing is trusted: neither what the failed chain
+                // covered, nor any chain in flight beside it, nor anything after it.
                 if state.failure != nil { continue }
                 switch outcome {
-                case .failure(let error):
-                    // Nothing this chain covered is trusted, nor anything after it.
-                    let failure = KVError.io(error, while: "log commit to \(path)")
-                    state.failure = failure
-                    while let waiter = state.waiters.popFirst() { acks.append((waiter.ack, .failure(failure))) }
+                case .failure:
+                    preconditionFailure("a failed chain sets the log's failure when its result arrives")
                 case .success:
                     state.durableBytes = first.endOffset
                     state.durableSequence = first.lastSequence

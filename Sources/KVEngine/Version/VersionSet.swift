@@ -5,9 +5,18 @@ import Synchronization
 /// The live version and its manifest: applies edits (each durable in the manifest before
 /// its version is installed), hands out file numbers, and rolls the manifest over to a
 /// new one, switching CURRENT, when it grows large.
+///
+/// Fail-stop: after any manifest I/O error (a write, an fdatasync, the CURRENT switch) it
+/// is unknown what the disk holds: the edit may or may not be durable, and CURRENT may name
+/// either manifest. From then on every edit is refused (`failure`), so nothing is written
+/// over the failed record and no file an edit might name is marked obsolete; the database
+/// refuses writes until it is reopened, and the reopen recovers exactly what is durable.
 final class VersionSet: Sendable {
-    /// A manifest is rewritten as a fresh snapshot once it holds this many bytes.
-    static let manifestRollBytes: Int64 = 4 << 20
+    /// A manifest is rewritten as a fresh snapshot once it holds this many bytes (by
+    /// default; `Options.manifestRollBytes`).
+    static let defaultManifestRollBytes: Int64 = 4 << 20
+
+    let manifestRollBytes: Int64
 
     let directory: String
     let storage: any Storage
@@ -21,13 +30,16 @@ final class VersionSet: Sendable {
         var logNumber: UInt64
         var lastSequence: UInt64
         var manifestSwitches = 0
+        /// The manifest I/O error that stopped the version set.
+        var failure: KVError?
     }
 
     /// A version set over `recovered` (tables already opened into `version`); no manifest
     /// is open until `startManifest`.
     init(directory: String, storage: any Storage, cache: BlockCache, version: Version, logNumber: UInt64,
-         lastSequence: UInt64, nextFileNumber: UInt64) {
+         lastSequence: UInt64, nextFileNumber: UInt64, manifestRollBytes: Int64 = VersionSet.defaultManifestRollBytes) {
         self.directory = directory
+        self.manifestRollBytes = manifestRollBytes
         self.storage = storage
         self.cache = cache
         self.nextFileNumber = ManagedAtomic(nextFileNumber)
@@ -42,18 +54,38 @@ final class VersionSet: Sendable {
     var logNumber: UInt64 { state.withLock { $0.logNumber } }
     var manifestNumber: UInt64? { state.withLock { $0.manifest?.number } }
     var manifestSwitches: Int { state.withLock { $0.manifestSwitches } }
+    /// The manifest I/O error after which no edit is accepted, if one happened.
+    var failure: KVError? { state.withLock { $0.failure } }
 
     /// Writes a new manifest holding the whole current state, switches CURRENT to it and
     /// removes the one before. `logNumber`, when given, replaces the recorded one.
     func startManifest(logNumber: UInt64? = nil, lastSequence: UInt64? = nil) throws(KVError) {
         try state.withLock { (state: inout State) throws(KVError) in
+            if let failure = state.failure { throw VersionSet.refusal(failure) }
             if let logNumber { state.logNumber = logNumber }
             if let lastSequence { state.lastSequence = lastSequence }
             try roll(&state)
         }
     }
 
+    private static func refusal(_ failure: KVError) -> KVError {
+        KVError(failure.code, "the manifest is stopped after an earlier failure (reopen the database): \(failure.message)",
+                path: failure.path, offsetBytes: failure.offsetBytes)
+    }
+
+    /// Writes a new manifest and switches CURRENT to it; on any failure the version set
+    /// stops (see the type's comment). The old manifest goes only once CURRENT names the
+    /// new one durably.
     private func roll(_ state: inout State) throws(KVError) {
+        do throws(KVError) {
+            try rollOnce(&state)
+        } catch {
+            state.failure = error
+            throw error
+        }
+    }
+
+    private func rollOnce(_ state: inout State) throws(KVError) {
         var snapshot = state.version.snapshotEdit()
         snapshot.logNumber = state.logNumber
         snapshot.lastSequence = state.lastSequence
@@ -63,6 +95,7 @@ final class VersionSet: Sendable {
         do {
             try CurrentFile.write(manifest: number, directory: directory, storage: storage)
         } catch {
+            // CURRENT may name either manifest now: both stay.
             manifest.close()
             throw error
         }
@@ -94,11 +127,12 @@ final class VersionSet: Sendable {
             var edit = edit
             edit.nextFileNumber = nextFileNumber.load(ordering: .relaxed)
             let version = state.version.applying(edit, opened: opened)
+            if let failure = state.failure { throw VersionSet.refusal(failure) }
             guard let manifest = state.manifest else {
                 throw KVError(.readOnly, "no manifest is open (read-only)")
             }
             let previous = state.version
-            if manifest.end >= VersionSet.manifestRollBytes {
+            if manifest.end >= manifestRollBytes {
                 state.version = version
                 if let logNumber = edit.logNumber { state.logNumber = logNumber }
                 if let lastSequence = edit.lastSequence { state.lastSequence = lastSequence }
@@ -109,7 +143,12 @@ final class VersionSet: Sendable {
                     throw error
                 }
             } else {
-                try manifest.append(edit)
+                do throws(KVError) {
+                    try manifest.append(edit)
+                } catch {
+                    state.failure = error
+                    throw error
+                }
                 state.version = version
                 if let logNumber = edit.logNumber { state.logNumber = logNumber }
                 if let lastSequence = edit.lastSequence { state.lastSequence = lastSequence }
@@ -137,7 +176,10 @@ final class VersionSet: Sendable {
     // MARK: recovery
 
     /// Reads CURRENT and its manifest and opens every live table.
-    static func recover(directory: String, storage: any Storage, cache: BlockCache, names: [String]) throws(KVError) -> (VersionSet, ManifestState) {
+    static func recover(
+        directory: String, storage: any Storage, cache: BlockCache, names: [String],
+        manifestRollBytes: Int64 = VersionSet.defaultManifestRollBytes
+    ) throws(KVError) -> (VersionSet, ManifestState) {
         var recovered = ManifestState()
         if let number = try CurrentFile.read(directory: directory, storage: storage) {
             recovered = try ManifestState.replay(directory: directory, number: number, storage: storage)
@@ -171,7 +213,8 @@ final class VersionSet: Sendable {
         }
         let set = VersionSet(
             directory: directory, storage: storage, cache: cache, version: version, logNumber: recovered.logNumber,
-            lastSequence: recovered.lastSequence, nextFileNumber: max(recovered.nextFileNumber, highest + 1))
+            lastSequence: recovered.lastSequence, nextFileNumber: max(recovered.nextFileNumber, highest + 1),
+            manifestRollBytes: manifestRollBytes)
         return (set, recovered)
     }
 }

@@ -1,0 +1,199 @@
+@testable import KVEngine
+
+/// Writes a random, weighted sequence of operations from a seed.
+///
+/// Keys come from a small pool per seed, so that they collide: short strings over an
+/// alphabet with 0x00 and 0xFF (the empty key included now and then), sharing prefixes so
+/// that prefix scans and range bounds cut between them. Values are empty, small, or large
+/// enough to span log pages and table blocks. Snapshots and cursors are held open across
+/// the operations that follow until released, closed, or dropped by a reopen or crash.
+///
+/// Most keys come from a window of neighbouring pool keys that moves now and then, so
+/// that memtables flush into tables with narrow, partly overlapping ranges (level 0 then
+/// holds chains of tables that overlap one another, as real workloads with locality make).
+struct MetaGenerator {
+    private var random: SplitMix
+    private let keys: [[UInt8]]
+    private var window: Range<Int>
+    private var nextStamp = 1
+    private var liveSnapshots: [Int] = []
+    private var nextSnapshot = 1
+    private var liveCursors: [Int] = []
+    private var nextCursor = 1
+
+    private static let alphabet: [UInt8] = [0x00, 0x01, 0x61, 0x62, 0x7F, 0xFE, 0xFF]
+
+    init(seed: UInt64) {
+        random = SplitMix(seed: seed)
+        var pool = Set<[UInt8]>()
+        let size = 4 + random.below(36)
+        if random.chance(0.2) { pool.insert([]) }
+        while pool.count < size {
+            pool.insert(MetaGenerator.word(&random, length: 1 + random.below(4)))
+        }
+        keys = pool.sorted { $0.lexicographicallyPrecedes($1) }
+        window = 0..<keys.count
+        moveWindow()
+    }
+
+    private mutating func moveWindow() {
+        let width = 1 + random.below(max(1, keys.count / 3))
+        let start = random.below(keys.count - width + 1)
+        window = start..<(start + width)
+    }
+
+    private static func word(_ random: inout SplitMix, length: Int) -> [UInt8] {
+        (0..<length).map { _ in alphabet[random.below(alphabet.count)] }
+    }
+
+    /// The operation kinds and their weights.
+    private enum Kind: CaseIterable {
+        case put, delete, batch, get, getMany, takeSnapshot, releaseSnapshot, openCursor, next, closeCursor, scan
+        case flush, compactAll, compactRange, sync, reopen, reopenWithOptions, crash
+
+        var weight: Int {
+            switch self {
+            case .put: return 220
+            case .delete: return 80
+            case .batch: return 80
+            case .get: return 140
+            case .getMany: return 40
+            case .takeSnapshot: return 30
+            case .releaseSnapshot: return 20
+            case .openCursor: return 40
+            case .next: return 100
+            case .closeCursor: return 20
+            case .scan: return 50
+            case .flush: return 40
+            case .compactAll: return 10
+            case .compactRange: return 50
+            case .sync: return 20
+            case .reopen: return 15
+            case .reopenWithOptions: return 15
+            case .crash: return 20
+            }
+        }
+    }
+
+    /// `count` operations.
+    mutating func generate(count: Int) -> [MetaOp] {
+        let total = Kind.allCases.reduce(0) { $0 + $1.weight }
+        var operations: [MetaOp] = []
+        while operations.count < count {
+            var draw = random.below(total)
+            let kind = Kind.allCases.first { kind in
+                defer { draw -= kind.weight }
+                return draw < kind.weight
+            }!
+            if random.chance(0.06) { moveWindow() }
+            if let operation = make(kind) { operations.append(operation) }
+        }
+        return operations
+    }
+
+    private mutating func make(_ kind: Kind) -> MetaOp? {
+        switch kind {
+        case .put: return .put(key: key(), value: value(), sync: durability())
+        case .delete: return .delete(key: key(), sync: durability())
+        case .batch:
+            var entries: [MetaBatchEntry] = []
+            for _ in 0..<(1 + random.below(8)) {
+                // Now and then the same key again within the batch: the later entry wins.
+                let key = !entries.isEmpty && random.chance(0.3) ? entries[random.below(entries.count)].key : key()
+                entries.append(random.chance(0.3) ? .delete(key) : .put(key, value()))
+            }
+            return .batch(entries, sync: durability())
+        case .get: return .get(key: key(), snapshot: snapshot())
+        case .getMany: return .getMany(keys: (0..<(1 + random.below(12))).map { _ in key() }, snapshot: snapshot())
+        case .takeSnapshot:
+            let id = nextSnapshot
+            nextSnapshot += 1
+            liveSnapshots.append(id)
+            return .takeSnapshot(id)
+        case .releaseSnapshot:
+            guard !liveSnapshots.isEmpty else { return nil }
+            return .releaseSnapshot(liveSnapshots.remove(at: random.below(liveSnapshots.count)))
+        case .openCursor:
+            let id = nextCursor
+            nextCursor += 1
+            liveCursors.append(id)
+            return .openCursor(id: id, scan: scan(), snapshot: snapshot())
+        case .next:
+            guard !liveCursors.isEmpty else { return nil }
+            return .next(cursor: liveCursors[random.below(liveCursors.count)], count: 1 + random.below(random.chance(0.2) ? 40 : 4))
+        case .closeCursor:
+            guard !liveCursors.isEmpty else { return nil }
+            return .closeCursor(liveCursors.remove(at: random.below(liveCursors.count)))
+        case .scan: return .scan(scan(), snapshot: snapshot())
+        case .flush: return .flush
+        case .compactAll: return .compact(start: nil, end: nil)
+        case .compactRange:
+            // Mostly a narrow range in order (one key, or two near each other); sometimes
+            // open on one side, or any two bounds (perhaps reversed: an empty range).
+            if random.chance(0.2) { return .compact(start: bound(), end: bound()) }
+            let first = key()
+            let second = random.chance(0.3) ? first : key()
+            let (low, high) = first.lexicographicallyPrecedes(second) ? (first, second) : (second, first)
+            return .compact(start: random.chance(0.1) ? nil : low, end: random.chance(0.1) ? nil : high)
+        case .sync: return .sync
+        case .reopen:
+            dropHandles()
+            return .reopen(options: nil)
+        case .reopenWithOptions:
+            dropHandles()
+            return .reopen(options: MetaOptionSet.all[random.below(MetaOptionSet.all.count)].name)
+        case .crash:
+            dropHandles()
+            return .crash
+        }
+    }
+
+    private mutating func dropHandles() {
+        liveSnapshots.removeAll()
+        liveCursors.removeAll()
+    }
+
+    private mutating func key() -> [UInt8] {
+        random.chance(0.95) ? keys[window.lowerBound + random.below(window.count)] : keys[random.below(keys.count)]
+    }
+
+    /// A range bound: a pool key, some other string over the alphabet, or none.
+    private mutating func bound() -> [UInt8]? {
+        let draw = random.below(10)
+        if draw < 5 { return key() }
+        if draw < 8 { return MetaGenerator.word(&random, length: random.below(4)) }
+        return nil
+    }
+
+    private mutating func value() -> MetaValue {
+        let stamp = nextStamp
+        nextStamp += 1
+        let draw = random.below(100)
+        let length: Int
+        switch draw {
+        case 0..<8: length = 0
+        case 8..<70: length = 1 + random.below(24)
+        case 70..<90: length = 100 + random.below(900)
+        case 90..<98: length = 3000 + random.below(6000)
+        default: length = 20_000 + random.below(50_000)
+        }
+        return MetaValue(stamp: stamp, length: length)
+    }
+
+    private mutating func durability() -> Bool { random.chance(0.7) }
+
+    private mutating func snapshot() -> Int? {
+        guard !liveSnapshots.isEmpty, random.chance(0.35) else { return nil }
+        return liveSnapshots[random.below(liveSnapshots.count)]
+    }
+
+    private mutating func scan() -> MetaScan {
+        var scan = MetaScan()
+        if random.chance(0.4) { scan.start = bound() }
+        if random.chance(0.4) { scan.end = bound() }
+        if random.chance(0.3) { scan.prefix = MetaGenerator.word(&random, length: random.below(3)) }
+        scan.reverse = random.chance(0.4)
+        if random.chance(0.25) { scan.limit = random.below(8) }
+        return scan
+    }
+}

@@ -1,0 +1,61 @@
+@testable import KVEngine
+
+/// A named set of options a metamorphic run can open the database with. The same
+/// operations run under several of them must give the same answers.
+struct MetaOptionSet: Sendable {
+    let name: String
+    let options: Options
+
+    /// What every set shares: no timer (every flush of buffered pages comes from the
+    /// operations), small log reservations, and flushes and compactions on the calling
+    /// thread so that a run replays exactly (except `background`).
+    private static func base(_ change: (inout Options) -> Void) -> Options {
+        var options = Options()
+        options.bufferedFlushIntervalMs = 60_000
+        options.logPreallocateBytes = 64 << 10
+        options.inlineBackgroundWork = true
+        options.allowTinySizes = true
+        change(&options)
+        return options
+    }
+
+    /// Tiny memtables, tables and levels: a short run flushes and compacts many times.
+    private static func tiny(_ change: (inout Options) -> Void = { _ in }) -> Options {
+        base { options in
+            options.memtableBytes = 4 << 10
+            options.tableTargetBytes = 4 << 10
+            options.levelBaseBytes = 8 << 10
+            options.levelMultiplier = 2
+            options.level0CompactionTrigger = 2
+            options.level0SlowdownTrigger = 1000
+            options.level0StopTrigger = 1000
+            change(&options)
+        }
+    }
+
+    static let all: [MetaOptionSet] = [
+        // The defaults, but for the shared changes above and smaller compaction outputs
+        // (each output reserves its target size, which the simulated disk holds in memory).
+        MetaOptionSet(name: "default", options: base { $0.tableTargetBytes = 2 << 20 }),
+        MetaOptionSet(name: "tiny", options: tiny()),
+        MetaOptionSet(name: "tiny-nocache", options: tiny { $0.cacheBytes = 0 }),
+        MetaOptionSet(name: "l0-1", options: tiny { $0.level0CompactionTrigger = 1; $0.memtableBytes = 8 << 10 }),
+        MetaOptionSet(name: "l0-3", options: tiny { $0.level0CompactionTrigger = 3; $0.tableTargetBytes = 16 << 10 }),
+        MetaOptionSet(name: "l0-8", options: tiny { $0.level0CompactionTrigger = 8; $0.memtableBytes = 16 << 10 }),
+        // Everything stays in level 0 and level 1.
+        MetaOptionSet(name: "few-levels", options: tiny { $0.levelBaseBytes = 1 << 30; $0.level0CompactionTrigger = 4 }),
+        // Many small levels: data reaches the bottom level quickly.
+        MetaOptionSet(name: "deep", options: tiny { $0.levelBaseBytes = 4 << 10; $0.tableTargetBytes = 4 << 10; $0.level0CompactionTrigger = 1 }),
+        MetaOptionSet(name: "tiny-cache", options: tiny { $0.cacheBytes = 4 << 10; $0.memtableBytes = 12 << 10 }),
+        MetaOptionSet(name: "huge-cache", options: tiny { $0.cacheBytes = 1 << 30; $0.memtableBytes = 8 << 10 }),
+        // Buffered chains start at every full page; several frozen memtables wait.
+        MetaOptionSet(name: "chains", options: tiny { $0.bufferedChainPages = 1; $0.maxFrozenMemtables = 3; $0.batchReadDepth = 1 }),
+        // Real flush and compaction threads: answers must not depend on their timing.
+        MetaOptionSet(name: "background", options: tiny { $0.inlineBackgroundWork = false; $0.memtableBytes = 8 << 10 }),
+    ]
+
+    static func named(_ name: String) -> MetaOptionSet? { all.first { $0.name == name } }
+
+    /// Whether runs under this set replay exactly (background threads do not).
+    var isDeterministic: Bool { options.inlineBackgroundWork }
+}

@@ -1,0 +1,375 @@
+import Foundation
+import PageStore
+
+@testable import KVEngine
+
+/// Why a metamorphic run failed: the operation (index into the run's list) and what was
+/// wrong there.
+struct MetaFailure: CustomStringConvertible {
+    let index: Int
+    let message: String
+    var description: String { "operation \(index + 1): \(message)" }
+}
+
+/// Carries out a list of operations on a database on a simulated disk, under one option
+/// set, checking every answer against `MetaModel` and recording each operation's output
+/// (what the database said) for the comparison between option sets.
+///
+/// Deterministic: the same operations, option set and seed give the same outputs (unless
+/// the option set runs background threads).
+final class MetaRunner {
+    static let directory = "/sim"
+    static let path = "/sim/db"
+
+    let operations: [MetaOp]
+    let seed: UInt64
+    private(set) var optionSet: MetaOptionSet
+    /// One line per operation carried out, then the final check's.
+    private(set) var outputs: [String] = []
+    private(set) var failure: MetaFailure?
+
+    private var disk: SimulatedDisk?
+    private var db: Database?
+    private var model = MetaModel()
+    private var snapshots: [Int: Snapshot] = [:]
+    private var cursors: [Int: Cursor] = [:]
+    private var random: SplitMix
+    private var index = 0
+
+    init(operations: [MetaOp], optionSet: MetaOptionSet, seed: UInt64) {
+        self.operations = operations
+        self.optionSet = optionSet
+        self.seed = seed
+        random = SplitMix(seed: seed ^ 0x6D65_7461)
+        CrashRun.quietLogs
+    }
+
+    /// Runs every operation (stopping at the first failure), then checks the whole state.
+    func run() {
+        defer { tearDown() }
+        do {
+            let disk = try SimulatedDisk(seed: random.next(), plan: drawPlan(), directories: [MetaRunner.directory])
+            self.disk = disk
+            db = try open(disk)
+        } catch {
+            failure = MetaFailure(index: 0, message: "cannot open the database: \(error)")
+            return
+        }
+        for (position, operation) in operations.enumerated() {
+            index = position
+            do {
+                outputs.append(try perform(operation))
+            } catch let error as MetaMismatch {
+                failure = MetaFailure(index: position, message: "\(operation): \(error.message)")
+                return
+            } catch {
+                failure = MetaFailure(index: position, message: "\(operation): unexpected error: \(error)")
+                return
+            }
+        }
+        index = operations.count
+        do {
+            outputs.append(try finalCheck())
+        } catch let error as MetaMismatch {
+            failure = MetaFailure(index: operations.count, message: "final check: \(error.message)")
+        } catch {
+            failure = MetaFailure(index: operations.count, message: "final check: unexpected error: \(error)")
+        }
+    }
+
+    private func tearDown() {
+        cursors.removeAll()
+        snapshots.removeAll()
+        try? db?.close()
+        db = nil
+        if let violation = disk?.violations.first, failure == nil {
+            failure = MetaFailure(index: index, message: "O_DIRECT alignment violated: \(violation)")
+        }
+    }
+
+    /// How a power cut treats the writes not yet synced: dropped, kept, torn or with a
+    /// sector of garbage, each with some probability. No I/O errors: every operation
+    /// must succeed.
+    private func drawPlan() -> SimulatedDisk.FaultPlan {
+        var plan = SimulatedDisk.FaultPlan()
+        plan.tornMode = [.dropOnly, .torn, .corrupt][random.below(3)]
+        plan.persistProbability = [0.0, 0.5, 1.0][random.below(3)]
+        plan.pessimisticSizes = random.chance(0.3)
+        return plan
+    }
+
+    private func open(_ disk: SimulatedDisk) throws -> Database {
+        try Database(path: MetaRunner.path, options: optionSet.options, storage: disk, locking: false)
+    }
+
+    private var database: Database {
+        get throws {
+            guard let db else { throw MetaMismatch("no database is open") }
+            return db
+        }
+    }
+
+    // MARK: operations
+
+    private func perform(_ operation: MetaOp) throws -> String {
+        switch operation {
+        case .put(let key, let value, let sync):
+            return try commit([.put(key, value)], sync: sync)
+        case .delete(let key, let sync):
+            return try commit([.delete(key)], sync: sync)
+        case .batch(let entries, let sync):
+            return try commit(entries, sync: sync)
+        case .get(let key, let snapshot):
+            guard let handle = try snapshotHandle(snapshot) else { return "skip" }
+            let got = try database.get(key, snapshot: handle.snapshot)
+            try expect(got, model.value(key, snapshot: snapshot), "get \(MetaText.key(key))")
+            return MetaText.value(got)
+        case .getMany(let keys, let snapshot):
+            guard let handle = try snapshotHandle(snapshot) else { return "skip" }
+            let got = try database.get(keys: keys, snapshot: handle.snapshot)
+            guard got.count == keys.count else { throw MetaMismatch("\(got.count) answers for \(keys.count) keys") }
+            for (key, value) in zip(keys, got) { try expect(value, model.value(key, snapshot: snapshot), "getmany \(MetaText.key(key))") }
+            return got.map(MetaText.value).joined(separator: ",")
+        case .takeSnapshot(let id):
+            snapshots[id] = try database.snapshot()
+            model.takeSnapshot(id)
+            return "ok"
+        case .releaseSnapshot(let id):
+            guard snapshots.removeValue(forKey: id) != nil else { return "skip" }
+            model.releaseSnapshot(id)
+            return "ok"
+        case .openCursor(let id, let scan, let snapshot):
+            guard let handle = try snapshotHandle(snapshot) else { return "skip" }
+            cursors[id] = try database.scan(scanOptions(scan), snapshot: handle.snapshot)
+            model.openCursor(id, scan: scan, snapshot: snapshot)
+            return "ok"
+        case .next(let id, let count):
+            guard let cursor = cursors[id] else { return "skip" }
+            var seen: [String] = []
+            for step in 0..<count {
+                let got = cursor.next()
+                if let error = cursor.error { throw MetaMismatch("cursor c\(id) failed: \(error)") }
+                let expected = model.nextEntry(cursor: id)
+                try expectEntry(got, expected, "next c\(id) (step \(step + 1))")
+                guard let got else {
+                    seen.append("end")
+                    break
+                }
+                seen.append("\(MetaText.key(got.key))=\(MetaText.value(got.value))")
+            }
+            return seen.joined(separator: " ")
+        case .closeCursor(let id):
+            guard cursors.removeValue(forKey: id) != nil else { return "skip" }
+            model.closeCursor(id)
+            return "ok"
+        case .scan(let scan, let snapshot):
+            guard let handle = try snapshotHandle(snapshot) else { return "skip" }
+            var got: [(key: [UInt8], value: [UInt8])] = []
+            try database.forEach(scanOptions(scan), snapshot: handle.snapshot) { key, value in
+                got.append((Array(key), Array(value)))
+                return true
+            }
+            let expected = model.scan(scan, snapshot: snapshot)
+            try expectEntries(got, expected, "scan")
+            return "\(got.count) entries, digest \(MetaText.digest(got))"
+        case .flush:
+            try flush(try database)
+            model.markDurable()
+            return "ok"
+        case .compact(let start, let end):
+            try database.compactRange(start: start, end: end)
+            model.markDurable()
+            return "ok"
+        case .sync:
+            try database.sync()
+            model.markDurable()
+            return "ok"
+        case .reopen(let name):
+            if let name {
+                guard let next = MetaOptionSet.named(name) else { throw MetaMismatch("no option set named \(name)") }
+                optionSet = next
+            }
+            dropHandles()
+            try database.close()
+            db = nil
+            model.markDurable()
+            db = try open(try simulatedDisk)
+            return try checkWholeState("reopen")
+        case .crash:
+            dropHandles()
+            let old = try simulatedDisk
+            old.cutPower()
+            db = nil  // its close fails on the dead disk, as it would after a power cut
+            // What survives of the unsynced writes follows the old disk's plan.
+            let disk = old.restarted(plan: drawPlan(), seed: random.next())
+            self.disk = disk
+            let db = try open(disk)
+            self.db = db
+            let recovered = db.currentView.log?.lastSequence ?? db.currentView.visibleSequence
+            if let problem = model.recover(sequence: recovered) { throw MetaMismatch("after the crash: \(problem)") }
+            return "crash: recovered through \(recovered); " + (try checkWholeState("crash"))
+        }
+    }
+
+    private func commit(_ entries: [MetaBatchEntry], sync: Bool) throws -> String {
+        let db = try database
+        var batch = WriteBatch()
+        for entry in entries {
+            switch entry {
+            case .put(let key, let value): batch.put(key, value.bytes)
+            case .delete(let key): batch.delete(key)
+            }
+        }
+        if entries.contains(where: { $0.key.isEmpty }) {
+            // The engine takes no empty key (as LMDB): the whole batch is refused.
+            let refused: KVError.Code?
+            do {
+                try db.write(batch, durability: sync ? .sync : .buffered)
+                refused = nil
+            } catch {
+                refused = error.code
+            }
+            guard refused == .invalidArgument else {
+                throw MetaMismatch("a batch with an empty key was \(refused.map { "refused with \($0)" } ?? "accepted")")
+            }
+            return "rejected"
+        }
+        try db.write(batch, durability: sync ? .sync : .buffered)
+        let sequence = db.currentView.log?.lastSequence ?? 0
+        model.commit(entries, sync: sync, sequence: sequence)
+        return "ok"
+    }
+
+    /// Freezes the memtable (even an empty one) and waits until every frozen memtable is
+    /// in a table.
+    private func flush(_ db: Database) throws {
+        if let log = db.currentView.log { try db.rotate(from: log) }
+        while !db.currentView.immutables.isEmpty {
+            if let error = db.backgroundError.withLock({ $0 }) { throw error }
+            if db.options.inlineBackgroundWork {
+                db.runInlineWork()
+            } else {
+                db.backgroundThreads?.wakeFlush()
+                usleep(200)
+            }
+        }
+    }
+
+    private var simulatedDisk: SimulatedDisk {
+        get throws {
+            guard let disk else { throw MetaMismatch("no simulated disk") }
+            return disk
+        }
+    }
+
+    /// The handle of model snapshot `id` (a wrapper so that "no snapshot" differs from
+    /// "a snapshot that is gone"): nil when the run has no such snapshot (the operation is
+    /// skipped, as reductions may leave such references behind).
+    private func snapshotHandle(_ id: Int?) throws -> (snapshot: Snapshot?, Void)? {
+        guard let id else { return (nil, ()) }
+        guard let snapshot = snapshots[id] else { return nil }
+        return (snapshot, ())
+    }
+
+    private func scanOptions(_ scan: MetaScan) -> ScanOptions {
+        ScanOptions(start: scan.start, end: scan.end, prefix: scan.prefix, reverse: scan.reverse, limit: scan.limit)
+    }
+
+    private func dropHandles() {
+        cursors.removeAll()
+        snapshots.removeAll()
+        model.dropHandles()
+    }
+
+    // MARK: checks
+
+    /// Every key by `get` and by a batched get, and the whole database forward and reverse.
+    private func checkWholeState(_ what: String) throws -> String {
+        let db = try database
+        let expected = model.sortedEntries
+        var forward: [(key: [UInt8], value: [UInt8])] = []
+        let cursor = db.scan()
+        while let entry = cursor.next() { forward.append(entry) }
+        if let error = cursor.error { throw MetaMismatch("\(what): full scan failed: \(error)") }
+        try expectEntries(forward, expected, "\(what): full scan")
+        let reverse = Array(db.scan(ScanOptions(reverse: true)))
+        try expectEntries(reverse, expected.reversed(), "\(what): full reverse scan")
+        return "\(expected.count) keys, digest \(MetaText.digest(expected))"
+    }
+
+    private func finalCheck() throws -> String {
+        let db = try database
+        var keys = Set<[UInt8]>()
+        for operation in operations { keys.formUnion(operation.keys) }
+        let sorted = keys.sorted { $0.lexicographicallyPrecedes($1) }
+        for key in sorted { try expect(try db.get(key), model.value(key, snapshot: nil), "final get \(MetaText.key(key))") }
+        let batched = try db.get(keys: sorted)
+        for (key, value) in zip(sorted, batched) { try expect(value, model.value(key, snapshot: nil), "final getmany \(MetaText.key(key))") }
+        return try checkWholeState("final")
+    }
+
+    private func expect(_ got: [UInt8]?, _ expected: [UInt8]?, _ what: String) throws {
+        if got != expected {
+            throw MetaMismatch("\(what) returned \(MetaText.value(got)), the model says \(MetaText.value(expected))")
+        }
+    }
+
+    private func expectEntry(_ got: (key: [UInt8], value: [UInt8])?, _ expected: (key: [UInt8], value: [UInt8])?, _ what: String) throws {
+        switch (got, expected) {
+        case (nil, nil): return
+        case (let got?, let expected?) where got.key == expected.key && got.value == expected.value: return
+        default:
+            func show(_ entry: (key: [UInt8], value: [UInt8])?) -> String {
+                entry.map { "\(MetaText.key($0.key))=\(MetaText.value($0.value))" } ?? "the end"
+            }
+            throw MetaMismatch("\(what) returned \(show(got)), the model says \(show(expected))")
+        }
+    }
+
+    private func expectEntries(
+        _ got: [(key: [UInt8], value: [UInt8])], _ expected: [(key: [UInt8], value: [UInt8])], _ what: String
+    ) throws {
+        for position in 0..<max(got.count, expected.count) {
+            let left = position < got.count ? got[position] : nil
+            let right = position < expected.count ? expected[position] : nil
+            try expectEntry(left, right, "\(what), entry \(position + 1)")
+        }
+    }
+}
+
+/// A read that disagrees with the model (or another check that failed).
+struct MetaMismatch: Error {
+    let message: String
+    init(_ message: String) { self.message = message }
+}
+
+extension MetaText {
+    /// A value as the failure messages show it: `v12/300` when it is that generated value,
+    /// `nil` when absent, else its length and a digest.
+    static func value(_ bytes: [UInt8]?) -> String {
+        guard let bytes else { return "nil" }
+        if let slash = bytes.firstIndex(of: UInt8(ascii: "/")), bytes.first == UInt8(ascii: "v"),
+            let stamp = Int(String(decoding: bytes[1..<slash], as: UTF8.self)),
+            MetaValue(stamp: stamp, length: bytes.count).bytes == bytes
+        {
+            return MetaValue(stamp: stamp, length: bytes.count).description
+        }
+        return "\(bytes.count)B#\(String(digest([(key: [], value: bytes)]).prefix(8)))"
+    }
+
+    /// FNV-1a over keys and values: outputs that are equal print equal.
+    static func digest(_ entries: [(key: [UInt8], value: [UInt8])]) -> String {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        func mix(_ byte: UInt8) {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01B3
+        }
+        for entry in entries {
+            for byte in entry.key { mix(byte) }
+            mix(0xA5)
+            for byte in entry.value { mix(byte) }
+            mix(0x5A)
+        }
+        return String(hash, radix: 16)
+    }
+}

@@ -1,0 +1,103 @@
+import Foundation
+import XCTest
+
+@testable import KVEngine
+
+/// The metamorphic sweep: random operation sequences, each checked against a model under
+/// three option sets whose answers must agree (Tests/CrashTests/Metamorphic/).
+///
+/// `make test` runs `METAMORPHIC_SEEDS` seeds (default 150); a long sweep is
+/// `METAMORPHIC_SEEDS=20000 swift test -c release --filter MetamorphicTests/testSweep`, and
+/// one seed replays with `METAMORPHIC_SEED=N` (add `METAMORPHIC_PRINT=1` to print its
+/// operations). A failure prints its seed and the reduced operation list, and writes the
+/// list to a file that a regression case (MetamorphicRegressionTests) can take whole.
+final class MetamorphicTests: XCTestCase {
+    func testSweep() {
+        let environment = ProcessInfo.processInfo.environment
+        let seeds: [UInt64]
+        if let one = environment["METAMORPHIC_SEED"].flatMap(UInt64.init) {
+            seeds = [one]
+        } else {
+            let count = environment["METAMORPHIC_SEEDS"].flatMap(Int.init) ?? 150
+            let base = environment["METAMORPHIC_BASE_SEED"].flatMap(UInt64.init) ?? 1
+            seeds = (0..<UInt64(count)).map { base + $0 }
+        }
+        let reduce = environment["METAMORPHIC_REDUCE"] != "0"
+        var operations = 0
+        var failed: [UInt64] = []
+        let started = Date()
+        for seed in seeds {
+            let check = MetaCheck(operations: MetaCheck.operations(seed: seed), optionSets: MetaCheck.optionSets(seed: seed), seed: seed)
+            operations += check.operations.count
+            if seeds.count == 1 && environment["METAMORPHIC_PRINT"] != nil {
+                print("seed \(seed) under \(check.optionSets.map(\.name)):\n" + check.operations.map(\.description).joined(separator: "\n"))
+            }
+            guard let finding = check.run() else { continue }
+            failed.append(seed)
+            // Reduce only the first few failures: a broken build fails every seed.
+            let minimal = reduce && failed.count <= 3 ? check.reduced() : check.operations
+            let shown = MetaCheck(operations: minimal, optionSets: check.optionSets, seed: seed).run() ?? finding
+            let text = minimal.map(\.description).joined(separator: "\n")
+            let file = FileManager.default.temporaryDirectory.path + "/kvengine-metamorphic-\(seed).txt"
+            try? (text + "\n").write(toFile: file, atomically: true, encoding: .utf8)
+            XCTFail("""
+                seed \(seed): \(finding)
+                reduced to \(minimal.count) of \(check.operations.count) operations (\(shown)), written to \(file):
+                \(text)
+                replay: METAMORPHIC_SEED=\(seed) swift test --filter MetamorphicTests/testSweep
+                """)
+        }
+        let seconds = Date().timeIntervalSince(started)
+        print("seeds=\(seeds.count) ops=\(operations) failures=\(failed.count)\(failed.isEmpty ? "" : " (seeds \(failed.prefix(20).map(String.init).joined(separator: ", ")))") in \(String(format: "%.1f", seconds)) s")
+    }
+
+    /// A seed's run is the same every time: its operations, and every output under a
+    /// deterministic option set.
+    func testSeedReplaysDeterministically() {
+        for seed: UInt64 in [3, 77, 1234] {
+            let operations = MetaCheck.operations(seed: seed)
+            XCTAssertEqual(operations, MetaCheck.operations(seed: seed), "seed \(seed)")
+            for set in MetaCheck.optionSets(seed: seed) where set.isDeterministic {
+                let first = MetaRunner(operations: operations, optionSet: set, seed: seed)
+                first.run()
+                let second = MetaRunner(operations: operations, optionSet: set, seed: seed)
+                second.run()
+                XCTAssertNil(first.failure, "seed \(seed) under \(set.name)")
+                XCTAssertEqual(first.outputs, second.outputs, "seed \(seed) under \(set.name)")
+                XCTAssertEqual(first.outputs.count, operations.count + 1, "seed \(seed) under \(set.name)")
+            }
+        }
+    }
+
+    /// The text form of every generated operation parses back to the same operation.
+    func testTextFormRoundTrips() throws {
+        for seed: UInt64 in 1...40 {
+            let operations = MetaCheck.operations(seed: seed)
+            let text = operations.map(\.description).joined(separator: "\n")
+            XCTAssertEqual(try MetaOp.parse(text), operations, "seed \(seed)")
+        }
+        XCTAssertThrowsError(try MetaOp.parse("put x6 v1/2 sync"))  // odd hex digits
+        XCTAssertThrowsError(try MetaOp.parse("frobnicate"))
+    }
+
+    /// The model is not a mirror of the engine: a wrong answer fails the run. A database
+    /// that is opened, written behind the runner's back (here: a sequence that reads a
+    /// key the model never saw written) must disagree.
+    func testTheModelCatchesAWrongAnswer() throws {
+        var model = MetaModel()
+        model.commit([.put([1], MetaValue(stamp: 1, length: 3))], sync: true, sequence: 1)
+        model.commit([.put([1], MetaValue(stamp: 2, length: 3))], sync: false, sequence: 2)
+        model.takeSnapshot(1)
+        model.commit([.delete([1])], sync: false, sequence: 3)
+        XCTAssertNil(model.value([1], snapshot: nil))
+        XCTAssertEqual(model.value([1], snapshot: 1), MetaValue(stamp: 2, length: 3).bytes)
+        // A crash may keep any acknowledged prefix from the durable point on, nothing less.
+        var lost = model
+        XCTAssertNotNil(lost.recover(sequence: 0), "losing a synced write must fail")
+        var partial = model
+        XCTAssertNil(partial.recover(sequence: 2))
+        XCTAssertEqual(partial.value([1], snapshot: nil), MetaValue(stamp: 2, length: 3).bytes)
+        var beyond = model
+        XCTAssertNotNil(beyond.recover(sequence: 4), "a sequence no commit ends must fail")
+    }
+}
