@@ -29,6 +29,24 @@ final class DatabaseTests: XCTestCase {
         XCTAssertEqual(again.stats.lastSequence, 5)
     }
 
+    /// `kvctl D put k v` on a fresh directory `D` (a bare relative name) trapped inside
+    /// Foundation while working out the parent directory to fsync.
+    func testCreatesADatabaseAtABareRelativeName() throws {
+        let dir = TestPath()
+        let previous = FileManager.default.currentDirectoryPath
+        XCTAssertTrue(FileManager.default.changeCurrentDirectoryPath(dir.root))
+        defer { _ = FileManager.default.changeCurrentDirectoryPath(previous) }
+        let db = try Database(path: "D", options: testOptions())
+        try db.put("k", "v")
+        try db.close()
+        XCTAssertEqual(try Database(path: "D", options: testOptions()).get("k"), "v")
+        XCTAssertEqual(Database.parentDirectory(of: "D"), ".")
+        XCTAssertEqual(Database.parentDirectory(of: "D/"), ".")
+        XCTAssertEqual(Database.parentDirectory(of: "/D"), "/")
+        XCTAssertEqual(Database.parentDirectory(of: "a/b/D//"), "a/b")
+        XCTAssertEqual(Database.parentDirectory(of: "/var/lib/D"), "/var/lib")
+    }
+
     func testBinaryKeysAndValuesRoundTrip() throws {
         let dir = TestPath()
         let db = try Database(path: dir.path, options: testOptions())

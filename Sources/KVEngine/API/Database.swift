@@ -179,10 +179,19 @@ public final class Database: Sendable {
         } else {
             try io("create directory \(path)") {
                 try storage.createDirectory(atPath: path)
-                let parent = (path as NSString).deletingLastPathComponent
-                try storage.syncDirectory(atPath: parent.isEmpty ? "." : parent)
+                try storage.syncDirectory(atPath: Database.parentDirectory(of: path))
             }
         }
+    }
+
+    /// The directory holding `path` ("." for a bare name). By hand: Foundation's
+    /// `deletingLastPathComponent` traps on some short relative paths.
+    static func parentDirectory(of path: String) -> String {
+        var trimmed = Substring(path)
+        while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed = trimmed.dropLast() }
+        guard let slash = trimmed.lastIndex(of: "/") else { return "." }
+        if slash == trimmed.startIndex { return "/" }
+        return String(trimmed[..<slash])
     }
 
     deinit {
