@@ -48,7 +48,12 @@ final class ManifestFailureTests: XCTestCase {
             XCTAssertThrowsError(try db!.put(key(99), value(99)), file: file, line: line) { error in
                 XCTAssertTrue("\(error)".contains("reopen"), "not a clear refusal: \(error)", file: file, line: line)
             }
-            XCTAssertThrowsError(try db!.compactRange(), "a stopped manifest takes no more edits", file: file, line: line)
+            XCTAssertThrowsError(try db!.compactRange(), "a stopped database takes no more compactions", file: file, line: line)
+            // The version set itself refuses (a compaction already under way would reach it).
+            XCTAssertNotNil(db!.versions.failure, file: file, line: line)
+            XCTAssertThrowsError(try db!.versions.apply(VersionEdit()) { _ in }, file: file, line: line) { error in
+                XCTAssertTrue("\(error)".contains("stopped"), "\(error)", file: file, line: line)
+            }
             for index in 0..<20 { XCTAssertEqual(try db!.get(key(index)), value(index), "reads go on", file: file, line: line) }
             var next = disk
             if crash {

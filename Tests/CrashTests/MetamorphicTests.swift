@@ -63,6 +63,8 @@ final class MetamorphicTests: XCTestCase {
                 let second = MetaRunner(operations: operations, optionSet: set, seed: seed)
                 second.run()
                 XCTAssertNil(first.failure, "seed \(seed) under \(set.name)")
+                // A reopen with real background threads makes the rest of a run timing-dependent.
+                guard first.isDeterministic else { continue }
                 XCTAssertEqual(first.outputs, second.outputs, "seed \(seed) under \(set.name)")
                 XCTAssertEqual(first.outputs.count, operations.count + 1, "seed \(seed) under \(set.name)")
             }
@@ -80,10 +82,9 @@ final class MetamorphicTests: XCTestCase {
         XCTAssertThrowsError(try MetaOp.parse("frobnicate"))
     }
 
-    /// The model is not a mirror of the engine: a wrong answer fails the run. A database
-    /// that is opened, written behind the runner's back (here: a sequence that reads a
-    /// key the model never saw written) must disagree.
-    func testTheModelCatchesAWrongAnswer() throws {
+    /// The model's own rules: snapshots keep their state, and a crash may keep any
+    /// acknowledged prefix from the durable point on, nothing less and nothing between.
+    func testTheModelJudgesCrashesAndSnapshots() throws {
         var model = MetaModel()
         model.commit([.put([1], MetaValue(stamp: 1, length: 3))], sync: true, sequence: 1)
         model.commit([.put([1], MetaValue(stamp: 2, length: 3))], sync: false, sequence: 2)

@@ -5,7 +5,9 @@ import Logging
 import PageStore
 import Synchronization
 
-let engineLogger = Logger(label: "KVEngine")
+/// The engine's logger, made at each use (open, recovery, failures: never a hot path), so
+/// that a logging backend bootstrapped after the first database opened is still used.
+var engineLogger: Logger { Logger(label: "KVEngine") }
 
 /// An open database: a directory of logs (and, later, sorted tables) with ordered byte
 /// keys and values.
@@ -104,7 +106,7 @@ public final class Database: Sendable {
             identityVersion = try Identity.verify(in: path, storage: storage)
         } else {
             try Identity.create(in: path, storage: storage)
-            engineLogger.info("created database at \(path)")
+            engineLogger.debug("created database at \(path)")
         }
         let cache = BlockCache(capacityBytes: options.cacheBytes)
         self.cache = cache
@@ -118,7 +120,7 @@ public final class Database: Sendable {
             minimumLog: manifest.logNumber, tableSequence: manifest.lastSequence
         ).run()
         let version = versions.current
-        engineLogger.info(
+        engineLogger.debug(
             "opened database at \(path): \(version.tableCount) tables, \(recovery.logsReplayed) logs replayed through sequence \(recovery.lastSequence)\(recovery.tornTails > 0 ? ", \(recovery.tornTails) torn tails cut off" : "")\(recovery.readOnly ? ", read-only" : "")")
         if recovery.readOnly {
             view = Mutex(View(log: nil, memtable: recovered, immutables: [], version: version, readOnlySequence: recovery.lastSequence))

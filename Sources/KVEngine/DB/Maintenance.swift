@@ -147,13 +147,19 @@ extension Database {
             let number = versions.newFileNumber()
             let builder = try TableBuilder(
                 storage: storage, directory: path, number: number, expectedBytes: Int64(frozen.memtable.approximateBytes))
-            let walk = frozen.memtable.makeIterator()
-            walk.seekToFirst()
-            while walk.isValid {
-                try builder.add(walk.key, tag: walk.tag, value: walk.value)
-                walk.next()
+            let meta: TableMeta
+            do throws(KVError) {
+                let walk = frozen.memtable.makeIterator()
+                walk.seekToFirst()
+                while walk.isValid {
+                    try builder.add(walk.key, tag: walk.tag, value: walk.value)
+                    walk.next()
+                }
+                meta = try builder.finish()
+            } catch {
+                builder.abandon()
+                throw error
             }
-            let meta = try builder.finish()
             try io("sync directory \(path)") { try storage.syncDirectory(atPath: path) }
             edit.added = [VersionEdit.AddedFile(level: 0, meta: meta)]
             counters.flushBytes.wrappingIncrement(by: Int(meta.fileBytes), ordering: .relaxed)
@@ -194,7 +200,7 @@ extension Database {
                 obsolete = true
             }
             if obsolete {
-                engineLogger.info("removing obsolete \(path)/\(name)")
+                engineLogger.debug("removing obsolete \(path)/\(name)")
                 try? storage.removeFile(atPath: path + "/" + name)
             }
         }
@@ -340,9 +346,17 @@ extension Database {
         let outputs = try merge(plan)
         try io("sync directory \(path)") { try storage.syncDirectory(atPath: path) }
         for meta in outputs { edit.added.append(.init(level: plan.outputLevel, meta: meta)) }
-        // On failure the outputs stay: the edit naming them may be durable although its
-        // write or fdatasync failed. The next open removes them if no version names them.
-        try apply(edit, while: "compaction of level \(plan.level)") { version in view.withLock { $0 = $0.with(version: version) } }
+        do throws(KVError) {
+            try apply(edit, while: "compaction of level \(plan.level)") { version in view.withLock { $0 = $0.with(version: version) } }
+        } catch {
+            // After a manifest failure the outputs stay: the edit naming them may be
+            // durable although its write or fdatasync failed (the next open removes them if
+            // no version names them). Otherwise the edit was never written.
+            if versions.failure == nil {
+                for meta in outputs { try? storage.removeFile(atPath: path + "/" + TableFormat.fileName(meta.number)) }
+            }
+            throw error
+        }
         counters.compactions.wrappingIncrement(ordering: .relaxed)
         let read = (plan.inputs + plan.below).reduce(0) { $0 + Int($1.meta.fileBytes) }
         counters.compactionReadBytes.wrappingIncrement(by: read, ordering: .relaxed)

@@ -13,7 +13,8 @@ import Glibc
 /// Writers encode their batch into the log's in-memory pages and insert it into the
 /// memtable under one lock (so the memtable has one writer, and log order is sequence
 /// order). The pages go to disk as **commit chains**: linked writes then an fdatasync,
-/// one ``IORequest/commit(_:_:)``. Up to `maxChainsInFlight` chains are in flight; while
+/// one ``IORequest/commit(_:_:)``. Up to `maxChainsInFlight` chains are in flight (one when
+/// the log is not O_DIRECT: see `chainsInFlightMax`); while
 /// they are, the next pages gather, and a completion starts the next chain. A sync writer
 /// runs the chain it starts on its own thread (`lead`), the others go through the ring
 /// thread. Chains are retired, and writes acknowledged, strictly in log order: a write is
@@ -62,6 +63,12 @@ final class LogWriter: Sendable {
     /// still go out strictly in log order. (Measured with fillsync: 4 beats 2 at 4 writers
     /// and 8 at 16 writers.)
     static let maxChainsInFlight = 4
+    /// Chains this log keeps in flight: `maxChainsInFlight` with O_DIRECT, one without.
+    /// Through the page cache, a page's write-back error is reported to whichever
+    /// fdatasync on the file looks first, so one in flight beside another could return 0
+    /// although pages it covered were lost; one at a time, each fdatasync answers for every
+    /// page written before it.
+    private let chainsInFlightMax: Int
 
     typealias Ack = @Sendable (Result<Void, KVError>) -> Void
 
@@ -177,6 +184,8 @@ final class LogWriter: Sendable {
         self.memtableLimitBytes = options.memtableBytes
         self.bufferedChainPages = max(1, options.bufferedChainPages)
         self.preallocateBytes = options.logPreallocateBytes
+        let directIO = (try? storage.fileInfo(file).directIO) ?? false
+        self.chainsInFlightMax = directIO ? LogWriter.maxChainsInFlight : 1
         self.visibleSequence = ManagedAtomic(lastSequence)
         let start = Int64(LogFormat.pageBytes)
         self.state = Mutex(State(
@@ -324,7 +333,7 @@ final class LogWriter: Sendable {
     /// flush was asked for, or whole pages are ready (those go without the partly filled
     /// page).
     private func startChainIfDue(_ state: inout State) -> Chain? {
-        guard state.inFlight.count < LogWriter.maxChainsInFlight, state.failure == nil else { return nil }
+        guard state.inFlight.count < chainsInFlightMax, state.failure == nil else { return nil }
         let urgent = state.flushRequested || state.waiters.contains(where: \.sync)
         if !urgent {
             // Only buffered writes wait: their bound is the flush interval, so full pages go

@@ -131,7 +131,7 @@ final class VersionSet: Sendable {
             guard let manifest = state.manifest else {
                 throw KVError(.readOnly, "no manifest is open (read-only)")
             }
-            let previous = state.version
+            let previous = (version: state.version, logNumber: state.logNumber, lastSequence: state.lastSequence)
             if manifest.end >= manifestRollBytes {
                 state.version = version
                 if let logNumber = edit.logNumber { state.logNumber = logNumber }
@@ -139,7 +139,7 @@ final class VersionSet: Sendable {
                 do throws(KVError) {
                     try roll(&state)
                 } catch {
-                    state.version = previous
+                    (state.version, state.logNumber, state.lastSequence) = previous
                     throw error
                 }
             } else {
@@ -155,7 +155,7 @@ final class VersionSet: Sendable {
             }
             install(version)
             let deleted = Set(edit.deleted.map(\.number)).subtracting(moved)
-            return previous.levels.flatMap { $0 }.filter { deleted.contains($0.number) }
+            return previous.version.levels.flatMap { $0 }.filter { deleted.contains($0.number) }
         }
         for table in removed { table.markObsolete() }
     }

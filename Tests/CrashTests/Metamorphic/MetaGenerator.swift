@@ -36,9 +36,18 @@ struct MetaGenerator {
         moveWindow()
     }
 
+    /// Mostly a drift by a few keys (successive memtables then cover chained, partly
+    /// overlapping ranges), sometimes a jump anywhere, with a new width.
     private mutating func moveWindow() {
         let width = 1 + random.below(max(1, keys.count / 3))
-        let start = random.below(keys.count - width + 1)
+        var start: Int
+        if random.chance(0.7) {
+            let step = 1 + random.below(max(1, window.count / 2 + 1))
+            start = window.lowerBound + (random.chance(0.5) ? step : -step)
+        } else {
+            start = random.below(keys.count)
+        }
+        start = max(0, min(start, keys.count - width))
         window = start..<(start + width)
     }
 
@@ -64,9 +73,9 @@ struct MetaGenerator {
             case .next: return 100
             case .closeCursor: return 20
             case .scan: return 50
-            case .flush: return 40
+            case .flush: return 60
             case .compactAll: return 10
-            case .compactRange: return 50
+            case .compactRange: return 70
             case .sync: return 20
             case .reopen: return 15
             case .reopenWithOptions: return 15
@@ -85,7 +94,7 @@ struct MetaGenerator {
                 defer { draw -= kind.weight }
                 return draw < kind.weight
             }!
-            if random.chance(0.06) { moveWindow() }
+            if random.chance(0.15) { moveWindow() }
             if let operation = make(kind) { operations.append(operation) }
         }
         return operations
@@ -154,7 +163,7 @@ struct MetaGenerator {
     }
 
     private mutating func key() -> [UInt8] {
-        random.chance(0.95) ? keys[window.lowerBound + random.below(window.count)] : keys[random.below(keys.count)]
+        random.chance(0.97) ? keys[window.lowerBound + random.below(window.count)] : keys[random.below(keys.count)]
     }
 
     /// A range bound: a pool key, some other string over the alphabet, or none.

@@ -16,7 +16,11 @@ struct MetaFailure: CustomStringConvertible {
 /// (what the database said) for the comparison between option sets.
 ///
 /// Deterministic: the same operations, option set and seed give the same outputs (unless
-/// the option set runs background threads).
+/// an option set used runs background threads: `isDeterministic`).
+///
+/// Beside the answers the model checks, the outputs carry what the model takes from the
+/// engine instead of predicting it (the sequence numbers of commits and snapshots, the
+/// last sequence after a reopen): those must agree between option sets too.
 final class MetaRunner {
     static let directory = "/sim"
     static let path = "/sim/db"
@@ -27,6 +31,8 @@ final class MetaRunner {
     /// One line per operation carried out, then the final check's.
     private(set) var outputs: [String] = []
     private(set) var failure: MetaFailure?
+    /// Whether every option set the run used replays exactly.
+    private(set) var isDeterministic: Bool
 
     private var disk: SimulatedDisk?
     private var db: Database?
@@ -40,6 +46,7 @@ final class MetaRunner {
         self.operations = operations
         self.optionSet = optionSet
         self.seed = seed
+        isDeterministic = optionSet.isDeterministic
         random = SplitMix(seed: seed ^ 0x6D65_7461)
         CrashRun.quietLogs
     }
@@ -131,9 +138,10 @@ final class MetaRunner {
             for (key, value) in zip(keys, got) { try expect(value, model.value(key, snapshot: snapshot), "getmany \(MetaText.key(key))") }
             return got.map(MetaText.value).joined(separator: ",")
         case .takeSnapshot(let id):
-            snapshots[id] = try database.snapshot()
+            let snapshot = try database.snapshot()
+            snapshots[id] = snapshot
             model.takeSnapshot(id)
-            return "ok"
+            return "ok seq=\(snapshot.sequence)"
         case .releaseSnapshot(let id):
             guard snapshots.removeValue(forKey: id) != nil else { return "skip" }
             model.releaseSnapshot(id)
@@ -188,18 +196,22 @@ final class MetaRunner {
             if let name {
                 guard let next = MetaOptionSet.named(name) else { throw MetaMismatch("no option set named \(name)") }
                 optionSet = next
+                isDeterministic = isDeterministic && next.isDeterministic
             }
             dropHandles()
             try database.close()
             db = nil
             model.markDurable()
-            db = try open(try simulatedDisk)
-            return try checkWholeState("reopen")
+            let db = try open(try simulatedDisk)
+            self.db = db
+            let recovered = db.currentView.log?.lastSequence ?? db.currentView.visibleSequence
+            return "reopen: through \(recovered); " + (try checkWholeState("reopen"))
         case .crash:
             dropHandles()
             let old = try simulatedDisk
             old.cutPower()
-            db = nil  // its close fails on the dead disk, as it would after a power cut
+            try? db?.close()  // fails on the dead disk, as it would after a power cut
+            db = nil
             // What survives of the unsynced writes follows the old disk's plan.
             let disk = old.restarted(plan: drawPlan(), seed: random.next())
             self.disk = disk
@@ -237,7 +249,7 @@ final class MetaRunner {
         try db.write(batch, durability: sync ? .sync : .buffered)
         let sequence = db.currentView.log?.lastSequence ?? 0
         model.commit(entries, sync: sync, sequence: sequence)
-        return "ok"
+        return "ok seq=\(sequence)"
     }
 
     /// Freezes the memtable (even an empty one) and waits until every frozen memtable is
