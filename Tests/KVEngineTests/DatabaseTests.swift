@@ -102,6 +102,26 @@ final class DatabaseTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["notes.txt"], "nothing was added")
     }
 
+    /// A damaged identity file is corruption naming it, not "no database".
+    func testDamagedIdentityFileIsCorruption() throws {
+        let dir = TestPath()
+        try Database(path: dir.path, options: testOptions()).close()
+        let identity = dir.path + "/KVENGINE"
+        for (offset, count) in [(0, 8), (8, 1), (16, 8)] as [(Int64, Int)] {
+            let original = try Data(contentsOf: URL(fileURLWithPath: identity))
+            scribble(identity, at: offset, count: count)
+            XCTAssertThrowsError(try Database(path: dir.path, options: testOptions())) { error in
+                XCTAssertEqual((error as! KVError).code, .corruption, "\(error)")
+                XCTAssertEqual((error as! KVError).path, identity)
+            }
+            try original.write(to: URL(fileURLWithPath: identity))
+        }
+        try Data(repeating: 0x41, count: 10).write(to: URL(fileURLWithPath: identity))
+        XCTAssertThrowsError(try Database(path: dir.path, options: testOptions())) { error in
+            XCTAssertEqual((error as! KVError).code, .corruption, "\(error)")
+        }
+    }
+
     func testErrorIfExists() throws {
         let dir = TestPath()
         try Database(path: dir.path, options: testOptions()).close()

@@ -47,13 +47,18 @@ enum Identity {
             let count = try storage.read(file, offsetBytes: 0, into: page)
             return (count, Array(page.bytes[0..<24]))
         }
+        // Only the engine makes a file of this name (written whole, synced, then renamed
+        // into place): whatever does not verify in it is damage, not a foreign directory.
         let problem = bytes.withUnsafeBytes { raw -> KVError? in
-            guard count >= 24, raw[0..<8].elementsEqual(magic) else {
-                return KVError(.notADatabase, "\(path) is not a KVEngine identity file (bad magic)", path: path, offsetBytes: 0)
+            guard count >= 24 else {
+                return KVError(.corruption, "\(path) is damaged: \(count) bytes, an identity file holds 4096", path: path, offsetBytes: Int64(count))
+            }
+            guard raw[0..<8].elementsEqual(magic) else {
+                return KVError(.corruption, "\(path) is damaged: bad magic", path: path, offsetBytes: 0)
             }
             let checksum = Checksum.xxh3(UnsafeRawBufferPointer(rebasing: raw[0..<16]), seed: 0)
             guard checksum == Coding.fixed64(raw, at: 16) else {
-                return KVError(.corruption, "\(path): checksum mismatch", path: path, offsetBytes: 16)
+                return KVError(.corruption, "\(path) is damaged: checksum mismatch", path: path, offsetBytes: 16)
             }
             let version = Coding.fixed32(raw, at: 8)
             guard version <= formatVersion else {
