@@ -27,6 +27,24 @@ final class AllocatorTests: XCTestCase {
         XCTAssertEqual(c.base, a.base)
     }
 
+    /// Memory an I/O may still hold (its ring failed) is never handed out again: a slice
+    /// of a buffer quarantines the pages under it, and the owner's free keeps them in use.
+    func testQuarantinedPagesAreNeverReused() throws {
+        let allocator = try PageAllocator(arenaBytes: 4 * 4096)
+        let buffer = try allocator.allocate(pages: 3)
+        allocator.quarantine(buffer.slice(offset: 4096 + 100, count: 5000))  // pages 1 and 2
+        XCTAssertEqual(allocator.quarantinedPages, 2)
+        allocator.free(buffer)
+        XCTAssertEqual(allocator.freePages, 2, "only page 0 came back, beside the one never taken")
+        var handed: [PageBuffer] = []
+        while let next = try allocator.tryAllocate() { handed.append(next) }
+        XCTAssertEqual(handed.count, 2)
+        for page in handed {
+            XCTAssertFalse(page.base >= buffer.base + 4096 && page.base < buffer.base + 3 * 4096, "a quarantined page was handed out")
+        }
+        XCTAssertNil(try allocator.tryAllocate(pages: 2), "no run of two pages remains")
+    }
+
     func testExhaustionBlocksUntilPagesAreFreed() throws {
         let allocator = try PageAllocator(arenaBytes: 4 * 4096)
         let held = try (0..<4).map { _ in try allocator.allocate() }
