@@ -130,16 +130,39 @@ final class DatabaseTests: XCTestCase {
         }
     }
 
+    /// The identity file of format `version`, with a valid checksum.
+    private func writeIdentity(version: UInt32, in directory: String) throws {
+        var page = [UInt8](repeating: 0, count: 4096)
+        page.replaceSubrange(0..<8, with: Array("KVENGINE".utf8))
+        withUnsafeBytes(of: version.littleEndian) { page.replaceSubrange(8..<12, with: $0) }
+        let checksum = page.withUnsafeBytes { Checksum.xxh3(UnsafeRawBufferPointer(rebasing: $0[0..<16]), seed: 0) }
+        withUnsafeBytes(of: checksum.littleEndian) { page.replaceSubrange(16..<24, with: $0) }
+        try Data(page).write(to: URL(fileURLWithPath: directory + "/KVENGINE"))
+    }
+
+    /// A version 2 database opens, and its identity is rewritten as version 3 (after the
+    /// new manifest, which records the live logs, is in place).
+    func testOlderFormatIsUpgraded() throws {
+        let dir = TestPath()
+        do {
+            let db = try Database(path: dir.path, options: testOptions())
+            try db.put("k", "v")
+            try db.close()
+        }
+        try writeIdentity(version: 2, in: dir.path)
+        let db = try Database(path: dir.path, options: testOptions())
+        XCTAssertEqual(try db.get("k"), "v")
+        try db.close()
+        let identity = try Data(contentsOf: URL(fileURLWithPath: dir.path + "/KVENGINE"))
+        XCTAssertEqual(identity[8], UInt8(Identity.formatVersion))
+        XCTAssertEqual(Identity.formatVersion, 3)
+    }
+
     func testNewerFormatIsRefused() throws {
         let dir = TestPath()
         try Database(path: dir.path, options: testOptions()).close()
         // Rewrite the identity file as the next version, with a valid checksum.
-        var page = [UInt8](repeating: 0, count: 4096)
-        page.replaceSubrange(0..<8, with: Array("KVENGINE".utf8))
-        page[8] = UInt8(Identity.formatVersion + 1)
-        let checksum = page.withUnsafeBytes { Checksum.xxh3(UnsafeRawBufferPointer(rebasing: $0[0..<16]), seed: 0) }
-        withUnsafeBytes(of: checksum.littleEndian) { page.replaceSubrange(16..<24, with: $0) }
-        try Data(page).write(to: URL(fileURLWithPath: dir.path + "/KVENGINE"))
+        try writeIdentity(version: Identity.formatVersion + 1, in: dir.path)
         XCTAssertThrowsError(try Database(path: dir.path, options: testOptions())) { error in
             XCTAssertEqual((error as! KVError).code, .newerFormat)
             XCTAssertTrue("\(error)".contains("format version \(Identity.formatVersion + 1); this build reads up to \(Identity.formatVersion)"), "\(error)")

@@ -124,11 +124,56 @@ final class RecoveryTests: XCTestCase {
         let db = try Database(path: dir.path, options: testOptions())
         try db.put("k", "v")
         try db.close()
-        // Losing the first log whole leaves the second starting at sequence 3.
-        try FileManager.default.removeItem(atPath: logFiles(dir.path)[0])
+        // Losing the first log whole: the manifest records it as live (a manifest from
+        // before format version 3 would show the gap: the second starting at sequence 3).
+        let lost = logFiles(dir.path)[0]
+        try FileManager.default.removeItem(atPath: lost)
         XCTAssertThrowsError(try Database(path: dir.path, options: testOptions())) { error in
             XCTAssertEqual((error as! KVError).code, .corruption)
-            XCTAssertTrue("\(error)".contains("starts at sequence 3, expected 1"), "\(error)")
+            XCTAssertEqual((error as! KVError).path, lost)
+            XCTAssertTrue("\(error)".contains("is missing"), "\(error)")
+        }
+    }
+
+    /// A log holding acknowledged writes, overwritten whole with garbage (its header too),
+    /// is damage, not a log whose creation was cut short: the open refuses, naming it.
+    func testWholeLogOverwrittenWithGarbageIsCorruption() throws {
+        let dir = TestPath()
+        do {
+            let db = try Database(path: dir.path, options: testOptions())
+            for index in 0..<20 { try db.put("k\(index)", "v\(index)") }
+            try db.close()
+        }
+        let log = try XCTUnwrap(logFiles(dir.path).last)
+        scribble(log, at: 0, count: Int(fileSize(log)))
+        XCTAssertThrowsError(try Database(path: dir.path, options: testOptions())) { error in
+            XCTAssertEqual((error as! KVError).code, .corruption, "\(error)")
+            XCTAssertEqual((error as! KVError).path, log)
+        }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: log), "the damaged log is kept")
+        XCTAssertTrue(try Database.check(path: dir.path, options: testOptions()).isDamaged)
+    }
+
+    /// The manifest's last edit, a flush's, damaged after the flush removed the log it
+    /// replaced: dropping it as a torn tail would lose the flushed writes without a word.
+    /// The log it removed is still live in the edits before it, so its absence is damage.
+    func testDamagedLastFlushEditIsCorruptionOnceItsLogIsGone() throws {
+        let dir = TestPath()
+        let options = testOptions { $0.inlineBackgroundWork = true }
+        do {
+            let db = try Database(path: dir.path, options: options)
+            for index in 0..<10 { try db.put("k\(index)", "v\(index)") }
+            try db.rotate(from: try XCTUnwrap(db.currentView.log))  // flushes on this thread
+            XCTAssertEqual(db.stats.flushes, 1)
+            try db.close()
+        }
+        let manifest = try XCTUnwrap(
+            FileManager.default.contentsOfDirectory(atPath: dir.path).first { $0.hasPrefix("MANIFEST-") })
+        let file = dir.path + "/" + manifest
+        scribble(file, at: fileSize(file) - 4096, count: 4096)
+        XCTAssertThrowsError(try Database(path: dir.path, options: options)) { error in
+            XCTAssertEqual((error as! KVError).code, .corruption, "\(error)")
+            XCTAssertTrue("\(error)".contains("is missing"), "\(error)")
         }
     }
 }

@@ -81,6 +81,19 @@ final class TableFormatTests: XCTestCase {
         let encoded = edit.encode()
         XCTAssertEqual(Array(encoded[10..<16]), [5, 0, 5, 0x80, 0x80, 0x01])
         XCTAssertEqual(encoded.withUnsafeBytes { VersionEdit.decode($0) }, edit)
+        // Format version 3: the logs an edit records as created, field 6 each.
+        var logs = VersionEdit()
+        logs.createdLogs = [9, 300]
+        XCTAssertEqual(logs.encode(), [6, 9, 6, 0xAC, 0x02])
+        XCTAssertEqual(logs.encode().withUnsafeBytes { VersionEdit.decode($0) }, logs)
+        var state = ManifestState()
+        _ = state.apply(logs)
+        XCTAssertTrue(state.tracksLogs)
+        XCTAssertEqual(state.liveLogs, [9, 300])
+        var flushed = VersionEdit()
+        flushed.logNumber = 300
+        _ = state.apply(flushed)
+        XCTAssertEqual(state.liveLogs, [300], "a log below the log number is in tables")
         XCTAssertNil([UInt8]([4, 9, 1]).withUnsafeBytes { VersionEdit.decode($0) }, "level 9 does not exist")
         XCTAssertNil([UInt8]([77]).withUnsafeBytes { VersionEdit.decode($0) }, "unknown tag")
     }

@@ -117,7 +117,8 @@ public final class Database: Sendable {
         let recovered = Memtable()
         let recovery = try Recovery(
             directory: path, storage: storage, memtable: recovered, options: options,
-            minimumLog: manifest.logNumber, tableSequence: manifest.lastSequence
+            minimumLog: manifest.logNumber, tableSequence: manifest.lastSequence,
+            liveLogs: manifest.tracksLogs ? manifest.liveLogs : nil
         ).run()
         let version = versions.current
         engineLogger.debug(
@@ -140,9 +141,12 @@ public final class Database: Sendable {
         }
         do {
             // Logs that held nothing are obsolete at once.
+            // The new log is recorded before any write in it is acknowledged; so are the
+            // replayed logs, until the flush of what they held.
             try versions.startManifest(
                 logNumber: immutables.isEmpty ? logNumber : manifest.logNumber,
-                lastSequence: immutables.isEmpty ? recovery.lastSequence : manifest.lastSequence)
+                lastSequence: immutables.isEmpty ? recovery.lastSequence : manifest.lastSequence,
+                liveLogs: Set(immutables.isEmpty ? [] : recovery.logs).union([logNumber]))
             if identityVersion < Identity.formatVersion { try Identity.create(in: path, storage: storage) }
         } catch {
             log.beginClose()

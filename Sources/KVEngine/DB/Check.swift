@@ -126,7 +126,14 @@ extension Database {
             }
         }
         var lastSequence: UInt64 = manifest.lastSequence
-        for number in names.compactMap(LogFormat.number(ofFileName:)).sorted() where number >= manifest.logNumber {
+        let present = Set(names.compactMap(LogFormat.number(ofFileName:)))
+        let live = manifest.tracksLogs ? manifest.liveLogs : []
+        for number in live.subtracting(present).sorted() {
+            report.findings.append(.init(
+                path: path + "/" + LogFormat.fileName(number), offsetBytes: 0,
+                problem: "missing, but the manifest records it as holding writes not yet in tables", isDamage: true))
+        }
+        for number in present.sorted() where number >= manifest.logNumber {
             let file = path + "/" + LogFormat.fileName(number)
             report.logs += 1
             var records = 0
@@ -153,6 +160,10 @@ extension Database {
             switch result.end {
             case .clean:
                 break
+            case .unfinishedCreation(let reason) where live.contains(number):
+                report.findings.append(.init(
+                    path: file, offsetBytes: 0,
+                    problem: "damaged header (\(reason)), but the manifest records it as created whole", isDamage: true))
             case .unfinishedCreation(let reason):
                 report.findings.append(.init(path: file, offsetBytes: 0, problem: "never finished being created (\(reason))", isDamage: false))
             case .tornTail(let offset, let reason, _):

@@ -43,6 +43,18 @@ extension Database {
                 fail(error, while: "start log \(number)")
                 throw error
             }
+            // Recorded before any write in it is acknowledged: from then on recovery
+            // requires the log, and treats a header that does not verify as damage.
+            do throws(KVError) {
+                var edit = VersionEdit()
+                edit.createdLogs = [number]
+                try apply(edit, while: "record log \(number)") { _ in }
+            } catch {
+                log.beginClose()
+                try? log.close()
+                fail(error, while: "record log \(number)")
+                throw error
+            }
             let frozen = FrozenMemtable(memtable: old.memtable, nextLogNumber: number, lastSequence: old.lastSequence)
             view.withLock { $0 = $0.with(log: log, memtable: memtable, immutables: [frozen] + $0.immutables) }
             backgroundThreads?.wakeFlush()

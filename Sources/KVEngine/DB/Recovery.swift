@@ -7,6 +7,10 @@ import PageStore
 /// one, across logs too; a gap or overlap is corruption. A torn tail is cut off (the file
 /// is truncated and synced, so a second recovery finds the same end); damage before the
 /// tail refuses the open, or opens read-only when asked to.
+///
+/// A log the manifest records as created (`liveLogs`) was whole and durable before any
+/// write in it was acknowledged: if it is missing, or its header does not verify, that is
+/// damage too, never a log whose creation was cut short.
 struct Recovery {
     let directory: String
     let storage: any Storage
@@ -16,6 +20,9 @@ struct Recovery {
     let minimumLog: UInt64
     /// The last sequence number in tables: the first record replayed follows it.
     let tableSequence: UInt64
+    /// Logs the manifest records as created and not yet in tables; nil when the manifest
+    /// does not record its logs (written before format version 3).
+    let liveLogs: Set<UInt64>?
 
     struct Outcome {
         var lastSequence: UInt64 = 0
@@ -31,12 +38,26 @@ struct Recovery {
         var outcome = Outcome()
         outcome.lastSequence = tableSequence
         let names = try io("list \(directory)") { try storage.contentsOfDirectory(atPath: directory) }
-        let logs = names.compactMap(LogFormat.number(ofFileName:)).sorted().filter { $0 >= minimumLog }
+        let present = Set(names.compactMap(LogFormat.number(ofFileName:)).filter { $0 >= minimumLog })
+        let logs = present.union(liveLogs?.filter { $0 >= minimumLog } ?? []).sorted()
         outcome.nextLogNumber = (logs.last ?? 0) + 1
+        /// Damage: refuses the open, or (`.openReadOnly`) ends the replay here, read-only.
+        func damaged(_ message: String, path: String, offset: Int64) throws(KVError) {
+            guard options.onLogCorruption == .openReadOnly else {
+                throw KVError(.corruption, message + "; refusing to open (Options.onLogCorruption = .openReadOnly opens what precedes it)", path: path, offsetBytes: offset)
+            }
+            engineLogger.error("\(message); opening read-only with sequences 1...\(outcome.lastSequence)")
+            outcome.readOnly = true
+        }
         for number in logs {
+            let path = directory + "/" + LogFormat.fileName(number)
+            let live = liveLogs?.contains(number) ?? false
+            guard present.contains(number) else {
+                try damaged("log \(path) is missing, but the manifest records it as holding writes not yet in tables", path: path, offset: 0)
+                return outcome
+            }
             outcome.logsReplayed += 1
             outcome.logs.append(number)
-            let path = directory + "/" + LogFormat.fileName(number)
             var lastSequence = outcome.lastSequence
             let reader = LogReader(storage: storage, path: path, number: number)
             let result = try reader.replay { record, offset in
@@ -54,7 +75,13 @@ struct Recovery {
             switch result.end {
             case .clean:
                 break
+            case .unfinishedCreation(let reason) where live:
+                try damaged(
+                    "log \(path) is damaged at its header (\(reason)), but the manifest records it as created whole before any write in it was acknowledged",
+                    path: path, offset: 0)
+                return outcome
             case .unfinishedCreation(let reason):
+                outcome.logs.removeLast()
                 engineLogger.warning("log \(path) was never finished being created (\(reason)); removing it")
                 try io("remove \(path)") {
                     try storage.removeFile(atPath: path)
@@ -66,12 +93,7 @@ struct Recovery {
                     "log \(path): torn tail at offset \(offset) (\(reason)); \(dropped) unsynced fragments after it dropped; recovered through sequence \(lastSequence)")
                 if !outcome.readOnly { try truncate(path, to: result.truncateAt) }
             case .corruption(let offset, let reason):
-                let message = "log \(path) is corrupt at offset \(offset): \(reason)"
-                guard options.onLogCorruption == .openReadOnly else {
-                    throw KVError(.corruption, message + "; refusing to open (Options.onLogCorruption = .openReadOnly opens what precedes it)", path: path, offsetBytes: offset)
-                }
-                engineLogger.error("\(message); opening read-only with sequences 1...\(lastSequence)")
-                outcome.readOnly = true
+                try damaged("log \(path) is corrupt at offset \(offset): \(reason)", path: path, offset: offset)
                 return outcome
             }
         }

@@ -149,8 +149,15 @@ struct ManifestState {
     var lastSequence: UInt64 = 0
     /// Live tables per level, by number.
     var levels: [[UInt64: TableMeta]] = Array(repeating: [:], count: Version.levelCount)
+    /// Logs recorded as created and not yet below the log number: each must be present
+    /// and readable. Meaningful only when `tracksLogs`.
+    var liveLogs: Set<UInt64> = []
+    /// Whether the manifest records its logs (written by format version 3 and later).
+    var tracksLogs = false
 
     mutating func apply(_ edit: VersionEdit) -> String? {
+        if !edit.createdLogs.isEmpty { tracksLogs = true }
+        liveLogs = ManifestState.liveLogs(liveLogs, after: edit, logNumber: edit.logNumber ?? logNumber)
         if let value = edit.logNumber { logNumber = value }
         if let value = edit.nextFileNumber { nextFileNumber = value }
         if let value = edit.lastSequence { lastSequence = value }
@@ -163,6 +170,12 @@ struct ManifestState {
             levels[file.level][file.meta.number] = file.meta
         }
         return nil
+    }
+
+    /// The live logs once `edit` is applied: those it creates join, and those below the
+    /// log number (in tables now) leave.
+    static func liveLogs(_ live: Set<UInt64>, after edit: VersionEdit, logNumber: UInt64) -> Set<UInt64> {
+        live.union(edit.createdLogs).filter { $0 >= logNumber }
     }
 
     /// Reads manifest `number` in `directory`.

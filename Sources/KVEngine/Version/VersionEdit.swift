@@ -9,6 +9,10 @@ struct VersionEdit: Equatable {
     var lastSequence: UInt64?
     var deleted: [DeletedFile] = []
     var added: [AddedFile] = []
+    /// Logs created, whole and durable, before any write in them was acknowledged. A log
+    /// recorded here is live until the log number passes it: recovery then requires it to
+    /// be there and readable (format version 3).
+    var createdLogs: [UInt64] = []
 
     struct DeletedFile: Equatable {
         var level: Int
@@ -26,6 +30,7 @@ struct VersionEdit: Equatable {
         case lastSequence = 3
         case deletedFile = 4
         case addedFile = 5
+        case createdLog = 6
     }
 
     func encode() -> [UInt8] {
@@ -56,6 +61,10 @@ struct VersionEdit: Equatable {
             let properties = file.meta.properties.encode()
             Coding.putVarint(UInt64(properties.count), into: &bytes)
             bytes += properties
+        }
+        for number in createdLogs {
+            field(.createdLog)
+            Coding.putVarint(number, into: &bytes)
         }
         return bytes
     }
@@ -90,6 +99,9 @@ struct VersionEdit: Equatable {
                 else { return nil }
                 position += Int(length)
                 edit.added.append(AddedFile(level: Int(level), meta: TableMeta(number: number, fileBytes: Int64(fileBytes), properties: properties)))
+            case .createdLog:
+                guard let value = Coding.varint(bytes, &position) else { return nil }
+                edit.createdLogs.append(value)
             }
         }
         return edit
@@ -101,6 +113,7 @@ struct VersionEdit: Equatable {
         if let logNumber { parts.append("log number \(logNumber)") }
         if let nextFileNumber { parts.append("next file \(nextFileNumber)") }
         if let lastSequence { parts.append("last sequence \(lastSequence)") }
+        for number in createdLogs { parts.append("log \(number) created") }
         for file in deleted { parts.append("-L\(file.level) #\(file.number)") }
         for file in added {
             parts.append("+L\(file.level) #\(file.meta.number) (\(file.meta.fileBytes) bytes, \(file.meta.properties.entries) entries, sequences \(file.meta.properties.smallestSequence)...\(file.meta.properties.largestSequence))")

@@ -32,6 +32,8 @@ final class VersionSet: Sendable {
         var manifestSwitches = 0
         /// The manifest I/O error that stopped the version set.
         var failure: KVError?
+        /// Logs recorded as created and not yet in tables (see `VersionEdit.createdLogs`).
+        var liveLogs: Set<UInt64> = []
     }
 
     /// A version set over `recovered` (tables already opened into `version`); no manifest
@@ -58,12 +60,14 @@ final class VersionSet: Sendable {
     var failure: KVError? { state.withLock { $0.failure } }
 
     /// Writes a new manifest holding the whole current state, switches CURRENT to it and
-    /// removes the one before. `logNumber`, when given, replaces the recorded one.
-    func startManifest(logNumber: UInt64? = nil, lastSequence: UInt64? = nil) throws(KVError) {
+    /// removes the one before. `logNumber`, `lastSequence` and `liveLogs`, when given,
+    /// replace the recorded ones.
+    func startManifest(logNumber: UInt64? = nil, lastSequence: UInt64? = nil, liveLogs: Set<UInt64>? = nil) throws(KVError) {
         try state.withLock { (state: inout State) throws(KVError) in
             if let failure = state.failure { throw VersionSet.refusal(failure) }
             if let logNumber { state.logNumber = logNumber }
             if let lastSequence { state.lastSequence = lastSequence }
+            if let liveLogs { state.liveLogs = liveLogs }
             try roll(&state)
         }
     }
@@ -89,6 +93,7 @@ final class VersionSet: Sendable {
         var snapshot = state.version.snapshotEdit()
         snapshot.logNumber = state.logNumber
         snapshot.lastSequence = state.lastSequence
+        snapshot.createdLogs = state.liveLogs.sorted()
         let number = newFileNumber()
         snapshot.nextFileNumber = nextFileNumber.load(ordering: .relaxed)
         let manifest = try ManifestWriter(storage: storage, directory: directory, number: number, snapshot: snapshot)
@@ -131,15 +136,18 @@ final class VersionSet: Sendable {
             guard let manifest = state.manifest else {
                 throw KVError(.readOnly, "no manifest is open (read-only)")
             }
-            let previous = (version: state.version, logNumber: state.logNumber, lastSequence: state.lastSequence)
+            let previous = (
+                version: state.version, logNumber: state.logNumber, lastSequence: state.lastSequence, liveLogs: state.liveLogs)
+            let liveLogs = ManifestState.liveLogs(state.liveLogs, after: edit, logNumber: edit.logNumber ?? state.logNumber)
             if manifest.end >= manifestRollBytes {
                 state.version = version
                 if let logNumber = edit.logNumber { state.logNumber = logNumber }
                 if let lastSequence = edit.lastSequence { state.lastSequence = lastSequence }
+                state.liveLogs = liveLogs
                 do throws(KVError) {
                     try roll(&state)
                 } catch {
-                    (state.version, state.logNumber, state.lastSequence) = previous
+                    (state.version, state.logNumber, state.lastSequence, state.liveLogs) = previous
                     throw error
                 }
             } else {
@@ -152,6 +160,7 @@ final class VersionSet: Sendable {
                 state.version = version
                 if let logNumber = edit.logNumber { state.logNumber = logNumber }
                 if let lastSequence = edit.lastSequence { state.lastSequence = lastSequence }
+                state.liveLogs = liveLogs
             }
             install(version)
             let deleted = Set(edit.deleted.map(\.number)).subtracting(moved)
