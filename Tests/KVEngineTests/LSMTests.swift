@@ -150,6 +150,25 @@ final class LSMTests: XCTestCase {
         try db.close()
     }
 
+    /// One-shot sessions (open, one put, close), as `kvctl D put k v` runs: each open turns
+    /// the previous session's log into a table, so the directory holds one log, however
+    /// many sessions ran, and every write reads back.
+    func testShortSessionsLeaveOneLog() throws {
+        let dir = TestPath()
+        for index in 0..<40 {
+            let db = try Database(path: dir.path, options: testOptions())
+            try db.put(key(index), Array("v\(index)".utf8))
+            try db.close()
+            let logs = logFiles(dir.path)
+            XCTAssertEqual(logs.count, 1, "after session \(index + 1): \(logs)")
+        }
+        let db = try Database(path: dir.path, options: testOptions())
+        for index in 0..<40 { XCTAssertEqual(try db.get(key(index)), Array("v\(index)".utf8), "key \(index)") }
+        let names = try FileManager.default.contentsOfDirectory(atPath: dir.path)
+        XCTAssertEqual(names.filter { $0.hasPrefix("MANIFEST-") }.count, 1, "\(names)")
+        try db.close()
+    }
+
     func testSnapshotsSurviveCompaction() throws {
         let dir = TestPath()
         let db = try Database(path: dir.path, options: lsmOptions())

@@ -156,6 +156,11 @@ public final class Database: Sendable {
         view = Mutex(View(log: log, memtable: memtable, immutables: immutables, version: version, readOnlySequence: 0))
         flusher = FlushTimer(intervalMs: options.bufferedFlushIntervalMs)
         backgroundThreads = options.inlineBackgroundWork ? nil : BackgroundThreads()
+        // What the logs held goes into a level-0 table before the open returns, and the
+        // logs with it: a short session (one put, then close) must not leave a log behind
+        // for every open. A failure here stops writes as a background flush's would; the
+        // data stays in the logs.
+        if !immutables.isEmpty { flushWhileDue(stopping: { false }) }
         removeObsoleteFiles()
         flusher?.start(self)
         backgroundThreads?.start(self)
