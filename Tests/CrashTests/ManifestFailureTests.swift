@@ -105,6 +105,32 @@ final class ManifestFailureTests: XCTestCase {
         try check(crash: false) { $0.failNext("fdatasync", pathContaining: "MANIFEST-", after: ("fdatasync", "MANIFEST-")) }
     }
 
+    /// The open's own flush (of what the logs held) fails at its edit's fdatasync, with the
+    /// edit in the file as the next open reads it: the open must not remove the flushed
+    /// table as one that no version names, since that edit names it.
+    func testFailedEditOfTheFlushAtOpenKeepsItsTable() throws {
+        let disk = try SimulatedDisk(seed: 1, plan: SimulatedDisk.FaultPlan(), directories: ["/sim"])
+        let options = options(rollEveryEdit: false)
+        do {
+            let db = try Database(path: path, options: options, storage: disk, locking: false)
+            for index in 0..<20 { try db.put(key(index), value(index)) }
+            try db.close()
+        }
+        // The open writes its new manifest (one fdatasync), then the flush's edit.
+        disk.failNext("fdatasync", pathContaining: "MANIFEST-", after: ("fdatasync", "MANIFEST-"))
+        do {
+            let db = try Database(path: path, options: options, storage: disk, locking: false)
+            XCTAssertEqual(disk.armedFaults, 0, "the fault never fired")
+            XCTAssertThrowsError(try db.put(key(99), value(99)), "writes are refused after the failed edit")
+            for index in 0..<20 { XCTAssertEqual(try db.get(key(index)), value(index)) }
+            try? db.close()
+        }
+        let db = try Database(path: path, options: options, storage: disk, locking: false)
+        for index in 0..<20 { XCTAssertEqual(try db.get(key(index)), value(index), "write \(index)") }
+        try db.put(key(99), value(99))
+        try db.close()
+    }
+
     func testFailedCurrentRenameOnManifestRoll() throws {
         try check(rollEveryEdit: true, crash: false) { $0.failNext("rename", pathContaining: "CURRENT") }
         try check(rollEveryEdit: true, crash: true) { $0.failNext("rename", pathContaining: "CURRENT") }

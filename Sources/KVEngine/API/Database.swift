@@ -140,14 +140,17 @@ public final class Database: Sendable {
             immutables = [FrozenMemtable(memtable: recovered, nextLogNumber: logNumber, lastSequence: recovery.lastSequence)]
         }
         do {
-            // Logs that held nothing are obsolete at once.
-            // The new log is recorded before any write in it is acknowledged; so are the
-            // replayed logs, until the flush of what they held.
+            // An older database is marked with this format first: its new manifest uses
+            // this format's fields, which an older build must refuse by the identity
+            // rather than misread (this build reads an older manifest under a new identity).
+            if identityVersion < Identity.formatVersion { try Identity.create(in: path, storage: storage) }
+            // Logs that held nothing are obsolete at once. The new log is recorded before
+            // any write in it is acknowledged; so are the replayed logs, until the flush of
+            // what they held.
             try versions.startManifest(
                 logNumber: immutables.isEmpty ? logNumber : manifest.logNumber,
                 lastSequence: immutables.isEmpty ? recovery.lastSequence : manifest.lastSequence,
                 liveLogs: Set(immutables.isEmpty ? [] : recovery.logs).union([logNumber]))
-            if identityVersion < Identity.formatVersion { try Identity.create(in: path, storage: storage) }
         } catch {
             log.beginClose()
             try? log.close()
@@ -160,8 +163,10 @@ public final class Database: Sendable {
         // logs with it: a short session (one put, then close) must not leave a log behind
         // for every open. A failure here stops writes as a background flush's would; the
         // data stays in the logs.
-        if !immutables.isEmpty { flushWhileDue(stopping: { false }) }
+        // Files no state needs go first, before any edit of this open: after a failed edit
+        // nothing it might name may be removed.
         removeObsoleteFiles()
+        if !immutables.isEmpty { flushWhileDue(stopping: { false }) }
         flusher?.start(self)
         backgroundThreads?.start(self)
         if options.inlineBackgroundWork { runInlineWork() }

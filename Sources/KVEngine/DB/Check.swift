@@ -128,7 +128,9 @@ extension Database {
         var lastSequence: UInt64 = manifest.lastSequence
         let present = Set(names.compactMap(LogFormat.number(ofFileName:)))
         let live = manifest.tracksLogs ? manifest.liveLogs : []
-        for number in live.subtracting(present).sorted() {
+        // Listed before the manifest was read: a log created since is there now.
+        for number in live.subtracting(present).sorted()
+        where !store.fileExists(atPath: path + "/" + LogFormat.fileName(number)) {
             report.findings.append(.init(
                 path: path + "/" + LogFormat.fileName(number), offsetBytes: 0,
                 problem: "missing, but the manifest records it as holding writes not yet in tables", isDamage: true))

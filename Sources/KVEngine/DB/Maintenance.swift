@@ -14,6 +14,8 @@ extension Database {
     func rotate(from old: LogWriter) throws(KVError) {
         try rotation.withLock { (_: inout Int) throws(KVError) in
             guard currentView.log === old else { return }
+            // After a failure (a log that could not be recorded, say) no new log is started.
+            if let error = backgroundError.withLock({ $0 }) { throw error }
             var stallStarted: UInt64? = nil
             defer { if let stallStarted { countStall(since: stallStarted) } }
             if options.inlineBackgroundWork { runInlineWork() }
@@ -196,7 +198,8 @@ extension Database {
     /// At open: removes logs already in tables, tables no version names (a flush or
     /// compaction cut short), manifests other than the live one and leftover temp files.
     func removeObsoleteFiles() {
-        guard let names = try? storage.contentsOfDirectory(atPath: path) else { return }
+        // After a manifest failure an edit may name any of them.
+        guard versions.failure == nil, let names = try? storage.contentsOfDirectory(atPath: path) else { return }
         let live = Set(versions.current.levels.joined().map(\.number))
         let logNumber = versions.logNumber
         let manifest = versions.manifestNumber
