@@ -52,9 +52,9 @@ extension Database {
                 edit.createdLogs = [number]
                 try apply(edit, while: "record log \(number)") { _ in }
             } catch {
+                // `apply` has stopped writes: an edit that adds no table fails only in the manifest.
                 log.beginClose()
                 try? log.close()
-                fail(error, while: "record log \(number)")
                 throw error
             }
             let frozen = FrozenMemtable(memtable: old.memtable, nextLogNumber: number, lastSequence: old.lastSequence)
