@@ -32,7 +32,10 @@ final class CrashSweepTests: XCTestCase {
             compactions += run.compactions
             manifests += run.manifests
             byScenario[run.scenario.rawValue, default: 0] += 1
-            if run.tailLossAfterCorruption { tailLosses += 1 }
+            if run.tailLossAfterCorruption {
+                tailLosses += 1
+                print("seed \(seed): silent loss: \(run.fingerprint.joined(separator: "; "))")
+            }
             if seeds.count == 1 { print("seed \(seed): \(run.fingerprint.joined(separator: "; "))") }
             if !run.failures.isEmpty {
                 failed += 1
@@ -40,7 +43,7 @@ final class CrashSweepTests: XCTestCase {
             }
         }
         let scenarios = byScenario.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        print("seeds=\(seeds.count) crashes=\(crashes) faults=\(faults) failures=\(failed) (\(scenarios); acknowledged tail lost after media corruption: \(tailLosses); workloads made \(flushes) flushes, \(compactions) compactions, \(manifests) manifest switches)")
+        print("seeds=\(seeds.count) crashes=\(crashes) faults=\(faults) failures=\(failed) (\(scenarios); silent losses after media corruption: \(tailLosses); workloads made \(flushes) flushes, \(compactions) compactions, \(manifests) manifest switches)")
     }
 
     func testSeedReplaysDeterministically() {

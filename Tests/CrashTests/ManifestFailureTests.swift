@@ -105,6 +105,24 @@ final class ManifestFailureTests: XCTestCase {
         try check(crash: false) { $0.failNext("fdatasync", pathContaining: "MANIFEST-", after: ("fdatasync", "MANIFEST-")) }
     }
 
+    /// The flush a clean close makes fails at its edit's fdatasync: `close` reports it, the
+    /// log stays, and the next open has every write.
+    func testFailedEditOfTheFlushAtCloseKeepsTheLog() throws {
+        let disk = try SimulatedDisk(seed: 2, plan: SimulatedDisk.FaultPlan(), directories: ["/sim"])
+        let options = options(rollEveryEdit: false)
+        do {
+            let db = try Database(path: path, options: options, storage: disk, locking: false)
+            for index in 0..<20 { try db.put(key(index), value(index)) }
+            disk.failNext("fdatasync", pathContaining: "MANIFEST-")
+            XCTAssertThrowsError(try db.close(), "the failed flush at close is reported")
+            XCTAssertEqual(disk.armedFaults, 0, "the fault never fired")
+        }
+        let db = try Database(path: path, options: options, storage: disk, locking: false)
+        for index in 0..<20 { XCTAssertEqual(try db.get(key(index)), value(index), "write \(index)") }
+        try db.close()
+        XCTAssertEqual(try disk.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".log") }, [], "a clean close leaves no log")
+    }
+
     /// The open's own flush (of what the logs held) fails at its edit's fdatasync, with the
     /// edit in the file as the next open reads it: the open must not remove the flushed
     /// table as one that no version names, since that edit names it.
@@ -112,7 +130,10 @@ final class ManifestFailureTests: XCTestCase {
         let disk = try SimulatedDisk(seed: 1, plan: SimulatedDisk.FaultPlan(), directories: ["/sim"])
         let options = options(rollEveryEdit: false)
         do {
-            let db = try Database(path: path, options: options, storage: disk, locking: false)
+            // Closed as a crash leaves it: the writes in its log, for the next open to flush.
+            var keepLog = options
+            keepLog.flushOnClose = false
+            let db = try Database(path: path, options: keepLog, storage: disk, locking: false)
             for index in 0..<20 { try db.put(key(index), value(index)) }
             try db.close()
         }

@@ -10,9 +10,10 @@ import Synchronization
 /// Per file it keeps a durable image and the operations that completed but are not yet
 /// covered by an fsync (writes, size changes). Directory entries (create, rename, remove)
 /// are durable only after `syncDirectory` on their directory. `crash()` is a power cut:
-/// each unsynced operation is independently persisted, dropped, torn (a random subset of
-/// its sectors), or persisted with one sector of garbage, per the fault plan; unsynced
-/// directory changes are lost. Faults can also fail the N-th write or fsync (EIO,
+/// each unsynced operation is independently persisted, dropped, or torn (a random subset
+/// of its 512-byte sectors), per the fault plan; unsynced directory changes are lost. A
+/// sector is the unit a device writes atomically: it is found as it was or as written,
+/// never half or garbled (garbage in durable data is a fault of its own, between runs). Faults can also fail the N-th write or fsync (EIO,
 /// ENOSPC, once or from then on), fail reads of chosen sectors, and flip bits or misdirect
 /// pages in durable data between runs.
 ///
@@ -33,8 +34,6 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
             case dropOnly
             /// ... or torn: a random subset of their sectors persisted.
             case torn
-            /// ... or persisted with one sector of garbage.
-            case corrupt
         }
         var tornMode = TornMode.torn
         /// Probability that an unsynced operation survives a crash (whole or torn).
@@ -195,24 +194,15 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
         case .write(let offset, let data):
             let sectors = (data.count + sector - 1) / sector
             var keep = [Bool](repeating: true, count: sectors)
-            var garbage: Int? = nil
-            switch state.plan.tornMode {
-            case .dropOnly:
-                break
-            case .torn:
-                if state.random.chance(0.5) { keep = keep.map { _ in state.random.chance(0.5) } }
-            case .corrupt:
-                if state.random.chance(0.5) { keep = keep.map { _ in state.random.chance(0.5) } }
-                if state.random.chance(0.3) { garbage = state.random.below(sectors) }
+            if state.plan.tornMode == .torn && state.random.chance(0.5) {
+                keep = keep.map { _ in state.random.chance(0.5) }
             }
             for index in 0..<sectors where keep[index] {
                 let start = offset + index * sector
                 let end = min(start + sector, offset + data.count)
                 if state.plan.pessimisticSizes && end > max(durableSize, image.count) { continue }
                 if image.count < end { image += [UInt8](repeating: 0, count: end - image.count) }
-                for position in start..<end {
-                    image[position] = index == garbage ? UInt8(truncatingIfNeeded: state.random.next()) : data[position - offset]
-                }
+                image.replaceSubrange(start..<end, with: data[(start - offset)..<(end - offset)])
             }
         }
     }
@@ -252,6 +242,35 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
             state.inodes[inode]!.durable.replaceSubrange((target * 4096)..<((target + 1) * 4096), with: bytes)
             state.inodes[inode]!.volatile = state.inodes[inode]!.durable
             return "\(path): page \(source) written over page \(target)"
+        }
+    }
+
+    /// Writes random bytes over part of a durable file: one unaligned run of up to 64
+    /// bytes, one 512-byte sector, or one 4 KiB page, at a random place.
+    func overwriteWithGarbage(in filter: (String) -> Bool) -> String? {
+        state.withLock { state in
+            let candidates = state.names.filter { filter($0.key) && (state.inodes[$0.value]?.durable.count ?? 0) > 0 }
+                .sorted { $0.key < $1.key }
+            guard !candidates.isEmpty else { return nil }
+            let (path, inode) = candidates[state.random.below(candidates.count)]
+            let size = state.inodes[inode]!.durable.count
+            let (offset, count): (Int, Int)
+            switch state.random.below(3) {
+            case 0:
+                offset = state.random.below(size)
+                count = min(1 + state.random.below(64), size - offset)
+            case 1:
+                offset = state.random.below((size + SimulatedDisk.sector - 1) / SimulatedDisk.sector) * SimulatedDisk.sector
+                count = min(SimulatedDisk.sector, size - offset)
+            default:
+                offset = state.random.below((size + 4095) / 4096) * 4096
+                count = min(4096, size - offset)
+            }
+            for position in offset..<(offset + count) {
+                state.inodes[inode]!.durable[position] = UInt8(truncatingIfNeeded: state.random.next())
+            }
+            state.inodes[inode]!.volatile = state.inodes[inode]!.durable
+            return "\(path): \(count) random bytes at offset \(offset)"
         }
     }
 

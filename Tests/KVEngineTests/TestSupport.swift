@@ -9,6 +9,7 @@ final class TestPath {
     let path: String
 
     init(_ name: String = #function) {
+        quietEngineLogs
         let safe = name.filter { $0.isLetter || $0.isNumber }
         root = FileManager.default.temporaryDirectory.path + "/kvengine-\(safe)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try! FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
@@ -17,6 +18,14 @@ final class TestPath {
 
     deinit { try? FileManager.default.removeItem(atPath: root) }
 }
+
+/// The engine logs what the tests do to it on purpose (damage, torn tails) as warnings
+/// and errors; they stay out of the test output unless `KVENGINE_TEST_LOGS` is set.
+let quietEngineLogs: Void = {
+    if ProcessInfo.processInfo.environment["KVENGINE_TEST_LOGS"] == nil {
+        engineLogLevel.withLock { $0 = .critical }
+    }
+}()
 
 /// Options sized for tests: small page arena, short buffered interval.
 func testOptions(_ change: (inout Options) -> Void = { _ in }) -> Options {

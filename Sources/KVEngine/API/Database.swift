@@ -7,7 +7,15 @@ import Synchronization
 
 /// The engine's logger, made at each use (open, recovery, failures: never a hot path), so
 /// that a logging backend bootstrapped after the first database opened is still used.
-var engineLogger: Logger { Logger(label: "KVEngine") }
+var engineLogger: Logger {
+    var logger = Logger(label: "KVEngine")
+    if let level = engineLogLevel.withLock({ $0 }) { logger.logLevel = level }
+    return logger
+}
+
+/// The level the engine logs at, over the logging backend's (nil: the backend's). The
+/// tests raise it, so that the damage they make on purpose does not fill their output.
+package let engineLogLevel = Mutex<Logger.Level?>(nil)
 
 /// An open database: a directory of logs (and, later, sorted tables) with ordered byte
 /// keys and values.
@@ -112,14 +120,19 @@ public final class Database: Sendable {
         self.cache = cache
         let names = try io("list \(path)") { try storage.contentsOfDirectory(atPath: path) }
         let (versions, manifest) = try VersionSet.recover(
-            directory: path, storage: storage, cache: cache, names: names, manifestRollBytes: options.manifestRollBytes)
+            directory: path, storage: storage, cache: cache, names: names, manifestRollBytes: options.manifestRollBytes,
+            keepingWhatPrecedesDamage: options.onLogCorruption == .openReadOnly)
         self.versions = versions
         let recovered = Memtable()
-        let recovery = try Recovery(
+        var recovery = try Recovery(
             directory: path, storage: storage, memtable: recovered, options: options,
             minimumLog: manifest.logNumber, tableSequence: manifest.lastSequence,
-            liveLogs: manifest.tracksLogs ? manifest.liveLogs : nil
+            liveLogs: manifest.tracksLogs ? manifest.liveLogs : nil, readOnly: manifest.damage != nil
         ).run()
+        if let damage = manifest.damage {
+            engineLogger.error("\(damage.message); opening read-only with the version before it, through sequence \(recovery.lastSequence)")
+            recovery.readOnly = true
+        }
         let version = versions.current
         engineLogger.debug(
             "opened database at \(path): \(version.tableCount) tables, \(recovery.logsReplayed) logs replayed through sequence \(recovery.lastSequence)\(recovery.tornTails > 0 ? ", \(recovery.tornTails) torn tails cut off" : "")\(recovery.readOnly ? ", read-only" : "")")
@@ -399,6 +412,9 @@ public final class Database: Sendable {
             log.beginClose()
             do { try makeDurable(log) } catch { failure = error }
             do { try log.close() } catch { failure = failure ?? error }
+            if options.flushOnClose && failure == nil && backgroundError.withLock({ $0 }) == nil {
+                do { try flushAtClose(log) } catch { failure = error }
+            }
         }
         versions.close()
         // Tables close when the last view, cursor or snapshot that holds them goes.
@@ -406,6 +422,17 @@ public final class Database: Sendable {
         ownedStore?.shutdown()
         lock?.release()
         if let failure { throw failure }
+    }
+
+    /// A clean close leaves no log: what the memtables hold goes into level-0 tables and
+    /// the logs are removed, so the next open replays nothing, and every acknowledged write
+    /// sits in checksummed table blocks (a log's last chain is the one place where damage
+    /// that resets bytes to zero can pass for a write that never arrived). When this fails,
+    /// the log stays and the next open replays it.
+    private func flushAtClose(_ log: LogWriter) throws(KVError) {
+        let frozen = FrozenMemtable(memtable: log.memtable, nextLogNumber: versions.newFileNumber(), lastSequence: log.lastSequence)
+        view.withLock { $0 = $0.with(memtable: Memtable(), immutables: [frozen] + $0.immutables) }
+        while try flushOldest() {}
     }
 
     func checkOpen() throws(KVError) {

@@ -54,6 +54,12 @@ public struct Options: Sendable {
     public var logPreallocateBytes: Int64 = 64 << 20
     /// What to do when a log is damaged before its tail.
     public var onLogCorruption = CorruptionPolicy.refuse
+    /// Whether `close()` writes what the memtables hold to level-0 tables and removes the
+    /// logs (default). Then the next open replays nothing, and every acknowledged write
+    /// sits in checksummed table blocks. Without it `close()` only makes the log durable,
+    /// which is faster, and the next open replays the log (RocksDB's
+    /// `avoid_flush_during_shutdown`).
+    public var flushOnClose = true
     /// How the page store reaches the disk (io_uring, O_DIRECT, fixed buffers, arena).
     public var pageStore = PageStoreOptions()
     /// Full log pages that start a chain when only buffered writes wait (the crash tests

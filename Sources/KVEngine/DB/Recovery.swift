@@ -23,6 +23,8 @@ struct Recovery {
     /// Logs the manifest records as created and not yet in tables; nil when the manifest
     /// does not record its logs (written before format version 3).
     let liveLogs: Set<UInt64>?
+    /// Already read-only (the manifest is damaged): nothing is truncated or removed.
+    var readOnly = false
 
     struct Outcome {
         var lastSequence: UInt64 = 0
@@ -36,6 +38,7 @@ struct Recovery {
 
     func run() throws(KVError) -> Outcome {
         var outcome = Outcome()
+        outcome.readOnly = readOnly
         outcome.lastSequence = tableSequence
         let names = try io("list \(directory)") { try storage.contentsOfDirectory(atPath: directory) }
         let present = Set(names.compactMap(LogFormat.number(ofFileName:)).filter { $0 >= minimumLog })
@@ -83,6 +86,7 @@ struct Recovery {
             case .unfinishedCreation(let reason):
                 outcome.logs.removeLast()
                 engineLogger.warning("log \(path) was never finished being created (\(reason)); removing it")
+                if outcome.readOnly { continue }
                 try io("remove \(path)") {
                     try storage.removeFile(atPath: path)
                     try storage.syncDirectory(atPath: directory)

@@ -100,8 +100,29 @@ enum LogFormat {
         case fragment(Fragment)
         /// Zero type byte, or no room for a fragment: the rest of the page is padding.
         case padding
-        /// Present but fails a check (checksum, length, type).
-        case bad(String)
+        /// Present but fails a check (checksum, length, type). `evidence` is the byte
+        /// range of the page the check read: when every sector it touches holds a non-zero
+        /// byte, no torn write explains the failure (see `isWritten(_:sectorsOf:)`).
+        case bad(String, evidence: Range<Int>)
+    }
+
+    /// The unit a device writes atomically at a power cut: each such sector of an
+    /// in-flight write is found whole, either as it was (zero: the engine writes every log
+    /// page once, into space that reads as zero) or as written.
+    static let atomicSectorBytes = 512
+
+    /// Whether every atomic sector that `range` of `page` touches holds a non-zero byte:
+    /// then, by the sector rule, each of them was written, and what a check read there is
+    /// exactly what the engine wrote.
+    static func isWritten(_ page: UnsafeRawBufferPointer, sectorsOf range: Range<Int>) -> Bool {
+        guard !range.isEmpty else { return false }
+        var sector = range.lowerBound / atomicSectorBytes * atomicSectorBytes
+        while sector < range.upperBound {
+            let end = min(sector + atomicSectorBytes, page.count)
+            if page[sector..<end].allSatisfy({ $0 == 0 }) { return false }
+            sector = end
+        }
+        return true
     }
 
     /// Reads the fragment at `position` of a page that starts at `pageOffset` in the file.
@@ -112,19 +133,24 @@ enum LogFormat {
         if page[position + 20] == 0 {
             // Padding must be all zero: anything else is damage.
             let header = page[position..<(position + fragmentHeaderBytes)]
-            return header.allSatisfy { $0 == 0 } ? .padding : .bad("non-zero bytes in padding")
+            // (If the type byte's sector was written, the engine wrote padding here.)
+            return header.allSatisfy { $0 == 0 }
+                ? .padding : .bad("non-zero bytes in padding", evidence: (position + 20)..<(position + 21))
         }
+        // A written type byte is one the engine wrote: never an unknown type. A length
+        // whose bytes were partly never written reads smaller than the one written, never
+        // larger: a length past the page is damage whatever was written.
         guard let type = FragmentType(rawValue: page[position + 20]) else {
-            return .bad("unknown fragment type \(page[position + 20])")
+            return .bad("unknown fragment type \(page[position + 20])", evidence: (position + 20)..<(position + 21))
         }
         let length = Int(Coding.fixed32(page, at: position + 16))
         guard length <= pageBytes - position - fragmentHeaderBytes else {
-            return .bad("fragment length \(length) runs past the page")
+            return .bad("fragment length \(length) runs past the page", evidence: (position + 20)..<(position + 21))
         }
         let seed = seed(logNumber: logNumber, offset: pageOffset + Int64(position))
         let covered = UnsafeRawBufferPointer(rebasing: page[(position + 8)..<(position + fragmentHeaderBytes + length)])
         guard Checksum.xxh3(covered, seed: seed) == Coding.fixed64(page, at: position) else {
-            return .bad("checksum mismatch")
+            return .bad("checksum mismatch", evidence: position..<(position + fragmentHeaderBytes + length))
         }
         let start = position + fragmentHeaderBytes
         return .fragment(Fragment(

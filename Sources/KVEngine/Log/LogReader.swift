@@ -12,6 +12,10 @@ import PageStore
 ///   record whose last fragment never arrived is dropped as torn);
 /// - a later fragment says the log was durable past X (`durableBytes > X`): X was covered
 ///   by a completed fdatasync, so the damage is **corruption**;
+/// - the check that failed at X read only bytes of sectors that were written (each holds
+///   a non-zero byte): a power cut leaves every sector of a write in flight either as it
+///   was, zero, or as written (`LogFormat.atomicSectorBytes`), so what failed there is
+///   what the engine wrote, changed afterwards: **corruption**;
 /// - otherwise X lies in the part of the log that was never synced: a **torn tail**. The
 ///   records from X on were never acknowledged (an acknowledgement needs the fdatasync of
 ///   a chain, which covers X), so they are dropped.
@@ -103,6 +107,8 @@ struct LogReader {
         var laterDurable: Int64 = -1
         /// Parsing stopped at a fragment that verified but cannot follow what came before.
         var verifiedButWrong = false
+        /// Parsing stopped at a check that failed on bytes whose sectors were all written.
+        var writtenButBad = false
 
         init(number: UInt64, deliver: @escaping (UnsafeRawBufferPointer, Int64) -> String?) {
             self.number = number
@@ -120,8 +126,9 @@ struct LogReader {
                 case .padding:
                     if position == 0 { stop = (pageOffset, "empty page", true) }
                     return
-                case .bad(let reason):
+                case .bad(let reason, let evidence):
                     halt(at: pageOffset, position, reason)
+                    writtenButBad = LogFormat.isWritten(page, sectorsOf: evidence)
                     return
                 case .fragment(let fragment):
                     if let problem = accept(fragment, page, at: pageOffset + Int64(position)) {
@@ -184,6 +191,12 @@ struct LogReader {
             var result = Result(end: .clean(offset: stop.offset), records: records)
             if verifiedButWrong {
                 result.end = .corruption(offset: stop.offset, reason: stop.reason)
+                return result
+            }
+            if writtenButBad {
+                result.end = .corruption(
+                    offset: stop.offset,
+                    reason: "\(stop.reason), in sectors that were all written (a write cut short leaves each sector as it was: zero)")
                 return result
             }
             if laterDurable > stop.offset {

@@ -154,6 +154,10 @@ struct ManifestState {
     var liveLogs: Set<UInt64> = []
     /// Whether the manifest records its logs (written by format version 3 and later).
     var tracksLogs = false
+    /// Set when the manifest is damaged and the replay was asked to stop there
+    /// (`keepingWhatPrecedesDamage`): what is wrong, and where. The state is then the
+    /// version as of the last edit before the damage.
+    var damage: KVError?
 
     mutating func apply(_ edit: VersionEdit) -> String? {
         if !edit.createdLogs.isEmpty { tracksLogs = true }
@@ -178,9 +182,12 @@ struct ManifestState {
         live.union(edit.createdLogs).filter { $0 >= logNumber }
     }
 
-    /// Reads manifest `number` in `directory`.
+    /// Reads manifest `number` in `directory`. Damage throws, unless
+    /// `keepingWhatPrecedesDamage`: then the state is the version before it, with `damage`
+    /// set (a database opened read-only under `onLogCorruption: .openReadOnly`).
     static func replay(
-        directory: String, number: UInt64, storage: any Storage, visit: ((VersionEdit, Int64) -> Void)? = nil
+        directory: String, number: UInt64, storage: any Storage, keepingWhatPrecedesDamage: Bool = false,
+        visit: ((VersionEdit, Int64) -> Void)? = nil
     ) throws(KVError) -> ManifestState {
         let path = directory + "/" + ManifestWriter.fileName(number)
         guard storage.fileExists(atPath: path) else {
@@ -202,7 +209,9 @@ struct ManifestState {
             // An edit whose commit never completed: the work it recorded is redone.
             engineLogger.warning("manifest \(path): torn tail at offset \(offset) (\(reason)); the unfinished edit is dropped")
         case .corruption(let offset, let reason):
-            throw KVError(.corruption, "manifest \(path) is corrupt at offset \(offset): \(reason)", path: path, offsetBytes: offset)
+            let damage = KVError(.corruption, "manifest \(path) is corrupt at offset \(offset): \(reason)", path: path, offsetBytes: offset)
+            guard keepingWhatPrecedesDamage, records > 0 else { throw damage }
+            state.damage = damage
         case .unfinishedCreation(let reason):
             throw KVError(.corruption, "manifest \(path) named by CURRENT is unfinished: \(reason)", path: path, offsetBytes: 0)
         }

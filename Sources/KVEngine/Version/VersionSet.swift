@@ -187,11 +187,12 @@ final class VersionSet: Sendable {
     /// Reads CURRENT and its manifest and opens every live table.
     static func recover(
         directory: String, storage: any Storage, cache: BlockCache, names: [String],
-        manifestRollBytes: Int64 = VersionSet.defaultManifestRollBytes
+        manifestRollBytes: Int64 = VersionSet.defaultManifestRollBytes, keepingWhatPrecedesDamage: Bool = false
     ) throws(KVError) -> (VersionSet, ManifestState) {
         var recovered = ManifestState()
         if let number = try CurrentFile.read(directory: directory, storage: storage) {
-            recovered = try ManifestState.replay(directory: directory, number: number, storage: storage)
+            recovered = try ManifestState.replay(
+                directory: directory, number: number, storage: storage, keepingWhatPrecedesDamage: keepingWhatPrecedesDamage)
         } else if let table = names.first(where: { TableFormat.number(ofFileName: $0) != nil }) {
             throw KVError(
                 .corruption, "\(directory) holds table \(table) but no CURRENT file naming a manifest",
@@ -204,7 +205,8 @@ final class VersionSet: Sendable {
             for (number, meta) in tables.sorted(by: { $0.key < $1.key }) {
                 let name = TableFormat.fileName(number)
                 guard present.contains(name) else {
-                    throw KVError(.corruption, "table \(directory)/\(name) named by the manifest is missing", path: directory + "/" + name)
+                    let before = recovered.damage.map { " (as of the last edit before the damage: \($0.message))" } ?? ""
+                    throw KVError(.corruption, "table \(directory)/\(name) named by the manifest is missing\(before)", path: directory + "/" + name)
                 }
                 opened[number] = try Table.open(storage: storage, directory: directory, meta: meta, cache: cache)
                 snapshot.added.append(VersionEdit.AddedFile(level: level, meta: meta))

@@ -40,7 +40,7 @@ struct MetaOptionSet: Sendable {
         MetaOptionSet(name: "tiny", options: tiny()),
         MetaOptionSet(name: "tiny-nocache", options: tiny { $0.cacheBytes = 0 }),
         MetaOptionSet(name: "l0-1", options: tiny { $0.level0CompactionTrigger = 1; $0.memtableBytes = 8 << 10 }),
-        MetaOptionSet(name: "l0-3", options: tiny { $0.level0CompactionTrigger = 3; $0.tableTargetBytes = 16 << 10 }),
+        MetaOptionSet(name: "l0-3", options: tiny { $0.level0CompactionTrigger = 3; $0.tableTargetBytes = 16 << 10; $0.flushOnClose = false }),
         MetaOptionSet(name: "l0-8", options: tiny { $0.level0CompactionTrigger = 8; $0.memtableBytes = 16 << 10 }),
         // Everything stays in level 0 and level 1.
         MetaOptionSet(name: "few-levels", options: tiny { $0.levelBaseBytes = 1 << 30; $0.level0CompactionTrigger = 4 }),
@@ -49,7 +49,7 @@ struct MetaOptionSet: Sendable {
         MetaOptionSet(name: "tiny-cache", options: tiny { $0.cacheBytes = 4 << 10; $0.memtableBytes = 12 << 10 }),
         MetaOptionSet(name: "huge-cache", options: tiny { $0.cacheBytes = 1 << 30; $0.memtableBytes = 8 << 10 }),
         // Buffered chains start at every full page; several frozen memtables wait.
-        MetaOptionSet(name: "chains", options: tiny { $0.bufferedChainPages = 1; $0.maxFrozenMemtables = 3; $0.batchReadDepth = 1 }),
+        MetaOptionSet(name: "chains", options: tiny { $0.bufferedChainPages = 1; $0.maxFrozenMemtables = 3; $0.batchReadDepth = 1; $0.flushOnClose = false }),
         // Real flush and compaction threads: answers must not depend on their timing.
         MetaOptionSet(name: "background", options: tiny { $0.inlineBackgroundWork = false; $0.memtableBytes = 8 << 10 }),
     ]

@@ -94,12 +94,12 @@ final class MetaRunner {
         }
     }
 
-    /// How a power cut treats the writes not yet synced: dropped, kept, torn or with a
-    /// sector of garbage, each with some probability. No I/O errors: every operation
+    /// How a power cut treats the writes not yet synced: dropped, kept or torn (whole
+    /// sectors), each with some probability. No I/O errors: every operation
     /// must succeed.
     private func drawPlan() -> SimulatedDisk.FaultPlan {
         var plan = SimulatedDisk.FaultPlan()
-        plan.tornMode = [.dropOnly, .torn, .corrupt][random.below(3)]
+        plan.tornMode = random.below(3) == 0 ? .dropOnly : .torn
         plan.persistProbability = [0.0, 0.5, 1.0][random.below(3)]
         plan.pessimisticSizes = random.chance(0.3)
         return plan
