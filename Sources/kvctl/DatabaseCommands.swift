@@ -11,11 +11,19 @@ struct DatabaseOptions: ParsableArguments {
     @Flag(name: .customLong("buffered"), help: "Acknowledge writes once in memory (default: when durable).")
     var buffered = false
 
-    /// Opens the database; `create` for write commands (a read never creates anything).
+    /// Opens the database for a write command (`create`: made when missing).
     func open(create: Bool) throws -> Database {
         var options = Options()
         options.createIfMissing = create
         options.defaultDurability = buffered ? .buffered : .sync
+        return try Database(path: path, options: options)
+    }
+
+    /// Opens the database for a read command: read-only, so it creates and changes
+    /// nothing, and several run at once (`Options.readOnly`).
+    func openReadOnly() throws -> Database {
+        var options = Options()
+        options.readOnly = true
         return try Database(path: path, options: options)
     }
 }
@@ -41,7 +49,7 @@ struct Get: ParsableCommand {
 
     func run() throws {
         let keyBytes = try encoding.decode(key, "KEY")
-        let db = try database.open(create: false)
+        let db = try database.openReadOnly()
         let value = try db.get(keyBytes)
         try db.close()
         guard let value else { KVCtl.fail("not found: \(key)", code: 1) }
@@ -96,7 +104,7 @@ struct Scan: ParsableCommand {
         let options = ScanOptions(
             start: try start.map { try encoding.decode($0, "START") }, end: try end.map { try encoding.decode($0, "END") },
             prefix: try prefix.map { try encoding.decode($0, "--prefix") }, reverse: reverse, limit: limit)
-        let db = try database.open(create: false)
+        let db = try database.openReadOnly()
         defer { try? db.close() }
         let cursor = db.scan(options)
         for (key, value) in cursor {
@@ -167,7 +175,7 @@ struct Stats: ParsableCommand {
     @OptionGroup var database: DatabaseOptions
 
     func run() throws {
-        let db = try database.open(create: false)
+        let db = try database.openReadOnly()
         defer { try? db.close() }
         print(describe(db.stats))
     }
@@ -178,7 +186,7 @@ struct Count: ParsableCommand {
     @OptionGroup var database: DatabaseOptions
 
     func run() throws {
-        let db = try database.open(create: false)
+        let db = try database.openReadOnly()
         defer { try? db.close() }
         var count = 0
         try db.forEach { _, _ in

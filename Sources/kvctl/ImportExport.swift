@@ -21,7 +21,7 @@ struct Export: ParsableCommand {
     func run() throws {
         var lineEncoding = encoding
         lineEncoding.json = format == .jsonl
-        let db = try database.open(create: false)
+        let db = try database.openReadOnly()
         defer { try? db.close() }
         var out = Data()
         var progress = Progress("exported")

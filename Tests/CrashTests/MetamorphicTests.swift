@@ -101,4 +101,28 @@ final class MetamorphicTests: XCTestCase {
         var beyond = model
         XCTAssertNotNil(beyond.recover(sequence: 4), "a sequence no commit ends must fail")
     }
+
+    /// `reopen ro` carries out a read-only open that reads everything back, refuses a
+    /// write and changes no file, under every option set (logs left by a close without
+    /// its flush included), and the runs agree.
+    func testReadOnlyReopenReadsEverythingAndChangesNothing() throws {
+        let operations = try MetaOp.parse("""
+            put x61 v1/10 sync
+            flush
+            put x62 v2/5000 buffered
+            del x61 sync
+            reopen ro
+            get x61
+            put x63 v3/1 sync
+            reopen ro
+            scan start=- end=- prefix=- forward limit=-
+            """)
+        XCTAssertTrue(operations.contains(.reopenReadOnly))
+        for set in MetaOptionSet.all {
+            let runner = MetaRunner(operations: operations, optionSet: set, seed: 1)
+            runner.run()
+            XCTAssertNil(runner.failure, "under \(set.name)")
+        }
+        XCTAssertNil(MetaCheck(operations: operations, optionSets: MetaOptionSet.all, seed: 1).run())
+    }
 }

@@ -259,3 +259,86 @@ final class DatabaseTests: XCTestCase {
         try db.close()
     }
 }
+
+/// `Options.readOnly`: opens that change nothing and run beside each other.
+final class ReadOnlyOpenTests: XCTestCase {
+    /// Names, sizes, modification times and contents of every file in `path`.
+    private func listing(_ path: String) throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: path).sorted().map { name in
+            let attributes = try FileManager.default.attributesOfItem(atPath: path + "/" + name)
+            let data = try Data(contentsOf: URL(fileURLWithPath: path + "/" + name))
+            let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+            return "\(name) \(data.count) \(modified) \(data.hashValue)"
+        }
+    }
+
+    private func readOnly() -> Options { testOptions { $0.readOnly = true } }
+
+    func testReadOnlyOpensChangeNothingAndRunSideBySide() throws {
+        let dir = TestPath()
+        do {
+            // A session that ends without its flush: the next opens find a log to replay.
+            let db = try Database(path: dir.path, options: testOptions { $0.flushOnClose = false })
+            for index in 0..<50 { try db.put("k\(index)", "v\(index)") }
+            try db.close()
+        }
+        let before = try listing(dir.path)
+        XCTAssertEqual(logFiles(dir.path).count, 1)
+        let first = try Database(path: dir.path, options: readOnly())
+        let second = try Database(path: dir.path, options: readOnly())
+        for index in 0..<50 {
+            XCTAssertEqual(try first.get("k\(index)"), "v\(index)")
+            XCTAssertEqual(try second.get("k\(index)"), "v\(index)")
+        }
+        XCTAssertEqual(Array(second.scan()).count, 50)
+        XCTAssertThrowsError(try first.put("x", "y")) { error in
+            XCTAssertEqual((error as! KVError).code, .readOnly)
+            XCTAssertTrue((error as! KVError).message.contains("Options.readOnly"), "\(error)")
+        }
+        XCTAssertThrowsError(try first.compactRange()) { XCTAssertEqual(($0 as! KVError).code, .readOnly) }
+        // A writer is refused while readers hold the lock.
+        XCTAssertThrowsError(try Database(path: dir.path, options: testOptions())) { error in
+            XCTAssertEqual((error as! KVError).code, .locked, "\(error)")
+        }
+        try first.close()
+        try second.close()
+        XCTAssertEqual(try listing(dir.path), before, "read-only opens changed the directory")
+        // And a reader is refused while a writer holds it.
+        let writer = try Database(path: dir.path, options: testOptions())
+        XCTAssertThrowsError(try Database(path: dir.path, options: readOnly())) { error in
+            XCTAssertEqual((error as! KVError).code, .locked, "\(error)")
+            XCTAssertTrue("\(error)".contains("a writing handle in this process"), "\(error)")
+        }
+        try writer.close()
+    }
+
+    func testReadOnlyOpenCreatesNothing() throws {
+        let dir = TestPath()
+        XCTAssertThrowsError(try Database(path: dir.path, options: readOnly())) { error in
+            XCTAssertEqual((error as! KVError).code, .notADatabase)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.path))
+    }
+
+    /// A torn tail is left as it is (cut only by a writing open), and read as a writer would.
+    func testReadOnlyOpenReadsPastATornTailWithoutCuttingIt() throws {
+        let dir = TestPath()
+        do {
+            let db = try Database(path: dir.path, options: testOptions { $0.flushOnClose = false })
+            for index in 0..<5 { try db.put("k\(index)", "v\(index)") }
+            try db.close()
+        }
+        let log = try XCTUnwrap(logFiles(dir.path).first)
+        // A torn write after the last page: a page whose only written sector is its last.
+        let handle = try XCTUnwrap(FileHandle(forUpdatingAtPath: log))
+        handle.seekToEndOfFile()
+        handle.write(Data(count: 3584) + Data(repeating: 0x42, count: 512))
+        try handle.close()
+        let before = try listing(dir.path)
+        let reader = try Database(path: dir.path, options: readOnly())
+        XCTAssertEqual(reader.stats.lastSequence, 5)
+        XCTAssertEqual(try reader.get("k4"), "v4")
+        try reader.close()
+        XCTAssertEqual(try listing(dir.path), before)
+    }
+}

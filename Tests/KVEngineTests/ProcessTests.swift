@@ -40,7 +40,7 @@ final class ProcessTests: XCTestCase {
         let result = try run([dir.path, "get", "k"])
         XCTAssertNotEqual(result.status, 0)
         XCTAssertTrue(
-            result.stderr.contains("database at \(dir.path) is locked by another process (pid \(getpid()))"),
+            result.stderr.contains("database at \(dir.path) is locked by a writer (pid \(getpid()))"),
             "stderr: \(result.stderr)")
         XCTAssertEqual(result.stdout, "")
         try db.close()
@@ -178,7 +178,7 @@ final class ProcessTests: XCTestCase {
         let dir = TestPath()
         let missing = try run([dir.path, "get", "k"])
         XCTAssertEqual(missing.status, 66)
-        XCTAssertEqual(missing.stderr, "kvctl: no database at \(dir.path)\n")
+        XCTAssertEqual(missing.stderr, "kvctl: no database at \(dir.path) (a read-only open creates nothing)\n")
         XCTAssertEqual(try run([dir.path, "put", "k", "v"]).status, 0)
         let unknown = try run([dir.path, "frobnicate"])
         XCTAssertEqual(unknown.status, 64)
@@ -192,8 +192,35 @@ final class ProcessTests: XCTestCase {
         let db = try Database(path: dir.path, options: testOptions())
         let locked = try run([dir.path, "get", "k"])
         XCTAssertEqual(locked.status, 75)
-        XCTAssertEqual(locked.stderr, "kvctl: database at \(dir.path) is locked by another process (pid \(getpid()))\n")
+        XCTAssertEqual(locked.stderr, "kvctl: database at \(dir.path) is locked by a writer (pid \(getpid()))\n")
         try db.close()
+    }
+
+    /// get, scan, count, export and stats open read-only: they change no byte, no name and
+    /// no modification time of the directory, and run while another reader holds it; a
+    /// write command waits its turn (refused with exit 75).
+    func testReadCommandsChangeNothingAndRunBesideAReader() throws {
+        let dir = TestPath()
+        for index in 0..<5 { XCTAssertEqual(try run([dir.path, "put", "k\(index)", "v\(index)"]).status, 0) }
+        func listing() throws -> [String] {
+            try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted().map { name in
+                let attributes = try FileManager.default.attributesOfItem(atPath: dir.path + "/" + name)
+                let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+                return "\(name) \(attributes[.size] ?? 0) \(modified)"
+            }
+        }
+        let before = try listing()
+        let reader = try Database(path: dir.path, options: testOptions { $0.readOnly = true })
+        let get = try run([dir.path, "get", "k3"])
+        XCTAssertEqual(get.status, 0, get.stderr)
+        XCTAssertEqual(get.stdout, "v3\n")
+        XCTAssertEqual(try run([dir.path, "count"]).stdout, "5\n")
+        XCTAssertEqual(try run([dir.path, "scan"]).status, 0)
+        XCTAssertEqual(try run([dir.path, "export"]).status, 0)
+        XCTAssertEqual(try run([dir.path, "stats"]).status, 0)
+        XCTAssertEqual(try run([dir.path, "put", "k9", "v9"]).status, 75, "a writer waits for the readers")
+        try reader.close()
+        XCTAssertEqual(try listing(), before, "a read command changed the directory")
     }
 
     func testImportThenExportIsIdentity() throws {

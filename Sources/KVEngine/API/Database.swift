@@ -105,10 +105,12 @@ public final class Database: Sendable {
             if options.errorIfExists {
                 throw KVError(.alreadyExists, "a database already exists at \(path)", path: path)
             }
+        } else if options.readOnly {
+            throw KVError(.notADatabase, "no database at \(path) (a read-only open creates nothing)", path: path)
         } else {
             try Database.prepareToCreate(path, options: options, storage: storage)
         }
-        lock = locking ? try DirectoryLock(directory: path) : nil
+        lock = locking ? try DirectoryLock(directory: path, shared: options.readOnly) : nil
         var identityVersion = Identity.formatVersion
         if exists {
             identityVersion = try Identity.verify(in: path, storage: storage)
@@ -127,7 +129,7 @@ public final class Database: Sendable {
         var recovery = try Recovery(
             directory: path, storage: storage, memtable: recovered, options: options,
             minimumLog: manifest.logNumber, tableSequence: manifest.lastSequence,
-            liveLogs: manifest.tracksLogs ? manifest.liveLogs : nil, readOnly: manifest.damage != nil
+            liveLogs: manifest.tracksLogs ? manifest.liveLogs : nil, readOnly: manifest.damage != nil || options.readOnly
         ).run()
         if let damage = manifest.damage {
             engineLogger.error("\(damage.message); opening read-only with the version before it, through sequence \(recovery.lastSequence)")
@@ -378,7 +380,12 @@ public final class Database: Sendable {
     /// The log that takes writes now, or why there is none.
     func writableLog() throws(KVError) -> LogWriter {
         guard let log = currentView.log else {
-            throw KVError(.readOnly, "database at \(path) was opened read-only after log corruption", path: path)
+            throw KVError(
+                .readOnly,
+                options.readOnly
+                    ? "database at \(path) is open read-only (Options.readOnly)"
+                    : "database at \(path) was opened read-only after damage (Options.onLogCorruption = .openReadOnly)",
+                path: path)
         }
         if let error = backgroundError.withLock({ $0 }) { throw error }
         return log

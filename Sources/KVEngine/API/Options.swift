@@ -54,6 +54,12 @@ public struct Options: Sendable {
     public var logPreallocateBytes: Int64 = 64 << 20
     /// What to do when a log is damaged before its tail.
     public var onLogCorruption = CorruptionPolicy.refuse
+    /// Opens without changing a byte of the directory: nothing is created, replayed logs
+    /// are neither cut nor flushed, no log or manifest is started, and the `LOCK` file is
+    /// held with a shared `flock`, so read-only opens run beside each other (also on a
+    /// read-only mount) while a writer is refused, and a writer's open is refused while
+    /// they run. Writes fail with `.readOnly`. Damage is treated per `onLogCorruption`.
+    public var readOnly = false
     /// Whether `close()` writes what the memtables hold to level-0 tables and removes the
     /// logs (default). Then the next open replays nothing, and every acknowledged write
     /// sits in checksummed table blocks. Without it `close()` only makes the log durable,

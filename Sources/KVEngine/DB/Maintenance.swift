@@ -228,7 +228,7 @@ extension Database {
     /// needs. Waits for frozen memtables to be flushed first. Blocks the calling thread.
     public func compactRange(start: [UInt8]? = nil, end: [UInt8]? = nil) throws(KVError) {
         try checkOpen()
-        if let error = backgroundError.withLock({ $0 }) { throw error }
+        _ = try writableLog()  // a read-only database writes no table (and after a failure, neither)
         // Flush what is in memory first: the memtable too.
         if let log = currentView.log, currentView.memtable.count > 0 { try rotate(from: log) }
         while !currentView.immutables.isEmpty {

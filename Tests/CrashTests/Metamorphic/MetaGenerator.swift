@@ -58,7 +58,7 @@ struct MetaGenerator {
     /// The operation kinds and their weights.
     private enum Kind: CaseIterable {
         case put, delete, batch, get, getMany, takeSnapshot, releaseSnapshot, openCursor, next, closeCursor, scan
-        case flush, compactAll, compactRange, sync, reopen, reopenWithOptions, crash
+        case flush, compactAll, compactRange, sync, reopen, reopenWithOptions, reopenReadOnly, crash
 
         var weight: Int {
             switch self {
@@ -79,6 +79,7 @@ struct MetaGenerator {
             case .sync: return 20
             case .reopen: return 15
             case .reopenWithOptions: return 15
+            case .reopenReadOnly: return 8
             case .crash: return 20
             }
         }
@@ -151,6 +152,9 @@ struct MetaGenerator {
         case .reopenWithOptions:
             dropHandles()
             return .reopen(options: MetaOptionSet.all[random.below(MetaOptionSet.all.count)].name)
+        case .reopenReadOnly:
+            dropHandles()
+            return .reopenReadOnly
         case .crash:
             dropHandles()
             return .crash

@@ -15,7 +15,7 @@ import Foundation
 ///     open c1 start=x61 end=- prefix=- reverse limit=5 @s2
 ///     next c1 3 | close c1
 ///     scan start=- end=xff prefix=x00 forward limit=- @-
-///     flush | compact x61 - | sync | reopen | reopen opts=tiny | crash
+///     flush | compact x61 - | sync | reopen | reopen opts=tiny | reopen ro | crash
 enum MetaOp: Equatable, CustomStringConvertible {
     case put(key: [UInt8], value: MetaValue, sync: Bool)
     case delete(key: [UInt8], sync: Bool)
@@ -36,6 +36,9 @@ enum MetaOp: Equatable, CustomStringConvertible {
     case sync
     /// Close and open again, with the named option set (nil: the same options).
     case reopen(options: String?)
+    /// Close, open read-only (`Options.readOnly`): the whole state reads back, a write is
+    /// refused and no file changes; then close and open as before.
+    case reopenReadOnly
     /// A power cut on the simulated disk, then an open of what survived.
     case crash
 
@@ -57,6 +60,7 @@ enum MetaOp: Equatable, CustomStringConvertible {
         case .compact(let start, let end): return "compact \(MetaText.bound(start)) \(MetaText.bound(end))"
         case .sync: return "sync"
         case .reopen(let options): return options.map { "reopen opts=\($0)" } ?? "reopen"
+        case .reopenReadOnly: return "reopen ro"
         case .crash: return "crash"
         }
     }
@@ -120,8 +124,10 @@ enum MetaOp: Equatable, CustomStringConvertible {
             self = .compact(start: try MetaText.parseBound(words[0], line), end: try MetaText.parseBound(words[1], line))
         case "sync": self = .sync
         case "reopen":
-            if let word = words.first {
-                guard word.hasPrefix("opts=") else { throw fail("reopen [opts=NAME]") }
+            if words.first == "ro" {
+                self = .reopenReadOnly
+            } else if let word = words.first {
+                guard word.hasPrefix("opts=") else { throw fail("reopen [opts=NAME|ro]") }
                 self = .reopen(options: String(word.dropFirst(5)))
             } else {
                 self = .reopen(options: nil)

@@ -206,6 +206,29 @@ final class MetaRunner {
             self.db = db
             let recovered = db.currentView.log?.lastSequence ?? db.currentView.visibleSequence
             return "reopen: through \(recovered); " + (try checkWholeState("reopen"))
+        case .reopenReadOnly:
+            dropHandles()
+            try database.close()
+            db = nil
+            model.markDurable()
+            let disk = try simulatedDisk
+            let before = try MetaRunner.files(disk)
+            var options = optionSet.options
+            options.readOnly = true
+            let reader = try Database(path: MetaRunner.path, options: options, storage: disk, locking: false)
+            db = reader
+            let state = try checkWholeState("read-only open")
+            var refused: KVError.Code? = nil
+            do { try reader.put([0x61], [0x62]) } catch { refused = error.code }
+            guard refused == .readOnly else {
+                throw MetaMismatch("a read-only open answered a write with \(refused.map { "\($0)" } ?? "success")")
+            }
+            try reader.close()
+            db = nil
+            let after = try MetaRunner.files(disk)
+            guard before == after else { throw MetaMismatch("a read-only open changed the directory: \(before) -> \(after)") }
+            db = try open(disk)
+            return "read-only: " + state
         case .crash:
             dropHandles()
             let old = try simulatedDisk
@@ -264,6 +287,13 @@ final class MetaRunner {
                 db.backgroundThreads?.wakeFlush()
                 usleep(200)
             }
+        }
+    }
+
+    /// Every file of the database directory with its size and a digest of its bytes.
+    private static func files(_ disk: SimulatedDisk) throws -> [String] {
+        try disk.contentsOfDirectory(atPath: path).sorted().map { name in
+            "\(name):\(disk.digest(ofFile: path + "/" + name))"
         }
     }
 
