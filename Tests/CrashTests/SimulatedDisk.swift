@@ -90,6 +90,8 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
         var deferredTotal = 0
         /// Faults armed by `failNext`, in order: the first fails the next matching event.
         var armed: [ArmedFault] = []
+        /// Bytes the files may hold in all (nil: no limit); see `setCapacity`.
+        var capacityBytes: Int?
     }
 
     /// One event to fail: `operation` as events name it ("write", "fdatasync", "fsync",
@@ -245,6 +247,28 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
         }
     }
 
+    /// Makes the disk hold at most `bytes` in all its files (nil: no limit): a write,
+    /// fallocate or truncation that would grow them past it fails with ENOSPC and changes
+    /// nothing; writes within files already that large go on.
+    func setCapacity(_ bytes: Int?) { state.withLock { $0.capacityBytes = bytes } }
+
+    /// Bytes the files hold (named or still open).
+    var usedBytes: Int { state.withLock { SimulatedDisk.used($0) } }
+
+    private static func used(_ state: State) -> Int {
+        let live = Set(state.names.values).union(state.open.values.map(\.inode))
+        return live.reduce(0) { $0 + (state.inodes[$1]?.volatile.count ?? 0) }
+    }
+
+    private static func checkRoom(_ state: inout State, inode: Int, size: Int, _ operation: String, _ path: String) throws {
+        guard let capacity = state.capacityBytes else { return }
+        let growth = size - (state.inodes[inode]?.volatile.count ?? 0)
+        if growth > 0 && used(state) + growth > capacity {
+            state.faultsInjected += 1
+            throw PageStoreError.io(operation, path: path, errno: ENOSPC)
+        }
+    }
+
     /// Size and XXH3 of a file as the running system sees it ("missing" when absent).
     func digest(ofFile path: String) -> String {
         state.withLock { state in
@@ -355,6 +379,7 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
         try state.withLock { state in
             let (inode, path) = try SimulatedDisk.opened(state, file)
             try SimulatedDisk.event(&state, "ftruncate", path)
+            try SimulatedDisk.checkRoom(&state, inode: inode, size: Int(size), "ftruncate", path)
             SimulatedDisk.resize(&state.inodes[inode]!, Int(size))
         }
     }
@@ -561,6 +586,7 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
             try sync(inode, path, &state)
             return 0
         case .allocate(_, let offset, let length):
+            try checkRoom(&state, inode: inode, size: Int(offset + length), "fallocate", path)
             if Int(offset + length) > state.inodes[inode]!.volatile.count {
                 resize(&state.inodes[inode]!, Int(offset + length))
             }
@@ -581,6 +607,7 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
             }
             throw PageStoreError.io("write", path: path, offsetBytes: segment.offsetBytes + Int64(sectors * sector), errno: fault.errno)
         }
+        try checkRoom(&state, inode: inode, size: Int(segment.offsetBytes) + segment.buffer.count, "write", path)
         apply(segment, inode, &state)
         return segment.buffer.count
     }

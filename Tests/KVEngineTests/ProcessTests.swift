@@ -249,4 +249,90 @@ final class ProcessTests: XCTestCase {
         XCTAssertTrue(bad.stderr.contains("line 2: expected {"), bad.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: target.path), "a malformed import writes nothing")
     }
+
+    /// Runs a system tool; returns its exit status and standard error.
+    @discardableResult
+    private func system(_ tool: String, _ arguments: [String]) throws -> (status: Int32, stderr: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [tool] + arguments
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, stderr)
+    }
+
+    /// A real full disk: a 96 MiB ext4 image, loop-mounted (root only; skipped with the
+    /// reason when the machine cannot). Writes go on until the volume is full: the failing
+    /// write is `.full`, every acknowledged key reads back in the same process, the
+    /// database reopens and reads (API and kvctl) while the volume is still full, kvctl's
+    /// write exits 77, and once space is freed a reopen takes writes again.
+    func testFullExt4Volume() throws {
+        guard getuid() == 0 else { throw XCTSkip("loop-mounting an ext4 image needs root: the real full-disk check is not run") }
+        let dir = TestPath()
+        let image = dir.root + "/volume.ext4"
+        let mountPoint = dir.root + "/mnt"
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        guard try system("truncate", ["-s", "96M", image]).status == 0, try system("mkfs.ext4", ["-q", "-F", image]).status == 0 else {
+            throw XCTSkip("mkfs.ext4 is not available: the real full-disk check is not run")
+        }
+        let mounted = try system("mount", ["-o", "loop", image, mountPoint])
+        guard mounted.status == 0 else {
+            throw XCTSkip("cannot loop-mount an ext4 image here (\(mounted.stderr.trimmingCharacters(in: .whitespacesAndNewlines))): the real full-disk check is not run")
+        }
+        defer { _ = try? system("umount", [mountPoint]) }
+        // Space to give back later.
+        let filler = mountPoint + "/filler"
+        XCTAssertTrue(FileManager.default.createFile(atPath: filler, contents: Data(repeating: 7, count: 12 << 20)))
+        let path = mountPoint + "/db"
+        var options = testOptions()
+        options.memtableBytes = 4 << 20
+        options.logPreallocateBytes = 64 << 20
+        let value = [UInt8](repeating: 0x5A, count: 2000)
+        func key(_ index: Int) -> [UInt8] { Array(String(format: "key%08d", index).utf8) }
+        var acknowledged = 0
+        do {
+            let db = try Database(path: path, options: options)
+            var failure: KVError?
+            while failure == nil && acknowledged < 200_000 {
+                var batch = WriteBatch()
+                for index in acknowledged..<(acknowledged + 100) { batch.put(key(index), value) }
+                do {
+                    try db.write(batch, durability: .sync)
+                    acknowledged += 100
+                } catch {
+                    failure = error
+                }
+            }
+            let error = try XCTUnwrap(failure, "the volume never filled")
+            XCTAssertEqual(error.code, .full, "\(error)")
+            XCTAssertGreaterThan(acknowledged, 10_000, "\(error)")
+            for index in stride(from: 0, to: acknowledged, by: 97) { XCTAssertEqual(try db.get(key(index)), value, "key \(index)") }
+            XCTAssertNil(try db.get(key(acknowledged)), "the failed batch left no trace")
+            try? db.close()
+        }
+        do {
+            let db = try Database(path: path, options: options)
+            XCTAssertEqual(Array(db.scan()).count, acknowledged, "reopened on the full volume")
+            try? db.close()
+        }
+        let count = try run([path, "count"])
+        XCTAssertEqual(count.status, 0, count.stderr)
+        XCTAssertEqual(count.stdout, "\(acknowledged)\n")
+        let put = try run([path, "put", "one", "more"])
+        XCTAssertEqual(put.status, 77, "kvctl's write on the full volume: \(put.stderr)")
+        try FileManager.default.removeItem(atPath: filler)
+        do {
+            let db = try Database(path: path, options: options)
+            try db.put("after", "room")
+            try db.close()
+        }
+        let db = try Database(path: path, options: options)
+        XCTAssertEqual(try db.get("after"), "room")
+        XCTAssertEqual(Array(db.scan()).count, acknowledged + 1)
+        try db.close()
+    }
 }

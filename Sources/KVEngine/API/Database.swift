@@ -60,6 +60,8 @@ public final class Database: Sendable {
     let counters = EngineCounters()
     /// The first error of background work; writes fail with it from then on.
     let backgroundError = Mutex<KVError?>(nil)
+    /// Why a writable open went on read-only: no room to start its log or manifest.
+    private let fullAtOpen: KVError?
     let backgroundThreads: BackgroundThreads?
     private let flusher: FlushTimer?
     /// Round-robin positions of background compactions, per level (in memory only).
@@ -138,18 +140,34 @@ public final class Database: Sendable {
         let version = versions.current
         engineLogger.debug(
             "opened database at \(path): \(version.tableCount) tables, \(recovery.logsReplayed) logs replayed through sequence \(recovery.lastSequence)\(recovery.tornTails > 0 ? ", \(recovery.tornTails) torn tails cut off" : "")\(recovery.readOnly ? ", read-only" : "")")
+        let readOnlyView = View(log: nil, memtable: recovered, immutables: [], version: version, readOnlySequence: recovery.lastSequence)
         if recovery.readOnly {
-            view = Mutex(View(log: nil, memtable: recovered, immutables: [], version: version, readOnlySequence: recovery.lastSequence))
+            view = Mutex(readOnlyView)
             flusher = nil
             backgroundThreads = nil
+            fullAtOpen = nil
             return
         }
         // A fresh log and memtable take the writes; what the logs held is flushed first.
+        // Without room for the log or the manifest the open goes on read-only: reading
+        // needs no free space.
         let logNumber = versions.newFileNumber()
         let memtable = Memtable()
-        let log = try LogWriter.create(
-            directory: path, number: logNumber, storage: storage, memtable: memtable,
-            lastSequence: recovery.lastSequence, options: options, metrics: metrics)
+        let log: LogWriter
+        do {
+            log = try LogWriter.create(
+                directory: path, number: logNumber, storage: storage, memtable: memtable,
+                lastSequence: recovery.lastSequence, options: options, metrics: metrics)
+        } catch where error.isFull {
+            // Recorded nowhere yet: what was made of it goes.
+            try? storage.removeFile(atPath: path + "/" + LogFormat.fileName(logNumber))
+            engineLogger.warning("\(path): no room to start a log (\(error.message)); open read-only")
+            view = Mutex(readOnlyView)
+            flusher = nil
+            backgroundThreads = nil
+            fullAtOpen = error
+            return
+        }
         var immutables: [FrozenMemtable] = []
         if recovered.count > 0 {
             immutables = [FrozenMemtable(memtable: recovered, nextLogNumber: logNumber, lastSequence: recovery.lastSequence)]
@@ -169,8 +187,17 @@ public final class Database: Sendable {
         } catch {
             log.beginClose()
             try? log.close()
-            throw error
+            guard error.isFull else { throw error }
+            // CURRENT still names the old manifest; the new log is recorded nowhere.
+            try? storage.removeFile(atPath: path + "/" + LogFormat.fileName(logNumber))
+            engineLogger.warning("\(path): no room to start a manifest (\(error.message)); open read-only")
+            view = Mutex(readOnlyView)
+            flusher = nil
+            backgroundThreads = nil
+            fullAtOpen = error
+            return
         }
+        fullAtOpen = nil
         view = Mutex(View(log: log, memtable: memtable, immutables: immutables, version: version, readOnlySequence: 0))
         flusher = FlushTimer(intervalMs: options.bufferedFlushIntervalMs)
         backgroundThreads = options.inlineBackgroundWork ? nil : BackgroundThreads()
@@ -380,6 +407,11 @@ public final class Database: Sendable {
     /// The log that takes writes now, or why there is none.
     func writableLog() throws(KVError) -> LogWriter {
         guard let log = currentView.log else {
+            if let fullAtOpen {
+                throw KVError(
+                    .full, "database at \(path) was opened without room to write, so read-only (\(fullAtOpen.message)); reopen once there is room",
+                    path: fullAtOpen.path)
+            }
             throw KVError(
                 .readOnly,
                 options.readOnly

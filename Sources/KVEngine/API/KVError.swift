@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import PageStore
 
 /// Why a database call failed: what, where (file and offset when there is one) and why.
@@ -25,8 +28,9 @@ public struct KVError: Error, Sendable, CustomStringConvertible {
         case closed
         /// The database was opened read-only (after corruption) and cannot be written.
         case readOnly
-        /// No room for the write. Since memtables flush to tables a full memtable no longer
-        /// refuses writes (they stall instead); the code stays for callers that match it.
+        /// No room on the device (`ENOSPC`) or in the quota (`EDQUOT`): the write that hit it
+        /// failed and nothing of it is visible. The database stays readable in the process
+        /// that hit it; writes are refused until it is reopened (with room again).
         case full
     }
 
@@ -52,8 +56,12 @@ public struct KVError: Error, Sendable, CustomStringConvertible {
     /// Wraps a page store failure.
     static func io(_ error: any Error, while action: String) -> KVError {
         guard let error = error as? PageStoreError else { return KVError(.io, "\(action): \(error)") }
-        return KVError(.io, "\(action): \(error)", path: error.path, offsetBytes: error.offsetBytes, underlying: error)
+        let code: Code = error.errno == ENOSPC || error.errno == EDQUOT ? .full : .io
+        return KVError(code, "\(action): \(error)", path: error.path, offsetBytes: error.offsetBytes, underlying: error)
     }
+
+    /// Whether this is a full disk or quota.
+    var isFull: Bool { code == .full }
 
     /// The errno behind an I/O failure, if any.
     public var errno: Int32? { underlying?.errno }

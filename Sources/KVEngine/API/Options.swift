@@ -50,7 +50,9 @@ public struct Options: Sendable {
     public var defaultDurability = Durability.sync
     /// Longest time a `.buffered` write waits for its log page to be written and synced.
     public var bufferedFlushIntervalMs = 10
-    /// Bytes reserved (fallocate) for a new log file, and by which it grows.
+    /// Bytes reserved (fallocate) for a new log file, and by which it grows. A new log
+    /// reserves at most what its memtable can hold (`memtableBytes` and an eighth), and
+    /// nothing when the disk has no room for it (the log then grows as it is written).
     public var logPreallocateBytes: Int64 = 64 << 20
     /// What to do when a log is damaged before its tail.
     public var onLogCorruption = CorruptionPolicy.refuse

@@ -148,6 +148,13 @@ final class LogWriter: Sendable {
         lastSequence: UInt64, options: Options, metrics: EngineMetrics
     ) throws(KVError) -> LogWriter {
         let path = directory + "/" + LogFormat.fileName(number)
+        // On a nearly full disk the reservation and the zero-fill shrink to what fits: the
+        // log starts with its header alone, and later chains grow it as they go.
+        // A log rotates once its memtable is full, so it never needs much more than the
+        // memtable's size: the reservation is capped there.
+        let needed = (Int64(options.memtableBytes) * 9 / 8 + 4095) / 4096 * 4096
+        var preallocated = min(options.logPreallocateBytes, needed)
+        var zeroed = Int64(zeroChunkBytes)
         let (file, zeros) = try io("create log \(path)") { () throws -> (FileID, PageBuffer) in
             let zeros = try storage.allocator.allocate(pages: zeroChunkBytes / LogFormat.pageBytes)
             zeros.bytes.initializeMemory(as: UInt8.self, repeating: 0)
@@ -155,24 +162,37 @@ final class LogWriter: Sendable {
             let page = try storage.allocator.allocate()
             defer { storage.allocator.free(page) }
             LogFormat.encodeHeader(logNumber: number, into: page.bytes)
-            if options.logPreallocateBytes > 0 {
-                try storage.performBlocking(.allocate(file, offsetBytes: 0, lengthBytes: options.logPreallocateBytes))
+            if preallocated > 0 {
+                do {
+                    try storage.performBlocking(.allocate(file, offsetBytes: 0, lengthBytes: preallocated))
+                } catch let error as PageStoreError where error.errno == ENOSPC || error.errno == EDQUOT {
+                    preallocated = 0
+                }
             }
-            try storage.commit(file, [
-                IOSegment(offsetBytes: 0, buffer: page),
-                IOSegment(offsetBytes: Int64(LogFormat.pageBytes), buffer: zeros),
-            ])
+            do {
+                try storage.commit(file, [
+                    IOSegment(offsetBytes: 0, buffer: page),
+                    IOSegment(offsetBytes: Int64(LogFormat.pageBytes), buffer: zeros),
+                ])
+            } catch let error as PageStoreError where error.errno == ENOSPC || error.errno == EDQUOT {
+                zeroed = 0
+                try storage.truncateFile(file, toBytes: 0)
+                try storage.commit(file, [IOSegment(offsetBytes: 0, buffer: page)])
+            }
             try storage.syncDirectory(atPath: directory)
             return (file, zeros)
         }
+        if (options.logPreallocateBytes > 0 && preallocated == 0) || zeroed == 0 {
+            engineLogger.warning("log \(path): no room for its reservation or zero-fill; it grows as it is written")
+        }
         return LogWriter(
             storage: storage, file: file, path: path, number: number, memtable: memtable, zeros: zeros,
-            lastSequence: lastSequence, options: options, metrics: metrics)
+            lastSequence: lastSequence, options: options, metrics: metrics, preallocated: preallocated, zeroed: zeroed)
     }
 
     private init(
         storage: any Storage, file: FileID, path: String, number: UInt64, memtable: Memtable, zeros: PageBuffer,
-        lastSequence: UInt64, options: Options, metrics: EngineMetrics
+        lastSequence: UInt64, options: Options, metrics: EngineMetrics, preallocated: Int64, zeroed: Int64
     ) {
         self.zeros = zeros
         self.metrics = metrics
@@ -191,7 +211,7 @@ final class LogWriter: Sendable {
         self.state = Mutex(State(
             sealedSequence: lastSequence, pageSequence: lastSequence,
             durableBytes: start, durableSequence: lastSequence, lastSequence: lastSequence,
-            preallocatedBytes: options.logPreallocateBytes, zeroedBytes: start + Int64(LogWriter.zeroChunkBytes)))
+            preallocatedBytes: preallocated, zeroedBytes: start + zeroed))
     }
 
     // MARK: appending

@@ -72,6 +72,18 @@ final class TableBuilder {
                 _ = try io("reserve \(reserved) bytes for table \(path)") {
                     try storage.performBlocking(.allocate(file, offsetBytes: 0, lengthBytes: reserved))
                 }
+            } catch where error.isFull {
+                // No room for the whole estimate: the table is written without a
+                // reservation (a part the failed fallocate may have kept goes first, as
+                // the file must end with the table's footer); a write that finds no room
+                // fails then.
+                do throws(KVError) {
+                    try io("drop the reservation of \(path)") { try storage.truncateFile(file, toBytes: 0) }
+                } catch {
+                    abandon()
+                    throw error
+                }
+                self.reserved = 0
             } catch {
                 abandon()
                 throw error

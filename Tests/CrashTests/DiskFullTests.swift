@@ -1,0 +1,143 @@
+import Foundation
+import XCTest
+
+@testable import KVEngine
+
+/// A full disk on the simulated disk (`SimulatedDisk.setCapacity`): the write that meets
+/// it fails with `.full` and leaves no trace, every acknowledged write reads back in the
+/// same process and after a reopen while the disk is still full, and writes go on after a
+/// reopen once there is room. The room runs out at a different point of each run, so the
+/// failing write is a log chain, a log's zero-fill or reservation, a flush's table, a
+/// manifest edit, a new manifest or CURRENT's switch.
+final class DiskFullTests: XCTestCase {
+    private let path = "/sim/db"
+
+    private func options(tiny: Bool) -> Options {
+        var options = Options()
+        options.allowTinySizes = true
+        options.inlineBackgroundWork = true
+        options.bufferedFlushIntervalMs = 60_000
+        options.logPreallocateBytes = 64 << 10
+        options.memtableBytes = tiny ? 8 << 10 : 1 << 20
+        options.tableTargetBytes = 8 << 10
+        options.levelBaseBytes = 16 << 10
+        options.level0CompactionTrigger = 2
+        options.level0SlowdownTrigger = 1000
+        options.level0StopTrigger = 1000
+        options.manifestRollBytes = 16 << 10
+        return options
+    }
+
+    private func key(_ index: Int) -> [UInt8] { Array("key\(index)".utf8) }
+    private func value(_ index: Int) -> [UInt8] { Array("value\(index)-".utf8) + [UInt8](repeating: UInt8(index & 0xFF), count: 700) }
+
+    func testFullDiskAtEveryWritePath() throws {
+        var paths: [String: Int] = [:]
+        for tiny in [false, true] {
+            for room in stride(from: 0, to: 400 << 10, by: 9 << 10) {
+                let failure = try run(tiny: tiny, roomBytes: room)
+                paths[failure, default: 0] += 1
+            }
+        }
+        print("disk full: the failing write by file: \(paths.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
+        XCTAssertNotNil(paths["log"], "some runs fill the disk in a log write")
+        XCTAssertNotNil(paths["table"], "some runs fill the disk in a flush or compaction")
+    }
+
+    /// The one write that finds no room is a manifest's or CURRENT's (ENOSPC once, armed
+    /// after a different number of puts in each run): the writes that need it fail with
+    /// `.full`, nothing acknowledged is lost, and a reopen takes writes.
+    func testNoRoomForAManifestOrCurrent() throws {
+        for target in ["MANIFEST-", "CURRENT.tmp"] {
+            for skip in 0..<6 {
+                let disk = try SimulatedDisk(seed: UInt64(skip), plan: SimulatedDisk.FaultPlan(), directories: ["/sim"])
+                let options = options(tiny: true)
+                let what = "\(target) after \(skip * 25) puts"
+                var acknowledged: [Int] = []
+                var failure: KVError?
+                do {
+                    let db = try Database(path: path, options: options, storage: disk, locking: false)
+                    for index in 0..<400 {
+                        if index == skip * 25 { disk.failNext("write", pathContaining: target, errno: ENOSPC) }
+                        do {
+                            try db.put(key(index), value(index))
+                            acknowledged.append(index)
+                        } catch {
+                            failure = error
+                            break
+                        }
+                    }
+                    XCTAssertEqual(disk.armedFaults, 0, "\(what): the fault never fired")
+                    let error = try XCTUnwrap(failure, "\(what): no write failed")
+                    XCTAssertEqual(error.code, .full, "\(what): \(error)")
+                    for index in acknowledged { XCTAssertEqual(try db.get(key(index)), value(index), "\(what): key \(index)") }
+                    try? db.close()
+                }
+                let db = try Database(path: path, options: options, storage: disk, locking: false)
+                for index in acknowledged { XCTAssertEqual(try db.get(key(index)), value(index), "\(what): reopened: key \(index)") }
+                try db.put(key(9999), value(9999))
+                try db.close()
+            }
+        }
+    }
+
+    /// One run: 40 writes with room, then `roomBytes` more room, then writes until one
+    /// fails. Returns the kind of file whose write failed.
+    private func run(tiny: Bool, roomBytes: Int) throws -> String {
+        let disk = try SimulatedDisk(seed: UInt64(roomBytes), plan: SimulatedDisk.FaultPlan(), directories: ["/sim"])
+        let options = options(tiny: tiny)
+        let what = "tiny=\(tiny) room=\(roomBytes)"
+        var acknowledged: [Int] = []
+        var failure: KVError?
+        do {
+            let db = try Database(path: path, options: options, storage: disk, locking: false)
+            for index in 0..<40 {
+                try db.put(key(index), value(index))
+                acknowledged.append(index)
+            }
+            disk.setCapacity(disk.usedBytes + roomBytes)
+            for index in 40..<4000 {
+                do {
+                    try db.put(key(index), value(index))
+                    acknowledged.append(index)
+                } catch {
+                    failure = error
+                    break
+                }
+            }
+            let error = try XCTUnwrap(failure, "\(what): the disk never filled")
+            XCTAssertEqual(error.code, .full, "\(what): \(error)")
+            // Readable in the process that hit it, with no trace of the failed write.
+            for index in acknowledged { XCTAssertEqual(try db.get(key(index)), value(index), "\(what): key \(index)") }
+            XCTAssertNil(try db.get(key(acknowledged.count)), "\(what): the failed write is not visible")
+            XCTAssertThrowsError(try db.put(key(9999), value(9999)), "\(what): writes stay refused") { error in
+                XCTAssertEqual((error as! KVError).code, .full, "\(what): \(error)")
+            }
+            try? db.close()  // its flush may fail on the full disk too: the log stays
+        }
+        // Reopened while the disk is still full: it opens, and every acknowledged write reads back.
+        do {
+            let db = try Database(path: path, options: options, storage: disk, locking: false)
+            for index in acknowledged { XCTAssertEqual(try db.get(key(index)), value(index), "\(what): reopened full: key \(index)") }
+            XCTAssertEqual(Array(db.scan()).count, acknowledged.count, "\(what)")
+            try? db.close()
+        }
+        // Room again: a reopen takes writes, and the next one finds them all.
+        disk.setCapacity(nil)
+        do {
+            let db = try Database(path: path, options: options, storage: disk, locking: false)
+            try db.put(key(9999), value(9999))
+            try db.close()
+        }
+        let db = try Database(path: path, options: options, storage: disk, locking: false)
+        for index in acknowledged + [9999] { XCTAssertEqual(try db.get(key(index)), value(index), "\(what): after room: key \(index)") }
+        XCTAssertEqual(Array(db.scan()).count, acknowledged.count + 1, "\(what)")
+        try db.close()
+        let path = failure?.path ?? ""
+        if path.hasSuffix(".log") { return "log" }
+        if path.hasSuffix(".sst") { return "table" }
+        if path.contains("MANIFEST") { return "manifest" }
+        if path.contains("CURRENT") { return "current" }
+        return "other(\(failure?.message ?? "-"))"
+    }
+}
