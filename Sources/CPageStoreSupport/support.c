@@ -10,6 +10,8 @@
 
 int ps_o_direct(void) { return O_DIRECT; }
 
+int ps_fallocate(int fd, int64_t offset, int64_t length) { return fallocate(fd, 0, (off_t)offset, (off_t)length); }
+
 unsigned ps_peek_completions(struct io_uring *ring, ps_completion *out, unsigned max) {
     struct io_uring_cqe *cqes[64];
     unsigned total = 0;

@@ -48,7 +48,8 @@ public enum IORequest: Sendable {
     case commit(FileID, [IOSegment])
     /// fdatasync (`dataOnly`) or fsync of the file. Succeeds with 0.
     case sync(FileID, dataOnly: Bool)
-    /// Reserves disk space for `lengthBytes` at `offsetBytes` (fallocate, mode 0).
+    /// Reserves disk space for `lengthBytes` at `offsetBytes` (fallocate(2), mode 0; a file
+    /// system without it fails with EOPNOTSUPP, never an emulation that writes).
     case allocate(FileID, offsetBytes: Int64, lengthBytes: Int64)
 
     /// The file the request is for.

@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import CPageStoreSupport
 import Glibc
 #endif
 import Dispatch
@@ -78,9 +79,12 @@ final class PosixWorker: IOBackend {
                 counters.fdatasyncs.wrappingAdd(1, ordering: .relaxed)
                 return .success(0)
             case .allocate(let offset, let length):
-                let code = posix_fallocate(io.fd, off_t(offset), off_t(length))
+                // fallocate(2) itself, as the ring's op: posix_fallocate would emulate it on a
+                // file system without it by writing a byte into every block, unordered with
+                // the writes going on in the same range. Without it, EOPNOTSUPP.
+                let result = ps_fallocate(io.fd, offset, length)
                 counters.enterCalls.wrappingAdd(1, ordering: .relaxed)
-                if code != 0 { throw PageStoreError.io(io.operationName, path: io.path, offsetBytes: offset, errno: code) }
+                if result != 0 { throw PageStoreError.io(io.operationName, path: io.path, offsetBytes: offset, errno: errno) }
                 return .success(0)
             }
         } catch {

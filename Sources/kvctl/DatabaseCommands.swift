@@ -213,6 +213,18 @@ struct Check: ParsableCommand {
     }
 }
 
+struct Salvage: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Rebuild a damaged database from every table block and log record that verifies.",
+        discussion: "Files that do not verify are moved into DBPATH/lost/, never deleted. Prints what was kept, what was dropped (file, offset, why) and what was set aside; the database then opens. Run `check` first to see the damage.")
+    @OptionGroup var database: DatabaseOptions
+
+    func run() throws {
+        let report = try Database.salvage(path: database.path)
+        print(report)
+    }
+}
+
 struct Dump: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print the manifest's edits, every table's entries and every log record (for debugging), then what check finds.",

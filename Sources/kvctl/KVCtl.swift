@@ -66,14 +66,14 @@ struct KVCtl: ParsableCommand {
         discussion: "kvctl DBPATH alone opens a shell on the database.\n\n" + exitCodesHelp,
         subcommands: [
             Get.self, Put.self, Del.self, Scan.self, Count.self, Batch.self, Import.self, Export.self, Check.self,
-            Dump.self, Stats.self, Compact.self, Shell.self,
+            Dump.self, Stats.self, Compact.self, Salvage.self, Shell.self,
             Bench.self, Stress.self, PageStoreCommand.self,
         ])
 
     /// Subcommands that do not take a database path first.
     static let toolNames: Set<String> = ["bench", "stress", "pagestore", "help"]
     static let databaseCommands: Set<String> = [
-        "get", "put", "del", "scan", "count", "batch", "import", "export", "check", "dump", "stats", "compact", "shell",
+        "get", "put", "del", "scan", "count", "batch", "import", "export", "check", "dump", "stats", "compact", "salvage", "shell",
     ]
 
     /// `kvctl DBPATH COMMAND ARGS...` becomes `kvctl COMMAND --db DBPATH ARGS...`, and

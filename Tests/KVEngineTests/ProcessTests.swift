@@ -152,6 +152,15 @@ final class ProcessTests: XCTestCase {
         XCTAssertEqual(damaged.status, 1)
         XCTAssertTrue(damaged.stdout.contains("damaged: \(log) at offset 12288: checksum mismatch"), damaged.stdout)
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: log)), before, "check changes nothing")
+        XCTAssertEqual(try run([dir.path, "get", "k0"]).status, 76, "the open refuses the damaged log")
+        // Salvage keeps the records before the damage and sets the log aside.
+        let salvage = try run([dir.path, "salvage"])
+        XCTAssertEqual(salvage.status, 0, salvage.stderr)
+        XCTAssertTrue(salvage.stdout.contains("records of 1 logs (1 damaged)"), salvage.stdout)
+        XCTAssertTrue(salvage.stdout.contains("set aside: \(dir.path)/lost/"), salvage.stdout)
+        XCTAssertEqual(try run([dir.path, "check"]).status, 0)
+        XCTAssertEqual(try run([dir.path, "get", "k1"]).stdout, "v1\n")
+        XCTAssertEqual(try run([dir.path, "get", "k2"]).status, 1, "k2's record was in the damaged page")
     }
 
     func testBinaryRoundTripsThroughHexAndBase64() throws {
@@ -322,9 +331,20 @@ final class ProcessTests: XCTestCase {
         let count = try run([path, "count"])
         XCTAssertEqual(count.status, 0, count.stderr)
         XCTAssertEqual(count.stdout, "\(acknowledged)\n")
+        // What room the closes and reopens gave back (their flushes, removed logs) is taken
+        // up too: then not even a new log's header fits, and kvctl's write exits 77.
+        let rest = mountPoint + "/rest"
+        XCTAssertTrue(FileManager.default.createFile(atPath: rest, contents: nil))
+        let handle = try XCTUnwrap(FileHandle(forWritingAtPath: rest))
+        for chunk in [1 << 20, 4096, 512] {
+            while (try? handle.write(contentsOf: Data(count: chunk))) != nil {}
+        }
+        try? handle.close()
         let put = try run([path, "put", "one", "more"])
         XCTAssertEqual(put.status, 77, "kvctl's write on the full volume: \(put.stderr)")
+        XCTAssertEqual(try run([path, "count"]).stdout, "\(acknowledged)\n", "reads on the full volume")
         try FileManager.default.removeItem(atPath: filler)
+        try FileManager.default.removeItem(atPath: rest)
         do {
             let db = try Database(path: path, options: options)
             try db.put("after", "room")

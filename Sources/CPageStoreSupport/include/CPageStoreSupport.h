@@ -2,7 +2,8 @@
 #define CPAGESTORE_SUPPORT_H
 // What Swift cannot import from <fcntl.h> and <liburing.h> on its own: macros built
 // from other macros (the IOSQE_* flags), the per-architecture O_DIRECT value, statx's
-// direct-I/O alignment fields, and a loop that copies a batch of CQEs out of the ring.
+// direct-I/O alignment fields, fallocate(2) (declared only under _GNU_SOURCE), and a
+// loop that copies a batch of CQEs out of the ring.
 // Nothing here re-implements liburing.
 
 #include <sys/types.h>
@@ -16,6 +17,9 @@ extern "C" {
 
 /// The O_DIRECT open flag of the architecture this was compiled for.
 int ps_o_direct(void);
+
+/// fallocate(2), mode 0 (glibc declares it only under _GNU_SOURCE): 0, or -1 and errno.
+int ps_fallocate(int fd, int64_t offset, int64_t length);
 
 enum {
     PS_IOSQE_FIXED_FILE = IOSQE_FIXED_FILE,

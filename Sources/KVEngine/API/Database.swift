@@ -188,8 +188,8 @@ public final class Database: Sendable {
             log.beginClose()
             try? log.close()
             guard error.isFull else { throw error }
-            // CURRENT still names the old manifest; the new log is recorded nowhere.
-            try? storage.removeFile(atPath: path + "/" + LogFormat.fileName(logNumber))
+            // The log stays: if the failure came after CURRENT was switched, the new
+            // manifest records it. (Holding only its header, it costs the next open nothing.)
             engineLogger.warning("\(path): no room to start a manifest (\(error.message)); open read-only")
             view = Mutex(readOnlyView)
             flusher = nil
@@ -452,7 +452,14 @@ public final class Database: Sendable {
             do { try makeDurable(log) } catch { failure = error }
             do { try log.close() } catch { failure = failure ?? error }
             if options.flushOnClose && failure == nil && backgroundError.withLock({ $0 }) == nil {
-                do { try flushAtClose(log) } catch { failure = error }
+                let idle = log.memtable.count == 0 && currentView.immutables.isEmpty
+                do {
+                    try flushAtClose(log)
+                } catch where idle && error.isFull {
+                    // Only an empty log to remove: nothing is lost by keeping it.
+                } catch {
+                    failure = error
+                }
             }
         }
         versions.close()

@@ -109,6 +109,9 @@ struct LogReader {
         var verifiedButWrong = false
         /// Parsing stopped at a check that failed on bytes whose sectors were all written.
         var writtenButBad = false
+        /// Where the last page's padding began, when it ran to the end of the page and no
+        /// fragment has verified since.
+        var paddingAt: Int64?
 
         init(number: UInt64, deliver: @escaping (UnsafeRawBufferPointer, Int64) -> String?) {
             self.number = number
@@ -124,7 +127,20 @@ struct LogReader {
             while position < LogFormat.pageBytes {
                 switch LogFormat.readFragment(page, at: position, pageOffset: pageOffset, logNumber: number) {
                 case .padding:
-                    if position == 0 { stop = (pageOffset, "empty page", true) }
+                    if position == 0 {
+                        stop = (pageOffset, "empty page", true)
+                        return
+                    }
+                    // Padding is zero to the end of the page, and never follows a record's
+                    // first or middle fragment (those fill their page): otherwise the zeros
+                    // are a sector that never arrived.
+                    if assembling != nil || !page[position...].allSatisfy({ $0 == 0 }) {
+                        halt(at: pageOffset, position, "zero bytes where a fragment should start")
+                        return
+                    }
+                    // It may still be sectors that never arrived, up to the end of the page:
+                    // the next page tells (see `accept`'s caller below).
+                    paddingAt = pageOffset + Int64(position)
                     return
                 case .bad(let reason, let evidence):
                     halt(at: pageOffset, position, reason)
@@ -132,11 +148,20 @@ struct LogReader {
                     return
                 case .fragment(let fragment):
                     if let problem = accept(fragment, page, at: pageOffset + Int64(position)) {
+                        if position == 0, let paddingAt {
+                            // The page before ended in zeros that were not padding but the
+                            // sectors of a record that never arrived (this one cannot follow
+                            // what came before them): a torn write, ended there.
+                            stop = (paddingAt, "the rest of the page never arrived (\(problem))", false)
+                            stopPageHasRecords = true
+                            return
+                        }
                         // The fragment verified: no torn write makes it; its content is wrong.
                         halt(at: pageOffset, position, problem)
                         verifiedButWrong = true
                         return
                     }
+                    paddingAt = nil
                     position = fragment.end
                 }
             }

@@ -45,7 +45,8 @@ final class LogWriter: Sendable {
     /// Always zero: the source of the zero-fill writes.
     private let zeros: PageBuffer
     private let memtableLimitBytes: Int
-    private let preallocateBytes: Int64
+    /// Bytes by which the reservation grows (0: the log grows as it is written).
+    private let reservationStep: Int64
     private let bufferedChainPages: Int
     private let metrics: EngineMetrics
     private let state: Mutex<State>
@@ -116,7 +117,12 @@ final class LogWriter: Sendable {
         /// `fallocate` requests not yet completed (close waits for them: one finishing
         /// after the final truncation would grow the log again).
         var reservationsInFlight = 0
+        /// End of the reservation asked for, and of the part confirmed (zero-fill stays
+        /// inside the latter: past it a zero-fill could take the space a write needs).
         var preallocatedBytes: Int64
+        var reservedBytes: Int64
+        /// A reservation was refused (no room, or no fallocate): no more are asked for.
+        var reservationsStopped = false
         /// End of the region written with zeros or data: writes below it overwrite written
         /// blocks, so their fdatasync need not journal an extent conversion.
         var zeroedBytes: Int64
@@ -151,48 +157,68 @@ final class LogWriter: Sendable {
         // On a nearly full disk the reservation and the zero-fill shrink to what fits: the
         // log starts with its header alone, and later chains grow it as they go.
         // A log rotates once its memtable is full, so it never needs much more than the
-        // memtable's size: the reservation is capped there.
+        // memtable's size: the reservation is capped there, and the zero-fill stays inside it.
         let needed = (Int64(options.memtableBytes) * 9 / 8 + 4095) / 4096 * 4096
         var preallocated = min(options.logPreallocateBytes, needed)
-        var zeroed = Int64(zeroChunkBytes)
+        var zeroed = min(Int64(zeroChunkBytes), max(0, preallocated - Int64(LogFormat.pageBytes)))
+        var refused = false
         let (file, zeros) = try io("create log \(path)") { () throws -> (FileID, PageBuffer) in
             let zeros = try storage.allocator.allocate(pages: zeroChunkBytes / LogFormat.pageBytes)
             zeros.bytes.initializeMemory(as: UInt8.self, repeating: 0)
-            let file = try storage.openFile(atPath: path, mode: .createNew)
-            let page = try storage.allocator.allocate()
-            defer { storage.allocator.free(page) }
-            LogFormat.encodeHeader(logNumber: number, into: page.bytes)
-            if preallocated > 0 {
-                do {
-                    try storage.performBlocking(.allocate(file, offsetBytes: 0, lengthBytes: preallocated))
-                } catch let error as PageStoreError where error.errno == ENOSPC || error.errno == EDQUOT {
-                    preallocated = 0
-                }
-            }
+            let page: PageBuffer
+            let file: FileID
             do {
-                try storage.commit(file, [
-                    IOSegment(offsetBytes: 0, buffer: page),
-                    IOSegment(offsetBytes: Int64(LogFormat.pageBytes), buffer: zeros),
-                ])
-            } catch let error as PageStoreError where error.errno == ENOSPC || error.errno == EDQUOT {
-                zeroed = 0
-                try storage.truncateFile(file, toBytes: 0)
-                try storage.commit(file, [IOSegment(offsetBytes: 0, buffer: page)])
+                page = try storage.allocator.allocate()
+                file = try storage.openFile(atPath: path, mode: .createNew)
+            } catch {
+                storage.allocator.free(zeros)
+                throw error
             }
-            try storage.syncDirectory(atPath: directory)
+            defer { storage.allocator.free(page) }
+            do {
+                LogFormat.encodeHeader(logNumber: number, into: page.bytes)
+                if preallocated > 0 {
+                    do {
+                        try storage.performBlocking(.allocate(file, offsetBytes: 0, lengthBytes: preallocated))
+                    } catch let error as PageStoreError where [ENOSPC, EDQUOT, EOPNOTSUPP].contains(error.errno) {
+                        (preallocated, zeroed, refused) = (0, 0, true)
+                        // (A refused fallocate may keep part of what it took: the header's
+                        // write below starts from an empty file either way.)
+                        try storage.truncateFile(file, toBytes: 0)
+                    }
+                }
+                var segments = [IOSegment(offsetBytes: 0, buffer: page)]
+                if zeroed > 0 {
+                    segments.append(IOSegment(offsetBytes: Int64(LogFormat.pageBytes), buffer: zeros.slice(offset: 0, count: Int(zeroed))))
+                }
+                do {
+                    try storage.commit(file, segments)
+                } catch let error as PageStoreError where error.errno == ENOSPC || error.errno == EDQUOT {
+                    (preallocated, zeroed, refused) = (0, 0, true)
+                    try storage.truncateFile(file, toBytes: 0)
+                    try storage.commit(file, [IOSegment(offsetBytes: 0, buffer: page)])
+                }
+                try storage.syncDirectory(atPath: directory)
+            } catch {
+                try? storage.closeFile(file)
+                storage.allocator.free(zeros)
+                throw error
+            }
             return (file, zeros)
         }
-        if (options.logPreallocateBytes > 0 && preallocated == 0) || zeroed == 0 {
+        if refused {
             engineLogger.warning("log \(path): no room for its reservation or zero-fill; it grows as it is written")
         }
         return LogWriter(
             storage: storage, file: file, path: path, number: number, memtable: memtable, zeros: zeros,
-            lastSequence: lastSequence, options: options, metrics: metrics, preallocated: preallocated, zeroed: zeroed)
+            lastSequence: lastSequence, options: options, metrics: metrics, preallocated: preallocated, zeroed: zeroed,
+            reservationStep: preallocated == 0 ? 0 : min(options.logPreallocateBytes, max(256 << 10, needed / 8 / 4096 * 4096)))
     }
 
     private init(
         storage: any Storage, file: FileID, path: String, number: UInt64, memtable: Memtable, zeros: PageBuffer,
-        lastSequence: UInt64, options: Options, metrics: EngineMetrics, preallocated: Int64, zeroed: Int64
+        lastSequence: UInt64, options: Options, metrics: EngineMetrics, preallocated: Int64, zeroed: Int64,
+        reservationStep: Int64
     ) {
         self.zeros = zeros
         self.metrics = metrics
@@ -203,7 +229,7 @@ final class LogWriter: Sendable {
         self.memtable = memtable
         self.memtableLimitBytes = options.memtableBytes
         self.bufferedChainPages = max(1, options.bufferedChainPages)
-        self.preallocateBytes = options.logPreallocateBytes
+        self.reservationStep = reservationStep
         let directIO = (try? storage.fileInfo(file).directIO) ?? false
         self.chainsInFlightMax = directIO ? LogWriter.maxChainsInFlight : 1
         self.visibleSequence = ManagedAtomic(lastSequence)
@@ -211,7 +237,7 @@ final class LogWriter: Sendable {
         self.state = Mutex(State(
             sealedSequence: lastSequence, pageSequence: lastSequence,
             durableBytes: start, durableSequence: lastSequence, lastSequence: lastSequence,
-            preallocatedBytes: preallocated, zeroedBytes: start + zeroed))
+            preallocatedBytes: preallocated, reservedBytes: preallocated, zeroedBytes: start + zeroed))
     }
 
     // MARK: appending
@@ -408,10 +434,11 @@ final class LogWriter: Sendable {
         // writing into fallocated space halves the fdatasync rate).
         state.zeroedBytes = max(state.zeroedBytes, endOffset)
         var zeroFrom: Int64? = nil
-        if state.inFlight.isEmpty && state.zeroedBytes < endOffset + Int64(LogWriter.zeroChunkBytes) {
+        let zeroBytes = min(Int64(LogWriter.zeroChunkBytes), state.reservedBytes - state.zeroedBytes)
+        if state.inFlight.isEmpty && state.zeroedBytes < endOffset + Int64(LogWriter.zeroChunkBytes) && zeroBytes > 0 {
             zeroFrom = state.zeroedBytes
-            segments.append(IOSegment(offsetBytes: state.zeroedBytes, buffer: zeros))
-            state.zeroedBytes += Int64(LogWriter.zeroChunkBytes)
+            segments.append(IOSegment(offsetBytes: state.zeroedBytes, buffer: zeros.slice(offset: 0, count: Int(zeroBytes))))
+            state.zeroedBytes += zeroBytes
             state.zeroInFlightFrom = zeroFrom
         }
         if includePartialPage { state.flushRequested = false }
@@ -420,9 +447,9 @@ final class LogWriter: Sendable {
         state.inFlight.append(InFlightChain(
             id: id, endOffset: endOffset, lastSequence: state.sealedSequence, zeroFrom: zeroFrom, result: nil))
         var allocate: (Int64, Int64)? = nil
-        if preallocateBytes > 0 && endOffset + Int64(LogWriter.blockBytes * 4) > state.preallocatedBytes {
-            allocate = (state.preallocatedBytes, preallocateBytes)
-            state.preallocatedBytes += preallocateBytes
+        if reservationStep > 0 && !state.reservationsStopped && endOffset + Int64(LogWriter.blockBytes * 4) > state.preallocatedBytes {
+            allocate = (state.preallocatedBytes, reservationStep)
+            state.preallocatedBytes += reservationStep
         }
         // Without the partial page the chain covers only records that end in sealed pages.
         // (With it, advancePage has just sealed everything.)
@@ -436,8 +463,15 @@ final class LogWriter: Sendable {
             // Growing the reservation never touches written data, so it need not be
             // ordered with the chain; a failure here shows up as a failed write later.
             state.withLock { $0.reservationsInFlight += 1 }
-            storage.submit(.allocate(file, offsetBytes: offset, lengthBytes: length)) { [self] _ in
-                state.withLock { $0.reservationsInFlight -= 1 }
+            storage.submit(.allocate(file, offsetBytes: offset, lengthBytes: length)) { [self] result in
+                state.withLock { state in
+                    state.reservationsInFlight -= 1
+                    if case .success = result {
+                        state.reservedBytes = max(state.reservedBytes, offset + length)
+                    } else {
+                        state.reservationsStopped = true
+                    }
+                }
             }
         }
     }

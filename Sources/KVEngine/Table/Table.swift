@@ -51,6 +51,45 @@ final class Table: Sendable {
         }
     }
 
+    /// What table `number` in `directory` says of itself (size, properties), read from its
+    /// footer and properties block without a manifest's record to check them against
+    /// (`Database.salvage`). `open` then verifies the rest.
+    static func readMeta(storage: any Storage, directory: String, number: UInt64) throws(KVError) -> TableMeta {
+        let path = directory + "/" + TableFormat.fileName(number)
+        let file = try io("open table \(path)") { try storage.openFile(atPath: path, mode: .readOnly) }
+        defer { try? storage.closeFile(file) }
+        let corrupt = { (problem: TableProblem) in
+            KVError(.corruption, "table \(path) is corrupt at offset \(problem.offset): \(problem.reason)", path: path, offsetBytes: problem.offset)
+        }
+        let size = try io("size of \(path)") { try storage.fileSize(file) }
+        guard size >= Int64(2 * TableFormat.pageBytes), size % Int64(TableFormat.pageBytes) == 0 else {
+            throw KVError(.corruption, "table \(path) is \(size) bytes, not a whole number of pages", path: path, offsetBytes: 0)
+        }
+        let footerOffset = size - Int64(TableFormat.pageBytes)
+        let footerPage = try Table.read(storage: storage, file: file, path: path, offset: footerOffset, pages: 1)
+        defer { storage.allocator.free(footerPage) }
+        let footer: TableFormat.Footer
+        switch TableFormat.Footer.decode(UnsafeRawBufferPointer(footerPage.bytes), table: number, fileBytes: size) {
+        case .success(let decoded): footer = decoded
+        case .failure(let problem): throw corrupt(TableProblem(offset: footerOffset + problem.offset, reason: problem.reason))
+        }
+        let start = footer.properties.offset / Int64(TableFormat.pageBytes) * Int64(TableFormat.pageBytes)
+        let pages = Int((footerOffset - start) / Int64(TableFormat.pageBytes))
+        guard pages > 0 else { throw corrupt(TableProblem(offset: footerOffset, reason: "properties block out of place")) }
+        let region = try Table.read(storage: storage, file: file, path: path, offset: start, pages: pages)
+        defer { storage.allocator.free(region) }
+        let bytes = UnsafeRawBufferPointer(rebasing: region.bytes[Int(footer.properties.offset - start)...])
+        switch TableFormat.verify(bytes, handle: footer.properties, table: number) {
+        case .failure(let problem):
+            throw corrupt(problem)
+        case .success(let contents):
+            guard let properties = TableProperties.decode(contents) else {
+                throw corrupt(TableProblem(offset: footer.properties.offset, reason: "malformed properties block"))
+            }
+            return TableMeta(number: number, fileBytes: size, properties: properties)
+        }
+    }
+
     private init(storage: any Storage, path: String, file: FileID, meta: TableMeta, cache: BlockCache) throws(KVError) {
         self.storage = storage
         self.path = path

@@ -200,7 +200,11 @@ struct ManifestState {
             guard let edit = VersionEdit.decode(record) else { return "malformed version edit at offset \(offset)" }
             records += 1
             visit?(edit, offset)
-            return state.apply(edit).map { "\($0) (record at offset \(offset))" }
+            // Applied to a copy: an edit that does not apply leaves the state before it whole.
+            var next = state
+            if let problem = next.apply(edit) { return "\(problem) (record at offset \(offset))" }
+            state = next
+            return nil
         }
         switch result.end {
         case .clean:

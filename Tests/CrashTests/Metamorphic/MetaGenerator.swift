@@ -58,7 +58,7 @@ struct MetaGenerator {
     /// The operation kinds and their weights.
     private enum Kind: CaseIterable {
         case put, delete, batch, get, getMany, takeSnapshot, releaseSnapshot, openCursor, next, closeCursor, scan
-        case flush, compactAll, compactRange, sync, reopen, reopenWithOptions, reopenReadOnly, crash
+        case flush, compactAll, compactRange, sync, reopen, reopenWithOptions, reopenReadOnly, salvage, crash
 
         var weight: Int {
             switch self {
@@ -80,6 +80,7 @@ struct MetaGenerator {
             case .reopen: return 15
             case .reopenWithOptions: return 15
             case .reopenReadOnly: return 8
+            case .salvage: return 4
             case .crash: return 20
             }
         }
@@ -155,6 +156,9 @@ struct MetaGenerator {
         case .reopenReadOnly:
             dropHandles()
             return .reopenReadOnly
+        case .salvage:
+            dropHandles()
+            return .salvage
         case .crash:
             dropHandles()
             return .crash

@@ -15,7 +15,7 @@ import Foundation
 ///     open c1 start=x61 end=- prefix=- reverse limit=5 @s2
 ///     next c1 3 | close c1
 ///     scan start=- end=xff prefix=x00 forward limit=- @-
-///     flush | compact x61 - | sync | reopen | reopen opts=tiny | reopen ro | crash
+///     flush | compact x61 - | sync | reopen | reopen opts=tiny | reopen ro | salvage | crash
 enum MetaOp: Equatable, CustomStringConvertible {
     case put(key: [UInt8], value: MetaValue, sync: Bool)
     case delete(key: [UInt8], sync: Bool)
@@ -39,6 +39,9 @@ enum MetaOp: Equatable, CustomStringConvertible {
     /// Close, open read-only (`Options.readOnly`): the whole state reads back, a write is
     /// refused and no file changes; then close and open as before.
     case reopenReadOnly
+    /// Close, `Database.salvage` (of an undamaged database: it must keep every key and
+    /// drop nothing), and open again.
+    case salvage
     /// A power cut on the simulated disk, then an open of what survived.
     case crash
 
@@ -61,6 +64,7 @@ enum MetaOp: Equatable, CustomStringConvertible {
         case .sync: return "sync"
         case .reopen(let options): return options.map { "reopen opts=\($0)" } ?? "reopen"
         case .reopenReadOnly: return "reopen ro"
+        case .salvage: return "salvage"
         case .crash: return "crash"
         }
     }
@@ -132,6 +136,7 @@ enum MetaOp: Equatable, CustomStringConvertible {
             } else {
                 self = .reopen(options: nil)
             }
+        case "salvage": self = .salvage
         case "crash": self = .crash
         default: throw fail("unknown operation \(verb)")
         }

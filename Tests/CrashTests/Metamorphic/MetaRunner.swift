@@ -229,6 +229,18 @@ final class MetaRunner {
             guard before == after else { throw MetaMismatch("a read-only open changed the directory: \(before) -> \(after)") }
             db = try open(disk)
             return "read-only: " + state
+        case .salvage:
+            dropHandles()
+            try database.close()
+            db = nil
+            model.markDurable()
+            let disk = try simulatedDisk
+            let report = try Database.salvage(path: MetaRunner.path, options: optionSet.options, storage: disk, locking: false)
+            guard report.dropped.isEmpty, report.setAside.isEmpty, report.keys == model.sortedEntries.count else {
+                throw MetaMismatch("salvage of an undamaged database: \(report)")
+            }
+            db = try open(disk)
+            return "salvage: \(report.keys) keys; " + (try checkWholeState("salvage"))
         case .crash:
             dropHandles()
             let old = try simulatedDisk

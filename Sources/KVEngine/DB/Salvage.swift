@@ -1,0 +1,245 @@
+import PageStore
+
+/// What `Database.salvage` kept, wrote, set aside and dropped.
+public struct SalvageReport: Sendable, CustomStringConvertible {
+    /// Tables whose every block verified: all their entries were kept.
+    public var tablesKept = 0
+    /// Tables that did not verify: set aside in `lost/`; the entries of their blocks before
+    /// the damage were kept.
+    public var tablesDamaged = 0
+    /// Entries kept from damaged tables.
+    public var entriesKeptFromDamagedTables = 0
+    /// Logs read.
+    public var logs = 0
+    /// Log records (write batches) that verified and were kept.
+    public var recordsKept = 0
+    /// Logs damaged before their end: set aside in `lost/`; their records before the
+    /// damage were kept.
+    public var logsDamaged = 0
+    /// Tables written, holding the whole salvaged database.
+    public var tablesWritten = 0
+    /// Keys the salvaged database holds.
+    public var keys = 0
+    /// The newest sequence number kept.
+    public var lastSequence: UInt64 = 0
+    /// Files moved into `lost/` (their paths there).
+    public var setAside: [String] = []
+    /// What was dropped, one line each: the file, where, why, and how much was kept.
+    public var dropped: [String] = []
+
+    public var description: String {
+        var lines = [
+            "kept \(tablesKept) tables whole, \(entriesKeptFromDamagedTables) entries of \(tablesDamaged) damaged tables, \(recordsKept) records of \(logs) logs (\(logsDamaged) damaged)",
+            "wrote \(tablesWritten) tables: \(keys) keys through sequence \(lastSequence)",
+        ]
+        lines += dropped.map { "dropped: \($0)" }
+        lines += setAside.map { "set aside: \($0)" }
+        return lines.joined(separator: "\n")
+    }
+}
+
+extension Database {
+    /// Rebuilds the database at `path` from whatever of it still verifies, as LevelDB's
+    /// `RepairDB`: every table block and log record whose checksums hold is kept, the
+    /// newest version of each key (as its sequence numbers order them) is written into new
+    /// tables in the deepest level, and a new manifest names them. Files that do not verify
+    /// (a damaged table or log, a damaged identity file) are moved into `path/lost/`, never
+    /// deleted; whole files that everything was copied out of are removed once the new
+    /// manifest is in force. A deletion whose older value sat in a dropped block may let
+    /// that value come back, and writes in dropped blocks are gone: the report says which
+    /// files and offsets were dropped. The database is locked meanwhile.
+    ///
+    /// Crash safety: the new tables are written and synced first (a crash leaves them as
+    /// orphans, which the next open removes), then damaged files move to `lost/`, then the
+    /// manifest switch; running it again after a crash starts over from what is there.
+    public static func salvage(path: String, options: Options = Options()) throws(KVError) -> SalvageReport {
+        try options.validate()
+        var storeOptions = options.pageStore
+        storeOptions.arenaBytes = max(storeOptions.arenaBytes, 48 << 20)
+        let store = try io("open page store") { try PageStore(options: storeOptions) }
+        defer { store.shutdown() }
+        return try salvage(path: path, options: options, storage: store)
+    }
+
+    /// `salvage` on another storage (the simulated disk); `locking` as for `init`.
+    package static func salvage(path: String, options: Options, storage store: any Storage, locking: Bool = true) throws(KVError) -> SalvageReport {
+        let names = try io("list \(path)") { try store.contentsOfDirectory(atPath: path) }
+        let engineFiles = names.filter {
+            $0 == Identity.fileName || $0 == CurrentFile.name || LogFormat.number(ofFileName: $0) != nil
+                || TableFormat.number(ofFileName: $0) != nil || ManifestWriter.number(ofFileName: $0) != nil
+        }
+        guard !engineFiles.isEmpty else { throw KVError(.notADatabase, "no database at \(path): nothing to salvage", path: path) }
+        let lock = locking ? try DirectoryLock(directory: path) : nil
+        defer { lock?.release() }
+        var report = SalvageReport()
+        var damaged: [String] = []
+        // Files whose contents all went into the new tables (or held nothing to keep).
+        var obsolete = names.filter { ManifestWriter.number(ofFileName: $0) != nil || $0 == CurrentFile.name || $0.hasSuffix(".tmp") }
+
+        var identityDamaged = false
+        if names.contains(Identity.fileName) {
+            do throws(KVError) {
+                try Identity.verify(in: path, storage: store)
+            } catch where error.code == .corruption {
+                identityDamaged = true
+                report.dropped.append("\(path)/\(Identity.fileName): \(error.message)")
+            }
+        }
+
+        // The newest sequence number ever used: the manifest's, if it still reads, the
+        // tables', the records'. Later writes must follow all of them (a tombstone that a
+        // compaction dropped may have carried the newest one).
+        var newestSequence: UInt64 = 0
+        if let number = try? CurrentFile.read(directory: path, storage: store),
+            let manifest = try? ManifestState.replay(directory: path, number: number, storage: store, keepingWhatPrecedesDamage: true)
+        {
+            newestSequence = manifest.lastSequence
+        }
+        let recovered = Memtable()
+        let cache = BlockCache(capacityBytes: 0)
+        var sources: [Table] = []
+        for number in names.compactMap(TableFormat.number(ofFileName:)).sorted() {
+            let name = TableFormat.fileName(number)
+            do throws(KVError) {
+                let table = try Table.open(
+                    storage: store, directory: path, meta: try Table.readMeta(storage: store, directory: path, number: number), cache: cache)
+                _ = try table.verifyBlocks()
+                sources.append(table)
+                newestSequence = max(newestSequence, table.meta.properties.largestSequence)
+                report.tablesKept += 1
+                obsolete.append(name)
+            } catch {
+                // What the blocks before the damage hold is kept.
+                var kept = 0
+                if let meta = try? Table.readMeta(storage: store, directory: path, number: number),
+                    let table = try? Table.open(storage: store, directory: path, meta: meta, cache: cache)
+                {
+                    _ = try? table.verifyBlocks { key, tag, value in
+                        newestSequence = max(newestSequence, tag >> 8)
+                        recovered.add(sequence: tag >> 8, type: EntryType(rawValue: UInt8(tag & 0xFF)) ?? .delete, key: key, value: value)
+                        kept += 1
+                    }
+                }
+                report.tablesDamaged += 1
+                report.entriesKeptFromDamagedTables += kept
+                report.dropped.append("\(path)/\(name) at offset \(error.offsetBytes ?? 0): \(error.message) (\(kept) entries before it kept)")
+                damaged.append(name)
+            }
+        }
+
+        for number in names.compactMap(LogFormat.number(ofFileName:)).sorted() {
+            let name = LogFormat.fileName(number)
+            report.logs += 1
+            var records = 0
+            let result = try LogReader(storage: store, path: path + "/" + name, number: number).replay { record, offset in
+                guard record.count >= WriteBatch.headerBytes, Coding.fixed32(record, at: 8) > 0,
+                    WriteBatch.forEachEntry(in: record, { _, _, _, _ in })
+                else { return "record at offset \(offset) is not a well-formed write batch" }
+                _ = recovered.apply(batch: record)
+                newestSequence = max(newestSequence, Coding.fixed64(record, at: 0) + UInt64(Coding.fixed32(record, at: 8)) - 1)
+                records += 1
+                return nil
+            }
+            report.recordsKept += records
+            if case .corruption(let offset, let reason) = result.end {
+                report.logsDamaged += 1
+                report.dropped.append("\(path)/\(name) at offset \(offset): \(reason) (\(records) records before it kept)")
+                damaged.append(name)
+            } else {
+                obsolete.append(name)  // a torn tail holds nothing that was acknowledged
+            }
+        }
+
+        // The newest version of every key, in the deepest level (tombstones have nothing
+        // below them to hide there). New numbers follow every file in the directory.
+        var next = names.compactMap {
+            LogFormat.number(ofFileName: $0) ?? TableFormat.number(ofFileName: $0) ?? ManifestWriter.number(ofFileName: $0)
+        }.max().map { $0 + 1 } ?? 1
+        var outputs: [TableMeta] = []
+        do throws(KVError) {
+            var children: [any InternalIterator] = [recovered.makeIterator()]
+            for table in sources { children.append(TableIterator(table: table, fillCache: false)) }
+            let merge = MergingIterator(children)
+            merge.seekToFirst()
+            var builder: TableBuilder? = nil
+            var previous: [UInt8]? = nil
+            while merge.isValid {
+                let key = merge.key
+                if let previous, previous.elementsEqual(key) {
+                    merge.next()
+                    continue
+                }
+                previous = Array(key)
+                report.lastSequence = max(report.lastSequence, merge.tag >> 8)
+                if merge.tag & 0xFF == UInt64(EntryType.put.rawValue) {
+                    if builder == nil {
+                        builder = try TableBuilder(storage: store, directory: path, number: next, expectedBytes: Int64(options.tableTargetBytes))
+                        next += 1
+                    }
+                    try builder!.add(key, tag: merge.tag, value: merge.value)
+                    report.keys += 1
+                    if builder!.fileBytes >= Int64(options.tableTargetBytes) {
+                        outputs.append(try builder!.finish())
+                        builder = nil
+                    }
+                }
+                merge.next()
+            }
+            if let error = merge.error { throw error }
+            if let builder { outputs.append(try builder.finish()) }
+            try io("sync directory \(path)") { try store.syncDirectory(atPath: path) }
+        } catch {
+            for meta in outputs { try? store.removeFile(atPath: path + "/" + TableFormat.fileName(meta.number)) }
+            throw error
+        }
+        report.tablesWritten = outputs.count
+        report.lastSequence = max(report.lastSequence, newestSequence)
+
+        // Damaged files go aside before the switch: once the new manifest is in force, an
+        // open would remove them as files no version needs.
+        if identityDamaged { damaged.append(Identity.fileName) }
+        if !damaged.isEmpty {
+            let lost = path + "/lost"
+            try io("set aside damaged files in \(lost)") {
+                if !store.fileExists(atPath: lost) {
+                    try store.createDirectory(atPath: lost)
+                    try store.syncDirectory(atPath: path)
+                }
+                for name in damaged {
+                    var target = lost + "/" + name
+                    var copy = 1
+                    while store.fileExists(atPath: target) {
+                        target = lost + "/" + name + ".\(copy)"
+                        copy += 1
+                    }
+                    try store.renameFile(atPath: path + "/" + name, toPath: target)
+                    report.setAside.append(target)
+                }
+                try store.syncDirectory(atPath: lost)
+                try store.syncDirectory(atPath: path)
+            }
+        }
+        if identityDamaged || !names.contains(Identity.fileName) { try Identity.create(in: path, storage: store) }
+
+        // The new manifest: the new tables alone.
+        var edit = VersionEdit()
+        var opened: [UInt64: Table] = [:]
+        for meta in outputs {
+            opened[meta.number] = try Table.open(storage: store, directory: path, meta: meta, cache: cache)
+            edit.added.append(VersionEdit.AddedFile(level: Version.levelCount - 1, meta: meta))
+        }
+        let versions = VersionSet(
+            directory: path, storage: store, cache: cache, version: Version().applying(edit, opened: opened),
+            logNumber: next, lastSequence: report.lastSequence, nextFileNumber: next + 1)
+        try versions.startManifest(liveLogs: [])
+        versions.close()
+        for name in obsolete where !report.setAside.contains(where: { $0.hasSuffix("/" + name) }) {
+            if name == CurrentFile.name { continue }
+            if let number = ManifestWriter.number(ofFileName: name), number == versions.manifestNumber { continue }
+            try? store.removeFile(atPath: path + "/" + name)
+        }
+        try? store.syncDirectory(atPath: path)
+        engineLogger.debug("salvaged \(path): \(report.description)")
+        return report
+    }
+}
