@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import Synchronization
 
 @testable import KVEngine
 
@@ -359,3 +360,61 @@ final class ManagedAtomicFlag: @unchecked Sendable {
     var isSet: Bool { lock.withLock { value } }
 }
 
+
+/// Batches at the size limit, from many threads at once: each needs a large part of the
+/// page arena for its log pages, and none may wait forever for the others' part.
+final class BigBatchTests: XCTestCase {
+    func testEightThreadsOfSixteenMebibyteBatchesFinish() throws {
+        let dir = TestPath()
+        let db = try Database(path: dir.path, options: testOptions { $0.memtableBytes = 64 << 20 })
+        let failures = Mutex<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: 8) { thread in
+            for round in 0..<2 {
+                var batch = WriteBatch()
+                for entry in 0..<2 {
+                    let value = [UInt8](repeating: UInt8(thread * 16 + round * 2 + entry), count: Limits.maxValueBytes - 64)
+                    batch.put(Array("t\(thread)-r\(round)-e\(entry)".utf8), value)
+                }
+                do { try db.write(batch) } catch { failures.withLock { $0.append("thread \(thread): \(error)") } }
+            }
+        }
+        XCTAssertEqual(failures.withLock { $0 }, [])
+        for thread in 0..<8 {
+            for round in 0..<2 {
+                for entry in 0..<2 {
+                    let got = try db.get(Array("t\(thread)-r\(round)-e\(entry)".utf8))
+                    XCTAssertEqual(got?.count, Limits.maxValueBytes - 64)
+                    XCTAssertEqual(got?.first, UInt8(thread * 16 + round * 2 + entry))
+                }
+            }
+        }
+        try db.close()
+        let reopened = try Database(path: dir.path, options: testOptions())
+        XCTAssertEqual(try reopened.get(Array("t7-r1-e1".utf8))?.count, Limits.maxValueBytes - 64)
+        try reopened.close()
+    }
+
+    /// Values up to `Limits.maxValueBytes` round-trip (through a flush and a reopen too);
+    /// one byte more is refused whole with an error that names the limit, and nothing of
+    /// its batch is visible.
+    func testValueAtTheLimitRoundTripsAndOneByteMoreIsRefused() throws {
+        let dir = TestPath()
+        let db = try Database(path: dir.path, options: testOptions())
+        let big = (0..<Limits.maxValueBytes).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        try db.put(Array("big".utf8), big)
+        var batch = WriteBatch()
+        batch.put(Array("small".utf8), Array("v".utf8))
+        batch.put(Array("huge".utf8), [UInt8](repeating: 1, count: Limits.maxValueBytes + 1))
+        XCTAssertThrowsError(try db.write(batch)) { error in
+            XCTAssertEqual((error as! KVError).code, .invalidArgument)
+            XCTAssertTrue("\(error)".contains("exceeds the limit of \(Limits.maxValueBytes)"), "\(error)")
+        }
+        XCTAssertNil(try db.get(Array("small".utf8)), "nothing of a refused batch")
+        XCTAssertEqual(try db.get(Array("big".utf8)), big)
+        try db.compactRange()
+        try db.close()
+        let reopened = try Database(path: dir.path, options: testOptions())
+        XCTAssertEqual(try reopened.get(Array("big".utf8)), big)
+        try reopened.close()
+    }
+}

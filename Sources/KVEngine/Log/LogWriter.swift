@@ -268,9 +268,11 @@ final class LogWriter: Sendable {
         var batch = batch
         while true {
             let outcome = state.withLock { state -> Outcome in
+                // Sealed first: a writer that was away (allocating pages) while a rotation
+                // sealed and closed this log goes on in the next one.
+                if state.sealed && (state.failure == nil || state.failure?.code == .closed) { return .rotate }
                 if let failure = state.failure { return .failed(failure) }
                 if state.closing { return .failed(KVError(.closed, "database is closed")) }
-                if state.sealed { return .rotate }
                 if memtable.count > 0 && memtable.approximateBytes + batch.encodedBytes + batch.count * 48 > memtableLimitBytes {
                     return .rotate
                 }
@@ -304,7 +306,13 @@ final class LogWriter: Sendable {
                 // chain's completion to free blocks, and that completion needs the lock.
                 do {
                     let blocks = try (0..<count).map { _ in try storage.allocator.allocate(pages: LogWriter.blockPages) }
-                    state.withLock { $0.spare.append(contentsOf: blocks) }
+                    let kept = state.withLock { state -> Bool in
+                        guard !state.closed else { return false }
+                        state.spare.append(contentsOf: blocks)
+                        return true
+                    }
+                    // Closed meanwhile (a rotation): its buffers are gone, and so go these.
+                    if !kept { for block in blocks { storage.allocator.free(block) } }
                 } catch {
                     ack(.failure(KVError.io(error, while: "allocate log pages")))
                     return Appended(immediate: false, chain: nil)
