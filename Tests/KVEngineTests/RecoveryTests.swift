@@ -479,3 +479,47 @@ extension RecoveryTests {
         try db.close()
     }
 }
+
+extension RecoveryTests {
+    /// Page 1: `a` (ending at byte 3072), then `b` filling the page to its end; pages 2-3:
+    /// `c`, in two fragments. With `syncBetween`, `a` and `b` are made durable (one chain)
+    /// before `c` is written (another chain, whose fragments record that page 1 was
+    /// durable). Then `b`'s sectors (bytes 3072..<4096 of page 1) are set to zero.
+    private func zeroedRecordBeforeATwoPageRecord(syncBetween: Bool) throws -> (TestPath, Options) {
+        let dir = TestPath()
+        let options = logKeepingOptions { $0.bufferedFlushIntervalMs = 60_000 }
+        let db = try Database(path: dir.path, options: options)
+        try db.put(bytes("a"), [UInt8](repeating: 0x61, count: 3031), durability: .buffered)
+        try db.put(bytes("b"), [UInt8](repeating: 0x62, count: 983), durability: syncBetween ? .sync : .buffered)
+        try db.put(bytes("c"), [UInt8](repeating: 0x63, count: 6000), durability: .buffered)
+        try db.sync()
+        XCTAssertEqual(db.stats.logChains, syncBetween ? 2 : 1)
+        try db.close()
+        let log = try XCTUnwrap(logFiles(dir.path).first)
+        XCTAssertEqual(fileSize(log), 4 * 4096)
+        scribble(log, at: 4096 + 3072, count: 1024, byte: 0)
+        return (dir, options)
+    }
+
+    /// All in one chain that never completed: the zeros are sectors that never arrived, and
+    /// `c`, whose sequence number does not follow `a`'s, shows it only at its last
+    /// fragment. A torn tail: the open goes on with `a` alone.
+    func testTornSectorsBeforeAMultiPageRecordAreATornTail() throws {
+        let (dir, options) = try zeroedRecordBeforeATwoPageRecord(syncBetween: false)
+        let db = try Database(path: dir.path, options: options)
+        XCTAssertEqual(db.stats.lastSequence, 1)
+        XCTAssertNotNil(try db.get(bytes: bytes("a")))
+        XCTAssertNil(try db.get(bytes: bytes("c")))
+        try db.close()
+    }
+
+    /// `b` was acknowledged, and `c`'s fragments say page 1 was durable: its zeros are
+    /// damage, not a torn write. The open refuses.
+    func testZeroedAcknowledgedRecordWitnessedByALaterChainIsCorruption() throws {
+        let (dir, options) = try zeroedRecordBeforeATwoPageRecord(syncBetween: true)
+        XCTAssertThrowsError(try Database(path: dir.path, options: options)) { error in
+            XCTAssertEqual((error as! KVError).code, .corruption, "\(error)")
+            XCTAssertEqual((error as! KVError).offsetBytes, 4096 + 3072)
+        }
+    }
+}

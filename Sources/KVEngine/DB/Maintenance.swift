@@ -33,7 +33,13 @@ extension Database {
             old.seal()
             try makeDurable(old)
             old.beginClose()
-            try old.close()
+            do throws(KVError) {
+                try old.close()
+            } catch {
+                // The sealed log stays current and takes nothing more: writes fail with this.
+                fail(error, while: "close log \(old.number)")
+                throw error
+            }
             let number = versions.newFileNumber()
             let memtable = Memtable()
             let log: LogWriter

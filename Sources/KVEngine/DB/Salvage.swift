@@ -41,17 +41,21 @@ public struct SalvageReport: Sendable, CustomStringConvertible {
 extension Database {
     /// Rebuilds the database at `path` from whatever of it still verifies, as LevelDB's
     /// `RepairDB`: every table block and log record whose checksums hold is kept, the
-    /// newest version of each key (as its sequence numbers order them) is written into new
-    /// tables in the deepest level, and a new manifest names them. Files that do not verify
-    /// (a damaged table or log, a damaged identity file) are moved into `path/lost/`, never
-    /// deleted; whole files that everything was copied out of are removed once the new
-    /// manifest is in force. A deletion whose older value sat in a dropped block may let
-    /// that value come back, and writes in dropped blocks are gone: the report says which
-    /// files and offsets were dropped. The database is locked meanwhile.
+    /// newest version of each key (as its sequence numbers order them, deletions too) is
+    /// written into new tables in the deepest level, and a new manifest names them. Within
+    /// a log, records are kept up to the first that does not follow the one before.
     ///
-    /// Crash safety: the new tables are written and synced first (a crash leaves them as
-    /// orphans, which the next open removes), then damaged files move to `lost/`, then the
-    /// manifest switch; running it again after a crash starts over from what is there.
+    /// Files that do not verify (a damaged table or log, a log with a torn tail, a damaged
+    /// identity file) are moved into `path/lost/`, never deleted; whole files that
+    /// everything was copied out of are removed once the new manifest is in force. A
+    /// deletion whose older value sat in a dropped block may let that value come back, and
+    /// writes in dropped blocks are gone: the report says which files and offsets were
+    /// dropped. The database is locked meanwhile.
+    ///
+    /// Crash safety: the new tables (tombstones included) are written and synced first (a
+    /// crash leaves them as orphans, which the next open removes), then damaged files move
+    /// to `lost/`, then the manifest switch; running it again after a crash starts over
+    /// from what is there, the first run's new tables among it.
     public static func salvage(path: String, options: Options = Options()) throws(KVError) -> SalvageReport {
         try options.validate()
         var storeOptions = options.pageStore
@@ -63,14 +67,18 @@ extension Database {
 
     /// `salvage` on another storage (the simulated disk); `locking` as for `init`.
     package static func salvage(path: String, options: Options, storage store: any Storage, locking: Bool = true) throws(KVError) -> SalvageReport {
-        let names = try io("list \(path)") { try store.contentsOfDirectory(atPath: path) }
-        let engineFiles = names.filter {
-            $0 == Identity.fileName || $0 == CurrentFile.name || LogFormat.number(ofFileName: $0) != nil
-                || TableFormat.number(ofFileName: $0) != nil || ManifestWriter.number(ofFileName: $0) != nil
+        func isEngineFile(_ name: String) -> Bool {
+            name == Identity.fileName || name == CurrentFile.name || LogFormat.number(ofFileName: name) != nil
+                || TableFormat.number(ofFileName: name) != nil || ManifestWriter.number(ofFileName: name) != nil
         }
-        guard !engineFiles.isEmpty else { throw KVError(.notADatabase, "no database at \(path): nothing to salvage", path: path) }
+        // Looked at before the lock, which would leave a LOCK file in a directory that is
+        // no database; listed again once it is held.
+        guard (try? store.contentsOfDirectory(atPath: path))?.contains(where: isEngineFile) == true else {
+            throw KVError(.notADatabase, "no database at \(path): nothing to salvage", path: path)
+        }
         let lock = locking ? try DirectoryLock(directory: path) : nil
         defer { lock?.release() }
+        let names = try io("list \(path)") { try store.contentsOfDirectory(atPath: path) }
         var report = SalvageReport()
         var damaged: [String] = []
         // Files whose contents all went into the new tables (or held nothing to keep).
@@ -90,10 +98,12 @@ extension Database {
         // tables', the records'. Later writes must follow all of them (a tombstone that a
         // compaction dropped may have carried the newest one).
         var newestSequence: UInt64 = 0
+        var manifestNextFile: UInt64 = 0
         if let number = try? CurrentFile.read(directory: path, storage: store),
             let manifest = try? ManifestState.replay(directory: path, number: number, storage: store, keepingWhatPrecedesDamage: true)
         {
             newestSequence = manifest.lastSequence
+            manifestNextFile = manifest.nextFileNumber
         }
         let recovered = Memtable()
         let cache = BlockCache(capacityBytes: 0)
@@ -108,12 +118,14 @@ extension Database {
                 newestSequence = max(newestSequence, table.meta.properties.largestSequence)
                 report.tablesKept += 1
                 obsolete.append(name)
-            } catch {
-                // What the blocks before the damage hold is kept.
+            } catch where error.code == .corruption {
+                // What the blocks before the damage hold is kept. (Other failures, an I/O
+                // error or too many open files, say nothing of the table: they stop salvage.)
                 var kept = 0
                 if let meta = try? Table.readMeta(storage: store, directory: path, number: number),
                     let table = try? Table.open(storage: store, directory: path, meta: meta, cache: cache)
                 {
+                    newestSequence = max(newestSequence, meta.properties.largestSequence)
                     _ = try? table.verifyBlocks { key, tag, value in
                         newestSequence = max(newestSequence, tag >> 8)
                         recovered.add(sequence: tag >> 8, type: EntryType(rawValue: UInt8(tag & 0xFF)) ?? .delete, key: key, value: value)
@@ -131,30 +143,43 @@ extension Database {
             let name = LogFormat.fileName(number)
             report.logs += 1
             var records = 0
+            var last: UInt64? = nil
             let result = try LogReader(storage: store, path: path + "/" + name, number: number).replay { record, offset in
                 guard record.count >= WriteBatch.headerBytes, Coding.fixed32(record, at: 8) > 0,
                     WriteBatch.forEachEntry(in: record, { _, _, _, _ in })
                 else { return "record at offset \(offset) is not a well-formed write batch" }
+                // Within a log, each record follows the one before: past a gap, a record
+                // would make a state no crash leaves (a later write without an earlier one).
+                let first = Coding.fixed64(record, at: 0)
+                if let last, first != last + 1 {
+                    return "record at offset \(offset) starts at sequence \(first), expected \(last + 1)"
+                }
+                last = first + UInt64(Coding.fixed32(record, at: 8)) - 1
                 _ = recovered.apply(batch: record)
-                newestSequence = max(newestSequence, Coding.fixed64(record, at: 0) + UInt64(Coding.fixed32(record, at: 8)) - 1)
+                newestSequence = max(newestSequence, last!)
                 records += 1
                 return nil
             }
             report.recordsKept += records
-            if case .corruption(let offset, let reason) = result.end {
+            switch result.end {
+            case .clean, .unfinishedCreation:
+                obsolete.append(name)
+            case .corruption(let offset, let reason):
                 report.logsDamaged += 1
                 report.dropped.append("\(path)/\(name) at offset \(offset): \(reason) (\(records) records before it kept)")
                 damaged.append(name)
-            } else {
-                obsolete.append(name)  // a torn tail holds nothing that was acknowledged
+            case .tornTail(let offset, let reason, _):
+                // Never acknowledged, by the reader's rules; set aside all the same.
+                report.dropped.append("\(path)/\(name) at offset \(offset): torn tail (\(reason)) (\(records) records before it kept)")
+                damaged.append(name)
             }
         }
 
-        // The newest version of every key, in the deepest level (tombstones have nothing
-        // below them to hide there). New numbers follow every file in the directory.
-        var next = names.compactMap {
+        // The newest version of every key, tombstones included, in the deepest level. New
+        // numbers follow every file in the directory and the manifest's next number.
+        var next = max(manifestNextFile, names.compactMap {
             LogFormat.number(ofFileName: $0) ?? TableFormat.number(ofFileName: $0) ?? ManifestWriter.number(ofFileName: $0)
-        }.max().map { $0 + 1 } ?? 1
+        }.max().map { $0 + 1 } ?? 1)
         var outputs: [TableMeta] = []
         do throws(KVError) {
             var children: [any InternalIterator] = [recovered.makeIterator()]
@@ -171,17 +196,17 @@ extension Database {
                 }
                 previous = Array(key)
                 report.lastSequence = max(report.lastSequence, merge.tag >> 8)
-                if merge.tag & 0xFF == UInt64(EntryType.put.rawValue) {
-                    if builder == nil {
-                        builder = try TableBuilder(storage: store, directory: path, number: next, expectedBytes: Int64(options.tableTargetBytes))
-                        next += 1
-                    }
-                    try builder!.add(key, tag: merge.tag, value: merge.value)
-                    report.keys += 1
-                    if builder!.fileBytes >= Int64(options.tableTargetBytes) {
-                        outputs.append(try builder!.finish())
-                        builder = nil
-                    }
+                // Tombstones are kept too: should this run be cut short and run again, the
+                // new tables then still hide what the old ones deleted.
+                if builder == nil {
+                    builder = try TableBuilder(storage: store, directory: path, number: next, expectedBytes: Int64(options.tableTargetBytes))
+                    next += 1
+                }
+                try builder!.add(key, tag: merge.tag, value: merge.value)
+                if merge.tag & 0xFF == UInt64(EntryType.put.rawValue) { report.keys += 1 }
+                if builder!.fileBytes >= Int64(options.tableTargetBytes) {
+                    outputs.append(try builder!.finish())
+                    builder = nil
                 }
                 merge.next()
             }
@@ -232,10 +257,10 @@ extension Database {
             directory: path, storage: store, cache: cache, version: Version().applying(edit, opened: opened),
             logNumber: next, lastSequence: report.lastSequence, nextFileNumber: next + 1)
         try versions.startManifest(liveLogs: [])
+        let manifestNumber = versions.manifestNumber
         versions.close()
-        for name in obsolete where !report.setAside.contains(where: { $0.hasSuffix("/" + name) }) {
-            if name == CurrentFile.name { continue }
-            if let number = ManifestWriter.number(ofFileName: name), number == versions.manifestNumber { continue }
+        for name in obsolete where name != CurrentFile.name {
+            if let number = ManifestWriter.number(ofFileName: name), number == manifestNumber { continue }
             try? store.removeFile(atPath: path + "/" + name)
         }
         try? store.syncDirectory(atPath: path)

@@ -110,8 +110,10 @@ struct LogReader {
         /// Parsing stopped at a check that failed on bytes whose sectors were all written.
         var writtenButBad = false
         /// Where the last page's padding began, when it ran to the end of the page and no
-        /// fragment has verified since.
+        /// record has been completed since.
         var paddingAt: Int64?
+        /// The most `durableBytes` of the fragments read since `paddingAt`.
+        var durableSincePadding: Int64 = -1
 
         init(number: UInt64, deliver: @escaping (UnsafeRawBufferPointer, Int64) -> String?) {
             self.number = number
@@ -148,12 +150,20 @@ struct LogReader {
                     return
                 case .fragment(let fragment):
                     if let problem = accept(fragment, page, at: pageOffset + Int64(position)) {
-                        if position == 0, let paddingAt {
-                            // The page before ended in zeros that were not padding but the
-                            // sectors of a record that never arrived (this one cannot follow
-                            // what came before them): a torn write, ended there.
-                            stop = (paddingAt, "the rest of the page never arrived (\(problem))", false)
+                        if let paddingAt, paddingAt % Int64(LogFormat.atomicSectorBytes) == 0 {
+                            // The zeros that ended a page from a sector boundary on were not
+                            // padding but sectors holding records that never arrived (what
+                            // follows cannot follow what came before them): a torn write,
+                            // ended there, unless a fragment since says the log was durable
+                            // past them.
+                            let durable = max(durableSincePadding, fragment.durableBytes)
+                            stop = (paddingAt, "zeros from here to the end of the page, then \(problem)", false)
                             stopPageHasRecords = true
+                            if durable > paddingAt {
+                                stop = (paddingAt, "zeros from here to the end of the page, then \(problem); a later fragment says the log was durable up to offset \(durable)", false)
+                                verifiedButWrong = true
+                            }
+                            probe(page: page, at: pageOffset)
                             return
                         }
                         // The fragment verified: no torn write makes it; its content is wrong.
@@ -161,7 +171,15 @@ struct LogReader {
                         verifiedButWrong = true
                         return
                     }
-                    paddingAt = nil
+                    if paddingAt != nil {
+                        // Until the first record after the zeros is whole, its sequence
+                        // numbers are not known to follow.
+                        durableSincePadding = max(durableSincePadding, fragment.durableBytes)
+                        if fragment.type == .full || fragment.type == .last {
+                            paddingAt = nil
+                            durableSincePadding = -1
+                        }
+                    }
                     position = fragment.end
                 }
             }

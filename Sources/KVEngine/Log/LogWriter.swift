@@ -169,8 +169,14 @@ final class LogWriter: Sendable {
             let file: FileID
             do {
                 page = try storage.allocator.allocate()
+            } catch {
+                storage.allocator.free(zeros)
+                throw error
+            }
+            do {
                 file = try storage.openFile(atPath: path, mode: .createNew)
             } catch {
+                storage.allocator.free(page)
                 storage.allocator.free(zeros)
                 throw error
             }
@@ -475,7 +481,9 @@ final class LogWriter: Sendable {
                 state.withLock { state in
                     state.reservationsInFlight -= 1
                     if case .success = result {
-                        state.reservedBytes = max(state.reservedBytes, offset + length)
+                        // Only a reservation that joins the confirmed one extends it (one
+                        // refused before it leaves a hole the zero-fill must not enter).
+                        if offset <= state.reservedBytes { state.reservedBytes = max(state.reservedBytes, offset + length) }
                     } else {
                         state.reservationsStopped = true
                     }
