@@ -34,6 +34,13 @@ public struct PageStoreError: Error, Sendable, Equatable, CustomStringConvertibl
     public let offsetBytes: Int64?
     /// The errno the kernel returned, when the failure came from the kernel.
     public let errno: Int32?
+
+    /// No room on the device (ENOSPC) or in the quota (EDQUOT).
+    public var isNoSpace: Bool { errno == ENOSPC || errno == EDQUOT }
+
+    /// A reservation (fallocate) that the engine goes on without: no room for it, or a
+    /// file system without fallocate (EOPNOTSUPP).
+    public var refusesReservation: Bool { isNoSpace || errno == EOPNOTSUPP }
     /// Extra detail: the value that was wrong and what was required.
     public let detail: String?
 

@@ -58,15 +58,8 @@ final class DiskFullTests: XCTestCase {
                 var failure: KVError?
                 do {
                     let db = try Database(path: path, options: options, storage: disk, locking: false)
-                    for index in 0..<400 {
+                    (acknowledged, failure) = putUntilFailure(db, 0..<400) { index in
                         if index == skip * 25 { disk.failNext("write", pathContaining: target, errno: ENOSPC) }
-                        do {
-                            try db.put(key(index), value(index))
-                            acknowledged.append(index)
-                        } catch {
-                            failure = error
-                            break
-                        }
                     }
                     XCTAssertEqual(disk.armedFaults, 0, "\(what): the fault never fired")
                     let error = try XCTUnwrap(failure, "\(what): no write failed")
@@ -80,6 +73,22 @@ final class DiskFullTests: XCTestCase {
                 try db.close()
             }
         }
+    }
+
+    /// Puts key `i` for each `i` of `indices` (after `before(i)`) until one fails: the
+    /// indices acknowledged, and the failure.
+    private func putUntilFailure(_ db: Database, _ indices: Range<Int>, before: (Int) -> Void = { _ in }) -> ([Int], KVError?) {
+        var acknowledged: [Int] = []
+        for index in indices {
+            before(index)
+            do {
+                try db.put(key(index), value(index))
+                acknowledged.append(index)
+            } catch {
+                return (acknowledged, error)
+            }
+        }
+        return (acknowledged, nil)
     }
 
     /// One run: 40 writes with room, then `roomBytes` more room, then writes until one
@@ -97,15 +106,9 @@ final class DiskFullTests: XCTestCase {
                 acknowledged.append(index)
             }
             disk.setCapacity(disk.usedBytes + roomBytes)
-            for index in 40..<4000 {
-                do {
-                    try db.put(key(index), value(index))
-                    acknowledged.append(index)
-                } catch {
-                    failure = error
-                    break
-                }
-            }
+            let (more, stopped) = putUntilFailure(db, 40..<4000)
+            acknowledged += more
+            failure = stopped
             let error = try XCTUnwrap(failure, "\(what): the disk never filled")
             XCTAssertEqual(error.code, .full, "\(what): \(error)")
             // Readable in the process that hit it, with no trace of the failed write.

@@ -140,64 +140,28 @@ public final class Database: Sendable {
         let version = versions.current
         engineLogger.debug(
             "opened database at \(path): \(version.tableCount) tables, \(recovery.logsReplayed) logs replayed through sequence \(recovery.lastSequence)\(recovery.tornTails > 0 ? ", \(recovery.tornTails) torn tails cut off" : "")\(recovery.readOnly ? ", read-only" : "")")
-        let readOnlyView = View(log: nil, memtable: recovered, immutables: [], version: version, readOnlySequence: recovery.lastSequence)
-        if recovery.readOnly {
-            view = Mutex(readOnlyView)
-            flusher = nil
-            backgroundThreads = nil
-            fullAtOpen = nil
-            return
-        }
         // A fresh log and memtable take the writes; what the logs held is flushed first.
         // Without room for the log or the manifest the open goes on read-only: reading
         // needs no free space.
-        let logNumber = versions.newFileNumber()
-        let memtable = Memtable()
-        let log: LogWriter
-        do {
-            log = try LogWriter.create(
-                directory: path, number: logNumber, storage: storage, memtable: memtable,
-                lastSequence: recovery.lastSequence, options: options, metrics: metrics)
-        } catch where error.isFull {
-            // Recorded nowhere yet: what was made of it goes.
-            try? storage.removeFile(atPath: path + "/" + LogFormat.fileName(logNumber))
-            engineLogger.warning("\(path): no room to start a log (\(error.message)); open read-only")
-            view = Mutex(readOnlyView)
+        var started: (log: LogWriter, memtable: Memtable, immutables: [FrozenMemtable])? = nil
+        var fullAtOpen: KVError? = nil
+        if !recovery.readOnly {
+            do {
+                started = try Database.startWriting(
+                    path: path, storage: storage, options: options, metrics: metrics, versions: versions,
+                    manifest: manifest, recovery: recovery, recovered: recovered, upgrade: identityVersion < Identity.formatVersion)
+            } catch where error.isFull {
+                engineLogger.warning("\(path): no room to start a log and a manifest (\(error.message)); open read-only")
+                fullAtOpen = error
+            }
+        }
+        self.fullAtOpen = fullAtOpen
+        guard let (log, memtable, immutables) = started else {
+            view = Mutex(View(log: nil, memtable: recovered, immutables: [], version: version, readOnlySequence: recovery.lastSequence))
             flusher = nil
             backgroundThreads = nil
-            fullAtOpen = error
             return
         }
-        var immutables: [FrozenMemtable] = []
-        if recovered.count > 0 {
-            immutables = [FrozenMemtable(memtable: recovered, nextLogNumber: logNumber, lastSequence: recovery.lastSequence)]
-        }
-        do {
-            // An older database is marked with this format first: its new manifest uses
-            // this format's fields, which an older build must refuse by the identity
-            // rather than misread (this build reads an older manifest under a new identity).
-            if identityVersion < Identity.formatVersion { try Identity.create(in: path, storage: storage) }
-            // Logs that held nothing are obsolete at once. The new log is recorded before
-            // any write in it is acknowledged; so are the replayed logs, until the flush of
-            // what they held.
-            try versions.startManifest(
-                logNumber: immutables.isEmpty ? logNumber : manifest.logNumber,
-                lastSequence: immutables.isEmpty ? recovery.lastSequence : manifest.lastSequence,
-                liveLogs: Set(immutables.isEmpty ? [] : recovery.logs).union([logNumber]))
-        } catch {
-            log.beginClose()
-            try? log.close()
-            guard error.isFull else { throw error }
-            // The log stays: if the failure came after CURRENT was switched, the new
-            // manifest records it. (Holding only its header, it costs the next open nothing.)
-            engineLogger.warning("\(path): no room to start a manifest (\(error.message)); open read-only")
-            view = Mutex(readOnlyView)
-            flusher = nil
-            backgroundThreads = nil
-            fullAtOpen = error
-            return
-        }
-        fullAtOpen = nil
         view = Mutex(View(log: log, memtable: memtable, immutables: immutables, version: version, readOnlySequence: 0))
         flusher = FlushTimer(intervalMs: options.bufferedFlushIntervalMs)
         backgroundThreads = options.inlineBackgroundWork ? nil : BackgroundThreads()
@@ -212,6 +176,51 @@ public final class Database: Sendable {
         flusher?.start(self)
         backgroundThreads?.start(self)
         if options.inlineBackgroundWork { runInlineWork() }
+    }
+
+    /// A writable open's new log and manifest (recording the new log, and the replayed
+    /// logs until what they held is flushed). On failure nothing of it is left that a
+    /// manifest does not record.
+    private static func startWriting(
+        path: String, storage: any Storage, options: Options, metrics: EngineMetrics, versions: VersionSet,
+        manifest: ManifestState, recovery: Recovery.Outcome, recovered: Memtable, upgrade: Bool
+    ) throws(KVError) -> (log: LogWriter, memtable: Memtable, immutables: [FrozenMemtable]) {
+        let logNumber = versions.newFileNumber()
+        let memtable = Memtable()
+        let log: LogWriter
+        do {
+            log = try LogWriter.create(
+                directory: path, number: logNumber, storage: storage, memtable: memtable,
+                lastSequence: recovery.lastSequence, options: options, metrics: metrics)
+        } catch {
+            // Recorded nowhere yet: what was made of it goes.
+            try? storage.removeFile(atPath: path + "/" + LogFormat.fileName(logNumber))
+            throw error
+        }
+        var immutables: [FrozenMemtable] = []
+        if recovered.count > 0 {
+            immutables = [FrozenMemtable(memtable: recovered, nextLogNumber: logNumber, lastSequence: recovery.lastSequence)]
+        }
+        do {
+            // An older database is marked with this format first: its new manifest uses
+            // this format's fields, which an older build must refuse by the identity
+            // rather than misread (this build reads an older manifest under a new identity).
+            if upgrade { try Identity.create(in: path, storage: storage) }
+            // Logs that held nothing are obsolete at once. The new log is recorded before
+            // any write in it is acknowledged; so are the replayed logs, until the flush of
+            // what they held.
+            try versions.startManifest(
+                logNumber: immutables.isEmpty ? logNumber : manifest.logNumber,
+                lastSequence: immutables.isEmpty ? recovery.lastSequence : manifest.lastSequence,
+                liveLogs: Set(immutables.isEmpty ? [] : recovery.logs).union([logNumber]))
+        } catch {
+            // The log stays: if the failure came after CURRENT was switched, the new
+            // manifest records it. (Holding only its header, it costs the next open nothing.)
+            log.beginClose()
+            try? log.close()
+            throw error
+        }
+        return (log, memtable, immutables)
     }
 
     /// Checks that `path` may become a new database: missing or an empty directory.

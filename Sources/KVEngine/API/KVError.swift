@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import PageStore
 
 /// Why a database call failed: what, where (file and offset when there is one) and why.
@@ -56,12 +53,15 @@ public struct KVError: Error, Sendable, CustomStringConvertible {
     /// Wraps a page store failure.
     static func io(_ error: any Error, while action: String) -> KVError {
         guard let error = error as? PageStoreError else { return KVError(.io, "\(action): \(error)") }
-        let code: Code = error.errno == ENOSPC || error.errno == EDQUOT ? .full : .io
+        let code: Code = error.isNoSpace ? .full : .io
         return KVError(code, "\(action): \(error)", path: error.path, offsetBytes: error.offsetBytes, underlying: error)
     }
 
     /// Whether this is a full disk or quota.
     var isFull: Bool { code == .full }
+
+    /// A refused reservation (see `PageStoreError.refusesReservation`).
+    var refusesReservation: Bool { underlying?.refusesReservation ?? false }
 
     /// The errno behind an I/O failure, if any.
     public var errno: Int32? { underlying?.errno }

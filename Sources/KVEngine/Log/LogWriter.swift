@@ -186,7 +186,7 @@ final class LogWriter: Sendable {
                 if preallocated > 0 {
                     do {
                         try storage.performBlocking(.allocate(file, offsetBytes: 0, lengthBytes: preallocated))
-                    } catch let error as PageStoreError where [ENOSPC, EDQUOT, EOPNOTSUPP].contains(error.errno) {
+                    } catch let error as PageStoreError where error.refusesReservation {
                         (preallocated, zeroed, refused) = (0, 0, true)
                         // (A refused fallocate may keep part of what it took: the header's
                         // write below starts from an empty file either way.)
@@ -199,7 +199,7 @@ final class LogWriter: Sendable {
                 }
                 do {
                     try storage.commit(file, segments)
-                } catch let error as PageStoreError where error.errno == ENOSPC || error.errno == EDQUOT {
+                } catch let error as PageStoreError where error.isNoSpace {
                     (preallocated, zeroed, refused) = (0, 0, true)
                     try storage.truncateFile(file, toBytes: 0)
                     try storage.commit(file, [IOSegment(offsetBytes: 0, buffer: page)])

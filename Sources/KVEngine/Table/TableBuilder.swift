@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import PageStore
 
 /// What the manifest records of a table file.
@@ -75,7 +72,7 @@ final class TableBuilder {
                 _ = try io("reserve \(reserved) bytes for table \(path)") {
                     try storage.performBlocking(.allocate(file, offsetBytes: 0, lengthBytes: reserved))
                 }
-            } catch where error.isFull || error.errno == EOPNOTSUPP {
+            } catch where error.refusesReservation {
                 // No room for the whole estimate: the table is written without a
                 // reservation (a part the failed fallocate may have kept goes first, as
                 // the file must end with the table's footer); a write that finds no room

@@ -198,19 +198,13 @@ final class MetaRunner {
                 optionSet = next
                 isDeterministic = isDeterministic && next.isDeterministic
             }
-            dropHandles()
-            try database.close()
-            db = nil
-            model.markDurable()
+            try closeDatabase()
             let db = try open(try simulatedDisk)
             self.db = db
             let recovered = db.currentView.log?.lastSequence ?? db.currentView.visibleSequence
             return "reopen: through \(recovered); " + (try checkWholeState("reopen"))
         case .reopenReadOnly:
-            dropHandles()
-            try database.close()
-            db = nil
-            model.markDurable()
+            try closeDatabase()
             let disk = try simulatedDisk
             let before = try MetaRunner.files(disk)
             var options = optionSet.options
@@ -230,10 +224,7 @@ final class MetaRunner {
             db = try open(disk)
             return "read-only: " + state
         case .salvage:
-            dropHandles()
-            try database.close()
-            db = nil
-            model.markDurable()
+            try closeDatabase()
             let disk = try simulatedDisk
             let report = try Database.salvage(path: MetaRunner.path, options: optionSet.options, storage: disk, locking: false)
             guard report.dropped.isEmpty, report.setAside.isEmpty, report.keys == model.sortedEntries.count else {
@@ -327,6 +318,15 @@ final class MetaRunner {
 
     private func scanOptions(_ scan: MetaScan) -> ScanOptions {
         ScanOptions(start: scan.start, end: scan.end, prefix: scan.prefix, reverse: scan.reverse, limit: scan.limit)
+    }
+
+    /// Closes the handle (a close makes everything durable) and forgets its snapshots and
+    /// cursors.
+    private func closeDatabase() throws {
+        dropHandles()
+        try database.close()
+        db = nil
+        model.markDurable()
     }
 
     private func dropHandles() {
