@@ -50,6 +50,12 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("write_buffer_size"), help: "Memtable bytes (default 64 MiB, as RocksDB).")
     var writeBufferSize = -1
 
+    @Option(name: .customLong("target_file_size_base"), help: "Bytes at which compaction cuts its output tables (Options.tableTargetBytes; default 64 MiB).")
+    var targetFileSizeBase = -1
+
+    @Option(name: .customLong("open_files"), help: "Tables held open at once (Options.maxOpenTables; default: the engine's, see Tuning).")
+    var openFiles = -1
+
     @Option(name: .customLong("batch_size"), help: "Keys per batched lookup (multireadrandom).")
     var batchSize = 32
 
@@ -80,6 +86,8 @@ struct Bench: ParsableCommand {
         options.batchReadDepth = readDepth
         options.memtableBytes = writeBufferSize > 0 ? writeBufferSize : 64 << 20
         options.defaultDurability = sync == 1 ? .sync : .buffered
+        if targetFileSizeBase > 0 { options.tableTargetBytes = targetFileSizeBase }
+        if openFiles > 0 { options.maxOpenTables = openFiles }
         print("kvctl bench: keys \(keySize) bytes, values \(valueSize) bytes, \(num) keys x \(threads) threads, db \(db)")
         var database: Database? = nil
         for (ordinal, name) in benchmarks.split(separator: ",").map(String.init).enumerated() {
@@ -126,7 +134,7 @@ struct Bench: ParsableCommand {
     /// The engine's own figures after a run: levels, write amplification, cache.
     private func printStats(_ stats: DatabaseStats) {
         let levels = stats.levels.filter { $0.tables > 0 }.map { "L\($0.level)=\($0.tables)/\($0.bytes >> 20)MiB" }
-        print("kvengine stats: levels \(levels.joined(separator: " ")); flushed \(stats.bytesFlushed >> 20) MiB in \(stats.flushes) flushes; compacted read \(stats.bytesCompactedRead >> 20) MiB, written \(stats.bytesCompactedWritten >> 20) MiB in \(stats.compactions) compactions (+\(stats.trivialMoves) moves); write-amp \(String(format: "%.2f", stats.writeAmplification)); cache hit rate \(String(format: "%.3f", stats.cacheHitRate)); stalls \(stats.stalls) (\(stats.stallMicroseconds / 1000) ms), slowdowns \(stats.slowdowns); memtable budget \(memtableBudget >> 20) MiB, cache \(cacheSize >> 20) MiB, index+filters \(stats.indexAndFilterBytes >> 20) MiB, peak RSS \(peakResidentBytes() >> 20) MiB")
+        print("kvengine stats: levels \(levels.joined(separator: " ")); flushed \(stats.bytesFlushed >> 20) MiB in \(stats.flushes) flushes; compacted read \(stats.bytesCompactedRead >> 20) MiB, written \(stats.bytesCompactedWritten >> 20) MiB in \(stats.compactions) compactions (+\(stats.trivialMoves) moves); write-amp \(String(format: "%.2f", stats.writeAmplification)); cache hit rate \(String(format: "%.3f", stats.cacheHitRate)); stalls \(stats.stalls) (\(stats.stallMicroseconds / 1000) ms), slowdowns \(stats.slowdowns); memtable budget \(memtableBudget >> 20) MiB, cache \(cacheSize >> 20) MiB, index+filters \(stats.indexAndFilterBytes >> 20) MiB; tables open \(stats.openTables), opened \(stats.tableOpens) times; peak RSS \(peakResidentBytes() >> 20) MiB")
     }
 
     // MARK: workloads

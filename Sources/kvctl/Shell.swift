@@ -222,7 +222,8 @@ func describe(_ stats: DatabaseStats) -> String {
     lines.append(
         "flushes: \(stats.flushes) (\(stats.bytesFlushed) bytes); compactions: \(stats.compactions) + \(stats.trivialMoves) moves (read \(stats.bytesCompactedRead), wrote \(stats.bytesCompactedWritten) bytes); write amplification \(String(format: "%.2f", stats.writeAmplification))")
     lines.append(
-        "block cache: \(stats.cacheBytes) bytes, \(stats.cacheHits) hits, \(stats.cacheMisses) misses (hit rate \(String(format: "%.3f", stats.cacheHitRate))); index and filters \(stats.indexAndFilterBytes) bytes")
+        "block cache: \(stats.cacheBytes) bytes, \(stats.cacheHits) hits, \(stats.cacheMisses) misses (hit rate \(String(format: "%.3f", stats.cacheHitRate)))")
+    lines.append("table cache: \(stats.openTables) tables open, \(stats.tableOpens) opens; their indexes and filters \(stats.indexAndFilterBytes) bytes")
     lines.append("stalls: \(stats.stalls) stops, \(stats.slowdowns) slowdowns, \(stats.stallMicroseconds / 1000) ms; live snapshots \(stats.liveSnapshots); manifest \(stats.manifestNumber)")
     if let store = stats.pageStore { lines.append(store.description) }
     return lines.joined(separator: "\n")

@@ -169,6 +169,18 @@ final class DatabaseTests: XCTestCase {
         }
     }
 
+    /// A ring too small for the log's longest commit chain is refused at open, instead of
+    /// failing the first long chain (and stopping writes) later.
+    func testRingTooSmallForTheLongestChainIsRefused() throws {
+        let dir = TestPath()
+        XCTAssertThrowsError(try Database(path: dir.path, options: testOptions { $0.pageStore.ringEntries = 128 })) { error in
+            XCTAssertEqual((error as! KVError).code, .invalidArgument)
+            XCTAssertTrue("\(error)".contains("cannot hold the log's longest commit chain (130 linked SQEs"), "\(error)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.path), "a refused open creates nothing")
+        try Database(path: dir.path, options: testOptions { $0.pageStore.ringEntries = 256 }).close()
+    }
+
     func testSizeLimitsAndNothingHalfApplied() throws {
         let dir = TestPath()
         let db = try Database(path: dir.path, options: testOptions())

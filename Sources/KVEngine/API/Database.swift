@@ -73,7 +73,8 @@ public final class Database: Sendable {
 
     /// Opens (or creates, per `options`) the database in directory `path`.
     ///
-    /// Recovery reads CURRENT and the manifest it names, opens every live table, and
+    /// Recovery reads CURRENT and the manifest it names, checks that every live table is
+    /// there (tables open when first read, at most ``Options/maxOpenTables`` at once), and
     /// replays the logs not yet in tables: a torn tail (a crash mid-write) is cut off and
     /// logged; damage before the tail is corruption and the open fails with `.corruption`
     /// naming the file and offset (or opens read-only, with `onLogCorruption: .openReadOnly`).
@@ -122,9 +123,12 @@ public final class Database: Sendable {
         }
         let cache = BlockCache(capacityBytes: options.cacheBytes)
         self.cache = cache
+        let tables = TableCache(
+            storage: storage, directory: path, blocks: cache,
+            capacity: try options.tableCacheCapacity(openFileLimit: Options.openFileLimit))
         let names = try io("list \(path)") { try storage.contentsOfDirectory(atPath: path) }
         let (versions, manifest) = try VersionSet.recover(
-            directory: path, storage: storage, cache: cache, names: names, manifestRollBytes: options.manifestRollBytes,
+            directory: path, storage: storage, tables: tables, names: names, manifestRollBytes: options.manifestRollBytes,
             keepingWhatPrecedesDamage: options.onLogCorruption == .openReadOnly)
         self.versions = versions
         let recovered = Memtable()

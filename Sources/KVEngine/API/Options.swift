@@ -1,3 +1,4 @@
+import Glibc
 import PageStore
 
 /// When a write is acknowledged.
@@ -27,6 +28,14 @@ public struct Options: Sendable {
     /// so this is the only read cache). Index and filter blocks of open tables are held in
     /// memory outside it (about 1.4 bytes per key plus 40 bytes per 4 KiB block).
     public var cacheBytes = 32 << 20
+    /// Tables held open at once by the table cache, each with a file descriptor, a
+    /// registered-file slot and its index and filter in memory; a read that reaches a
+    /// table not open opens it (one read of its index, filter and footer), closing the one
+    /// least recently used. nil (the default): 1000, or fewer when the page store's
+    /// registered file slots (`pageStore.maxOpenFiles`) or the process's `RLIMIT_NOFILE`
+    /// leave less room, keeping ``Options/reservedFileSlots`` of them for logs, manifests
+    /// and tables being written. A value that does not fit is refused at open.
+    public var maxOpenTables: Int? = nil
     /// Block reads a batched lookup (`Database.get(keys:snapshot:)`) keeps in flight at
     /// once: the queue depth it gives the device. Each completion starts the next read.
     public var batchReadDepth = 32
@@ -83,6 +92,41 @@ public struct Options: Sendable {
     /// many flushes and compactions (the crash tests).
     var allowTinySizes = false
 
+    /// File slots (and descriptors) kept out of the table cache's reach: the logs, the
+    /// manifest, the tables a flush and a compaction are writing, and tables a cursor
+    /// still reads after the cache let them go.
+    public static let reservedFileSlots = 64
+
+    /// The table cache's capacity: `maxOpenTables`, or the default it stands for, within
+    /// the registered file slots and `RLIMIT_NOFILE` (`openFileLimit`, the soft limit).
+    func tableCacheCapacity(openFileLimit: Int) throws(KVError) -> Int {
+        let slots = pageStore.maxOpenFiles - Options.reservedFileSlots
+        let descriptors = openFileLimit - Options.reservedFileSlots
+        let room = min(slots, descriptors)
+        guard let maxOpenTables else { return max(1, min(1000, room)) }
+        if maxOpenTables < 1 {
+            throw KVError(.invalidArgument, "maxOpenTables \(maxOpenTables) must be at least 1")
+        }
+        if maxOpenTables > slots {
+            throw KVError(
+                .invalidArgument,
+                "maxOpenTables \(maxOpenTables) does not fit in pageStore.maxOpenFiles \(pageStore.maxOpenFiles) registered file slots less the \(Options.reservedFileSlots) kept for logs, manifests and tables being written (at most \(slots))")
+        }
+        if maxOpenTables > descriptors {
+            throw KVError(
+                .invalidArgument,
+                "maxOpenTables \(maxOpenTables) does not fit in the process's open file limit (RLIMIT_NOFILE \(openFileLimit)) less the \(Options.reservedFileSlots) kept for logs, manifests and tables being written (at most \(descriptors); raise it with ulimit -n)")
+        }
+        return maxOpenTables
+    }
+
+    /// The soft `RLIMIT_NOFILE` of this process.
+    static var openFileLimit: Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
+        return Int(clamping: min(limit.rlim_cur, UInt(Int32.max)))
+    }
+
     /// What to do with a damaged log.
     public enum CorruptionPolicy: Sendable, Equatable {
         /// Refuse to open, naming the file and offset.
@@ -130,6 +174,13 @@ public struct Options: Sendable {
         }
         if pageStore.pageSizeBytes != LogFormat.pageBytes {
             throw KVError(.invalidArgument, "pageStore.pageSizeBytes must be \(LogFormat.pageBytes) (the log page size)")
+        }
+        // The longest request the engine submits is a log's commit chain: its blocks, a
+        // zero-fill and the fdatasync, linked, so all in the ring's submission queue at once.
+        if pageStore.ringEntries - 1 < LogWriter.largestChainSQEs {
+            throw KVError(
+                .invalidArgument,
+                "pageStore.ringEntries \(pageStore.ringEntries) cannot hold the log's longest commit chain (\(LogWriter.largestChainSQEs) linked SQEs: \(LogWriter.maxChainBlocks) log blocks, a zero-fill and the fdatasync); use at least 256")
         }
         if pageStore.arenaBytes < 4 << 20 {
             throw KVError(.invalidArgument, "pageStore.arenaBytes \(pageStore.arenaBytes) is below the engine's minimum of 4 MiB")

@@ -18,7 +18,7 @@ extension Database {
         var results = [[UInt8]?](repeating: nil, count: keys.count)
         var open: [TableLookup] = []
         for (index, key) in keys.enumerated() {
-            let (found, candidates) = key.withUnsafeBytes { key -> (Memtable.Lookup, [Table]) in
+            let (found, candidates) = key.withUnsafeBytes { key -> (Memtable.Lookup, [TableFile]) in
                 let found = view.getFromMemtables(key, snapshot: sequence)
                 return (found, found == .missing ? view.candidates(key) : [])
             }
@@ -39,7 +39,7 @@ extension Database {
     private struct TableLookup {
         let index: Int
         let hash: UInt64
-        let candidates: [Table]
+        let candidates: [TableFile]
         var next = 0
     }
 
@@ -92,7 +92,7 @@ extension Database {
         /// arena short while other reads are in flight): it stays at that table.
         func advance(_ lookup: inout TableLookup) throws(KVError) -> Bool {
             while lookup.next < lookup.candidates.count {
-                let table = lookup.candidates[lookup.next]
+                let table = try lookup.candidates[lookup.next].open()
                 guard table.mayContain(hash: lookup.hash) else {
                     lookup.next += 1
                     continue

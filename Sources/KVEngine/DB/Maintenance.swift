@@ -30,43 +30,68 @@ extension Database {
                 usleep(200)
             }
             try checkOpen()
-            old.seal()
-            try makeDurable(old)
-            old.beginClose()
-            do throws(KVError) {
-                try old.close()
-            } catch {
-                // The sealed log stays current and takes nothing more: writes fail with this.
-                fail(error, while: "close log \(old.number)")
-                throw error
-            }
+            try retire(old)
             let number = versions.newFileNumber()
-            let memtable = Memtable()
-            let log: LogWriter
-            do throws(KVError) {
-                log = try LogWriter.create(
-                    directory: path, number: number, storage: storage, memtable: memtable,
-                    lastSequence: old.lastSequence, options: options, metrics: metrics)
-            } catch {
-                fail(error, while: "start log \(number)")
-                throw error
-            }
-            // Recorded before any write in it is acknowledged: from then on recovery
-            // requires the log, and treats a header that does not verify as damage.
-            do throws(KVError) {
-                var edit = VersionEdit()
-                edit.createdLogs = [number]
-                try apply(edit, while: "record log \(number)") { _ in }
-            } catch {
-                // `apply` has stopped writes: an edit that adds no table fails only in the manifest.
-                log.beginClose()
-                try? log.close()
-                throw error
-            }
             let frozen = FrozenMemtable(memtable: old.memtable, nextLogNumber: number, lastSequence: old.lastSequence)
-            view.withLock { $0 = $0.with(log: log, memtable: memtable, immutables: [frozen] + $0.immutables) }
+            try startLog(number, lastSequence: old.lastSequence, freezing: frozen)
             backgroundThreads?.wakeFlush()
             if options.inlineBackgroundWork { runInlineWork() }
+        }
+    }
+
+    /// Seals `old` (appends turn to the next log), makes it wholly durable and closes it.
+    /// Called with `rotation` held.
+    func retire(_ old: LogWriter) throws(KVError) {
+        old.seal()
+        try makeDurable(old)
+        old.beginClose()
+        do throws(KVError) {
+            try old.close()
+        } catch {
+            // The sealed log stays current and takes nothing more: writes fail with this.
+            fail(error, while: "close log \(old.number)")
+            throw error
+        }
+    }
+
+    /// Starts log `number` and a fresh memtable after a retired log whose records end at
+    /// `lastSequence`, records the log in the manifest and installs both (with `frozen`
+    /// joining the memtables that wait for their flush). Called with `rotation` held.
+    func startLog(_ number: UInt64, lastSequence: UInt64, freezing frozen: FrozenMemtable?) throws(KVError) {
+        let memtable = Memtable()
+        let log: LogWriter
+        do throws(KVError) {
+            log = try LogWriter.create(
+                directory: path, number: number, storage: storage, memtable: memtable,
+                lastSequence: lastSequence, options: options, metrics: metrics)
+        } catch {
+            fail(error, while: "start log \(number)")
+            throw error
+        }
+        // Recorded before any write in it is acknowledged: from then on recovery
+        // requires the log, and treats a header that does not verify as damage.
+        do throws(KVError) {
+            var edit = VersionEdit()
+            edit.createdLogs = [number]
+            try apply(edit, while: "record log \(number)") { _ in }
+        } catch {
+            // `apply` has stopped writes: an edit that adds no table fails only in the manifest.
+            log.beginClose()
+            try? log.close()
+            throw error
+        }
+        view.withLock { $0 = $0.with(log: log, memtable: memtable, immutables: (frozen.map { [$0] } ?? []) + $0.immutables) }
+    }
+
+    /// Waits until no frozen memtable waits for its flush (the flush thread writes them;
+    /// with `inlineBackgroundWork`, this thread).
+    func waitForFlushes() throws(KVError) {
+        while !currentView.immutables.isEmpty {
+            try checkOpen()
+            if let error = backgroundError.withLock({ $0 }) { throw error }
+            backgroundThreads?.wakeFlush()
+            if options.inlineBackgroundWork { runInlineWork() }
+            usleep(500)
         }
     }
 
@@ -237,13 +262,7 @@ extension Database {
         _ = try writableLog()  // a read-only database writes no table (and after a failure, neither)
         // Flush what is in memory first: the memtable too.
         if let log = currentView.log, currentView.memtable.count > 0 { try rotate(from: log) }
-        while !currentView.immutables.isEmpty {
-            try checkOpen()
-            if let error = backgroundError.withLock({ $0 }) { throw error }
-            backgroundThreads?.wakeFlush()
-            if options.inlineBackgroundWork { runInlineWork() }
-            usleep(500)
-        }
+        try waitForFlushes()
         try compacting.withLock { (_: inout Int) throws(KVError) in
             let version = currentView.version
             guard let deepest = (0..<Version.levelCount).last(where: { !version.levels[$0].isEmpty }) else { return }
@@ -290,13 +309,13 @@ extension Database {
     func plan(
         level: Int, version: Version, lower: [UInt8]?, upper: [UInt8]?, rotate: Bool = false, intoItself: Bool = false
     ) -> CompactionPlan? {
-        var inputs: [Table]
+        var inputs: [TableFile]
         if level > 0 && rotate {
             // The table whose overlap with the next level is smallest for its size: the
             // least rewriting per byte moved down (ties: round robin from the pointer).
             let pointer = compactPointers.withLock { $0[level] }
             let tables = version.levels[level]
-            var best: (table: Table, ratio: Double, after: Bool)? = nil
+            var best: (table: TableFile, ratio: Double, after: Bool)? = nil
             for table in tables {
                 let overlap = version.overlapping(
                     level: level + 1, lower: Array(table.meta.smallestUserKey), upper: Array(table.meta.largestUserKey))
@@ -311,7 +330,7 @@ extension Database {
             inputs = version.overlapping(level: level, lower: lower, upper: upper)
         }
         guard !inputs.isEmpty else { return nil }
-        func range(_ tables: [Table]) -> ([UInt8], [UInt8]) {
+        func range(_ tables: [TableFile]) -> ([UInt8], [UInt8]) {
             var smallest = Array(tables[0].meta.smallestUserKey)
             var largest = Array(tables[0].meta.largestUserKey)
             for table in tables {
@@ -391,7 +410,7 @@ extension Database {
         let pages = TableBuilder.chunkPages
         var children: [any InternalIterator] = []
         if plan.level == 0 {
-            for table in plan.inputs { children.append(TableIterator(table: table, readaheadPages: pages, alwaysReadAhead: true)) }
+            for table in plan.inputs { children.append(LevelIterator(tables: [table], readaheadPages: pages, alwaysReadAhead: true)) }
         } else {
             children.append(LevelIterator(tables: plan.inputs, readaheadPages: pages, alwaysReadAhead: true))
         }
@@ -502,6 +521,7 @@ extension Database {
     public var stats: DatabaseStats {
         let view = currentView
         let cacheCounters = cache.counters
+        let tableCounters = versions.tables.counters
         var levels: [LevelStats] = []
         for (level, tables) in view.version.levels.enumerated() {
             levels.append(LevelStats(
@@ -523,7 +543,8 @@ extension Database {
             bytesCompactedWritten: Int64(compactionWrite),
             writeAmplification: flushBytes > 0 ? Double(flushBytes + compactionWrite) / Double(flushBytes) : 0,
             cacheBytes: cacheCounters.usage, cacheHits: cacheCounters.hits, cacheMisses: cacheCounters.misses,
-            indexAndFilterBytes: view.version.levels.joined().reduce(0) { $0 + $1.memoryBytes },
+            indexAndFilterBytes: versions.tables.memoryBytes,
+            openTables: tableCounters.open, tableOpens: tableCounters.opens,
             stalls: counters.stalls.load(ordering: .relaxed), slowdowns: counters.slowdowns.load(ordering: .relaxed),
             stallMicroseconds: Int64(counters.stallMicros.load(ordering: .relaxed)),
             liveSnapshots: snapshots.count, manifestNumber: versions.manifestNumber ?? 0,
@@ -535,9 +556,9 @@ extension Database {
 struct CompactionPlan {
     let level: Int
     let outputLevel: Int
-    let inputs: [Table]
+    let inputs: [TableFile]
     /// The output level's tables that overlap the inputs.
-    let below: [Table]
+    let below: [TableFile]
     /// Moves the inputs down without rewriting them.
     var trivial: Bool
 }
@@ -595,6 +616,11 @@ public struct DatabaseStats: Sendable {
     public var cacheMisses: Int
     /// Memory held by the open tables' indexes and bloom filters.
     public var indexAndFilterBytes: Int
+    /// Tables the table cache holds open (at most ``Options/maxOpenTables``).
+    public var openTables: Int
+    /// Tables opened since the database was (a count that grows while reads reach more
+    /// tables than ``Options/maxOpenTables``).
+    public var tableOpens: Int
     /// Writes held until background work caught up (level 0 or the compaction backlog at
     /// its stop trigger, or no room for another frozen memtable).
     public var stalls: Int

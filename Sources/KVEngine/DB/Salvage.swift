@@ -248,13 +248,15 @@ extension Database {
 
         // The new manifest: the new tables alone.
         var edit = VersionEdit()
-        var opened: [UInt64: Table] = [:]
+        let tables = TableCache(storage: store, directory: path, blocks: cache, capacity: 0)
+        var added: [UInt64: TableFile] = [:]
         for meta in outputs {
-            opened[meta.number] = try Table.open(storage: store, directory: path, meta: meta, cache: cache)
+            added[meta.number] = TableFile(meta: meta, tables: tables)
+            _ = try added[meta.number]!.open()  // verified before the manifest names it
             edit.added.append(VersionEdit.AddedFile(level: Version.levelCount - 1, meta: meta))
         }
         let versions = VersionSet(
-            directory: path, storage: store, cache: cache, version: Version().applying(edit, opened: opened),
+            directory: path, storage: store, tables: tables, version: Version().applying(edit, added: added),
             logNumber: next, lastSequence: report.lastSequence, nextFileNumber: next + 1)
         try versions.startManifest(liveLogs: [])
         let manifestNumber = versions.manifestNumber

@@ -46,7 +46,7 @@ final class View: Sendable {
         var hash: UInt64? = nil
         for table in candidates(key) {
             if hash == nil { hash = BloomFilter.hash(key) }
-            let found = try table.get(key, hash: hash!, snapshot: snapshot)
+            let found = try table.open().get(key, hash: hash!, snapshot: snapshot)
             if found != .missing { return found }
         }
         return .missing
@@ -60,8 +60,8 @@ final class View: Sendable {
     }
 
     /// Tables whose key range holds `key`, in the order a lookup consults them.
-    func candidates(_ key: UnsafeRawBufferPointer) -> [Table] {
-        var result: [Table] = []
+    func candidates(_ key: UnsafeRawBufferPointer) -> [TableFile] {
+        var result: [TableFile] = []
         for table in version.levels[0] where table.meta.contains(key) { result.append(table) }
         for level in 1..<Version.levelCount {
             if let table = version.firstTable(level: level, reaching: key), table.meta.contains(key) { result.append(table) }
@@ -75,7 +75,7 @@ final class View: Sendable {
         if immutables.isEmpty && version.tableCount == 0 { return memtable.makeIterator() }
         var children: [any InternalIterator] = [memtable.makeIterator()]
         for frozen in immutables { children.append(frozen.memtable.makeIterator()) }
-        for table in version.levels[0] { children.append(TableIterator(table: table, fillCache: fillCache)) }
+        for table in version.levels[0] { children.append(LevelIterator(tables: [table], fillCache: fillCache)) }
         for level in 1..<Version.levelCount where !version.levels[level].isEmpty {
             children.append(LevelIterator(tables: version.levels[level], fillCache: fillCache))
         }

@@ -59,6 +59,9 @@ final class LogWriter: Sendable {
     static let zeroChunkBytes = 256 << 10
     /// Most segments (blocks) one chain writes.
     static let maxChainBlocks = 128
+    /// SQEs of the longest chain: every block, a zero-fill and the fdatasync
+    /// (`Options.validate` checks the ring can hold it).
+    static let largestChainSQEs = maxChainBlocks + 2
     /// Chains in flight at once. A new one starts while earlier ones are on their way, so
     /// writers that arrive during a chain need not wait for it to finish; acknowledgements
     /// still go out strictly in log order. (Measured with fillsync: 4 beats 2 at 4 writers

@@ -100,7 +100,7 @@ struct BlockBuilder {
 }
 
 /// A verified block's contents in memory of its own (the block cache holds these).
-final class Block: @unchecked Sendable {
+final class Block: CacheCharged, @unchecked Sendable {
     // @unchecked: the memory is written once, in init, and only read afterwards.
     let base: UnsafeMutableRawPointer
     let count: Int

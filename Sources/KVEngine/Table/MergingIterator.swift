@@ -150,10 +150,12 @@ final class MergingIterator: InternalIterator {
     }
 }
 
-/// Concatenates the tables of one level (sorted, not overlapping), opening each table's
-/// walk only when it is reached.
+/// Concatenates the tables of one level (sorted, not overlapping), opening each table
+/// (through the table cache) and its walk only when it is reached.
 final class LevelIterator: InternalIterator {
-    private let tables: [Table]
+    private let tables: [TableFile]
+    /// The table `walk` walks (`tables[index]`).
+    private var walking: TableFile?
     private var index = 0
     private var walk: TableIterator?
     private var failure: KVError?
@@ -161,7 +163,7 @@ final class LevelIterator: InternalIterator {
     private let alwaysReadAhead: Bool
     private let fillCache: Bool
 
-    init(tables: [Table], readaheadPages: Int = 64, alwaysReadAhead: Bool = false, fillCache: Bool = true) {
+    init(tables: [TableFile], readaheadPages: Int = 64, alwaysReadAhead: Bool = false, fillCache: Bool = true) {
         self.tables = tables
         self.readaheadPages = readaheadPages
         self.alwaysReadAhead = alwaysReadAhead
@@ -181,9 +183,18 @@ final class LevelIterator: InternalIterator {
             return false
         }
         index = position
-        if walk?.table !== tables[position] {
-            walk = TableIterator(
-                table: tables[position], readaheadPages: readaheadPages, alwaysReadAhead: alwaysReadAhead, fillCache: fillCache)
+        if walking !== tables[position] {
+            do throws(KVError) {
+                walk = TableIterator(
+                    table: try tables[position].open(), readaheadPages: readaheadPages, alwaysReadAhead: alwaysReadAhead,
+                    fillCache: fillCache)
+                walking = tables[position]
+            } catch {
+                failure = error
+                walk = nil
+                walking = nil
+                return false
+            }
         }
         return true
     }

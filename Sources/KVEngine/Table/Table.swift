@@ -1,11 +1,10 @@
-import Atomics
 import PageStore
 
 /// An open sorted table: its index and filter in memory, its data blocks read on demand
 /// (through the block cache), so a lookup that misses the cache costs one block read.
 ///
-/// A table is shared by every version, iterator and snapshot that reaches it; when the
-/// last of them lets go of an obsolete table (compacted away), its file is removed.
+/// Tables are opened by the ``TableCache`` and closed (their descriptor and registered
+/// slot given back) when the last of the cache, iterators and reads lets go.
 final class Table: Sendable {
     let meta: TableMeta
     let path: String
@@ -29,7 +28,6 @@ final class Table: Sendable {
     private let filter: [UInt8]
     /// Where the data blocks end (the index block starts).
     let dataEnd: Int64
-    private let obsolete = ManagedAtomic<Bool>(false)
 
     var number: UInt64 { meta.number }
     var blockCount: Int { handles.count }
@@ -176,19 +174,7 @@ final class Table: Sendable {
         dataEnd = metaStart
     }
 
-    deinit {
-        try? storage.closeFile(file)
-        if obsolete.load(ordering: .acquiring) {
-            do {
-                try storage.removeFile(atPath: path)
-            } catch {
-                engineLogger.warning("could not remove obsolete table \(path): \(error)")
-            }
-        }
-    }
-
-    /// Marks the table compacted away: its file goes when the last reader lets go.
-    func markObsolete() { obsolete.store(true, ordering: .releasing) }
+    deinit { try? storage.closeFile(file) }
 
     /// Reads `pages` pages at `offset` into a fresh buffer (the caller frees it).
     static func read(storage: any Storage, file: FileID, path: String, offset: Int64, pages: Int) throws(KVError) -> PageBuffer {

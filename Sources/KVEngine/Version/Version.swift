@@ -5,20 +5,20 @@
 final class Version: Sendable {
     static let levelCount = 7
 
-    let levels: [[Table]]
+    let levels: [[TableFile]]
 
-    init(levels: [[Table]] = Array(repeating: [], count: Version.levelCount)) {
+    init(levels: [[TableFile]] = Array(repeating: [], count: Version.levelCount)) {
         self.levels = levels
     }
 
-    /// This version with `edit` applied; `opened` holds the tables the edit adds.
-    func applying(_ edit: VersionEdit, opened: [UInt64: Table]) -> Version {
+    /// This version with `edit` applied; `added` holds the tables the edit adds.
+    func applying(_ edit: VersionEdit, added: [UInt64: TableFile]) -> Version {
         var levels = self.levels
         for file in edit.deleted {
             levels[file.level].removeAll { $0.number == file.number }
         }
         for file in edit.added {
-            levels[file.level].append(opened[file.meta.number]!)
+            levels[file.level].append(added[file.meta.number]!)
         }
         levels[0].sort { $0.meta.properties.largestSequence > $1.meta.properties.largestSequence }
         for level in 1..<Version.levelCount {
@@ -44,7 +44,7 @@ final class Version: Sendable {
 
     /// In a level 1..., the first table whose largest user key is at or after `key` (the
     /// only one that can hold it, or where a seek to it starts), by binary search.
-    func firstTable(level: Int, reaching key: UnsafeRawBufferPointer) -> Table? {
+    func firstTable(level: Int, reaching key: UnsafeRawBufferPointer) -> TableFile? {
         let tables = levels[level]
         var low = 0
         var high = tables.count
@@ -57,7 +57,7 @@ final class Version: Sendable {
     }
 
     /// Tables of `level` whose user-key range meets [lower, upper].
-    func overlapping(level: Int, lower: [UInt8]?, upper: [UInt8]?) -> [Table] {
+    func overlapping(level: Int, lower: [UInt8]?, upper: [UInt8]?) -> [TableFile] {
         levels[level].filter { $0.meta.overlaps(lower: lower, upper: upper) }
     }
 

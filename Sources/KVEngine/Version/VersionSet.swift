@@ -20,7 +20,7 @@ final class VersionSet: Sendable {
 
     let directory: String
     let storage: any Storage
-    let cache: BlockCache
+    let tables: TableCache
     let nextFileNumber: ManagedAtomic<UInt64>
     private let state: Mutex<State>
 
@@ -36,14 +36,14 @@ final class VersionSet: Sendable {
         var liveLogs: Set<UInt64> = []
     }
 
-    /// A version set over `recovered` (tables already opened into `version`); no manifest
+    /// A version set over `recovered` (its tables reached through `tables`); no manifest
     /// is open until `startManifest`.
-    init(directory: String, storage: any Storage, cache: BlockCache, version: Version, logNumber: UInt64,
+    init(directory: String, storage: any Storage, tables: TableCache, version: Version, logNumber: UInt64,
          lastSequence: UInt64, nextFileNumber: UInt64, manifestRollBytes: Int64 = VersionSet.defaultManifestRollBytes) {
         self.directory = directory
         self.manifestRollBytes = manifestRollBytes
         self.storage = storage
-        self.cache = cache
+        self.tables = tables
         self.nextFileNumber = ManagedAtomic(nextFileNumber)
         state = Mutex(State(manifest: nil, version: version, logNumber: logNumber, lastSequence: lastSequence))
     }
@@ -114,24 +114,27 @@ final class VersionSet: Sendable {
 
     /// Makes `edit` durable in the manifest and installs the version it makes: `install`
     /// runs with it before anyone else can apply an edit. Tables the edit adds are opened
-    /// first; tables it removes are marked obsolete (their files go with their last reader).
+    /// first (their footer, index and filter verified, and left in the table cache);
+    /// tables it removes are marked obsolete (their files go with their last reader).
     func apply(_ edit: VersionEdit, install: (Version) -> Void) throws(KVError) {
-        // A table moved between levels keeps its open reader.
-        var live: [UInt64: Table] = [:]
+        // A table moved between levels stays the same `TableFile`.
+        var live: [UInt64: TableFile] = [:]
         for table in current.levels.joined() { live[table.number] = table }
-        var opened: [UInt64: Table] = [:]
+        var added: [UInt64: TableFile] = [:]
         for file in edit.added {
             if let table = live[file.meta.number] {
-                opened[file.meta.number] = table
+                added[file.meta.number] = table
             } else {
-                opened[file.meta.number] = try Table.open(storage: storage, directory: directory, meta: file.meta, cache: cache)
+                let table = TableFile(meta: file.meta, tables: tables)
+                _ = try table.open()
+                added[file.meta.number] = table
             }
         }
         let moved = Set(edit.added.map(\.meta.number))
-        let removed = try state.withLock { (state: inout State) throws(KVError) -> [Table] in
+        let removed = try state.withLock { (state: inout State) throws(KVError) -> [TableFile] in
             var edit = edit
             edit.nextFileNumber = nextFileNumber.load(ordering: .relaxed)
-            let version = state.version.applying(edit, opened: opened)
+            let version = state.version.applying(edit, added: added)
             if let failure = state.failure { throw VersionSet.refusal(failure) }
             guard let manifest = state.manifest else {
                 throw KVError(.readOnly, "no manifest is open (read-only)")
@@ -184,9 +187,11 @@ final class VersionSet: Sendable {
 
     // MARK: recovery
 
-    /// Reads CURRENT and its manifest and opens every live table.
+    /// Reads CURRENT and its manifest and checks that every live table's file is there
+    /// (tables are opened when first read, so a damaged one is reported then, naming its
+    /// file and offset).
     static func recover(
-        directory: String, storage: any Storage, cache: BlockCache, names: [String],
+        directory: String, storage: any Storage, tables: TableCache, names: [String],
         manifestRollBytes: Int64 = VersionSet.defaultManifestRollBytes, keepingWhatPrecedesDamage: Bool = false
     ) throws(KVError) -> (VersionSet, ManifestState) {
         var recovered = ManifestState()
@@ -199,20 +204,20 @@ final class VersionSet: Sendable {
                 path: directory + "/" + CurrentFile.name)
         }
         var snapshot = VersionEdit()
-        var opened: [UInt64: Table] = [:]
+        var added: [UInt64: TableFile] = [:]
         let present = Set(names)
-        for (level, tables) in recovered.levels.enumerated() {
-            for (number, meta) in tables.sorted(by: { $0.key < $1.key }) {
+        for (level, metas) in recovered.levels.enumerated() {
+            for (number, meta) in metas.sorted(by: { $0.key < $1.key }) {
                 let name = TableFormat.fileName(number)
                 guard present.contains(name) else {
                     let before = recovered.damage.map { " (as of the last edit before the damage: \($0.message))" } ?? ""
                     throw KVError(.corruption, "table \(directory)/\(name) named by the manifest is missing\(before)", path: directory + "/" + name)
                 }
-                opened[number] = try Table.open(storage: storage, directory: directory, meta: meta, cache: cache)
+                added[number] = TableFile(meta: meta, tables: tables)
                 snapshot.added.append(VersionEdit.AddedFile(level: level, meta: meta))
             }
         }
-        let version = Version().applying(snapshot, opened: opened)
+        let version = Version().applying(snapshot, added: added)
         if let problem = version.orderingProblem() {
             throw KVError(.corruption, "manifest describes an impossible version: \(problem)", path: directory + "/" + CurrentFile.name)
         }
@@ -223,7 +228,7 @@ final class VersionSet: Sendable {
             }
         }
         let set = VersionSet(
-            directory: directory, storage: storage, cache: cache, version: version, logNumber: recovered.logNumber,
+            directory: directory, storage: storage, tables: tables, version: version, logNumber: recovered.logNumber,
             lastSequence: recovered.lastSequence, nextFileNumber: max(recovered.nextFileNumber, highest + 1),
             manifestRollBytes: manifestRollBytes)
         return (set, recovered)

@@ -38,7 +38,9 @@ struct MetaOptionSet: Sendable {
         // (each output reserves its target size, which the simulated disk holds in memory).
         MetaOptionSet(name: "default", options: base { $0.tableTargetBytes = 2 << 20 }),
         MetaOptionSet(name: "tiny", options: tiny()),
-        MetaOptionSet(name: "tiny-nocache", options: tiny { $0.cacheBytes = 0 }),
+        // No block cache, and one open table: every read that moves to another table
+        // closes one and opens it.
+        MetaOptionSet(name: "tiny-nocache", options: tiny { $0.cacheBytes = 0; $0.maxOpenTables = 1 }),
         MetaOptionSet(name: "l0-1", options: tiny { $0.level0CompactionTrigger = 1; $0.memtableBytes = 8 << 10 }),
         MetaOptionSet(name: "l0-3", options: tiny { $0.level0CompactionTrigger = 3; $0.tableTargetBytes = 16 << 10; $0.flushOnClose = false }),
         MetaOptionSet(name: "l0-8", options: tiny { $0.level0CompactionTrigger = 8; $0.memtableBytes = 16 << 10 }),
@@ -50,8 +52,9 @@ struct MetaOptionSet: Sendable {
         MetaOptionSet(name: "huge-cache", options: tiny { $0.cacheBytes = 1 << 30; $0.memtableBytes = 8 << 10 }),
         // Buffered chains start at every full page; several frozen memtables wait.
         MetaOptionSet(name: "chains", options: tiny { $0.bufferedChainPages = 1; $0.maxFrozenMemtables = 3; $0.batchReadDepth = 1; $0.flushOnClose = false }),
-        // Real flush and compaction threads: answers must not depend on their timing.
-        MetaOptionSet(name: "background", options: tiny { $0.inlineBackgroundWork = false; $0.memtableBytes = 8 << 10 }),
+        // Real flush and compaction threads: answers must not depend on their timing (nor
+        // on which of a few open tables the cache closes while they run).
+        MetaOptionSet(name: "background", options: tiny { $0.inlineBackgroundWork = false; $0.memtableBytes = 8 << 10; $0.maxOpenTables = 4 }),
     ]
 
     static func named(_ name: String) -> MetaOptionSet? { all.first { $0.name == name } }

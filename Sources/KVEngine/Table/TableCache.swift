@@ -1,0 +1,85 @@
+import Atomics
+import PageStore
+
+extension Table: CacheCharged {
+    /// Each open table counts once against `Options.maxOpenTables`.
+    var charge: Int { 1 }
+}
+
+/// The open tables: at most `capacity` (`Options.maxOpenTables`) at once, each holding a
+/// file descriptor, a registered-file slot and its index and filter in memory. A table is
+/// opened when a read, a seek or a compaction first needs it, and closed when the CLOCK
+/// hand passes it by unused or when it is compacted away; reading it again opens it again
+/// (LevelDB's `TableCache`).
+///
+/// A table in use by a cursor or a compaction when it is evicted stays open until that
+/// user lets go, so the descriptors open at once are bounded by the capacity plus the
+/// tables in use at that moment.
+final class TableCache: Sendable {
+    let storage: any Storage
+    let directory: String
+    /// The block cache the opened tables read through.
+    let blocks: BlockCache
+    private let open: ClockCache<UInt64, Table>
+
+    init(storage: any Storage, directory: String, blocks: BlockCache, capacity: Int) {
+        self.storage = storage
+        self.directory = directory
+        self.blocks = blocks
+        open = ClockCache(capacity: capacity, shardCount: max(1, min(16, capacity / 64)))
+    }
+
+    var capacity: Int { open.capacity }
+
+    /// The open table `meta` names, opening it (reading and verifying its footer, index,
+    /// filter and properties) when the cache does not hold it.
+    func table(_ meta: TableMeta) throws(KVError) -> Table {
+        if let table = open.lookup(meta.number) { return table }
+        return open.insert(meta.number, try Table.open(storage: storage, directory: directory, meta: meta, cache: blocks))
+    }
+
+    /// Closes table `number` (once its users let go): it was compacted away or closed.
+    func evict(_ number: UInt64) { open.remove(number) }
+
+    /// Tables open in the cache, lookups it answered and tables it had to open.
+    var counters: (open: Int, hits: Int, opens: Int) {
+        let counters = open.counters
+        return (counters.usage, counters.hits, counters.misses)
+    }
+
+    /// Memory the open tables' indexes and filters hold.
+    var memoryBytes: Int { open.values.reduce(0) { $0 + $1.memoryBytes } }
+}
+
+/// A live table as versions know it: its manifest record and where its reader comes from.
+/// Versions, iterators and snapshots share it; when the last of them lets go of a table
+/// that was compacted away, its reader is closed and its file removed.
+final class TableFile: Sendable {
+    let meta: TableMeta
+    let tables: TableCache
+    private let obsolete = ManagedAtomic<Bool>(false)
+
+    init(meta: TableMeta, tables: TableCache) {
+        self.meta = meta
+        self.tables = tables
+    }
+
+    var number: UInt64 { meta.number }
+
+    /// The table's open reader, from the table cache (opened now if it is not there).
+    func open() throws(KVError) -> Table { try tables.table(meta) }
+
+    /// Marks the table compacted away: its file goes when the last version lets go.
+    func markObsolete() { obsolete.store(true, ordering: .releasing) }
+
+    deinit {
+        tables.evict(meta.number)
+        guard obsolete.load(ordering: .acquiring) else { return }
+        let path = tables.directory + "/" + TableFormat.fileName(meta.number)
+        do {
+            try tables.storage.removeFile(atPath: path)
+        } catch {
+            engineLogger.warning("could not remove obsolete table \(path): \(error)")
+        }
+    }
+}
