@@ -30,13 +30,13 @@ rm -rf "$DIR"
 mkdir -p "$(dirname "$DIR")"
 step fillrandom "$KVCTL" bench "${FLAGS[@]}" --benchmarks=fillrandom,stats
 echo "tables after the fill: $(tables)"
-step "reopen, readrandom, seekrandom" "$KVCTL" bench "${FLAGS[@]}" --use_existing_db=1 --reads=200000 --benchmarks=readrandom,seekrandom,stats
+step "reopen, readrandom, seekrandom" "$KVCTL" bench "${FLAGS[@]}" --use_existing_db=1 --reads=20000 --benchmarks=readrandom,seekrandom,stats
 step "reopen, compact" "$KVCTL" bench "${FLAGS[@]}" --use_existing_db=1 --benchmarks=compact,stats
 count=$(tables)
 echo "tables after the compaction: $count"
 step "reopen, check every table" "$KVCTL" "$DIR" check >/dev/null
 step "reopen, count" "$KVCTL" "$DIR" count
-step "reopen, readrandom" "$KVCTL" bench "${FLAGS[@]}" --use_existing_db=1 --reads=200000 --benchmarks=readrandom,stats
+step "reopen, readrandom" "$KVCTL" bench "${FLAGS[@]}" --use_existing_db=1 --reads=20000 --benchmarks=readrandom,stats
 if [ "$count" -lt "$MIN_TABLES" ]; then
   echo "only $count tables (wanted $MIN_TABLES): raise NUM" >&2
   exit 1

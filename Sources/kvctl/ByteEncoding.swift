@@ -42,8 +42,10 @@ struct ByteEncoding: ParsableArguments {
     /// Text form back to bytes: UTF-8, with `\\xNN` for any byte and `\\\\` for a backslash
     /// (exactly what `encode` writes, so output can be fed back in).
     static func unescape(_ text: String, _ what: String) throws -> [UInt8] {
+        let utf8 = Array(text.utf8)
+        if !utf8.contains(UInt8(ascii: "\\")) { return utf8 }  // nothing escaped
         var bytes: [UInt8] = []
-        var input = Array(text.utf8)[...]
+        var input = utf8[...]
         while let byte = input.popFirst() {
             guard byte == UInt8(ascii: "\\") else {
                 bytes.append(byte)

@@ -44,7 +44,13 @@ struct Export: ParsableCommand {
 struct Import: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Read JSON lines or TSV from stdin and store every key and value.",
-        discussion: "The whole input is parsed first: a malformed line is reported (with its number) before anything is written. Entries are then written in batches of up to 1000.")
+        discussion: """
+            All or nothing. The whole input is parsed first: a malformed line is reported (with
+            its number) before anything is written. The entries are then sorted (a key given
+            twice keeps its last value) and ingested: written as new tables that one manifest
+            edit adds, so either every entry is visible or, after any failure (a full disk:
+            exit 77), none is. Each imported value replaces what its key held.
+            """)
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var encoding: ByteEncoding
     @Option(help: "jsonl or tsv.") var format: LineFormat = .jsonl
@@ -69,18 +75,22 @@ struct Import: ParsableCommand {
             }
             entries.append((try encoding.decode(key, "line \(number) key"), try encoding.decode(value, "line \(number) value")))
         }
-        let db = try database.open(create: true)
-        var written = 0
-        var progress = Progress("imported")
-        while written < entries.count {
-            var batch = WriteBatch()
-            for (key, value) in entries[written..<min(entries.count, written + 1000)] { batch.put(key, value) }
-            try db.write(batch)
-            written += batch.count
-            progress.update(written)
+        // Sorted by key, the last of equal keys kept (the sort is stable).
+        let sorted = entries.enumerated().sorted { a, b in
+            a.element.0 == b.element.0 ? a.offset < b.offset : a.element.0.lexicographicallyPrecedes(b.element.0)
+        }.map(\.element)
+        var unique: [(key: [UInt8], value: [UInt8])] = []
+        unique.reserveCapacity(sorted.count)
+        for (key, value) in sorted {
+            if let last = unique.last, last.key == key {
+                unique[unique.count - 1].value = value
+            } else {
+                unique.append((key, value))
+            }
         }
-        progress.finish(written)
+        let db = try database.open(create: true)
+        let report = try db.ingest(sorted: unique)
         try db.close()
-        print("imported \(written) entries")
+        print("imported \(report.entries) entries (\(report.tables) tables, \(report.bytes) bytes)")
     }
 }

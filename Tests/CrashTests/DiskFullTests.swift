@@ -75,6 +75,42 @@ final class DiskFullTests: XCTestCase {
         }
     }
 
+    /// An ingest that fills the disk after some of its tables are written fails with
+    /// `.full` and adds nothing: none of its keys reads back (nor after a reopen), its
+    /// tables are gone, what was there before is intact, and writes go on in the same
+    /// handle. With room again, the same ingest goes in whole.
+    func testIngestThatFillsTheDiskAddsNothing() throws {
+        for room in stride(from: 8 << 10, to: 200 << 10, by: 24 << 10) {
+            let disk = try SimulatedDisk(seed: UInt64(room), plan: SimulatedDisk.FaultPlan(), directories: ["/sim"])
+            let options = options(tiny: false)
+            let what = "room=\(room)"
+            let db = try Database(path: path, options: options, storage: disk, locking: false)
+            for index in 0..<40 { try db.put(key(index), value(index)) }
+            try db.compactRange()
+            let tablesBefore = Set(try disk.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".sst") })
+            // 1000 entries of about 700 bytes: far more than the room.
+            let ingested = (1000..<2000).map { (key: key($0), value: value($0)) }.sorted { $0.key.lexicographicallyPrecedes($1.key) }
+            disk.setCapacity(disk.usedBytes + room)
+            XCTAssertThrowsError(try db.ingest(sorted: ingested), what) { error in
+                XCTAssertEqual((error as! KVError).code, .full, "\(what): \(error)")
+            }
+            let tablesAfter = Set(try disk.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".sst") })
+            XCTAssertEqual(tablesAfter, tablesBefore, "\(what): the ingest's tables are removed")
+            for index in [1000, 1500, 1999] { XCTAssertNil(try db.get(key(index)), "\(what): key \(index)") }
+            for index in 0..<40 { XCTAssertEqual(try db.get(key(index)), value(index), "\(what): key \(index)") }
+            disk.setCapacity(nil)
+            try db.put(key(41), value(41))
+            try db.close()
+            let reopened = try Database(path: path, options: options, storage: disk, locking: false)
+            XCTAssertNil(try reopened.get(key(1000)), what)
+            XCTAssertEqual(Array(reopened.scan()).count, 41, what)
+            XCTAssertEqual(try reopened.ingest(sorted: ingested).entries, 1000, what)
+            XCTAssertEqual(try reopened.get(key(1500)), value(1500), what)
+            XCTAssertEqual(Array(reopened.scan()).count, 1041, what)
+            try reopened.close()
+        }
+    }
+
     /// Puts key `i` for each `i` of `indices` (after `before(i)`) until one fails: the
     /// indices acknowledged, and the failure.
     private func putUntilFailure(_ db: Database, _ indices: Range<Int>, before: (Int) -> Void = { _ in }) -> ([Int], KVError?) {

@@ -19,6 +19,31 @@ final class MetamorphicRegressionTests: XCTestCase {
         XCTAssertNil(MetaCheck(operations: operations, optionSets: sets, seed: 1).run(), file: file, line: line)
     }
 
+    /// An ingest over buffered writes, a tombstone and tables: the buffered writes become
+    /// durable with it, its values replace theirs, a refused ingest (keys out of order)
+    /// adds nothing, and a crash right after keeps the ingest and the writes after it.
+    func testIngestOverBufferedWritesSurvivesACrash() throws {
+        try check("""
+            put x61 v1/10 sync
+            put x62 v2/10 sync
+            flush
+            put x63 v3/10 buffered
+            del x61 buffered
+            snap s1
+            ingest put x61 v4/20 ; put x63 v5/20 ; put x64 v6/3000
+            ingest put x66 v7/5 ; put x65 v8/5
+            put x65 v9/4 buffered
+            get x61
+            get x61 @s1
+            scan start=- end=- prefix=- forward limit=-
+            crash
+            get x63
+            get x66
+            compact - -
+            scan start=- end=- prefix=- reverse limit=-
+            """)
+    }
+
     /// A ranged compaction of level 0 took the tables meeting its range, widened the range
     /// once, and left out an older level-0 table that overlapped the widened range; the
     /// tombstone of `b` went down to level 1 and was dropped there (no deeper level held

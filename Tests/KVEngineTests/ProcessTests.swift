@@ -343,16 +343,30 @@ final class ProcessTests: XCTestCase {
         let put = try run([path, "put", "one", "more"])
         XCTAssertEqual(put.status, 77, "kvctl's write on the full volume: \(put.stderr)")
         XCTAssertEqual(try run([path, "count"]).stdout, "\(acknowledged)\n", "reads on the full volume")
-        try FileManager.default.removeItem(atPath: filler)
+        // Room for a part of an import (30 MB on a volume that is full but for what `rest`
+        // held): the import fails whole, exit 77, and adds nothing.
+        let restBytes = fileSize(rest)
         try FileManager.default.removeItem(atPath: rest)
+        func rows(_ count: Int, _ name: String) -> String {
+            (0..<count).map { "\(name)\($0)\t\(String(repeating: "v", count: 2000))\n" }.joined()
+        }
+        XCTAssertLessThan(restBytes, 20 << 20, "the import below must not fit")
+        let failedImport = try run([path, "import", "--format", "tsv"], input: rows(15_000, "big"))
+        XCTAssertEqual(failedImport.status, 77, "an import larger than the room: \(failedImport.stderr)")
+        XCTAssertEqual(try run([path, "count"]).stdout, "\(acknowledged)\n", "nothing of the failed import")
+        try FileManager.default.removeItem(atPath: filler)
         do {
             let db = try Database(path: path, options: options)
             try db.put("after", "room")
             try db.close()
         }
+        let smallImport = try run([path, "import", "--format", "tsv"], input: rows(2_000, "small"))
+        XCTAssertEqual(smallImport.status, 0, smallImport.stderr)
         let db = try Database(path: path, options: options)
         XCTAssertEqual(try db.get("after"), "room")
-        XCTAssertEqual(Array(db.scan()).count, acknowledged + 1)
+        XCTAssertEqual(try db.get("small1999"), String(repeating: "v", count: 2000))
+        XCTAssertNil(try db.get("big0"))
+        XCTAssertEqual(Array(db.scan()).count, acknowledged + 1 + 2_000)
         try db.close()
     }
 }

@@ -607,8 +607,13 @@ final class LogWriter: Sendable {
     /// chain is returned for the caller to `lead` when `lead` is set.
     func sync(lead: Bool, ack: @escaping Ack) -> Appended {
         let (done, failure, chain) = state.withLock { state -> (Bool, KVError?, Chain?) in
+            // A log retired whole (a rotation or an ingest between closing it and starting
+            // the next) has nothing left to make durable.
+            let retired = state.closed && state.failure?.code == .closed
+            if state.durableSequence == state.lastSequence && state.inFlight.isEmpty && (state.failure == nil || retired) {
+                return (true, nil, nil)
+            }
             if let failure = state.failure { return (false, failure, nil) }
-            if state.durableSequence == state.lastSequence && state.inFlight.isEmpty { return (true, nil, nil) }
             state.waiters.append(Waiter(lastSequence: state.lastSequence, sync: true, ack: ack))
             return (false, nil, startChainIfDue(&state))
         }

@@ -58,7 +58,7 @@ struct MetaGenerator {
     /// The operation kinds and their weights.
     private enum Kind: CaseIterable {
         case put, delete, batch, get, getMany, takeSnapshot, releaseSnapshot, openCursor, next, closeCursor, scan
-        case flush, compactAll, compactRange, sync, reopen, reopenWithOptions, reopenReadOnly, salvage, crash
+        case flush, compactAll, compactRange, sync, reopen, reopenWithOptions, reopenReadOnly, salvage, crash, ingest
 
         var weight: Int {
             switch self {
@@ -82,6 +82,7 @@ struct MetaGenerator {
             case .reopenReadOnly: return 8
             case .salvage: return 4
             case .crash: return 20
+            case .ingest: return 12
             }
         }
     }
@@ -162,6 +163,14 @@ struct MetaGenerator {
         case .crash:
             dropHandles()
             return .crash
+        case .ingest:
+            // Sorted keys, distinct; now and then two swapped, which must add nothing.
+            var keys = Set((0..<(1 + random.below(12))).map { _ in key() }).sorted { $0.lexicographicallyPrecedes($1) }
+            if keys.count > 1 && random.chance(0.1) {
+                let at = random.below(keys.count - 1)
+                keys.swapAt(at, at + 1)
+            }
+            return .ingest(keys.map { .put($0, value()) })
         }
     }
 

@@ -44,6 +44,9 @@ enum MetaOp: Equatable, CustomStringConvertible {
     case salvage
     /// A power cut on the simulated disk, then an open of what survived.
     case crash
+    /// `Database.ingest(sorted:)` of the puts: all added at once with one new sequence
+    /// number, or, when their keys are not strictly ascending, refused with nothing added.
+    case ingest([MetaBatchEntry])
 
     var description: String {
         switch self {
@@ -66,6 +69,7 @@ enum MetaOp: Equatable, CustomStringConvertible {
         case .reopenReadOnly: return "reopen ro"
         case .salvage: return "salvage"
         case .crash: return "crash"
+        case .ingest(let entries): return "ingest " + entries.map(\.description).joined(separator: " ; ")
         }
     }
 
@@ -138,6 +142,12 @@ enum MetaOp: Equatable, CustomStringConvertible {
             }
         case "salvage": self = .salvage
         case "crash": self = .crash
+        case "ingest":
+            let entries = try words.split(separator: ";").map { try MetaBatchEntry(parsing: Array($0), line) }
+            guard entries.allSatisfy({ if case .put = $0 { return true } else { return false } }) else {
+                throw fail("ingest put KEY VALUE ; put KEY VALUE ...")
+            }
+            self = .ingest(entries)
         default: throw fail("unknown operation \(verb)")
         }
     }

@@ -232,6 +232,23 @@ final class MetaRunner {
             }
             db = try open(disk)
             return "salvage: \(report.keys) keys; " + (try checkWholeState("salvage"))
+        case .ingest(let entries):
+            let pairs = entries.compactMap { entry -> (key: [UInt8], value: [UInt8])? in
+                if case .put(let key, let value) = entry { return (key, value.bytes) }
+                return nil
+            }
+            // Keys out of order, or an empty key (the engine takes none), refuse the whole ingest.
+            let valid = zip(pairs, pairs.dropFirst()).allSatisfy { $0.key.lexicographicallyPrecedes($1.key) }
+                && !pairs.contains { $0.key.isEmpty }
+            do {
+                let report = try database.ingest(sorted: pairs)
+                guard valid else { throw MetaMismatch("an ingest with keys out of order or empty was accepted") }
+                guard report.entries == pairs.count else { throw MetaMismatch("ingested \(report.entries) of \(pairs.count) entries") }
+                model.commit(entries, sync: true, sequence: report.sequence)
+                return "ok seq=\(report.sequence)"
+            } catch let error as KVError where !valid && error.code == .invalidArgument {
+                return "refused"
+            }
         case .crash:
             dropHandles()
             let old = try simulatedDisk
@@ -282,15 +299,7 @@ final class MetaRunner {
     /// in a table.
     private func flush(_ db: Database) throws {
         if let log = db.currentView.log { try db.rotate(from: log) }
-        while !db.currentView.immutables.isEmpty {
-            if let error = db.backgroundError.withLock({ $0 }) { throw error }
-            if db.options.inlineBackgroundWork {
-                db.runInlineWork()
-            } else {
-                db.backgroundThreads?.wakeFlush()
-                usleep(200)
-            }
-        }
+        try db.waitForFlushes()
     }
 
     /// Every file of the database directory with its size and a digest of its bytes.

@@ -1,0 +1,156 @@
+import PageStore
+
+/// What ``Database/ingest(sorted:)`` added.
+public struct IngestReport: Sendable, Equatable {
+    /// Entries added.
+    public var entries: Int
+    /// Tables written.
+    public var tables: Int
+    /// Bytes of those tables.
+    public var bytes: Int64
+    /// The sequence number every ingested entry carries (0 when nothing was added).
+    public var sequence: UInt64
+}
+
+extension Database {
+    /// Adds `entries` (strictly ascending keys, as a scan or `kvctl export` yields them) in
+    /// one step: they are written as new tables, and one manifest edit adds them all, so
+    /// either every entry becomes visible at once or, on any error (keys out of order, a
+    /// key or value over the limits, a full disk), none does and the tables written so far
+    /// are removed. The fastest way to load data: no log, no memtable, no compaction of
+    /// what is loaded (RocksDB's `IngestExternalFile`).
+    ///
+    /// Every entry gets one new sequence number, after every write before the call, so an
+    /// ingested value replaces what the key held. Each table goes to the deepest level
+    /// where nothing above it overlaps its key range (the bottom level of an empty
+    /// database). What the memtables hold is flushed first, and other writes wait until the
+    /// ingest is done. Blocks the calling thread.
+    @discardableResult
+    public func ingest<Entries: Sequence>(sorted entries: Entries) throws(KVError) -> IngestReport
+    where Entries.Element == (key: [UInt8], value: [UInt8]) {
+        try checkOpen()
+        _ = try writableLog()
+        return try rotation.withLock { (_: inout Int) throws(KVError) -> IngestReport in
+            // Frozen memtables first, while the log still takes writes; then the memtable
+            // itself, with its log retired so that no write lands until the ingest is done.
+            try waitForFlushes()
+            try checkOpen()
+            if let error = backgroundError.withLock({ $0 }) { throw error }
+            let old = try writableLog()
+            try retire(old)
+            let number = versions.newFileNumber()
+            if old.memtable.count > 0 {
+                let frozen = FrozenMemtable(memtable: old.memtable, nextLogNumber: number, lastSequence: old.lastSequence)
+                view.withLock { $0 = $0.with(memtable: Memtable(), immutables: [frozen] + $0.immutables) }
+                backgroundThreads?.wakeFlush()
+            }
+            var report = IngestReport(entries: 0, tables: 0, bytes: 0, sequence: 0)
+            var failure: KVError? = nil
+            do throws(KVError) {
+                try waitForFlushes()
+                report = try addTables(entries, sequence: old.lastSequence + 1, logNumber: number)
+            } catch {
+                failure = error
+            }
+            // The next log follows the ingest's sequence (or, after a failure, the old
+            // log's last): writes go on either way, unless the failure stopped them.
+            if backgroundError.withLock({ $0 == nil }) {
+                do throws(KVError) {
+                    try startLog(number, lastSequence: report.entries > 0 ? report.sequence : old.lastSequence, freezing: nil)
+                } catch where report.entries > 0 {
+                    throw KVError(
+                        error.code,
+                        "the ingested tables are in the manifest (a reopen shows them), but no log could be started after them, so writes stopped: \(error.message)",
+                        path: error.path, offsetBytes: error.offsetBytes)
+                }
+            }
+            if let failure { throw failure }
+            backgroundThreads?.wakeCompaction()
+            if options.inlineBackgroundWork { runInlineWork() }
+            return report
+        }
+    }
+
+    /// Writes the entries as tables whose entries all carry `sequence` and adds them in one
+    /// edit (with `sequence` as the last in tables, and `logNumber` as the first log still
+    /// needed). Called with `rotation` held and nothing in the memtables.
+    private func addTables<Entries: Sequence>(_ entries: Entries, sequence: UInt64, logNumber: UInt64) throws(KVError) -> IngestReport
+    where Entries.Element == (key: [UInt8], value: [UInt8]) {
+        var outputs: [TableMeta] = []
+        var builder: TableBuilder? = nil
+        var previous: [UInt8]? = nil
+        var count = 0
+        let tag = sequence << 8 | UInt64(EntryType.put.rawValue)
+        do throws(KVError) {
+            for (key, value) in entries {
+                if key.isEmpty { throw KVError(.invalidArgument, "ingest entry \(count): empty key") }
+                if key.count > Limits.maxKeyBytes {
+                    throw KVError(.invalidArgument, "ingest entry \(count): key of \(key.count) bytes exceeds the limit of \(Limits.maxKeyBytes)")
+                }
+                if value.count > Limits.maxValueBytes {
+                    throw KVError(.invalidArgument, "ingest entry \(count): value of \(value.count) bytes exceeds the limit of \(Limits.maxValueBytes)")
+                }
+                if let previous, !previous.lexicographicallyPrecedes(key) {
+                    throw KVError(.invalidArgument, "ingest entry \(count): keys must be strictly ascending, and this one is not after the one before")
+                }
+                if let open = builder, open.fileBytes >= Int64(options.tableTargetBytes) {
+                    outputs.append(try open.finish())
+                    builder = nil
+                }
+                if builder == nil {
+                    builder = try TableBuilder(
+                        storage: storage, directory: path, number: versions.newFileNumber(),
+                        expectedBytes: Int64(options.tableTargetBytes) + (1 << 20))
+                }
+                let open = builder!
+                try key.withUnsafeBytes { key in
+                    value.withUnsafeBytes { value in
+                        Result { () throws(KVError) in try open.add(key, tag: tag, value: value) }
+                    }
+                }.get()
+                previous = key
+                count += 1
+            }
+            if let open = builder {
+                outputs.append(try open.finish())
+                builder = nil
+            }
+            guard !outputs.isEmpty else { return IngestReport(entries: 0, tables: 0, bytes: 0, sequence: 0) }
+            try io("sync directory \(path)") { try storage.syncDirectory(atPath: path) }
+        } catch {
+            builder?.abandon()
+            for meta in outputs { try? storage.removeFile(atPath: path + "/" + TableFormat.fileName(meta.number)) }
+            throw error
+        }
+        try compacting.withLock { (_: inout Int) throws(KVError) in
+            var edit = VersionEdit()
+            edit.logNumber = logNumber
+            edit.lastSequence = sequence
+            let version = currentView.version
+            edit.added = outputs.map { VersionEdit.AddedFile(level: Database.ingestLevel(for: $0, in: version), meta: $0) }
+            do throws(KVError) {
+                try apply(edit, while: "ingest") { version in view.withLock { $0 = $0.with(version: version) } }
+            } catch {
+                // After a manifest failure the edit may be durable: its tables stay (the
+                // next open removes them if it is not). Before one, they go.
+                if versions.failure == nil {
+                    for meta in outputs { try? storage.removeFile(atPath: path + "/" + TableFormat.fileName(meta.number)) }
+                }
+                throw error
+            }
+        }
+        return IngestReport(entries: count, tables: outputs.count, bytes: outputs.reduce(0) { $0 + $1.fileBytes }, sequence: sequence)
+    }
+
+    /// The deepest level where no table of that level or one above overlaps `meta`'s key
+    /// range: newer than everything, the table must be met before any older version of
+    /// its keys, and a level below 0 must stay free of overlaps.
+    static func ingestLevel(for meta: TableMeta, in version: Version) -> Int {
+        let lower = Array(meta.smallestUserKey)
+        let upper = Array(meta.largestUserKey)
+        for level in 0..<Version.levelCount where !version.overlapping(level: level, lower: lower, upper: upper).isEmpty {
+            return max(0, level - 1)
+        }
+        return Version.levelCount - 1
+    }
+}

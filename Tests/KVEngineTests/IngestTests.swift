@@ -1,0 +1,125 @@
+import Foundation
+import XCTest
+
+@testable import KVEngine
+
+/// `Database.ingest(sorted:)`: sorted entries added as tables in one manifest edit.
+final class IngestTests: XCTestCase {
+    private func options(_ change: (inout Options) -> Void = { _ in }) -> Options {
+        testOptions {
+            $0.allowTinySizes = true
+            $0.memtableBytes = 16 << 10
+            $0.tableTargetBytes = 8 << 10
+            change(&$0)
+        }
+    }
+
+    private func key(_ index: Int) -> [UInt8] { bytes(String(format: "key%05d", index)) }
+    private func entries(_ range: some Sequence<Int>, _ tag: String) -> [(key: [UInt8], value: [UInt8])] {
+        range.map { (key: key($0), value: bytes("\(tag)-\($0)-" + String(repeating: "i", count: 50))) }
+    }
+
+    private func tableFiles(_ path: String) -> Set<String> {
+        Set(((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter { $0.hasSuffix(".sst") })
+    }
+
+    /// Ingested values replace what their keys held (in tables, the memtable and
+    /// tombstones alike), a snapshot from before sees none of them, writes after it go on
+    /// in order, and a reopen (clean, or after a session that did not close) sees the same.
+    func testIngestReplacesOlderValuesAndWritesGoOn() throws {
+        let dir = TestPath()
+        let db = try Database(path: dir.path, options: options { $0.flushOnClose = false })
+        for index in 0..<600 { try db.put(key(index), bytes("old-\(index)")) }
+        try db.compactRange()
+        for index in 300..<400 { try db.delete(key(index)) }  // tombstones in the memtable
+        try db.put(key(450), bytes("memtable"))
+        let before = db.snapshot()
+        let report = try db.ingest(sorted: entries(stride(from: 200, to: 500, by: 2), "new"))
+        XCTAssertEqual(report.entries, 150)
+        XCTAssertGreaterThan(report.tables, 1, "the ingest should be cut into several tables")
+        XCTAssertEqual(report.sequence, before.sequence + 1)
+        try db.put(key(202), bytes("after"))
+        func check(_ db: Database, after: Bool) throws {
+            for index in 0..<600 {
+                let expected: [UInt8]?
+                if index == 202 && after {
+                    expected = bytes("after")
+                } else if index >= 200 && index < 500 && index % 2 == 0 {
+                    expected = bytes("new-\(index)-" + String(repeating: "i", count: 50))
+                } else if index >= 300 && index < 400 {
+                    expected = nil
+                } else if index == 450 {
+                    expected = bytes("memtable")
+                } else {
+                    expected = bytes("old-\(index)")
+                }
+                XCTAssertEqual(try db.get(key(index)), expected, "key \(index)")
+            }
+        }
+        try check(db, after: true)
+        XCTAssertEqual(try db.get(key(250), snapshot: before), bytes("old-250"), "a snapshot from before sees no ingested value")
+        XCTAssertNil(try db.get(key(350), snapshot: before))
+        // Without flushOnClose the log holds the put after the ingest: the reopen replays
+        // it after the ingested tables' sequence.
+        try db.close()
+        let reopened = try Database(path: dir.path, options: options())
+        try check(reopened, after: true)
+        try reopened.compactRange()
+        try check(reopened, after: true)
+        try reopened.close()
+    }
+
+    /// Into an empty database the tables go to the bottom level; over overlapping level-0
+    /// tables they go to level 0, newest first.
+    func testIngestLevels() throws {
+        let dir = TestPath()
+        let db = try Database(path: dir.path, options: options { $0.level0CompactionTrigger = 100; $0.level0SlowdownTrigger = 100; $0.level0StopTrigger = 100 })
+        try db.ingest(sorted: entries(0..<100, "first"))
+        var levels = db.stats.levels.filter { $0.tables > 0 }.map(\.level)
+        XCTAssertEqual(levels, [Version.levelCount - 1])
+        for index in 0..<50 { try db.put(key(index), bytes("put")) }
+        try db.rotate(from: db.currentView.log!)
+        try db.waitForFlushes()
+        try db.ingest(sorted: entries(0..<10, "second"))
+        levels = db.stats.levels.filter { $0.tables > 0 }.map(\.level)
+        XCTAssertEqual(levels, [0, Version.levelCount - 1])
+        XCTAssertEqual(try db.get(key(5)), entries(5..<6, "second")[0].value)
+        XCTAssertEqual(try db.get(key(20)), bytes("put"))
+        XCTAssertEqual(try db.get(key(70)), entries(70..<71, "first")[0].value)
+        try db.close()
+    }
+
+    /// Keys out of order (found only after several tables were written), an empty key or
+    /// an oversized value: the ingest is refused, nothing of it is visible or left on disk,
+    /// and writes go on.
+    func testRefusedIngestAddsNothing() throws {
+        let dir = TestPath()
+        let db = try Database(path: dir.path, options: options())
+        try db.put(key(1), bytes("kept"))
+        let tablesBefore = tableFiles(dir.path)
+        var unsorted = entries(0..<400, "bad")
+        unsorted.append((key: key(5), value: bytes("late")))
+        let cases: [(name: String, entries: [(key: [UInt8], value: [UInt8])], message: String)] = [
+            ("out of order", unsorted, "strictly ascending"),
+            ("empty key", [(key: [], value: [1])], "empty key"),
+            ("oversized value", [(key: key(1), value: [UInt8](repeating: 1, count: Limits.maxValueBytes + 1))], "exceeds the limit"),
+        ]
+        for (name, entries, message) in cases {
+            XCTAssertThrowsError(try db.ingest(sorted: entries), name) { error in
+                XCTAssertEqual((error as! KVError).code, .invalidArgument, name)
+                XCTAssertTrue((error as! KVError).message.contains(message), "\(name): \(error)")
+            }
+            XCTAssertEqual(try db.get(key(1)), bytes("kept"), name)
+            XCTAssertNil(try db.get(key(0)), name)
+        }
+        XCTAssertTrue(tableFiles(dir.path).subtracting(tablesBefore).count <= 1, "only the flush of the memtable's one put may add a table")
+        try db.put(key(2), bytes("after"))
+        try db.close()
+        let reopened = try Database(path: dir.path, options: options())
+        XCTAssertEqual(try reopened.get(key(1)), bytes("kept"))
+        XCTAssertEqual(try reopened.get(key(2)), bytes("after"))
+        XCTAssertNil(try reopened.get(key(0)))
+        XCTAssertEqual(try reopened.ingest(sorted: []).entries, 0)
+        try reopened.close()
+    }
+}
