@@ -73,7 +73,15 @@ struct Import: ParsableCommand {
                 else { throw ValidationError("line \(number): expected {\"key\": \"...\", \"value\": \"...\"}") }
                 (key, value) = (k, v)
             }
-            entries.append((try encoding.decode(key, "line \(number) key"), try encoding.decode(value, "line \(number) value")))
+            let entry = (try encoding.decode(key, "line \(number) key"), try encoding.decode(value, "line \(number) value"))
+            if entry.0.isEmpty { throw ValidationError("line \(number): empty key") }
+            if entry.0.count > Limits.maxKeyBytes {
+                throw ValidationError("line \(number): key of \(entry.0.count) bytes exceeds the limit of \(Limits.maxKeyBytes)")
+            }
+            if entry.1.count > Limits.maxValueBytes {
+                throw ValidationError("line \(number): value of \(entry.1.count) bytes exceeds the limit of \(Limits.maxValueBytes)")
+            }
+            entries.append(entry)
         }
         // Sorted by key, the last of equal keys kept (the sort is stable).
         let sorted = entries.enumerated().sorted { a, b in

@@ -5,8 +5,8 @@ import XCTest
 
 /// A full disk on the simulated disk (`SimulatedDisk.setCapacity`): the write that meets
 /// it fails with `.full` and leaves no trace, every acknowledged write reads back in the
-/// same process and after a reopen while the disk is still full, and writes go on after a
-/// reopen once there is room. The room runs out at a different point of each run, so the
+/// same process and after a reopen while the disk is still full, and writes go on once
+/// there is room, in the same handle and after a reopen. The room runs out at a different point of each run, so the
 /// failing write is a log chain, a log's zero-fill or reservation, a flush's table, a
 /// manifest edit, a new manifest or CURRENT's switch.
 final class DiskFullTests: XCTestCase {
@@ -71,6 +71,39 @@ final class DiskFullTests: XCTestCase {
                 for index in acknowledged { XCTAssertEqual(try db.get(key(index)), value(index), "\(what): reopened: key \(index)") }
                 try db.put(key(9999), value(9999))
                 try db.close()
+            }
+        }
+    }
+
+    /// Writes that resumed in the same handle after a full disk (whichever write met it:
+    /// a log's, a table's, a manifest's) survive a power cut right after: the resume leaves
+    /// nothing of the failed writes for recovery to replay, and its new log follows the
+    /// tables' last sequence.
+    func testWritesResumedAfterAFullDiskSurviveAPowerCut() throws {
+        for tiny in [false, true] {
+            for room in stride(from: 0, to: 200 << 10, by: 17 << 10) {
+                let what = "tiny=\(tiny) room=\(room)"
+                let disk = try SimulatedDisk(seed: UInt64(room) ^ 77, plan: SimulatedDisk.FaultPlan(), directories: ["/sim"])
+                let options = options(tiny: tiny)
+                let db = try Database(path: path, options: options, storage: disk, locking: false)
+                var (acknowledged, failure) = putUntilFailure(db, 0..<40)
+                XCTAssertNil(failure, what)
+                disk.setCapacity(disk.usedBytes + room)
+                let (more, stopped) = putUntilFailure(db, 40..<4000)
+                acknowledged += more
+                XCTAssertEqual(try XCTUnwrap(stopped, "\(what): the disk never filled").code, .full, what)
+                disk.setCapacity(nil)
+                db.resumeAttempt.withLock { $0 = 1 }  // the last try was long ago
+                let (after, failed) = putUntilFailure(db, 5000..<5030)
+                XCTAssertNil(failed, "\(what): \(failed.map { "\($0)" } ?? "")")
+                acknowledged += after
+                disk.cutPower()
+                try? db.close()
+                let restarted = disk.restarted(plan: SimulatedDisk.FaultPlan(), seed: UInt64(room))
+                let reopened = try Database(path: path, options: options, storage: restarted, locking: false)
+                for index in acknowledged { XCTAssertEqual(try reopened.get(key(index)), value(index), "\(what): key \(index)") }
+                XCTAssertEqual(Array(reopened.scan()).count, acknowledged.count, what)
+                try reopened.close()
             }
         }
     }
@@ -153,6 +186,15 @@ final class DiskFullTests: XCTestCase {
             XCTAssertThrowsError(try db.put(key(9999), value(9999)), "\(what): writes stay refused") { error in
                 XCTAssertEqual((error as! KVError).code, .full, "\(what): \(error)")
             }
+            // Room again: writes go on in the same handle (once the pause between tries is
+            // over), and every acknowledged write is still there.
+            disk.setCapacity(nil)
+            db.resumeAttempt.withLock { $0 = 1 }  // the last try was long ago
+            try db.put(key(9999), value(9999))
+            acknowledged.append(9999)
+            for index in acknowledged { XCTAssertEqual(try db.get(key(index)), value(index), "\(what): resumed: key \(index)") }
+            XCTAssertEqual(Array(db.scan()).count, acknowledged.count, "\(what): resumed")
+            disk.setCapacity(disk.usedBytes)  // and full again
             try? db.close()  // its flush may fail on the full disk too: the log stays
         }
         // Reopened while the disk is still full: it opens, and every acknowledged write reads back.
@@ -166,11 +208,11 @@ final class DiskFullTests: XCTestCase {
         disk.setCapacity(nil)
         do {
             let db = try Database(path: path, options: options, storage: disk, locking: false)
-            try db.put(key(9999), value(9999))
+            try db.put(key(9998), value(9998))
             try db.close()
         }
         let db = try Database(path: path, options: options, storage: disk, locking: false)
-        for index in acknowledged + [9999] { XCTAssertEqual(try db.get(key(index)), value(index), "\(what): after room: key \(index)") }
+        for index in acknowledged + [9998] { XCTAssertEqual(try db.get(key(index)), value(index), "\(what): after room: key \(index)") }
         XCTAssertEqual(Array(db.scan()).count, acknowledged.count + 1, "\(what)")
         try db.close()
         let path = failure?.path ?? ""

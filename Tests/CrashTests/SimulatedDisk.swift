@@ -151,6 +151,9 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
     /// Faults armed by `failNext` that have not fired yet.
     var armedFaults: Int { state.withLock { $0.armed.count } }
 
+    /// Drops the faults armed by `failNext` that have not fired.
+    func disarmFaults() { state.withLock { $0.armed.removeAll() } }
+
     /// The disk as it comes back after the power cut, with a new fault plan: every
     /// unsynced operation resolved per the old plan, unsynced directory changes lost.
     func restarted(plan: FaultPlan, seed: UInt64) -> SimulatedDisk {

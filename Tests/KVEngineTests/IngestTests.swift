@@ -36,7 +36,7 @@ final class IngestTests: XCTestCase {
         let before = db.snapshot()
         let report = try db.ingest(sorted: entries(stride(from: 200, to: 500, by: 2), "new"))
         XCTAssertEqual(report.entries, 150)
-        XCTAssertGreaterThan(report.tables, 1, "the ingest should be cut into several tables")
+        XCTAssertEqual(report.tables, 1, "over the level-0 table of the memtable's flush, the ingest goes to level 0 as one table")
         XCTAssertEqual(report.sequence, before.sequence + 1)
         try db.put(key(202), bytes("after"))
         func check(_ db: Database, after: Bool) throws {
@@ -80,12 +80,35 @@ final class IngestTests: XCTestCase {
         for index in 0..<50 { try db.put(key(index), bytes("put")) }
         try db.rotate(from: db.currentView.log!)
         try db.waitForFlushes()
-        try db.ingest(sorted: entries(0..<10, "second"))
+        let second = try db.ingest(sorted: entries(0..<10, "second") + entries(300..<600, "second"))
+        XCTAssertGreaterThan(second.tables, 1, "cut into several tables, then")
         levels = db.stats.levels.filter { $0.tables > 0 }.map(\.level)
         XCTAssertEqual(levels, [0, Version.levelCount - 1])
+        XCTAssertEqual(db.stats.levels[0].tables, 2, "what goes to level 0 goes as one table, beside the flushed one")
         XCTAssertEqual(try db.get(key(5)), entries(5..<6, "second")[0].value)
+        XCTAssertEqual(try db.get(key(450)), entries(450..<451, "second")[0].value)
         XCTAssertEqual(try db.get(key(20)), bytes("put"))
         XCTAssertEqual(try db.get(key(70)), entries(70..<71, "first")[0].value)
+        try db.close()
+    }
+
+    /// Each ingest over the last goes one level up: the first to the bottom level, one
+    /// that overlaps it just above, and so on; the newest value wins at every key.
+    func testIngestsOverEachOtherStackUpTheLevels() throws {
+        let dir = TestPath()
+        let db = try Database(path: dir.path, options: options())
+        let bottom = Version.levelCount - 1
+        try db.ingest(sorted: entries(0..<30, "a"))
+        try db.ingest(sorted: entries(20..<50, "b"))
+        try db.ingest(sorted: entries(60..<70, "c"))  // overlaps nothing: the bottom too
+        try db.ingest(sorted: entries(25..<26, "d"))
+        XCTAssertEqual(db.stats.levels.filter { $0.tables > 0 }.map(\.level), [bottom - 2, bottom - 1, bottom])
+        func expected(_ index: Int) -> [UInt8] {
+            let tag = index == 25 ? "d" : index >= 60 ? "c" : index >= 20 ? "b" : "a"
+            return entries(index..<(index + 1), tag)[0].value
+        }
+        for index in Array(0..<50) + Array(60..<70) { XCTAssertEqual(try db.get(key(index)), expected(index), "key \(index)") }
+        XCTAssertEqual(Array(db.scan()).map(\.value), (Array(0..<50) + Array(60..<70)).map(expected))
         try db.close()
     }
 

@@ -296,6 +296,8 @@ final class ProcessTests: XCTestCase {
         // Space to give back later.
         let filler = mountPoint + "/filler"
         XCTAssertTrue(FileManager.default.createFile(atPath: filler, contents: Data(repeating: 7, count: 12 << 20)))
+        let spare = mountPoint + "/spare"
+        XCTAssertTrue(FileManager.default.createFile(atPath: spare, contents: Data(repeating: 7, count: 8 << 20)))
         let path = mountPoint + "/db"
         var options = testOptions()
         options.memtableBytes = 4 << 20
@@ -321,6 +323,15 @@ final class ProcessTests: XCTestCase {
             XCTAssertGreaterThan(acknowledged, 10_000, "\(error)")
             for index in stride(from: 0, to: acknowledged, by: 97) { XCTAssertEqual(try db.get(key(index)), value, "key \(index)") }
             XCTAssertNil(try db.get(key(acknowledged)), "the failed batch left no trace")
+            // Room again: writes go on in the same handle, after the pause between tries.
+            try FileManager.default.removeItem(atPath: spare)
+            usleep(UInt32(Database.resumeIntervalNanos / 1000) + 50_000)
+            var batch = WriteBatch()
+            for index in acknowledged..<(acknowledged + 100) { batch.put(key(index), value) }
+            try db.write(batch, durability: .sync)
+            acknowledged += 100
+            for index in stride(from: 0, to: acknowledged, by: 97) { XCTAssertEqual(try db.get(key(index)), value, "resumed: key \(index)") }
+            XCTAssertEqual(try db.get(key(acknowledged - 1)), value)
             try? db.close()
         }
         do {

@@ -81,6 +81,42 @@ final class TableCacheTests: XCTestCase {
         XCTAssertEqual(seen, count)
     }
 
+    /// Cursors that each hold a table the cache has let go of: past the ceiling (the
+    /// capacity and half the reserved slots) a read that needs one more table fails with
+    /// a clear error, writes and their flushes go on (their file slots stay free), and
+    /// once the cursors go, reads work again.
+    func testTablesHeldByCursorsCannotTakeTheWritersSlots() throws {
+        let dir = TestPath()
+        let db = try Database(path: dir.path, options: options())
+        for index in 0..<12_000 { try db.put(key(index), value(index, 0)) }
+        try db.compactRange()
+        let tables = db.stats.levels.reduce(0) { $0 + $1.tables }
+        let ceiling = 16 + Options.reservedFileSlots / 2
+        XCTAssertGreaterThan(tables, ceiling + 10)
+        // One cursor per table, spread over the keys: each holds its table open.
+        var cursors: [Cursor] = []
+        var refused: KVError? = nil
+        for index in stride(from: 0, to: 12_000, by: 12_000 / (ceiling + 10)) {
+            let cursor = db.scan(ScanOptions(start: key(index)))
+            if cursor.next() == nil {
+                refused = cursor.error
+                break
+            }
+            cursors.append(cursor)
+        }
+        let error = try XCTUnwrap(refused, "a cursor past the ceiling should fail")
+        XCTAssertTrue(error.message.contains("too many tables are open at once"), error.message)
+        XCTAssertLessThanOrEqual(db.stats.openTables, ceiling)
+        // Writes, a rotation and a flush still find file slots.
+        for index in 0..<2_000 { try db.put(key(index), value(index, 1)) }
+        cursors.removeAll()
+        XCTAssertEqual(try db.get(key(11_999)), value(11_999, 0))
+        XCTAssertEqual(try db.get(key(1_999)), value(1_999, 1))
+        try db.compactRange()
+        XCTAssertEqual(Array(db.scan()).count, 12_000)
+        try db.close()
+    }
+
     /// A `maxOpenTables` the file slots or the descriptor limit cannot hold is refused at
     /// open, naming the limit.
     func testMaxOpenTablesBeyondTheLimitsIsRefused() throws {
@@ -90,6 +126,7 @@ final class TableCacheTests: XCTestCase {
             XCTAssertEqual(error.code, .invalidArgument)
             XCTAssertTrue(error.message.contains("pageStore.maxOpenFiles 128"), error.message)
         }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.path), "a refused open creates nothing")
         XCTAssertThrowsError(try Database(path: dir.path, options: options { $0.maxOpenTables = 0 })) { error in
             XCTAssertEqual((error as! KVError).code, .invalidArgument)
         }

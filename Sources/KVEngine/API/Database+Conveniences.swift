@@ -40,28 +40,39 @@ extension Database {
         let started = DispatchTime.now().uptimeNanoseconds
         do throws(KVError) {
             try validateForAsync(batch)
-            if mayNeedRoom { try await offload { () throws(KVError) in try self.makeRoomForWrite() } }
-            while true {
-                let log = try writableLog()
-                let outcome = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Void, KVError>?, Never>) in
-                    let appended = log.append(batch, durability: durability, lead: false) {
-                        continuation.resume(returning: $0)
-                    }
-                    if appended.rotate { continuation.resume(returning: nil) }
-                    if appended.immediate { continuation.resume(returning: .success(())) }
-                }
-                guard let outcome else {
-                    try await offload { () throws(KVError) in try self.rotate(from: log) }
-                    continue
-                }
-                try outcome.get()
-                break
+            do throws(KVError) {
+                try await commit(batch, durability: durability)
+            } catch where error.isFull {
+                // Writes stopped on a full disk: go on if there is room again.
+                guard try await offload({ () throws(KVError) in try self.resumeAfterFullDisk() }) else { throw error }
+                try await commit(batch, durability: durability)
             }
         } catch {
             metrics.writeErrors.increment()
             throw error
         }
         countWrite(batch, durability: durability, startedNanos: started)
+    }
+
+    /// Appends `batch` and suspends until it is acknowledged.
+    private func commit(_ batch: WriteBatch, durability: Durability) async throws(KVError) {
+        if mayNeedRoom { try await offload { () throws(KVError) in try self.makeRoomForWrite() } }
+        while true {
+            let log = try writableLog()
+            let outcome = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Void, KVError>?, Never>) in
+                let appended = log.append(batch, durability: durability, lead: false) {
+                    continuation.resume(returning: $0)
+                }
+                if appended.rotate { continuation.resume(returning: nil) }
+                if appended.immediate { continuation.resume(returning: .success(())) }
+            }
+            guard let outcome else {
+                try await offload { () throws(KVError) in try self.rotate(from: log) }
+                continue
+            }
+            try outcome.get()
+            return
+        }
     }
 
     /// Whether a write may have to wait for background work (a cheap check).
@@ -72,11 +83,11 @@ extension Database {
     }
 
     /// Runs blocking work on a thread outside the cooperative pool.
-    private func offload(_ body: @escaping @Sendable () throws(KVError) -> Void) async throws(KVError) {
-        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Void, KVError>, Never>) in
+    private func offload<T: Sendable>(_ body: @escaping @Sendable () throws(KVError) -> T) async throws(KVError) -> T {
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, KVError>, Never>) in
             DispatchQueue.global().async { continuation.resume(returning: Result { () throws(KVError) in try body() }) }
         }
-        try result.get()
+        return try result.get()
     }
 
     /// Stores `value` under `key`, suspending until acknowledged.

@@ -68,6 +68,9 @@ public final class Database: Sendable {
     let compactPointers = Mutex<[[UInt8]?]>(Array(repeating: nil, count: Version.levelCount))
     /// Test hook: holds background compactions (a test of write stalls).
     let compactionPaused = ManagedAtomic<Bool>(false)
+    /// When writes stopped by a full disk last tried to resume, or when the stop was first
+    /// met (uptime nanoseconds; 0: writes are not known to be stopped).
+    let resumeAttempt = Mutex<UInt64>(0)
     private let closed = Mutex(false)
     let metrics = EngineMetrics()
 
@@ -99,6 +102,7 @@ public final class Database: Sendable {
         path: String, options: Options, storage: any Storage, ownedStore: PageStore? = nil, locking: Bool = true
     ) throws(KVError) {
         try options.validate()
+        let tableCapacity = try options.tableCacheCapacity(openFileLimit: Options.openFileLimit)
         self.path = path
         self.options = options
         self.storage = storage
@@ -125,7 +129,7 @@ public final class Database: Sendable {
         self.cache = cache
         let tables = TableCache(
             storage: storage, directory: path, blocks: cache,
-            capacity: try options.tableCacheCapacity(openFileLimit: Options.openFileLimit))
+            capacity: tableCapacity)
         let names = try io("list \(path)") { try storage.contentsOfDirectory(atPath: path) }
         let (versions, manifest) = try VersionSet.recover(
             directory: path, storage: storage, tables: tables, names: names, manifestRollBytes: options.manifestRollBytes,
@@ -363,28 +367,39 @@ public final class Database: Sendable {
         let started = DispatchTime.now().uptimeNanoseconds
         do throws(KVError) {
             try validateForAsync(batch)
-            try makeRoomForWrite()
-            while true {
-                let log = try writableLog()
-                let done = OneShot<Result<Void, KVError>>()
-                // A sync writer may block anyway: it runs its commit chain on its own thread.
-                let appended = log.append(batch, durability: durability, lead: durability == .sync) { done.fulfil($0) }
-                if appended.rotate {
-                    try rotate(from: log)
-                    continue
-                }
-                if !appended.immediate {
-                    if let chain = appended.chain { log.lead(chain, while: { !done.isFulfilled }) }
-                    storage.willWait()
-                    try done.wait().get()
-                }
-                break
+            do throws(KVError) {
+                try commit(batch, durability: durability)
+            } catch where error.isFull {
+                // Writes stopped on a full disk: go on if there is room again.
+                guard try resumeAfterFullDisk() else { throw error }
+                try commit(batch, durability: durability)
             }
         } catch {
             metrics.writeErrors.increment()
             throw error
         }
         countWrite(batch, durability: durability, startedNanos: started)
+    }
+
+    /// Appends `batch` and waits until it is acknowledged.
+    private func commit(_ batch: WriteBatch, durability: Durability) throws(KVError) {
+        try makeRoomForWrite()
+        while true {
+            let log = try writableLog()
+            let done = OneShot<Result<Void, KVError>>()
+            // A sync writer may block anyway: it runs its commit chain on its own thread.
+            let appended = log.append(batch, durability: durability, lead: durability == .sync) { done.fulfil($0) }
+            if appended.rotate {
+                try rotate(from: log)
+                continue
+            }
+            if !appended.immediate {
+                if let chain = appended.chain { log.lead(chain, while: { !done.isFulfilled }) }
+                storage.willWait()
+                try done.wait().get()
+            }
+            return
+        }
     }
 
     /// Counts an acknowledged write in the metrics.
@@ -465,7 +480,7 @@ public final class Database: Sendable {
             do { try makeDurable(log) } catch { failure = error }
             do { try log.close() } catch { failure = failure ?? error }
             if options.flushOnClose && failure == nil && backgroundError.withLock({ $0 }) == nil {
-                let idle = log.memtable.count == 0 && currentView.immutables.isEmpty
+                let idle = currentView.memtable.count == 0 && currentView.immutables.isEmpty
                 do {
                     try flushAtClose(log)
                 } catch where idle && error.isFull {
@@ -489,7 +504,10 @@ public final class Database: Sendable {
     /// that resets bytes to zero can pass for a write that never arrived). When this fails,
     /// the log stays and the next open replays it.
     private func flushAtClose(_ log: LogWriter) throws(KVError) {
-        let frozen = FrozenMemtable(memtable: log.memtable, nextLogNumber: versions.newFileNumber(), lastSequence: log.lastSequence)
+        // The view's memtable, which is the log's but after an ingest or a resume that
+        // stopped between retiring a log and starting the next (the log's is frozen then).
+        let frozen = FrozenMemtable(memtable: currentView.memtable, nextLogNumber: versions.newFileNumber(),
+            lastSequence: max(log.lastSequence, versions.lastSequence))
         view.withLock { $0 = $0.with(memtable: Memtable(), immutables: [frozen] + $0.immutables) }
         while try flushOldest() {}
     }

@@ -27,7 +27,8 @@ public struct KVError: Error, Sendable, CustomStringConvertible {
         case readOnly
         /// No room on the device (`ENOSPC`) or in the quota (`EDQUOT`): the write that hit it
         /// failed and nothing of it is visible. The database stays readable in the process
-        /// that hit it; writes are refused until it is reopened (with room again).
+        /// that hit it; later writes fail too until there is room again, and then go on
+        /// (the next write tries, at most every 0.1 s; ``Database/resumeWrites()`` tries now).
         case full
     }
 

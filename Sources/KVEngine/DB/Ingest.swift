@@ -23,13 +23,14 @@ extension Database {
     /// Every entry gets one new sequence number, after every write before the call, so an
     /// ingested value replaces what the key held. Each table goes to the deepest level
     /// where nothing above it overlaps its key range (the bottom level of an empty
-    /// database). What the memtables hold is flushed first, and other writes wait until the
+    /// database); those that can only go to level 0 are written again as one table there. What the memtables hold is flushed first, and other writes wait until the
     /// ingest is done. Blocks the calling thread.
     @discardableResult
     public func ingest<Entries: Sequence>(sorted entries: Entries) throws(KVError) -> IngestReport
     where Entries.Element == (key: [UInt8], value: [UInt8]) {
         try checkOpen()
         _ = try writableLog()
+        _ = try resumeAfterFullDisk()  // writes stopped on a full disk go on first, if there is room
         return try rotation.withLock { (_: inout Int) throws(KVError) -> IngestReport in
             // Frozen memtables first, while the log still takes writes; then the memtable
             // itself, with its log retired so that no write lands until the ingest is done.
@@ -53,8 +54,10 @@ extension Database {
                 failure = error
             }
             // The next log follows the ingest's sequence (or, after a failure, the old
-            // log's last): writes go on either way, unless the failure stopped them.
-            if backgroundError.withLock({ $0 == nil }) {
+            // log's last): writes go on either way, unless the failure stopped them. (Once
+            // the edit is in, the log starts even if a background failure came meanwhile:
+            // without it the ingested entries would stay invisible to this handle.)
+            if report.entries > 0 || backgroundError.withLock({ $0 == nil }) {
                 do throws(KVError) {
                     try startLog(number, lastSequence: report.entries > 0 ? report.sequence : old.lastSequence, freezing: nil)
                 } catch where report.entries > 0 {
@@ -123,11 +126,32 @@ extension Database {
             throw error
         }
         try compacting.withLock { (_: inout Int) throws(KVError) in
+            if let stopped = backgroundError.withLock({ $0 }) {
+                // Writes stopped while the tables were written (a background failure).
+                for meta in outputs { try? storage.removeFile(atPath: path + "/" + TableFormat.fileName(meta.number)) }
+                throw stopped
+            }
+            let version = currentView.version
+            var placed = outputs.map { (meta: $0, level: Database.ingestLevel(for: $0, in: version)) }
+            let toLevel0 = placed.filter { $0.level == 0 }.map(\.meta)
+            if toLevel0.count > 1 {
+                // Level 0 takes them as one table: cut small, they would each be a level-0
+                // table that every read consults and that compaction must merge at once.
+                let merged: TableMeta
+                do throws(KVError) {
+                    merged = try concatenate(toLevel0)
+                } catch {
+                    for meta in outputs { try? storage.removeFile(atPath: path + "/" + TableFormat.fileName(meta.number)) }
+                    throw error
+                }
+                for meta in toLevel0 { try? storage.removeFile(atPath: path + "/" + TableFormat.fileName(meta.number)) }
+                outputs = outputs.filter { output in !toLevel0.contains { $0.number == output.number } } + [merged]
+                placed = placed.filter { $0.level != 0 } + [(merged, 0)]
+            }
             var edit = VersionEdit()
             edit.logNumber = logNumber
             edit.lastSequence = sequence
-            let version = currentView.version
-            edit.added = outputs.map { VersionEdit.AddedFile(level: Database.ingestLevel(for: $0, in: version), meta: $0) }
+            edit.added = placed.map { VersionEdit.AddedFile(level: $0.level, meta: $0.meta) }
             do throws(KVError) {
                 try apply(edit, while: "ingest") { version in view.withLock { $0 = $0.with(version: version) } }
             } catch {
@@ -140,6 +164,32 @@ extension Database {
             }
         }
         return IngestReport(entries: count, tables: outputs.count, bytes: outputs.reduce(0) { $0 + $1.fileBytes }, sequence: sequence)
+    }
+
+    /// One table holding the entries of `tables` (sorted, disjoint, in key order), fsynced
+    /// with the directory.
+    private func concatenate(_ tables: [TableMeta]) throws(KVError) -> TableMeta {
+        let builder = try TableBuilder(
+            storage: storage, directory: path, number: versions.newFileNumber(),
+            expectedBytes: tables.reduce(0) { $0 + $1.fileBytes })
+        do throws(KVError) {
+            for meta in tables {
+                let table = try Table.open(storage: storage, directory: path, meta: meta, cache: cache)
+                let walk = TableIterator(table: table, readaheadPages: TableBuilder.chunkPages, alwaysReadAhead: true)
+                walk.seekToFirst()
+                while walk.isValid {
+                    try builder.add(walk.key, tag: walk.tag, value: walk.value)
+                    walk.next()
+                }
+                if let error = walk.error { throw error }
+            }
+            let merged = try builder.finish()
+            try io("sync directory \(path)") { try storage.syncDirectory(atPath: path) }
+            return merged
+        } catch {
+            builder.abandon()
+            throw error
+        }
     }
 
     /// The deepest level where no table of that level or one above overlaps `meta`'s key

@@ -65,6 +65,8 @@ extension Database {
                 directory: path, number: number, storage: storage, memtable: memtable,
                 lastSequence: lastSequence, options: options, metrics: metrics)
         } catch {
+            // Recorded nowhere yet: what was made of it goes (a later try starts it again).
+            try? storage.removeFile(atPath: path + "/" + LogFormat.fileName(number))
             fail(error, while: "start log \(number)")
             throw error
         }
@@ -112,11 +114,15 @@ extension Database {
         }
     }
 
-    /// Records the first background failure: writes fail with it until reopened.
+    /// Records the first background failure: writes fail with it until reopened (or, for
+    /// a full disk, until a write finds room again: `resumeAfterFullDisk`).
     func fail(_ error: KVError, while action: String) {
         let first = backgroundError.withLock { current -> Bool in
             guard current == nil else { return false }
-            current = KVError(error.code, "\(action) failed, writes are refused until the database is reopened: \(error.message)",
+            let until = error.isFull ? "there is room again"
+                : error.code == .corruption ? "the damage is repaired (kvctl check names it; kvctl salvage rebuilds what verifies)"
+                : "the database is reopened"
+            current = KVError(error.code, "\(action) failed, writes are refused until \(until): \(error.message)",
                               path: error.path, offsetBytes: error.offsetBytes)
             return true
         }
@@ -493,7 +499,8 @@ extension Database {
                 do throws(KVError) {
                     try run(plan)
                 } catch {
-                    if error.code != .closed { fail(error, while: "compaction of level \(plan.level)") }
+                    // Tables that readers hold past the table cache's ceiling: later, not a stop.
+                    if error.code != .closed && !TableCache.isBusy(error) { fail(error, while: "compaction of level \(plan.level)") }
                     return false
                 }
                 return true
@@ -616,7 +623,8 @@ public struct DatabaseStats: Sendable {
     public var cacheMisses: Int
     /// Memory held by the open tables' indexes and bloom filters.
     public var indexAndFilterBytes: Int
-    /// Tables the table cache holds open (at most ``Options/maxOpenTables``).
+    /// Tables open now: those the table cache holds (at most ``Options/maxOpenTables``)
+    /// and those cursors and compactions still read after the cache let them go.
     public var openTables: Int
     /// Tables opened since the database was (a count that grows while reads reach more
     /// tables than ``Options/maxOpenTables``).

@@ -673,4 +673,6 @@ final class LogWriter: Sendable {
 
     /// The highest sequence number appended (acknowledged or not).
     var lastSequence: UInt64 { state.withLock { $0.lastSequence } }
+    /// The failure that stopped this log (a failed chain, or `.closed` once closed).
+    var failure: KVError? { state.withLock { $0.failure } }
 }

@@ -28,6 +28,7 @@ final class Table: Sendable {
     private let filter: [UInt8]
     /// Where the data blocks end (the index block starts).
     let dataEnd: Int64
+    private let onClose: (@Sendable () -> Void)?
 
     var number: UInt64 { meta.number }
     var blockCount: Int { handles.count }
@@ -38,11 +39,14 @@ final class Table: Sendable {
 
     /// Opens table `meta.number` in `directory`, reading and verifying its footer, index,
     /// filter and properties.
-    static func open(storage: any Storage, directory: String, meta: TableMeta, cache: BlockCache) throws(KVError) -> Table {
+    /// `onClose` runs when the table closes (the table cache counts open tables with it).
+    static func open(
+        storage: any Storage, directory: String, meta: TableMeta, cache: BlockCache, onClose: (@Sendable () -> Void)? = nil
+    ) throws(KVError) -> Table {
         let path = directory + "/" + TableFormat.fileName(meta.number)
         let file = try io("open table \(path)") { try storage.openFile(atPath: path, mode: .readOnly) }
         do {
-            return try Table(storage: storage, path: path, file: file, meta: meta, cache: cache)
+            return try Table(storage: storage, path: path, file: file, meta: meta, cache: cache, onClose: onClose)
         } catch {
             try? storage.closeFile(file)
             throw error
@@ -88,7 +92,10 @@ final class Table: Sendable {
         }
     }
 
-    private init(storage: any Storage, path: String, file: FileID, meta: TableMeta, cache: BlockCache) throws(KVError) {
+    private init(
+        storage: any Storage, path: String, file: FileID, meta: TableMeta, cache: BlockCache, onClose: (@Sendable () -> Void)?
+    ) throws(KVError) {
+        self.onClose = onClose
         self.storage = storage
         self.path = path
         self.file = file
@@ -174,7 +181,10 @@ final class Table: Sendable {
         dataEnd = metaStart
     }
 
-    deinit { try? storage.closeFile(file) }
+    deinit {
+        try? storage.closeFile(file)
+        onClose?()
+    }
 
     /// Reads `pages` pages at `offset` into a fresh buffer (the caller frees it).
     static func read(storage: any Storage, file: FileID, path: String, offset: Int64, pages: Int) throws(KVError) -> PageBuffer {

@@ -13,38 +13,71 @@ extension Table: CacheCharged {
 /// (LevelDB's `TableCache`).
 ///
 /// A table in use by a cursor or a compaction when it is evicted stays open until that
-/// user lets go, so the descriptors open at once are bounded by the capacity plus the
-/// tables in use at that moment.
+/// user lets go. So that such tables cannot take the file slots the logs, the manifest and
+/// the tables being written need, at most `capacity` plus half of
+/// `Options.reservedFileSlots` tables are open at once, in the cache or not: a read that
+/// would open one more fails (`isBusy`) instead, and a compaction that meets the limit
+/// tries again later.
 final class TableCache: Sendable {
     let storage: any Storage
     let directory: String
     /// The block cache the opened tables read through.
     let blocks: BlockCache
     private let open: ClockCache<UInt64, Table>
+    /// Tables open now, in the cache or only in the hands of their readers.
+    private let live = ManagedAtomic<Int>(0)
+    /// The most tables open at once.
+    let ceiling: Int
 
     init(storage: any Storage, directory: String, blocks: BlockCache, capacity: Int) {
         self.storage = storage
         self.directory = directory
         self.blocks = blocks
         open = ClockCache(capacity: capacity, shardCount: max(1, min(16, capacity / 64)))
+        ceiling = capacity + Options.reservedFileSlots / 2
     }
 
     var capacity: Int { open.capacity }
 
+    static let busyMessage = "too many tables are open at once"
+
+    /// Whether `error` is a read refused at the ceiling (it says nothing of the table).
+    static func isBusy(_ error: KVError) -> Bool { error.message.hasPrefix(busyMessage) }
+
     /// The open table `meta` names, opening it (reading and verifying its footer, index,
-    /// filter and properties) when the cache does not hold it.
-    func table(_ meta: TableMeta) throws(KVError) -> Table {
+    /// filter and properties) when the cache does not hold it. `admitting`: a table just
+    /// written, opened before a version names it, past the ceiling if need be (its
+    /// writer's file slot was just given back).
+    func table(_ meta: TableMeta, admitting: Bool = false) throws(KVError) -> Table {
         if let table = open.lookup(meta.number) { return table }
-        return open.insert(meta.number, try Table.open(storage: storage, directory: directory, meta: meta, cache: blocks))
+        let count = live.loadThenWrappingIncrement(ordering: .relaxed)
+        guard count < ceiling || admitting else {
+            live.wrappingDecrement(ordering: .relaxed)
+            throw KVError(
+                .io,
+                "\(TableCache.busyMessage) (\(ceiling): maxOpenTables \(capacity) and tables that cursors, batched reads and compactions still hold); table \(meta.number) was not opened: close cursors, or raise maxOpenTables",
+                path: directory + "/" + TableFormat.fileName(meta.number))
+        }
+        let table: Table
+        do throws(KVError) {
+            table = try Table.open(storage: storage, directory: directory, meta: meta, cache: blocks) { [live] in
+                live.wrappingDecrement(ordering: .relaxed)
+            }
+        } catch {
+            live.wrappingDecrement(ordering: .relaxed)
+            throw error
+        }
+        return open.insert(meta.number, table)
     }
 
     /// Closes table `number` (once its users let go): it was compacted away or closed.
     func evict(_ number: UInt64) { open.remove(number) }
 
-    /// Tables open in the cache, lookups it answered and tables it had to open.
+    /// Tables open (in the cache or still held by readers), lookups the cache answered and
+    /// tables it had to open.
     var counters: (open: Int, hits: Int, opens: Int) {
         let counters = open.counters
-        return (counters.usage, counters.hits, counters.misses)
+        return (live.load(ordering: .relaxed), counters.hits, counters.misses)
     }
 
     /// Memory the open tables' indexes and filters hold.

@@ -54,6 +54,8 @@ final class VersionSet: Sendable {
 
     var current: Version { state.withLock { $0.version } }
     var logNumber: UInt64 { state.withLock { $0.logNumber } }
+    /// The last sequence number the tables hold, as the manifest records it.
+    var lastSequence: UInt64 { state.withLock { $0.lastSequence } }
     var manifestNumber: UInt64? { state.withLock { $0.manifest?.number } }
     var manifestSwitches: Int { state.withLock { $0.manifestSwitches } }
     /// The manifest I/O error after which no edit is accepted, if one happened.
@@ -68,6 +70,21 @@ final class VersionSet: Sendable {
             if let logNumber { state.logNumber = logNumber }
             if let lastSequence { state.lastSequence = lastSequence }
             if let liveLogs { state.liveLogs = liveLogs }
+            try roll(&state)
+        }
+    }
+
+    /// After a manifest write that found no room (the only manifest failure this takes
+    /// back): writes a new manifest of the state in memory and switches CURRENT to it.
+    /// That state never took the failed edit (an edit is installed only once durable, and
+    /// one that failed while rolling over is undone), so whatever of the edit reached the
+    /// old manifest is superseded, and the files it named are left for the next open to
+    /// remove. Fails, and stays stopped, when there is still no room.
+    func restartAfterFullDisk() throws(KVError) {
+        try state.withLock { (state: inout State) throws(KVError) in
+            guard let failure = state.failure else { return }
+            guard failure.isFull else { throw VersionSet.refusal(failure) }
+            state.failure = nil
             try roll(&state)
         }
     }
@@ -126,7 +143,7 @@ final class VersionSet: Sendable {
                 added[file.meta.number] = table
             } else {
                 let table = TableFile(meta: file.meta, tables: tables)
-                _ = try table.open()
+                _ = try tables.table(file.meta, admitting: true)
                 added[file.meta.number] = table
             }
         }

@@ -58,7 +58,7 @@ struct MetaGenerator {
     /// The operation kinds and their weights.
     private enum Kind: CaseIterable {
         case put, delete, batch, get, getMany, takeSnapshot, releaseSnapshot, openCursor, next, closeCursor, scan
-        case flush, compactAll, compactRange, sync, reopen, reopenWithOptions, reopenReadOnly, salvage, crash, ingest
+        case flush, compactAll, compactRange, sync, reopen, reopenWithOptions, reopenReadOnly, salvage, crash, ingest, noRoom
 
         var weight: Int {
             switch self {
@@ -83,6 +83,7 @@ struct MetaGenerator {
             case .salvage: return 4
             case .crash: return 20
             case .ingest: return 12
+            case .noRoom: return 10
             }
         }
     }
@@ -171,6 +172,7 @@ struct MetaGenerator {
                 keys.swapAt(at, at + 1)
             }
             return .ingest(keys.map { .put($0, value()) })
+        case .noRoom: return .noRoom(key: key(), value: value(), sync: durability())
         }
     }
 

@@ -47,6 +47,10 @@ enum MetaOp: Equatable, CustomStringConvertible {
     /// `Database.ingest(sorted:)` of the puts: all added at once with one new sequence
     /// number, or, when their keys are not strictly ascending, refused with nothing added.
     case ingest([MetaBatchEntry])
+    /// A put during which the disk refuses one write (ENOSPC, once: a log's, a table's or
+    /// a manifest's, whichever comes first): when the put fails with `.full` it is tried
+    /// again after `resumeWrites()`, and writes must go on as if the disk had never filled.
+    case noRoom(key: [UInt8], value: MetaValue, sync: Bool)
 
     var description: String {
         switch self {
@@ -70,6 +74,7 @@ enum MetaOp: Equatable, CustomStringConvertible {
         case .salvage: return "salvage"
         case .crash: return "crash"
         case .ingest(let entries): return "ingest " + entries.map(\.description).joined(separator: " ; ")
+        case .noRoom(let key, let value, let sync): return "noroom \(MetaText.key(key)) \(value) \(MetaText.durability(sync))"
         }
     }
 
@@ -142,6 +147,10 @@ enum MetaOp: Equatable, CustomStringConvertible {
             }
         case "salvage": self = .salvage
         case "crash": self = .crash
+        case "noroom":
+            guard words.count == 3 else { throw fail("noroom KEY VALUE sync|buffered") }
+            self = .noRoom(key: try MetaText.parseKey(words[0], line), value: try MetaValue(parsing: words[1], line),
+                           sync: try MetaText.parseDurability(words[2], line))
         case "ingest":
             let entries = try words.split(separator: ";").map { try MetaBatchEntry(parsing: Array($0), line) }
             guard entries.allSatisfy({ if case .put = $0 { return true } else { return false } }) else {

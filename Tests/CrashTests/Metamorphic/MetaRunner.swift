@@ -249,6 +249,21 @@ final class MetaRunner {
             } catch let error as KVError where !valid && error.code == .invalidArgument {
                 return "refused"
             }
+        case .noRoom(let key, let value, let sync):
+            let disk = try simulatedDisk
+            disk.failNext("write", pathContaining: "", errno: ENOSPC)
+            var output: String
+            do {
+                output = try commit([.put(key, value)], sync: sync)
+            } catch let error as KVError where error.code == .full {
+                guard try database.resumeWrites() else { throw MetaMismatch("the put met a full disk, and writes would not resume: \(error)") }
+                output = try commit([.put(key, value)], sync: sync)
+            }
+            // The refused write may have been a flush's or a buffered chain's, after the put
+            // was acknowledged: the writes it stopped go on too.
+            disk.disarmFaults()
+            try database.resumeWrites()
+            return output
         case .crash:
             dropHandles()
             let old = try simulatedDisk

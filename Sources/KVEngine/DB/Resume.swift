@@ -1,0 +1,106 @@
+import Dispatch
+import PageStore
+
+extension Database {
+    /// Shortest time between two attempts to resume writes on a full disk: a write that
+    /// fails on a full disk does not try again at once (each try may write part of a
+    /// table before the disk refuses it).
+    static let resumeIntervalNanos: UInt64 = 100_000_000
+
+    /// The full-disk failure that stopped writes, if that is what stopped them and
+    /// nothing else is broken (after any other failure of a manifest or a log, only a
+    /// reopen knows what is on disk).
+    var fullDiskStop: KVError? {
+        guard let log = currentView.log else { return nil }
+        if let failure = versions.failure, !failure.isFull { return nil }
+        if let error = backgroundError.withLock({ $0 }) { return error.isFull ? error : nil }
+        if let failure = log.failure, failure.isFull { return failure }
+        return nil
+    }
+
+    /// Starts writes again after a full disk stopped them, now rather than at the next
+    /// write (which tries by itself, at most every 0.1 s). Returns false when writes were
+    /// not stopped by a full disk (a stop for any other reason lasts until a reopen); throws
+    /// `.full` when there is still no room.
+    @discardableResult
+    public func resumeWrites() throws(KVError) -> Bool {
+        try checkOpen()
+        if fullDiskStop == nil { return false }
+        resumeAttempt.withLock { $0 = 1 }  // due now
+        return try resumeAfterFullDisk()
+    }
+
+    /// After writes stopped on a full disk (a log chain, a log's creation, a flush or a
+    /// compaction or a manifest found no room), starts them again if there is room now,
+    /// and says whether it did (RocksDB's automatic recovery from `NoSpace`). Tried by the
+    /// writes after the one that met the full disk, at most every ``resumeIntervalNanos``.
+    ///
+    /// The stopped log is closed at its durable end, and a memtable of exactly the
+    /// acknowledged writes (the stopped memtable less the entries of writes that failed)
+    /// is flushed, with the frozen memtables, before the next log starts after them: the
+    /// stopped log is then in tables and obsolete, so nothing a failed chain left in it
+    /// can be replayed, and the next log's records follow the tables' last sequence.
+    func resumeAfterFullDisk() throws(KVError) -> Bool {
+        guard fullDiskStop != nil else { return false }
+        return try rotation.withLock { (_: inout Int) throws(KVError) -> Bool in
+            try checkOpen()
+            guard let stopped = fullDiskStop, let old = currentView.log else { return true }  // another writer resumed
+            // The write that meets the full disk fails with it; a later one tries again.
+            let now = DispatchTime.now().uptimeNanoseconds
+            let due = resumeAttempt.withLock { last -> Bool in
+                defer { if last == 0 || now - last >= Database.resumeIntervalNanos { last = now } }
+                return last != 0 && now - last >= Database.resumeIntervalNanos
+            }
+            guard due else { throw stopped }
+            // A manifest that found no room first: a new one, of the state in memory.
+            try versions.restartAfterFullDisk()
+            // A log that still takes writes (a flush stopped them) makes its buffered writes
+            // durable if it can; then chains in flight land and the file is cut at its
+            // durable end.
+            if old.failure == nil {
+                old.seal()
+                try? makeDurable(old)
+            }
+            old.beginClose()
+            try? old.close()
+            // What readers may have seen: the log's acknowledged writes, or what an ingest
+            // put in tables after the log was retired.
+            let acknowledged = max(old.visibleSequence.load(ordering: .acquiring), versions.lastSequence)
+            let number: UInt64
+            if currentView.memtable.count == 0, let newest = currentView.immutables.first, newest.lastSequence == acknowledged,
+                newest.nextLogNumber > old.number
+            {
+                number = newest.nextLogNumber  // frozen by an earlier attempt
+            } else {
+                let kept = Memtable()
+                let walk = currentView.memtable.makeIterator()
+                walk.seekToFirst()
+                while walk.isValid {
+                    if walk.tag >> 8 <= acknowledged {
+                        kept.add(
+                            sequence: walk.tag >> 8, type: EntryType(rawValue: UInt8(walk.tag & 0xFF)) ?? .delete,
+                            key: walk.key, value: walk.value)
+                    }
+                    walk.next()
+                }
+                number = versions.newFileNumber()
+                // Frozen even when empty: its flush records the next log as the first needed.
+                let frozen = FrozenMemtable(memtable: kept, nextLogNumber: number, lastSequence: acknowledged)
+                view.withLock { $0 = $0.with(memtable: Memtable(), immutables: [frozen] + $0.immutables) }
+            }
+            backgroundError.withLock { $0 = nil }
+            do throws(KVError) {
+                try waitForFlushes()
+                try startLog(number, lastSequence: acknowledged, freezing: nil)
+            } catch {
+                // Still no room: the flush or the log's creation has stopped writes again.
+                fail(error, while: "resuming writes")
+                throw error
+            }
+            resumeAttempt.withLock { $0 = 0 }
+            engineLogger.info("\(path): writes resumed after a full disk, from sequence \(acknowledged)")
+            backgroundThreads?.wakeCompaction()
+            return true
+        }
+    }
+}
