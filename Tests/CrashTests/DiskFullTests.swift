@@ -108,6 +108,38 @@ final class DiskFullTests: XCTestCase {
         }
     }
 
+    /// Buffered writes acknowledged before the log chain that was to carry them found no
+    /// room: they stay visible, the sync that met the full disk fails, and after the
+    /// resume they are durable: a power cut keeps every one of them (and nothing of a
+    /// write that failed). An ingest after a flush that found no room resumes writes first.
+    func testBufferedWritesAcknowledgedBeforeTheFullDiskSurviveTheResume() throws {
+        let disk = try SimulatedDisk(seed: 5, plan: SimulatedDisk.FaultPlan(), directories: ["/sim"])
+        let options = options(tiny: false)
+        let db = try Database(path: path, options: options, storage: disk, locking: false)
+        for index in 0..<20 { try db.put(key(index), value(index)) }
+        for index in 20..<40 { try db.put(key(index), value(index), durability: .buffered) }
+        disk.failNext("write", pathContaining: ".log", errno: ENOSPC)
+        XCTAssertThrowsError(try db.sync()) { XCTAssertEqual(($0 as! KVError).code, .full, "\($0)") }
+        XCTAssertThrowsError(try db.put(key(40), value(40))) { XCTAssertEqual(($0 as! KVError).code, .full, "\($0)") }
+        for index in 0..<40 { XCTAssertEqual(try db.get(key(index)), value(index), "key \(index)") }
+        XCTAssertNil(try db.get(key(40)))
+        XCTAssertTrue(try db.resumeWrites())
+        XCTAssertNil(try db.get(key(40)), "the failed put stays out after the resume")
+        try db.put(key(41), value(41))
+        // A flush that finds no room, then an ingest: it resumes writes before it starts.
+        disk.failNext("write", pathContaining: ".sst", errno: ENOSPC)
+        try? db.compactRange()
+        db.resumeAttempt.withLock { $0 = 1 }  // the last try was long ago
+        XCTAssertEqual(try db.ingest(sorted: [(key: key(50), value: value(50))]).entries, 1)
+        disk.cutPower()
+        try? db.close()
+        let restarted = disk.restarted(plan: SimulatedDisk.FaultPlan(), seed: 6)
+        let reopened = try Database(path: path, options: options, storage: restarted, locking: false)
+        for index in Array(0..<40) + [41, 50] { XCTAssertEqual(try reopened.get(key(index)), value(index), "after the power cut: key \(index)") }
+        XCTAssertEqual(Array(reopened.scan()).count, 42)
+        try reopened.close()
+    }
+
     /// An ingest that fills the disk after some of its tables are written fails with
     /// `.full` and adds nothing: none of its keys reads back (nor after a reopen), its
     /// tables are gone, what was there before is intact, and writes go on in the same

@@ -29,8 +29,8 @@ extension Database {
     public func ingest<Entries: Sequence>(sorted entries: Entries) throws(KVError) -> IngestReport
     where Entries.Element == (key: [UInt8], value: [UInt8]) {
         try checkOpen()
-        _ = try writableLog()
         _ = try resumeAfterFullDisk()  // writes stopped on a full disk go on first, if there is room
+        _ = try writableLog()
         return try rotation.withLock { (_: inout Int) throws(KVError) -> IngestReport in
             // Frozen memtables first, while the log still takes writes; then the memtable
             // itself, with its log retired so that no write lands until the ingest is done.

@@ -13,9 +13,17 @@ extension Database {
     var fullDiskStop: KVError? {
         guard let log = currentView.log else { return nil }
         if let failure = versions.failure, !failure.isFull { return nil }
+        let logFailure = log.failure
+        // A log closed whole (retired by a rotation or an ingest) is no failure of its own.
+        if let logFailure, !logFailure.isFull && logFailure.code != .closed { return nil }
         if let error = backgroundError.withLock({ $0 }) { return error.isFull ? error : nil }
-        if let failure = log.failure, failure.isFull { return failure }
+        if let logFailure, logFailure.isFull { return logFailure }
         return nil
+    }
+
+    /// Whether writes go on (nothing has stopped them).
+    private var writesGoOn: Bool {
+        backgroundError.withLock { $0 == nil } && versions.failure == nil && currentView.log.map { $0.failure == nil } ?? false
     }
 
     /// Starts writes again after a full disk stopped them, now rather than at the next
@@ -26,30 +34,31 @@ extension Database {
     public func resumeWrites() throws(KVError) -> Bool {
         try checkOpen()
         if fullDiskStop == nil { return false }
-        resumeAttempt.withLock { $0 = 1 }  // due now
-        return try resumeAfterFullDisk()
+        return try resumeAfterFullDisk(now: true)
     }
 
     /// After writes stopped on a full disk (a log chain, a log's creation, a flush or a
     /// compaction or a manifest found no room), starts them again if there is room now,
     /// and says whether it did (RocksDB's automatic recovery from `NoSpace`). Tried by the
-    /// writes after the one that met the full disk, at most every ``resumeIntervalNanos``.
+    /// writes after the one that met the full disk, at most every ``resumeIntervalNanos``
+    /// (`now`: at once). True also when writes go on already (another writer resumed
+    /// them), so that the caller tries its write again.
     ///
     /// The stopped log is closed at its durable end, and a memtable of exactly the
     /// acknowledged writes (the stopped memtable less the entries of writes that failed)
     /// is flushed, with the frozen memtables, before the next log starts after them: the
     /// stopped log is then in tables and obsolete, so nothing a failed chain left in it
     /// can be replayed, and the next log's records follow the tables' last sequence.
-    func resumeAfterFullDisk() throws(KVError) -> Bool {
-        guard fullDiskStop != nil else { return false }
+    func resumeAfterFullDisk(now: Bool = false) throws(KVError) -> Bool {
+        guard fullDiskStop != nil else { return writesGoOn }
         return try rotation.withLock { (_: inout Int) throws(KVError) -> Bool in
             try checkOpen()
-            guard let stopped = fullDiskStop, let old = currentView.log else { return true }  // another writer resumed
+            guard let stopped = fullDiskStop, let old = currentView.log else { return writesGoOn }
             // The write that meets the full disk fails with it; a later one tries again.
-            let now = DispatchTime.now().uptimeNanoseconds
+            let time = DispatchTime.now().uptimeNanoseconds
             let due = resumeAttempt.withLock { last -> Bool in
-                defer { if last == 0 || now - last >= Database.resumeIntervalNanos { last = now } }
-                return last != 0 && now - last >= Database.resumeIntervalNanos
+                defer { if now || last == 0 || time - last >= Database.resumeIntervalNanos { last = time } }
+                return now || last != 0 && time - last >= Database.resumeIntervalNanos
             }
             guard due else { throw stopped }
             // A manifest that found no room first: a new one, of the state in memory.
@@ -57,12 +66,25 @@ extension Database {
             // A log that still takes writes (a flush stopped them) makes its buffered writes
             // durable if it can; then chains in flight land and the file is cut at its
             // durable end.
+            // Anything but a full disk here (an I/O error) stops writes until a reopen.
             if old.failure == nil {
                 old.seal()
-                try? makeDurable(old)
+                do throws(KVError) {
+                    try makeDurable(old)
+                } catch where error.isFull {
+                    // Its buffered writes go into a table below instead.
+                } catch {
+                    fail(error, while: "resuming writes")
+                    throw error
+                }
             }
             old.beginClose()
-            try? old.close()
+            do throws(KVError) {
+                try old.close()
+            } catch {
+                fail(error, while: "resuming writes")
+                throw error
+            }
             // What readers may have seen: the log's acknowledged writes, or what an ingest
             // put in tables after the log was retired.
             let acknowledged = max(old.visibleSequence.load(ordering: .acquiring), versions.lastSequence)

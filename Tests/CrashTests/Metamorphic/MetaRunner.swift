@@ -256,13 +256,19 @@ final class MetaRunner {
             do {
                 output = try commit([.put(key, value)], sync: sync)
             } catch let error as KVError where error.code == .full {
+                // The failed put left no trace.
+                try expect(try database.get(key), model.value(key, snapshot: nil), "get \(MetaText.key(key)) after the failed put")
                 guard try database.resumeWrites() else { throw MetaMismatch("the put met a full disk, and writes would not resume: \(error)") }
                 output = try commit([.put(key, value)], sync: sync)
             }
             // The refused write may have been a flush's or a buffered chain's, after the put
-            // was acknowledged: the writes it stopped go on too.
+            // was acknowledged: the writes it stopped go on too, once the background work
+            // under way when the fault fired has finished and recorded its failure.
             disk.disarmFaults()
-            try database.resumeWrites()
+            let db = try database
+            try? db.waitForFlushes()
+            db.compacting.withLock { _ in }
+            try db.resumeWrites()
             return output
         case .crash:
             dropHandles()
