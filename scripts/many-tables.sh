@@ -5,12 +5,12 @@
 # table and a count. The page store keeps its default 1024 registered file slots, so the
 # table cache (Options.maxOpenTables) is what lets this work.
 #
-#   scripts/many-tables.sh                       # 3.2M keys: about 20,000 tables
+#   scripts/many-tables.sh                       # 4.8M keys: about 20,000 tables
 #   NUM=400000 MIN_TABLES=2000 scripts/many-tables.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-NUM=${NUM:-3200000}
+NUM=${NUM:-4800000}
 MIN_TABLES=${MIN_TABLES:-20000}
 DIR=${MANY_TABLES_DIR:-bench-data/many-tables}
 make -s build >/dev/null

@@ -53,6 +53,9 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("target_file_size_base"), help: "Bytes at which compaction cuts its output tables (Options.tableTargetBytes; default 64 MiB).")
     var targetFileSizeBase = -1
 
+    @Option(name: .customLong("max_bytes_for_level_base"), help: "Bytes of level 1 (Options.levelBaseBytes; default 256 MiB).")
+    var maxBytesForLevelBase: Int64 = -1
+
     @Option(name: .customLong("open_files"), help: "Tables held open at once (Options.maxOpenTables; default: the engine's, see Tuning).")
     var openFiles = -1
 
@@ -88,6 +91,7 @@ struct Bench: ParsableCommand {
         options.defaultDurability = sync == 1 ? .sync : .buffered
         if targetFileSizeBase > 0 { options.tableTargetBytes = targetFileSizeBase }
         if openFiles > 0 { options.maxOpenTables = openFiles }
+        if maxBytesForLevelBase > 0 { options.levelBaseBytes = maxBytesForLevelBase }
         print("kvctl bench: keys \(keySize) bytes, values \(valueSize) bytes, \(num) keys x \(threads) threads, db \(db)")
         var database: Database? = nil
         for (ordinal, name) in benchmarks.split(separator: ",").map(String.init).enumerated() {

@@ -1,0 +1,91 @@
+import Atomics
+import Dispatch
+import Foundation
+import PageStore
+import Synchronization
+
+extension Database {
+    /// Writes the oldest frozen memtable to a level-0 table and records it (with the log
+    /// number after it) in the manifest; then its logs go. Returns false when none waits.
+    func flushOldest() throws(KVError) -> Bool {
+        guard let frozen = currentView.immutables.last else { return false }
+        var edit = VersionEdit()
+        edit.logNumber = frozen.nextLogNumber
+        edit.lastSequence = frozen.lastSequence
+        if frozen.memtable.count > 0 {
+            let number = versions.newFileNumber()
+            let builder = try TableBuilder(
+                storage: storage, directory: path, number: number, expectedBytes: Int64(frozen.memtable.approximateBytes))
+            let meta: TableMeta
+            do throws(KVError) {
+                let walk = frozen.memtable.makeIterator()
+                walk.seekToFirst()
+                while walk.isValid {
+                    try builder.add(walk.key, tag: walk.tag, value: walk.value)
+                    walk.next()
+                }
+                meta = try builder.finish()
+            } catch {
+                builder.abandon()
+                throw error
+            }
+            try io("sync directory \(path)") { try storage.syncDirectory(atPath: path) }
+            edit.added = [VersionEdit.AddedFile(level: 0, meta: meta)]
+            counters.flushBytes.wrappingIncrement(by: Int(meta.fileBytes), ordering: .relaxed)
+        }
+        try apply(edit, while: "flush") { version in
+            view.withLock { $0 = $0.with(immutables: Array($0.immutables.dropLast()), version: version) }
+        }
+        counters.flushes.wrappingIncrement(ordering: .relaxed)
+        removeObsoleteLogs(below: frozen.nextLogNumber)
+        return true
+    }
+
+    private func removeObsoleteLogs(below number: UInt64) {
+        guard let names = try? storage.contentsOfDirectory(atPath: path) else { return }
+        for name in names {
+            if let log = LogFormat.number(ofFileName: name), log < number {
+                try? storage.removeFile(atPath: path + "/" + name)
+            }
+        }
+    }
+
+    /// At open: removes logs already in tables, tables no version names (a flush or
+    /// compaction cut short), manifests other than the live one and leftover temp files.
+    func removeObsoleteFiles() {
+        // After a manifest failure an edit may name any of them.
+        guard versions.failure == nil, let names = try? storage.contentsOfDirectory(atPath: path) else { return }
+        let live = Set(versions.current.levels.joined().map(\.number))
+        let logNumber = versions.logNumber
+        let manifest = versions.manifestNumber
+        for name in names {
+            var obsolete = false
+            if let number = LogFormat.number(ofFileName: name) {
+                obsolete = number < logNumber && number != currentView.log?.number
+            } else if let number = TableFormat.number(ofFileName: name) {
+                obsolete = !live.contains(number)
+            } else if let number = ManifestWriter.number(ofFileName: name) {
+                obsolete = number != manifest
+            } else if name == CurrentFile.name + ".tmp" {
+                obsolete = true
+            }
+            if obsolete {
+                engineLogger.debug("removing obsolete \(path)/\(name)")
+                try? storage.removeFile(atPath: path + "/" + name)
+            }
+        }
+    }
+
+    /// Background flushing: flushes while frozen memtables wait.
+    func flushWhileDue(stopping: () -> Bool) {
+        while !stopping() && backgroundError.withLock({ $0 == nil }) {
+            do throws(KVError) {
+                guard try flushOldest() else { return }
+                backgroundThreads?.wakeCompaction()
+            } catch {
+                fail(error, while: "flush")
+                return
+            }
+        }
+    }
+}
