@@ -23,8 +23,9 @@ extension Database {
     /// Every entry gets one new sequence number, after every write before the call, so an
     /// ingested value replaces what the key held. Each table goes to the deepest level
     /// where nothing above it overlaps its key range (the bottom level of an empty
-    /// database); those that can only go to level 0 are written again as one table there. What the memtables hold is flushed first, and other writes wait until the
-    /// ingest is done. Blocks the calling thread.
+    /// database); those that can only go to level 0 are written again as one table there.
+    /// What the memtables hold is flushed first, and other writes wait until the ingest is
+    /// done. Blocks the calling thread.
     @discardableResult
     public func ingest<Entries: Sequence>(sorted entries: Entries) throws(KVError) -> IngestReport
     where Entries.Element == (key: [UInt8], value: [UInt8]) {
