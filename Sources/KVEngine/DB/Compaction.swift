@@ -137,17 +137,7 @@ extension Database {
         let outputs = try merge(plan)
         try io("sync directory \(path)") { try storage.syncDirectory(atPath: path) }
         for meta in outputs { edit.added.append(.init(level: plan.outputLevel, meta: meta)) }
-        do throws(KVError) {
-            try apply(edit, while: "compaction of level \(plan.level)") { version in view.withLock { $0 = $0.with(version: version) } }
-        } catch {
-            // After a manifest failure the outputs stay: the edit naming them may be
-            // durable although its write or fdatasync failed (the next open removes them if
-            // no version names them). Otherwise the edit was never written.
-            if versions.failure == nil {
-                for meta in outputs { try? storage.removeFile(atPath: path + "/" + TableFormat.fileName(meta.number)) }
-            }
-            throw error
-        }
+        try apply(edit, adding: outputs, while: "compaction of level \(plan.level)")
         counters.compactions.wrappingIncrement(ordering: .relaxed)
         let read = (plan.inputs + plan.below).reduce(0) { $0 + Int($1.meta.fileBytes) }
         counters.compactionReadBytes.wrappingIncrement(by: read, ordering: .relaxed)
@@ -225,7 +215,7 @@ extension Database {
             }
         } catch {
             builder?.abandon()
-            for meta in outputs { try? storage.removeFile(atPath: path + "/" + TableFormat.fileName(meta.number)) }
+            removeTables(outputs)
             throw error
         }
         return outputs

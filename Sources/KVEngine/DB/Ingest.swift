@@ -123,13 +123,13 @@ extension Database {
             try io("sync directory \(path)") { try storage.syncDirectory(atPath: path) }
         } catch {
             builder?.abandon()
-            for meta in outputs { try? storage.removeFile(atPath: path + "/" + TableFormat.fileName(meta.number)) }
+            removeTables(outputs)
             throw error
         }
         try compacting.withLock { (_: inout Int) throws(KVError) in
             if let stopped = backgroundError.withLock({ $0 }) {
                 // Writes stopped while the tables were written (a background failure).
-                for meta in outputs { try? storage.removeFile(atPath: path + "/" + TableFormat.fileName(meta.number)) }
+                removeTables(outputs)
                 throw stopped
             }
             let version = currentView.version
@@ -142,27 +142,18 @@ extension Database {
                 do throws(KVError) {
                     merged = try concatenate(toLevel0)
                 } catch {
-                    for meta in outputs { try? storage.removeFile(atPath: path + "/" + TableFormat.fileName(meta.number)) }
+                    removeTables(outputs)
                     throw error
                 }
-                for meta in toLevel0 { try? storage.removeFile(atPath: path + "/" + TableFormat.fileName(meta.number)) }
-                outputs = outputs.filter { output in !toLevel0.contains { $0.number == output.number } } + [merged]
+                removeTables(toLevel0)
                 placed = placed.filter { $0.level != 0 } + [(merged, 0)]
+                outputs = placed.map(\.meta)
             }
             var edit = VersionEdit()
             edit.logNumber = logNumber
             edit.lastSequence = sequence
             edit.added = placed.map { VersionEdit.AddedFile(level: $0.level, meta: $0.meta) }
-            do throws(KVError) {
-                try apply(edit, while: "ingest") { version in view.withLock { $0 = $0.with(version: version) } }
-            } catch {
-                // After a manifest failure the edit may be durable: its tables stay (the
-                // next open removes them if it is not). Before one, they go.
-                if versions.failure == nil {
-                    for meta in outputs { try? storage.removeFile(atPath: path + "/" + TableFormat.fileName(meta.number)) }
-                }
-                throw error
-            }
+            try apply(edit, adding: outputs, while: "ingest")
         }
         return IngestReport(entries: count, tables: outputs.count, bytes: outputs.reduce(0) { $0 + $1.fileBytes }, sequence: sequence)
     }

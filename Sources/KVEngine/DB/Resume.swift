@@ -78,13 +78,7 @@ extension Database {
                     throw error
                 }
             }
-            old.beginClose()
-            do throws(KVError) {
-                try old.close()
-            } catch {
-                fail(error, while: "resuming writes")
-                throw error
-            }
+            try close(old)
             // What readers may have seen: the log's acknowledged writes, or what an ingest
             // put in tables after the log was retired.
             let acknowledged = max(old.visibleSequence.load(ordering: .acquiring), versions.lastSequence)

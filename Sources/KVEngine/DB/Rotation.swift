@@ -42,6 +42,12 @@ extension Database {
     func retire(_ old: LogWriter) throws(KVError) {
         old.seal()
         try makeDurable(old)
+        try close(old)
+    }
+
+    /// Closes a sealed log (after its chains in flight land, cut at its durable end); a
+    /// failure stops writes. Called with `rotation` held.
+    func close(_ old: LogWriter) throws(KVError) {
         old.beginClose()
         do throws(KVError) {
             try old.close()
@@ -110,6 +116,24 @@ extension Database {
             if versions.failure != nil { fail(error, while: action) }
             throw error
         }
+    }
+
+    /// Applies `edit`, which adds the just written `tables`, and installs its version. If
+    /// it fails before any manifest failure (the edit was never written), the tables go;
+    /// after one they stay, as the edit naming them may be durable (the next open removes
+    /// them if no version names them).
+    func apply(_ edit: VersionEdit, adding tables: [TableMeta], while action: String) throws(KVError) {
+        do throws(KVError) {
+            try apply(edit, while: action) { version in view.withLock { $0 = $0.with(version: version) } }
+        } catch {
+            if versions.failure == nil { removeTables(tables) }
+            throw error
+        }
+    }
+
+    /// Removes the files of tables no version names (written, then not installed).
+    func removeTables(_ tables: [TableMeta]) {
+        for meta in tables { try? storage.removeFile(atPath: path + "/" + TableFormat.fileName(meta.number)) }
     }
 
     /// Records the first background failure: writes fail with it until reopened (or, for
