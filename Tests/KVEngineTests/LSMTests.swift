@@ -37,7 +37,7 @@ final class LSMTests: XCTestCase {
     private func settle(_ db: Database) {
         for _ in 0..<2000 {
             let view = db.currentView
-            if view.immutables.isEmpty && db.compactionScore(view.version).score < 1 { return }
+            if view.immutables.isEmpty && db.picker.score(view.version).score < 1 { return }
             usleep(2000)
         }
         XCTFail("background work did not settle")

@@ -79,7 +79,7 @@ extension Database {
     private var mayNeedRoom: Bool {
         let version = currentView.version
         return version.levels[0].count >= options.level0SlowdownTrigger
-            || pendingCompactionBytes(version) >= options.pendingCompactionSlowdownBytes
+            || picker.pendingBytes(version) >= options.pendingCompactionSlowdownBytes
     }
 
     /// Runs blocking work on a thread outside the cooperative pool.

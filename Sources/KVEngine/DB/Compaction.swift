@@ -15,112 +15,19 @@ extension Database {
         if let log = currentView.log, currentView.memtable.count > 0 { try rotate(from: log) }
         try waitForFlushes()
         try compacting.withLock { (_: inout Int) throws(KVError) in
-            let version = currentView.version
-            guard let deepest = (0..<Version.levelCount).last(where: { !version.levels[$0].isEmpty }) else { return }
-            let bottom = max(1, deepest)
-            for level in 0..<bottom {
-                guard var plan = plan(level: level, version: currentView.version, lower: start, upper: end) else { continue }
-                // Tables reaching the bottom are rewritten: that is where tombstones go.
-                if plan.outputLevel == bottom { plan.trivial = false }
-                try run(plan)
-            }
-            // A bottom level that was not just rewritten compacts into itself.
-            if deepest == bottom, let plan = plan(level: bottom, version: currentView.version, lower: start, upper: end, intoItself: true),
-                plan.inputs.contains(where: { $0.meta.properties.deletions > 0 || $0.meta.properties.entries > 0 && bottom == 0 })
-            {
-                try run(plan)
+            guard let deepest = (0..<Version.levelCount).last(where: { !currentView.version.levels[$0].isEmpty }) else { return }
+            // Each step plans on the version the previous one left.
+            for level in 0...max(1, deepest) {
+                if let plan = picker.manual(level: level, deepest: deepest, version: currentView.version, lower: start, upper: end) {
+                    try run(plan)
+                }
             }
         }
         backgroundThreads?.wakeCompaction()
     }
 
-    /// Levels' scores: level 0 by table count, deeper ones by size against their targets.
-    func pickCompaction(_ version: Version, level0: Bool = true) -> CompactionPlan? {
-        let best = compactionScore(version, level0: level0)
-        guard best.score >= 1 else { return nil }
-        return plan(level: best.level, version: version, lower: nil, upper: nil, rotate: true)
-    }
-
-    /// The level most in need of compaction and its score (due at 1 or more); level 0
-    /// only when `level0`.
-    func compactionScore(_ version: Version, level0: Bool = true) -> (score: Double, level: Int) {
-        var best = (score: 0.0, level: -1)
-        if level0 { best = (Double(version.levels[0].count) / Double(options.level0CompactionTrigger), 0) }
-        for level in 1..<(Version.levelCount - 1) {
-            let score = Double(version.bytes(atLevel: level)) / Double(maxBytes(level: level))
-            if score > best.score { best = (score, level) }
-        }
-        return best
-    }
-
-    /// The inputs of a compaction of `level` into the next, or into itself (a manual
-    /// compaction of the bottom level). `rotate` (background compactions) takes one table
-    /// of a deeper level, the one with the least overlap below for its size; otherwise every table of the
-    /// level that meets [lower, upper].
-    func plan(
-        level: Int, version: Version, lower: [UInt8]?, upper: [UInt8]?, rotate: Bool = false, intoItself: Bool = false
-    ) -> CompactionPlan? {
-        var inputs: [TableFile]
-        if level > 0 && rotate {
-            // The table whose overlap with the next level is smallest for its size: the
-            // least rewriting per byte moved down (ties: round robin from the pointer).
-            let pointer = compactPointers.withLock { $0[level] }
-            let tables = version.levels[level]
-            var best: (table: TableFile, ratio: Double, after: Bool)? = nil
-            for table in tables {
-                let overlap = version.overlapping(
-                    level: level + 1, lower: Array(table.meta.smallestUserKey), upper: Array(table.meta.largestUserKey))
-                let ratio = Double(overlap.reduce(0) { $0 + $1.meta.fileBytes }) / Double(max(1, table.meta.fileBytes))
-                let after = pointer.map { $0.lexicographicallyPrecedes(table.meta.largestUserKey) } ?? true
-                if best == nil || ratio < best!.ratio || (ratio == best!.ratio && after && !best!.after) {
-                    best = (table, ratio, after)
-                }
-            }
-            inputs = best.map { [$0.table] } ?? []
-        } else {
-            inputs = version.overlapping(level: level, lower: lower, upper: upper)
-        }
-        guard !inputs.isEmpty else { return nil }
-        func range(_ tables: [TableFile]) -> ([UInt8], [UInt8]) {
-            var smallest = Array(tables[0].meta.smallestUserKey)
-            var largest = Array(tables[0].meta.largestUserKey)
-            for table in tables {
-                if table.meta.smallestUserKey.lexicographicallyPrecedes(smallest) { smallest = Array(table.meta.smallestUserKey) }
-                if largest.lexicographicallyPrecedes(table.meta.largestUserKey) { largest = Array(table.meta.largestUserKey) }
-            }
-            return (smallest, largest)
-        }
-        var (smallest, largest) = range(inputs)
-        if level == 0 {
-            // Level-0 tables overlap one another: every one meeting the inputs' range goes
-            // too, until none is left that does (each one taken may widen the range). A
-            // level-0 table left behind that shares a key with the inputs would hold an
-            // older version above the newer one moved down, hiding it, or would outlive a
-            // tombstone dropped below it and bring a deleted value back.
-            while true {
-                let widened = version.overlapping(level: 0, lower: smallest, upper: largest)
-                if widened.count == inputs.count { break }
-                inputs = widened
-                (smallest, largest) = range(inputs)
-            }
-            assert(version.levels[0].allSatisfy { table in
-                inputs.contains { $0 === table } || !table.meta.overlaps(lower: smallest, upper: largest)
-            }, "a level-0 table outside the compaction overlaps its inputs")
-        }
-        let outputLevel = intoItself ? level : level + 1
-        let below = intoItself ? [] : version.overlapping(level: outputLevel, lower: smallest, upper: largest)
-        var trivial = below.isEmpty && !intoItself
-        if trivial && inputs.count > 1 {
-            // Several level-0 tables move down whole only when they do not overlap.
-            let sorted = inputs.sorted { $0.meta.smallestUserKey.lexicographicallyPrecedes($1.meta.smallestUserKey) }
-            for index in sorted.indices.dropFirst()
-            where !sorted[index - 1].meta.largestUserKey.lexicographicallyPrecedes(sorted[index].meta.smallestUserKey) {
-                trivial = false
-            }
-        }
-        if rotate && level > 0 { compactPointers.withLock { $0[level] = largest } }
-        return CompactionPlan(level: level, outputLevel: outputLevel, inputs: inputs, below: below, trivial: trivial)
-    }
+    /// What decides compactions, from the options' level shape.
+    var picker: CompactionPicker { CompactionPicker(options: options) }
 
     /// Carries out a compaction: a trivial move re-records the tables one level down;
     /// otherwise the inputs are merged into new tables of the output level.
@@ -230,7 +137,9 @@ extension Database {
                 // rather than leave that table alone in level 0, where every read and
                 // seek would meet it; deeper levels go on.
                 let view = currentView
-                guard let plan = pickCompaction(view.version, level0: view.immutables.isEmpty) else { return false }
+                let pointers = compactPointers.withLock { $0 }
+                guard let plan = picker.pick(view.version, pointers: pointers, level0: view.immutables.isEmpty) else { return false }
+                if let pointer = plan.pointer { compactPointers.withLock { $0[plan.level] = pointer } }
                 do throws(KVError) {
                     try run(plan)
                 } catch {
@@ -243,15 +152,4 @@ extension Database {
             if !ran { return }
         }
     }
-}
-
-/// What a compaction reads and where it writes.
-struct CompactionPlan {
-    let level: Int
-    let outputLevel: Int
-    let inputs: [TableFile]
-    /// The output level's tables that overlap the inputs.
-    let below: [TableFile]
-    /// Moves the inputs down without rewriting them.
-    var trivial: Bool
 }

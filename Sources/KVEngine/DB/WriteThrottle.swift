@@ -14,7 +14,7 @@ extension Database {
         while true {
             let version = currentView.version
             let level0 = version.levels[0].count
-            let pending = pendingCompactionBytes(version)
+            let pending = picker.pendingBytes(version)
             if level0 >= options.level0StopTrigger || pending >= options.pendingCompactionStopBytes {
                 try checkOpen()
                 if let error = backgroundError.withLock({ $0 }) { throw error }
@@ -36,23 +36,5 @@ extension Database {
             }
             return
         }
-    }
-
-    /// Target size of `level` (1...).
-    func maxBytes(level: Int) -> Int64 {
-        var bytes = options.levelBaseBytes
-        for _ in 1..<max(1, level) { bytes = bytes.multipliedReportingOverflow(by: Int64(options.levelMultiplier)).overflow ? .max : bytes * Int64(options.levelMultiplier) }
-        return bytes
-    }
-
-    /// Bytes compaction is estimated to be behind: level 0 when it is due, and every level's
-    /// excess over its target.
-    func pendingCompactionBytes(_ version: Version) -> Int64 {
-        var pending: Int64 = 0
-        if version.levels[0].count >= options.level0CompactionTrigger { pending += version.bytes(atLevel: 0) }
-        for level in 1..<(Version.levelCount - 1) {
-            pending += max(0, version.bytes(atLevel: level) - maxBytes(level: level))
-        }
-        return pending
     }
 }
