@@ -101,6 +101,12 @@ public protocol Storage: AnyObject, Sendable {
     func contentsOfDirectory(atPath path: String) throws -> [String]
     /// Whether something exists at `path`.
     func fileExists(atPath path: String) -> Bool
+
+    /// Takes the advisory lock of the file at `path` without waiting: exclusive (the file
+    /// is created when missing and `holder`, say a pid, written in it) or `shared` (nil
+    /// when the file does not exist: there is nothing to lock). Throws
+    /// ``FileLockConflict`` when another holder has it. The default is a `flock`.
+    func lockFile(atPath path: String, shared: Bool, holder: String) throws -> (any FileLock)?
 }
 
 extension Storage {

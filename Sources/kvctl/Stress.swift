@@ -33,13 +33,11 @@ struct Stress: ParsableCommand {
     var holdWrites = false
 
     func run() throws {
-        let db: Database
-        if holdWrites {
-            let store = try PageStore(options: Options().pageStore)
-            db = try Database(path: path, options: Options(), storage: HoldBackStorage(store), ownedStore: store)
-        } else {
-            db = try Database(path: path)
-        }
+        var options = Options()
+        let store = holdWrites ? try PageStore(options: options.pageStore) : nil
+        defer { store?.shutdown() }
+        if let store { options.storage = HoldBackStorage(store) }
+        let db = try Database(path: path, options: options)
         var next = Int(db.stats.lastSequence)
         emit("start \(next)")
         var unreported: [Int] = []

@@ -153,7 +153,7 @@ struct CrashRun {
     private mutating func workload(_ disk: SimulatedDisk) {
         let db: Database
         do {
-            db = try Database(path: CrashRun.path, options: options(), storage: disk, locking: false)
+            db = try Database(path: CrashRun.path, options: options(), storage: disk)
         } catch {
             return  // the power went before the database existed
         }
@@ -256,7 +256,7 @@ struct CrashRun {
         }
         if crashDuringRecovery {
             // Recovery itself is cut short; then the machine comes back again.
-            _ = try? Database(path: CrashRun.path, options: options(), storage: restarted, locking: false)
+            _ = try? Database(path: CrashRun.path, options: options(), storage: restarted)
             restarted.cutPower()
             crashes += 1
             restarted = restarted.restarted(plan: SimulatedDisk.FaultPlan(), seed: random.next())
@@ -272,7 +272,7 @@ struct CrashRun {
     private mutating func verify(on disk: SimulatedDisk, corruption: String?) {
         let db: Database
         do {
-            db = try Database(path: CrashRun.path, options: options(), storage: disk, locking: false)
+            db = try Database(path: CrashRun.path, options: options(), storage: disk)
         } catch {
             if corruption != nil, [.corruption, .io, .notADatabase].contains(error.code) { return }  // detected
             failures.append("recovery failed: \(error)")

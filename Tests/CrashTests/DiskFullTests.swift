@@ -57,7 +57,7 @@ final class DiskFullTests: XCTestCase {
                 var acknowledged: [Int] = []
                 var failure: KVError?
                 do {
-                    let db = try Database(path: path, options: options, storage: disk, locking: false)
+                    let db = try Database(path: path, options: options, storage: disk)
                     (acknowledged, failure) = putUntilFailure(db, 0..<400) { index in
                         if index == skip * 25 { disk.failNext("write", pathContaining: target, errno: ENOSPC) }
                     }
@@ -67,7 +67,7 @@ final class DiskFullTests: XCTestCase {
                     for index in acknowledged { XCTAssertEqual(try db.get(key(index)), value(index), "\(what): key \(index)") }
                     try? db.close()
                 }
-                let db = try Database(path: path, options: options, storage: disk, locking: false)
+                let db = try Database(path: path, options: options, storage: disk)
                 for index in acknowledged { XCTAssertEqual(try db.get(key(index)), value(index), "\(what): reopened: key \(index)") }
                 try db.put(key(9999), value(9999))
                 try db.close()
@@ -85,7 +85,7 @@ final class DiskFullTests: XCTestCase {
                 let what = "tiny=\(tiny) room=\(room)"
                 let disk = try SimulatedDisk(seed: UInt64(room) ^ 77, plan: SimulatedDisk.FaultPlan(), directories: ["/sim"])
                 let options = options(tiny: tiny)
-                let db = try Database(path: path, options: options, storage: disk, locking: false)
+                let db = try Database(path: path, options: options, storage: disk)
                 var (acknowledged, failure) = putUntilFailure(db, 0..<40)
                 XCTAssertNil(failure, what)
                 disk.setCapacity(disk.usedBytes + room)
@@ -100,7 +100,7 @@ final class DiskFullTests: XCTestCase {
                 disk.cutPower()
                 try? db.close()
                 let restarted = disk.restarted(plan: SimulatedDisk.FaultPlan(), seed: UInt64(room))
-                let reopened = try Database(path: path, options: options, storage: restarted, locking: false)
+                let reopened = try Database(path: path, options: options, storage: restarted)
                 for index in acknowledged { XCTAssertEqual(try reopened.get(key(index)), value(index), "\(what): key \(index)") }
                 XCTAssertEqual(Array(reopened.scan()).count, acknowledged.count, what)
                 try reopened.close()
@@ -115,7 +115,7 @@ final class DiskFullTests: XCTestCase {
     func testBufferedWritesAcknowledgedBeforeTheFullDiskSurviveTheResume() throws {
         let disk = try SimulatedDisk(seed: 5, plan: SimulatedDisk.FaultPlan(), directories: ["/sim"])
         let options = options(tiny: false)
-        let db = try Database(path: path, options: options, storage: disk, locking: false)
+        let db = try Database(path: path, options: options, storage: disk)
         for index in 0..<20 { try db.put(key(index), value(index)) }
         for index in 20..<40 { try db.put(key(index), value(index), durability: .buffered) }
         disk.failNext("write", pathContaining: ".log", errno: ENOSPC)
@@ -134,7 +134,7 @@ final class DiskFullTests: XCTestCase {
         disk.cutPower()
         try? db.close()
         let restarted = disk.restarted(plan: SimulatedDisk.FaultPlan(), seed: 6)
-        let reopened = try Database(path: path, options: options, storage: restarted, locking: false)
+        let reopened = try Database(path: path, options: options, storage: restarted)
         for index in Array(0..<40) + [41, 50] { XCTAssertEqual(try reopened.get(key(index)), value(index), "after the power cut: key \(index)") }
         XCTAssertEqual(Array(reopened.scan()).count, 42)
         try reopened.close()
@@ -149,7 +149,7 @@ final class DiskFullTests: XCTestCase {
             let disk = try SimulatedDisk(seed: UInt64(room), plan: SimulatedDisk.FaultPlan(), directories: ["/sim"])
             let options = options(tiny: false)
             let what = "room=\(room)"
-            let db = try Database(path: path, options: options, storage: disk, locking: false)
+            let db = try Database(path: path, options: options, storage: disk)
             for index in 0..<40 { try db.put(key(index), value(index)) }
             try db.compactRange()
             let tablesBefore = Set(try disk.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".sst") })
@@ -166,7 +166,7 @@ final class DiskFullTests: XCTestCase {
             disk.setCapacity(nil)
             try db.put(key(41), value(41))
             try db.close()
-            let reopened = try Database(path: path, options: options, storage: disk, locking: false)
+            let reopened = try Database(path: path, options: options, storage: disk)
             XCTAssertNil(try reopened.get(key(1000)), what)
             XCTAssertEqual(Array(reopened.scan()).count, 41, what)
             XCTAssertEqual(try reopened.ingest(sorted: ingested).entries, 1000, what)
@@ -201,7 +201,7 @@ final class DiskFullTests: XCTestCase {
         var acknowledged: [Int] = []
         var failure: KVError?
         do {
-            let db = try Database(path: path, options: options, storage: disk, locking: false)
+            let db = try Database(path: path, options: options, storage: disk)
             for index in 0..<40 {
                 try db.put(key(index), value(index))
                 acknowledged.append(index)
@@ -231,7 +231,7 @@ final class DiskFullTests: XCTestCase {
         }
         // Reopened while the disk is still full: it opens, and every acknowledged write reads back.
         do {
-            let db = try Database(path: path, options: options, storage: disk, locking: false)
+            let db = try Database(path: path, options: options, storage: disk)
             for index in acknowledged { XCTAssertEqual(try db.get(key(index)), value(index), "\(what): reopened full: key \(index)") }
             XCTAssertEqual(Array(db.scan()).count, acknowledged.count, "\(what)")
             try? db.close()
@@ -239,11 +239,11 @@ final class DiskFullTests: XCTestCase {
         // Room again: a reopen takes writes, and the next one finds them all.
         disk.setCapacity(nil)
         do {
-            let db = try Database(path: path, options: options, storage: disk, locking: false)
+            let db = try Database(path: path, options: options, storage: disk)
             try db.put(key(9998), value(9998))
             try db.close()
         }
-        let db = try Database(path: path, options: options, storage: disk, locking: false)
+        let db = try Database(path: path, options: options, storage: disk)
         for index in acknowledged + [9998] { XCTAssertEqual(try db.get(key(index)), value(index), "\(what): after room: key \(index)") }
         XCTAssertEqual(Array(db.scan()).count, acknowledged.count + 1, "\(what)")
         try db.close()

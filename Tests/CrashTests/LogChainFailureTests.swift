@@ -21,7 +21,7 @@ final class LogChainFailureTests: XCTestCase {
         options.logPreallocateBytes = 64 << 10
         options.bufferedChainPages = 1
         options.inlineBackgroundWork = true
-        let db = try Database(path: "/sim/db", options: options, storage: storage, locking: false)
+        let db = try Database(path: "/sim/db", options: options, storage: storage)
         try db.put(bytes("before"), bytes("x"))
         storage.hold()
         let syncWrite = OneShot<Result<Void, KVError>>()
@@ -87,6 +87,9 @@ final class HeldLogCommits: Storage, @unchecked Sendable {
     struct NeverHeld: Error { let count: Int }
 
     var allocator: PageAllocator { inner.allocator }
+    func lockFile(atPath path: String, shared: Bool, holder: String) throws -> (any FileLock)? {
+        try inner.lockFile(atPath: path, shared: shared, holder: holder)
+    }
     func openFile(atPath path: String, mode: FileOpenMode) throws -> FileID { try inner.openFile(atPath: path, mode: mode) }
     func closeFile(_ file: FileID) throws { try inner.closeFile(file) }
     func fileInfo(_ file: FileID) throws -> FileInfo { try inner.fileInfo(file) }

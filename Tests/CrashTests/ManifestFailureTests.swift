@@ -40,7 +40,7 @@ final class ManifestFailureTests: XCTestCase {
             plan.persistProbability = persist
             let disk = try SimulatedDisk(seed: seed, plan: plan, directories: ["/sim"])
             let options = options(rollEveryEdit: rollEveryEdit)
-            var db: Database? = try Database(path: path, options: options, storage: disk, locking: false)
+            var db: Database? = try Database(path: path, options: options, storage: disk)
             for index in 0..<20 { try db!.put(key(index), value(index)) }
             fault(disk)
             XCTAssertThrowsError(try db!.compactRange(), "the compaction must fail", file: file, line: line)
@@ -64,7 +64,7 @@ final class ManifestFailureTests: XCTestCase {
                 try? db!.close()
                 db = nil
             }
-            let reopened = try Database(path: path, options: options, storage: next, locking: false)
+            let reopened = try Database(path: path, options: options, storage: next)
             for index in 0..<20 {
                 XCTAssertEqual(try reopened.get(key(index)), value(index), "seed \(seed): acknowledged write \(index) lost", file: file, line: line)
             }
@@ -72,7 +72,7 @@ final class ManifestFailureTests: XCTestCase {
             try reopened.put(key(99), value(99))
             try reopened.compactRange()
             try reopened.close()
-            let again = try Database(path: path, options: options, storage: next, locking: false)
+            let again = try Database(path: path, options: options, storage: next)
             XCTAssertEqual(try again.get(key(99)), value(99), file: file, line: line)
             XCTAssertEqual(Array(again.scan()).count, 21, file: file, line: line)
             try again.close()
@@ -111,13 +111,13 @@ final class ManifestFailureTests: XCTestCase {
         let disk = try SimulatedDisk(seed: 2, plan: SimulatedDisk.FaultPlan(), directories: ["/sim"])
         let options = options(rollEveryEdit: false)
         do {
-            let db = try Database(path: path, options: options, storage: disk, locking: false)
+            let db = try Database(path: path, options: options, storage: disk)
             for index in 0..<20 { try db.put(key(index), value(index)) }
             disk.failNext("fdatasync", pathContaining: "MANIFEST-")
             XCTAssertThrowsError(try db.close(), "the failed flush at close is reported")
             XCTAssertEqual(disk.armedFaults, 0, "the fault never fired")
         }
-        let db = try Database(path: path, options: options, storage: disk, locking: false)
+        let db = try Database(path: path, options: options, storage: disk)
         for index in 0..<20 { XCTAssertEqual(try db.get(key(index)), value(index), "write \(index)") }
         try db.close()
         XCTAssertEqual(try disk.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".log") }, [], "a clean close leaves no log")
@@ -133,20 +133,20 @@ final class ManifestFailureTests: XCTestCase {
             // Closed as a crash leaves it: the writes in its log, for the next open to flush.
             var keepLog = options
             keepLog.flushOnClose = false
-            let db = try Database(path: path, options: keepLog, storage: disk, locking: false)
+            let db = try Database(path: path, options: keepLog, storage: disk)
             for index in 0..<20 { try db.put(key(index), value(index)) }
             try db.close()
         }
         // The open writes its new manifest (one fdatasync), then the flush's edit.
         disk.failNext("fdatasync", pathContaining: "MANIFEST-", after: ("fdatasync", "MANIFEST-"))
         do {
-            let db = try Database(path: path, options: options, storage: disk, locking: false)
+            let db = try Database(path: path, options: options, storage: disk)
             XCTAssertEqual(disk.armedFaults, 0, "the fault never fired")
             XCTAssertThrowsError(try db.put(key(99), value(99)), "writes are refused after the failed edit")
             for index in 0..<20 { XCTAssertEqual(try db.get(key(index)), value(index)) }
             try? db.close()
         }
-        let db = try Database(path: path, options: options, storage: disk, locking: false)
+        let db = try Database(path: path, options: options, storage: disk)
         for index in 0..<20 { XCTAssertEqual(try db.get(key(index)), value(index), "write \(index)") }
         try db.put(key(99), value(99))
         try db.close()

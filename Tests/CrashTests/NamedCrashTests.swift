@@ -22,7 +22,7 @@ final class NamedCrashTests: XCTestCase {
     }
 
     private func open(_ disk: SimulatedDisk) throws -> Database {
-        try Database(path: path, options: options(), storage: disk, locking: false)
+        try Database(path: path, options: options(), storage: disk)
     }
 
     /// Power cut, then the disk as it comes back under `plan`.
@@ -170,12 +170,12 @@ final class NamedCrashTests: XCTestCase {
 
     func testIncompleteManifestRecordIsDroppedAndTheStateStands() throws {
         let disk = try disk()
-        let db = try Database(path: path, options: lsmOptions(), storage: disk, locking: false)
+        let db = try Database(path: path, options: lsmOptions(), storage: disk)
         try fillWithFlushes(db)
         // The start of an edit that never finished: a first fragment with a valid checksum,
         // written (not synced) after the last record of the live manifest.
         let manifest = try XCTUnwrap(db.versions.manifestNumber)
-        let name = path + "/" + ManifestWriter.fileName(manifest)
+        let name = path + "/" + FileNames.manifest(manifest)
         let file = try disk.openFile(atPath: name, mode: .existing)
         let end = try disk.fileSize(file)
         let page = try disk.allocator.allocate()
@@ -194,7 +194,7 @@ final class NamedCrashTests: XCTestCase {
         var keepAll = SimulatedDisk.FaultPlan()
         keepAll.persistProbability = 1
         let restarted = restart(disk, keepAll)
-        let reopened = try Database(path: path, options: lsmOptions(), storage: restarted, locking: false)
+        let reopened = try Database(path: path, options: lsmOptions(), storage: restarted)
         try checkFilled(reopened)
         XCTAssertGreaterThan(reopened.stats.tableBytes, 0)
     }
@@ -203,7 +203,7 @@ final class NamedCrashTests: XCTestCase {
         // Every unsynced change is lost at the cut, directory entries included: tables,
         // the manifest and CURRENT survive only through their directory fsyncs.
         let disk = try disk()
-        let db = try Database(path: path, options: lsmOptions(), storage: disk, locking: false)
+        let db = try Database(path: path, options: lsmOptions(), storage: disk)
         try fillWithFlushes(db)
         var dropAll = SimulatedDisk.FaultPlan()
         dropAll.persistProbability = 0
@@ -213,7 +213,7 @@ final class NamedCrashTests: XCTestCase {
         XCTAssertTrue(names.contains("CURRENT"), "\(names)")
         XCTAssertTrue(names.contains { $0.hasSuffix(".sst") }, "\(names)")
         XCTAssertTrue(names.contains { $0.hasPrefix("MANIFEST-") }, "\(names)")
-        let reopened = try Database(path: path, options: lsmOptions(), storage: restarted, locking: false)
+        let reopened = try Database(path: path, options: lsmOptions(), storage: restarted)
         try checkFilled(reopened)
     }
 }

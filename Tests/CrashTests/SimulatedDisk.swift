@@ -516,6 +516,40 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
         state.withLock { $0.names[path] != nil || $0.directories.contains(path) }
     }
 
+    /// Locks held, by path: -1 exclusive, else the number of shared holders. Kept apart
+    /// from the files (no LOCK file is written, so locking adds no event to a run) and
+    /// lost with the power, as `flock` locks are.
+    private let locks = LockTable()
+
+    private final class LockTable: Sendable {
+        let held = Mutex<[String: Int]>([:])
+    }
+
+    func lockFile(atPath path: String, shared: Bool, holder: String) throws -> (any FileLock)? {
+        try locks.held.withLock { locks in
+            let held = locks[path] ?? 0
+            guard held == 0 || (shared && held > 0) else { throw FileLockConflict(path: path, holder: nil) }
+            locks[path] = shared ? held + 1 : -1
+        }
+        return SimulatedLock { [locks] in
+            locks.held.withLock { locks in
+                let left = shared ? (locks[path] ?? 1) - 1 : 0
+                locks[path] = left > 0 ? left : nil
+            }
+        }
+    }
+
+    private final class SimulatedLock: FileLock, @unchecked Sendable {
+        // @unchecked: `unlock` is taken out under its mutex, once.
+        private let unlock: Mutex<(@Sendable () -> Void)?>
+
+        init(_ unlock: @escaping @Sendable () -> Void) { self.unlock = Mutex(unlock) }
+
+        func release() { unlock.withLock { taken in defer { taken = nil }; return taken }?() }
+
+        deinit { release() }
+    }
+
     // MARK: internals
 
     private static func parent(of path: String) -> String {

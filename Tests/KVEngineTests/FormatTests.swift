@@ -71,10 +71,37 @@ final class FormatTests: XCTestCase {
     }
 
     func testLogFileNames() {
-        XCTAssertEqual(LogFormat.fileName(1), "000001.log")
-        XCTAssertEqual(LogFormat.fileName(12_345_678), "12345678.log")
-        XCTAssertEqual(LogFormat.number(ofFileName: "000042.log"), 42)
-        XCTAssertNil(LogFormat.number(ofFileName: "x42.log"))
-        XCTAssertNil(LogFormat.number(ofFileName: "000042.log.tmp"))
+        XCTAssertEqual(FileNames.log(1), "000001.log")
+        XCTAssertEqual(FileNames.log(12_345_678), "12345678.log")
+        XCTAssertEqual(FileNames.logNumber("000042.log"), 42)
+        XCTAssertNil(FileNames.logNumber("x42.log"))
+        XCTAssertNil(FileNames.logNumber("000042.log.tmp"))
+    }
+
+    func testEveryFileNameParsesBackToWhatItNames() {
+        let named: [(String, FileNames.Kind)] = [
+            (FileNames.log(7), .log(7)), (FileNames.table(1_234_567), .table(1_234_567)),
+            (FileNames.manifest(3), .manifest(3)), (FileNames.current, .current), (FileNames.lock, .lock),
+            (FileNames.identity, .identity), (FileNames.lost, .lost),
+            (FileNames.temporary(FileNames.current), .temporary(of: "CURRENT")),
+        ]
+        for (name, kind) in named { XCTAssertEqual(FileNames.kind(of: name), kind, name) }
+        XCTAssertEqual(["000007.log", "1234567.sst", "MANIFEST-000003", "CURRENT", "LOCK", "KVENGINE", "lost", "CURRENT.tmp"], named.map(\.0))
+        XCTAssertEqual(FileNames.kind(of: "MANIFEST-000003")?.number, 3)
+        XCTAssertNil(FileNames.kind(of: "CURRENT")?.number)
+        for foreign in ["notes.txt", "MANIFEST-", "MANIFEST-12a", ".log", "12.sst.bak", ".tmp", "current"] {
+            XCTAssertNil(FileNames.kind(of: foreign), foreign)
+        }
+    }
+
+    /// The identity file a new database gets, byte for byte (docs/FORMAT.md, "Identity file").
+    func testIdentityFileGolden() throws {
+        let dir = TestPath()
+        try Database(path: dir.path, options: testOptions()).close()
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: dir.path + "/KVENGINE")))
+        XCTAssertEqual(bytes.count, 4096)
+        let head = bytes[0..<24].map { String(format: "%02x", $0) }.joined()
+        XCTAssertEqual(head, "4b56454e47494e45" + "03000000" + "00000000" + "85bd3fd6df3bd2b2", "magic, version 3, zero, XXH3-64 of bytes 0..<16 (little-endian)")
+        XCTAssertTrue(bytes[24...].allSatisfy { $0 == 0 })
     }
 }

@@ -27,10 +27,10 @@ let quietEngineLogs: Void = {
     }
 }()
 
-/// Options sized for tests: small page arena, short buffered interval.
+/// Options sized for tests: the smallest page arena, a short buffered interval.
 func testOptions(_ change: (inout Options) -> Void = { _ in }) -> Options {
     var options = Options()
-    options.pageStore.arenaBytes = 8 << 20
+    options.pageStore.arenaBytes = Options.minimumArenaBytes
     options.logPreallocateBytes = 1 << 20
     options.bufferedFlushIntervalMs = 5
     change(&options)

@@ -121,7 +121,7 @@ public final class Cursor: Sequence, IteratorProtocol {
             let key = source.key
             if let upper, upper.withUnsafeBytes({ SkipList.compareKeys(key, $0) }) >= 0 { return false }
             let tag = source.tag
-            if tag >> 8 > snapshot || (hasSkipKey && skipKey.withUnsafeBytes({ SkipList.compareKeys(key, $0) }) == 0) {
+            if Tag.sequence(tag) > snapshot || (hasSkipKey && skipKey.withUnsafeBytes({ SkipList.compareKeys(key, $0) }) == 0) {
                 source.next()
                 continue
             }
@@ -129,7 +129,7 @@ public final class Cursor: Sequence, IteratorProtocol {
             skipKey.removeAll(keepingCapacity: true)
             skipKey.append(contentsOf: key)
             hasSkipKey = true
-            if tag & 0xFF == UInt64(EntryType.put.rawValue) {
+            if Tag.isPut(tag) {
                 positioned = true
                 returned += 1
                 return true
@@ -171,8 +171,8 @@ public final class Cursor: Sequence, IteratorProtocol {
             }
             guard aboveLower(key) else { break }
             let tag = source.tag
-            if tag >> 8 <= snapshot {
-                let isPut = tag & 0xFF == UInt64(EntryType.put.rawValue)
+            if Tag.sequence(tag) <= snapshot {
+                let isPut = Tag.isPut(tag)
                 current = (Array(key), isPut, isPut ? Array(source.value) : [])
             }
             source.prev()

@@ -44,7 +44,7 @@ extension Database {
                 try await commit(batch, durability: durability)
             } catch where error.isFull {
                 // Writes stopped on a full disk: go on if there is room again.
-                guard try await offload({ () throws(KVError) in try self.resumeAfterFullDisk() }) else { throw error }
+                guard try await blocking.run({ () throws(KVError) in try self.resumeAfterFullDisk() }) else { throw error }
                 try await commit(batch, durability: durability)
             }
         } catch {
@@ -56,23 +56,29 @@ extension Database {
 
     /// Appends `batch` and suspends until it is acknowledged.
     private func commit(_ batch: WriteBatch, durability: Durability) async throws(KVError) {
-        if mayNeedRoom { try await offload { () throws(KVError) in try self.makeRoomForWrite() } }
+        if mayNeedRoom { try await blocking.run { () throws(KVError) in try self.makeRoomForWrite() } }
         while true {
             let log = try writableLog()
-            let outcome = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Void, KVError>?, Never>) in
-                let appended = log.append(batch, durability: durability, lead: false) {
-                    continuation.resume(returning: $0)
-                }
-                if appended.rotate { continuation.resume(returning: nil) }
-                if appended.immediate { continuation.resume(returning: .success(())) }
-            }
-            guard let outcome else {
-                try await offload { () throws(KVError) in try self.rotate(from: log) }
-                continue
-            }
-            try outcome.get()
-            return
+            let rotate = try await settle { ack in log.append(batch, durability: durability, lead: false, ack: ack) }
+            guard rotate else { return }
+            try await blocking.run { () throws(KVError) in try self.rotate(from: log) }
         }
+    }
+
+    /// Suspends until what `take` hands the log (an append or a sync, which runs the
+    /// acknowledgement it is given) is acknowledged. True: nothing was taken, the log
+    /// wants a rotation.
+    private func settle(_ take: (@escaping LogWriter.Ack) -> LogWriter.Appended) async throws(KVError) -> Bool {
+        let outcome = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Void, KVError>?, Never>) in
+            switch take({ continuation.resume(returning: $0) }) {
+            case .rotate: continuation.resume(returning: nil)
+            case .acknowledged: continuation.resume(returning: .success(()))
+            case .waiting: break
+            }
+        }
+        guard let outcome else { return true }
+        try outcome.get()
+        return false
     }
 
     /// Whether a write may have to wait for background work (a cheap check).
@@ -80,14 +86,6 @@ extension Database {
         let version = currentView.version
         return version.levels[0].count >= options.level0SlowdownTrigger
             || picker.pendingBytes(version) >= options.pendingCompactionSlowdownBytes
-    }
-
-    /// Runs blocking work on a thread outside the cooperative pool.
-    private func offload<T: Sendable>(_ body: @escaping @Sendable () throws(KVError) -> T) async throws(KVError) -> T {
-        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, KVError>, Never>) in
-            DispatchQueue.global().async { continuation.resume(returning: Result { () throws(KVError) in try body() }) }
-        }
-        return try result.get()
     }
 
     /// Stores `value` under `key`, suspending until acknowledged.
@@ -113,35 +111,20 @@ extension Database {
     public func get(_ key: [UInt8], snapshot: Snapshot? = nil) async throws(KVError) -> [UInt8]? {
         let view = currentView
         if let found = try lookupInMemory(key, view: view, snapshot: snapshot) { return found.value }
-        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<[UInt8]?, KVError>, Never>) in
-            DispatchQueue.global().async {
-                continuation.resume(returning: Result { () throws(KVError) -> [UInt8]? in try self.lookup(key, snapshot: snapshot) })
-            }
-        }
-        return try result.get()
+        return try await blocking.run { () throws(KVError) -> [UInt8]? in try self.lookup(key, snapshot: snapshot) }
     }
 
     /// The values stored under `keys` (nil where absent), in order, at one snapshot,
     /// suspending while the batch's block reads are in flight (they run on a thread of
     /// their own, as `get(keys:snapshot:)` does them, never on the cooperative pool).
     public func get(keys: [[UInt8]], snapshot: Snapshot? = nil) async throws(KVError) -> [[UInt8]?] {
-        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<[[UInt8]?], KVError>, Never>) in
-            DispatchQueue.global().async {
-                continuation.resume(returning: Result { () throws(KVError) -> [[UInt8]?] in try self.get(keys: keys, snapshot: snapshot) })
-            }
-        }
-        return try result.get()
+        return try await blocking.run { () throws(KVError) -> [[UInt8]?] in try self.get(keys: keys, snapshot: snapshot) }
     }
 
     /// Makes every acknowledged write durable, suspending until it is.
     public func sync() async throws(KVError) {
         try checkOpen()
         guard let log = currentView.log else { return }
-        let outcome = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Void, KVError>, Never>) in
-            if log.sync(lead: false, ack: { continuation.resume(returning: $0) }).immediate {
-                continuation.resume(returning: .success(()))
-            }
-        }
-        try outcome.get()
+        _ = try await settle { ack in log.sync(lead: false, ack: ack) }
     }
 }

@@ -47,19 +47,24 @@ public final class Database: Sendable {
     let storage: any Storage
     private let ownedStore: PageStore?
     /// Nil when opened on a simulated storage (no real directory to lock).
-    private let lock: DirectoryLock?
+    private let lock: DirectoryLock
     /// What readers see: memtables and tables (replaced whole on every change).
     let view: Mutex<View>
     let versions: VersionSet
     let cache: BlockCache
     let snapshots = SnapshotList()
     /// Serializes memtable rotations.
-    let rotation = Mutex<Int>(0)
+    let rotation = Mutex<Void>(())
     /// Serializes compactions (background and `compactRange`).
-    let compacting = Mutex<Int>(0)
+    let compacting = Mutex<Void>(())
     let counters = EngineCounters()
     /// The first error of background work; writes fail with it from then on.
     let backgroundError = Mutex<KVError?>(nil)
+    /// Signalled when the version, the frozen memtables, the background failure or the
+    /// open state change: what a stalled writer and a wait for flushes block on.
+    let changes = ChangeSignal()
+    /// Where the async API runs what blocks (at most 8 threads at once).
+    let blocking = BlockingPool(limit: 8)
     /// Why a writable open went on read-only: no room to start its log or manifest.
     private let fullAtOpen: KVError?
     let backgroundThreads: BackgroundThreads?
@@ -83,9 +88,12 @@ public final class Database: Sendable {
     /// naming the file and offset (or opens read-only, with `onLogCorruption: .openReadOnly`).
     public convenience init(path: String, options: Options = Options()) throws(KVError) {
         try options.validate()
+        if let storage = options.storage {
+            try self.init(path: path, options: options, storage: storage)
+            return
+        }
         var storeOptions = options.pageStore
-        // Room for the log, table writes, read-ahead and lookups at once.
-        storeOptions.arenaBytes = max(storeOptions.arenaBytes, 48 << 20)
+        storeOptions.arenaBytes = max(storeOptions.arenaBytes, Options.minimumArenaBytes)
         let store = try io("open page store") { try PageStore(options: storeOptions) }
         do {
             try self.init(path: path, options: options, storage: store, ownedStore: store)
@@ -95,11 +103,11 @@ public final class Database: Sendable {
         }
     }
 
-    /// Opens the database on another storage (the crash tests' simulated disk, or a
-    /// storage wrapping `ownedStore`). `locking` takes the real `flock` on `path/LOCK`; a
-    /// simulated storage has no real directory.
+    /// Opens the database on `storage` (`Options.storage`, the crash tests' simulated disk,
+    /// or a storage wrapping `ownedStore`, which the database shuts down at close). The
+    /// directory lock goes through the storage.
     package init(
-        path: String, options: Options, storage: any Storage, ownedStore: PageStore? = nil, locking: Bool = true
+        path: String, options: Options, storage: any Storage, ownedStore: PageStore? = nil
     ) throws(KVError) {
         try options.validate()
         let tableCapacity = try options.tableCacheCapacity(openFileLimit: Options.openFileLimit)
@@ -107,7 +115,7 @@ public final class Database: Sendable {
         self.options = options
         self.storage = storage
         self.ownedStore = ownedStore
-        let exists = storage.fileExists(atPath: path + "/" + Identity.fileName)
+        let exists = storage.fileExists(atPath: path + "/" + FileNames.identity)
         if exists {
             if options.errorIfExists {
                 throw KVError(.alreadyExists, "a database already exists at \(path)", path: path)
@@ -117,7 +125,7 @@ public final class Database: Sendable {
         } else {
             try Database.prepareToCreate(path, options: options, storage: storage)
         }
-        lock = locking ? try DirectoryLock(directory: path, shared: options.readOnly) : nil
+        lock = try DirectoryLock(directory: path, shared: options.readOnly, storage: storage)
         var identityVersion = Identity.formatVersion
         if exists {
             identityVersion = try Identity.verify(in: path, storage: storage)
@@ -202,7 +210,7 @@ public final class Database: Sendable {
                 lastSequence: recovery.lastSequence, options: options, metrics: metrics)
         } catch {
             // Recorded nowhere yet: what was made of it goes.
-            try? storage.removeFile(atPath: path + "/" + LogFormat.fileName(logNumber))
+            try? storage.removeFile(atPath: path + "/" + FileNames.log(logNumber))
             throw error
         }
         var immutables: [FrozenMemtable] = []
@@ -244,11 +252,11 @@ public final class Database: Sendable {
             } catch {
                 throw KVError(.notADatabase, "no database at \(path): it is not a directory", path: path)
             }
-            let foreign = entries.filter { $0 != "LOCK" && $0 != Identity.fileName + ".tmp" }
+            let foreign = entries.filter { $0 != FileNames.lock && $0 != FileNames.temporary(FileNames.identity) }
             if !foreign.isEmpty {
                 throw KVError(
                     .notADatabase,
-                    "no database at \(path): the directory is not empty (\(foreign.prefix(3).joined(separator: ", "))\(foreign.count > 3 ? ", ..." : "")) and has no \(Identity.fileName) file",
+                    "no database at \(path): the directory is not empty (\(foreign.prefix(3).joined(separator: ", "))\(foreign.count > 3 ? ", ..." : "")) and has no \(FileNames.identity) file",
                     path: path)
             }
         } else {
@@ -389,17 +397,22 @@ public final class Database: Sendable {
             let done = OneShot<Result<Void, KVError>>()
             // A sync writer may block anyway: it runs its commit chain on its own thread.
             let appended = log.append(batch, durability: durability, lead: durability == .sync) { done.fulfil($0) }
-            if appended.rotate {
+            if case .rotate = appended {
                 try rotate(from: log)
                 continue
             }
-            if !appended.immediate {
-                if let chain = appended.chain { log.lead(chain, while: { !done.isFulfilled }) }
-                storage.willWait()
-                try done.wait().get()
-            }
+            try settle(appended, on: log, done)
             return
         }
+    }
+
+    /// Blocks until what `appended` says the log took is acknowledged, first running on
+    /// this thread the chain it handed back.
+    private func settle(_ appended: LogWriter.Appended, on log: LogWriter, _ done: OneShot<Result<Void, KVError>>) throws(KVError) {
+        guard case .waiting(let chain) = appended else { return }
+        if let chain { log.lead(chain, while: { !done.isFulfilled }) }
+        storage.willWait()
+        try done.wait().get()
     }
 
     /// Counts an acknowledged write in the metrics.
@@ -425,11 +438,7 @@ public final class Database: Sendable {
     /// Makes every write appended to `log` durable, running the chain on this thread.
     func makeDurable(_ log: LogWriter) throws(KVError) {
         let done = OneShot<Result<Void, KVError>>()
-        let appended = log.sync(lead: true) { done.fulfil($0) }
-        if appended.immediate { return }
-        if let chain = appended.chain { log.lead(chain, while: { !done.isFulfilled }) }
-        storage.willWait()
-        try done.wait().get()
+        try settle(log.sync(lead: true) { done.fulfil($0) }, on: log, done)
     }
 
     /// The log that takes writes now, or why there is none.
@@ -470,6 +479,7 @@ public final class Database: Sendable {
             return !closed
         }
         guard wasOpen else { return }
+        changes.signal()  // writers waiting for room see the close
         flusher?.stop()
         backgroundThreads?.stop()
         var failure: KVError?
@@ -494,7 +504,7 @@ public final class Database: Sendable {
         // Tables close when the last view, cursor or snapshot that holds them goes.
         view.withLock { $0 = View(log: nil, memtable: Memtable(), immutables: [], version: Version(), readOnlySequence: 0) }
         ownedStore?.shutdown()
-        lock?.release()
+        lock.release()
         if let failure { throw failure }
     }
 
@@ -516,7 +526,6 @@ public final class Database: Sendable {
         if closed.withLock({ $0 }) { throw KVError(.closed, "database at \(path) is closed", path: path) }
     }
 
-    var isClosed: Bool { closed.withLock { $0 } }
 
     var ownedStoreStats: PageStoreStats? { ownedStore?.stats }
 }

@@ -23,7 +23,8 @@ public struct KVError: Error, Sendable, CustomStringConvertible {
         case newerFormat
         /// The handle was closed.
         case closed
-        /// The database was opened read-only (after corruption) and cannot be written.
+        /// The database is open read-only (`Options.readOnly`, or after damage with
+        /// `onLogCorruption: .openReadOnly`) and cannot be written.
         case readOnly
         /// No room on the device (`ENOSPC`) or in the quota (`EDQUOT`): the write that hit it
         /// failed and nothing of it is visible. The database stays readable in the process

@@ -77,8 +77,20 @@ public struct Options: Sendable {
     /// which is faster, and the next open replays the log (RocksDB's
     /// `avoid_flush_during_shutdown`).
     public var flushOnClose = true
+    /// Where the database's files live, when not in a page store of its own: a
+    /// ``MemoryStorage`` (a database in memory, gone with the storage; for tests and
+    /// caches), or any ``Storage`` (a wrapper that injects faults, say). The caller owns
+    /// it: the database neither configures it (`pageStore` is not used) nor shuts it down.
+    /// The directory lock goes through it too (``Storage/lockFile(atPath:shared:holder:)``).
+    /// LevelDB's `Options::env`, Pebble's `vfs.FS`.
+    public var storage: (any Storage)? = nil
     /// How the page store reaches the disk (io_uring, O_DIRECT, fixed buffers, arena).
+    /// Its arena (64 MiB by default) is raised to ``minimumArenaBytes`` when smaller.
     public var pageStore = PageStoreOptions()
+    /// The smallest page arena a database opens its page store with, 48 MiB: room for the
+    /// log's pages, two table writers, compaction read-ahead and lookups at once. A
+    /// smaller `pageStore.arenaBytes` is raised to it (`stats` shows the arena in use).
+    public static let minimumArenaBytes = 48 << 20
     /// Full log pages that start a chain when only buffered writes wait (the crash tests
     /// lower it so buffered chains are in flight beside sync ones).
     var bufferedChainPages = LogWriter.blockPages
@@ -181,9 +193,6 @@ public struct Options: Sendable {
             throw KVError(
                 .invalidArgument,
                 "pageStore.ringEntries \(pageStore.ringEntries) cannot hold the log's longest commit chain (\(LogWriter.largestChainSQEs) linked SQEs: \(LogWriter.maxChainBlocks) log blocks, a zero-fill and the fdatasync); use at least 256")
-        }
-        if pageStore.arenaBytes < 4 << 20 {
-            throw KVError(.invalidArgument, "pageStore.arenaBytes \(pageStore.arenaBytes) is below the engine's minimum of 4 MiB")
         }
     }
 }

@@ -108,12 +108,6 @@ public struct WriteBatch: Sendable {
     }
 }
 
-/// The kind of an entry: in batches, in the memtable and (later) in tables.
-enum EntryType: UInt8 {
-    case delete = 0
-    case put = 1
-}
-
 /// Size limits on what may be written (docs/FORMAT.md, "Limits").
 public enum Limits {
     /// Longest key: 64 KiB - 1.

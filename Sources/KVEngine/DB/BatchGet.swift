@@ -31,7 +31,7 @@ extension Database {
                 }
             }
         }
-        if !open.isEmpty { try getFromTables(keys, open, tag: sequence << 8 | 0xFF, into: &results) }
+        if !open.isEmpty { try getFromTables(keys, open, tag: Tag.seeking(sequence), into: &results) }
         return results
     }
 

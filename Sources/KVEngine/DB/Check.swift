@@ -85,7 +85,7 @@ extension Database {
         try options.validate()
         let store = try io("open page store") { try PageStore(options: options.pageStore) }
         defer { store.shutdown() }
-        guard store.fileExists(atPath: path + "/" + Identity.fileName) else {
+        guard store.fileExists(atPath: path + "/" + FileNames.identity) else {
             throw KVError(.notADatabase, "no database at \(path)", path: path)
         }
         try Identity.verify(in: path, storage: store)
@@ -95,7 +95,7 @@ extension Database {
         do throws(KVError) {
             if let number = try CurrentFile.read(directory: path, storage: store) {
                 report.manifest = number
-                let file = path + "/" + ManifestWriter.fileName(number)
+                let file = path + "/" + FileNames.manifest(number)
                 manifest = try ManifestState.replay(directory: path, number: number, storage: store) { edit, offset in
                     visit?(LogRecordView(file: file, offsetBytes: offset, entries: [], source: .manifest(edit.summary)))
                 }
@@ -107,13 +107,13 @@ extension Database {
         let cache = BlockCache(capacityBytes: 0)
         for (level, tables) in manifest.levels.enumerated() {
             for (number, meta) in tables.sorted(by: { $0.key < $1.key }) {
-                let file = path + "/" + TableFormat.fileName(number)
+                let file = path + "/" + FileNames.table(number)
                 do throws(KVError) {
                     let table = try Table.open(storage: store, directory: path, meta: meta, cache: cache)
                     var entries: [LogRecordView.Entry] = []
                     report.blocks += try table.verifyBlocks(visit: visit == nil ? nil : { key, tag, value in
                         entries.append(.init(
-                            sequence: tag >> 8, isPut: tag & 0xFF == UInt64(EntryType.put.rawValue), key: Array(key), value: Array(value)))
+                            sequence: Tag.sequence(tag), isPut: Tag.isPut(tag), key: Array(key), value: Array(value)))
                     })
                     report.tables += 1
                     filesChecked += 1
@@ -126,17 +126,17 @@ extension Database {
             }
         }
         var lastSequence: UInt64 = manifest.lastSequence
-        let present = Set(names.compactMap(LogFormat.number(ofFileName:)))
+        let present = Set(names.compactMap(FileNames.logNumber))
         let live = manifest.tracksLogs ? manifest.liveLogs : []
         // Listed before the manifest was read: a log created since is there now.
         for number in live.subtracting(present).sorted()
-        where !store.fileExists(atPath: path + "/" + LogFormat.fileName(number)) {
+        where !store.fileExists(atPath: path + "/" + FileNames.log(number)) {
             report.findings.append(.init(
-                path: path + "/" + LogFormat.fileName(number), offsetBytes: 0,
+                path: path + "/" + FileNames.log(number), offsetBytes: 0,
                 problem: "missing, but the manifest records it as holding writes not yet in tables", isDamage: true))
         }
         for number in present.sorted() where number >= manifest.logNumber {
-            let file = path + "/" + LogFormat.fileName(number)
+            let file = path + "/" + FileNames.log(number)
             report.logs += 1
             var records = 0
             let result = try LogReader(storage: store, path: file, number: number).replay { record, offset in

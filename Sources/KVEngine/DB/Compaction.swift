@@ -14,7 +14,7 @@ extension Database {
         // Flush what is in memory first: the memtable too.
         if let log = currentView.log, currentView.memtable.count > 0 { try rotate(from: log) }
         try waitForFlushes()
-        try compacting.withLock { (_: inout Int) throws(KVError) in
+        try compacting.withLock { (_: inout Void) throws(KVError) in
             guard let deepest = (0..<Version.levelCount).last(where: { !currentView.version.levels[$0].isEmpty }) else { return }
             // Each step plans on the version the previous one left.
             for level in 0...max(1, deepest) {
@@ -95,11 +95,11 @@ extension Database {
                     hasCurrentKey = true
                     lastSequenceForKey = .max
                 }
-                let sequence = tag >> 8
+                let sequence = Tag.sequence(tag)
                 var drop = false
                 if lastSequenceForKey <= smallestSnapshot {
                     drop = true
-                } else if tag & 0xFF == UInt64(EntryType.delete.rawValue) && sequence <= smallestSnapshot
+                } else if Tag.isDelete(tag) && sequence <= smallestSnapshot
                     && !deeper.contains(where: { level in level.contains { $0.meta.contains(key) } })
                 {
                     drop = true

@@ -44,7 +44,7 @@ extension Database {
     private func removeObsoleteLogs(below number: UInt64) {
         guard let names = try? storage.contentsOfDirectory(atPath: path) else { return }
         for name in names {
-            if let log = LogFormat.number(ofFileName: name), log < number {
+            if let log = FileNames.logNumber(name), log < number {
                 try? storage.removeFile(atPath: path + "/" + name)
             }
         }
@@ -59,15 +59,12 @@ extension Database {
         let logNumber = versions.logNumber
         let manifest = versions.manifestNumber
         for name in names {
-            var obsolete = false
-            if let number = LogFormat.number(ofFileName: name) {
-                obsolete = number < logNumber && number != currentView.log?.number
-            } else if let number = TableFormat.number(ofFileName: name) {
-                obsolete = !live.contains(number)
-            } else if let number = ManifestWriter.number(ofFileName: name) {
-                obsolete = number != manifest
-            } else if name == CurrentFile.name + ".tmp" {
-                obsolete = true
+            let obsolete = switch FileNames.kind(of: name) {
+            case .log(let number): number < logNumber && number != currentView.log?.number
+            case .table(let number): !live.contains(number)
+            case .manifest(let number): number != manifest
+            case .temporary(of: FileNames.current): true
+            default: false
             }
             if obsolete {
                 engineLogger.debug("removing obsolete \(path)/\(name)")

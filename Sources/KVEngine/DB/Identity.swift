@@ -9,45 +9,28 @@ import PageStore
 ///     16  8  XXH3-64 of bytes 0..<16, seed 0
 ///     24  -  zero
 enum Identity {
-    static let fileName = "KVENGINE"
     static let magic: [UInt8] = Array("KVENGINE".utf8)
     /// 3: manifests record the logs they need (`VersionEdit.createdLogs`).
     static let formatVersion: UInt32 = 3
 
-    /// Writes the file atomically: temp file, fdatasync, rename, directory fsync.
+    /// Writes the file atomically (`SmallFile.replace`).
     static func create(in directory: String, storage: any Storage) throws(KVError) {
-        let temp = directory + "/" + fileName + ".tmp"
-        let target = directory + "/" + fileName
-        try io("create \(target)") {
-            if storage.fileExists(atPath: temp) { try storage.removeFile(atPath: temp) }
-            let file = try storage.openFile(atPath: temp, mode: .createNew)
-            let page = try storage.allocator.allocate()
-            defer { storage.allocator.free(page) }
-            page.bytes.initializeMemory(as: UInt8.self, repeating: 0)
-            for (index, byte) in magic.enumerated() { page.bytes[index] = byte }
-            Coding.storeFixed32(formatVersion, page.bytes, at: 8)
-            let checksum = Checksum.xxh3(UnsafeRawBufferPointer(rebasing: page.bytes[0..<16]), seed: 0)
-            Coding.storeFixed64(checksum, page.bytes, at: 16)
-            try storage.commit(file, [IOSegment(offsetBytes: 0, buffer: page)])
-            try storage.closeFile(file)
-            try storage.renameFile(atPath: temp, toPath: target)
-            try storage.syncDirectory(atPath: directory)
+        var page = [UInt8](repeating: 0, count: LogFormat.pageBytes)
+        page.replaceSubrange(0..<8, with: magic)
+        page.withUnsafeMutableBytes { raw in
+            Coding.storeFixed32(formatVersion, raw, at: 8)
+            Coding.storeFixed64(Checksum.xxh3(UnsafeRawBufferPointer(rebasing: raw[0..<16]), seed: 0), raw, at: 16)
         }
+        try SmallFile.replace(FileNames.identity, in: directory, with: page, storage: storage, while: "create \(directory)/\(FileNames.identity)")
     }
 
     /// Checks the file: a database of a version this build reads. Returns its version
     /// (1: logs only, from before sorted tables; opening writes a manifest and upgrades it).
     @discardableResult
     static func verify(in directory: String, storage: any Storage) throws(KVError) -> UInt32 {
-        let path = directory + "/" + fileName
-        let (count, bytes) = try io("read \(path)") { () throws -> (Int, [UInt8]) in
-            let file = try storage.openFile(atPath: path, mode: .readOnly)
-            defer { try? storage.closeFile(file) }
-            let page = try storage.allocator.allocate()
-            defer { storage.allocator.free(page) }
-            let count = try storage.read(file, offsetBytes: 0, into: page)
-            return (count, Array(page.bytes[0..<24]))
-        }
+        let path = directory + "/" + FileNames.identity
+        let bytes = try SmallFile.read(path, storage: storage)
+        let count = bytes.count
         // Only the engine makes a file of this name (written whole, synced, then renamed
         // into place): whatever does not verify in it is damage, not a foreign directory.
         let problem = bytes.withUnsafeBytes { raw -> KVError? in

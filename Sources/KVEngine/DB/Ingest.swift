@@ -32,7 +32,7 @@ extension Database {
         try checkOpen()
         _ = try resumeAfterFullDisk()  // writes stopped on a full disk go on first, if there is room
         _ = try writableLog()
-        return try rotation.withLock { (_: inout Int) throws(KVError) -> IngestReport in
+        return try rotation.withLock { (_: inout Void) throws(KVError) -> IngestReport in
             // Frozen memtables first, while the log still takes writes; then the memtable
             // itself, with its log retired so that no write lands until the ingest is done.
             try waitForFlushes()
@@ -84,7 +84,7 @@ extension Database {
         var builder: TableBuilder? = nil
         var previous: [UInt8]? = nil
         var count = 0
-        let tag = sequence << 8 | UInt64(EntryType.put.rawValue)
+        let tag = Tag.make(sequence, .put)
         do throws(KVError) {
             for (key, value) in entries {
                 if key.isEmpty { throw KVError(.invalidArgument, "ingest entry \(count): empty key") }
@@ -126,7 +126,7 @@ extension Database {
             removeTables(outputs)
             throw error
         }
-        try compacting.withLock { (_: inout Int) throws(KVError) in
+        try compacting.withLock { (_: inout Void) throws(KVError) in
             if let stopped = backgroundError.withLock({ $0 }) {
                 // Writes stopped while the tables were written (a background failure).
                 removeTables(outputs)

@@ -28,7 +28,6 @@ struct Recovery {
 
     struct Outcome {
         var lastSequence: UInt64 = 0
-        var nextLogNumber: UInt64 = 1
         var readOnly = false
         var tornTails = 0
         var logsReplayed = 0
@@ -41,9 +40,8 @@ struct Recovery {
         outcome.readOnly = readOnly
         outcome.lastSequence = tableSequence
         let names = try io("list \(directory)") { try storage.contentsOfDirectory(atPath: directory) }
-        let present = Set(names.compactMap(LogFormat.number(ofFileName:)).filter { $0 >= minimumLog })
+        let present = Set(names.compactMap(FileNames.logNumber).filter { $0 >= minimumLog })
         let logs = present.union(liveLogs?.filter { $0 >= minimumLog } ?? []).sorted()
-        outcome.nextLogNumber = (logs.last ?? 0) + 1
         /// Damage: refuses the open, or (`.openReadOnly`) ends the replay here, read-only.
         func damaged(_ message: String, path: String, offset: Int64) throws(KVError) {
             guard options.onLogCorruption == .openReadOnly else {
@@ -53,7 +51,7 @@ struct Recovery {
             outcome.readOnly = true
         }
         for number in logs {
-            let path = directory + "/" + LogFormat.fileName(number)
+            let path = directory + "/" + FileNames.log(number)
             let live = liveLogs?.contains(number) ?? false
             guard present.contains(number) else {
                 try damaged("log \(path) is missing, but the manifest records it as holding writes not yet in tables", path: path, offset: 0)

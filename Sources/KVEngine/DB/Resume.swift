@@ -51,7 +51,7 @@ extension Database {
     /// can be replayed, and the next log's records follow the tables' last sequence.
     func resumeAfterFullDisk(now: Bool = false) throws(KVError) -> Bool {
         guard fullDiskStop != nil else { return writesGoOn }
-        return try rotation.withLock { (_: inout Int) throws(KVError) -> Bool in
+        return try rotation.withLock { (_: inout Void) throws(KVError) -> Bool in
             try checkOpen()
             guard let stopped = fullDiskStop, let old = currentView.log else { return writesGoOn }
             // The write that meets the full disk fails with it; a later one tries again.
@@ -92,9 +92,9 @@ extension Database {
                 let walk = currentView.memtable.makeIterator()
                 walk.seekToFirst()
                 while walk.isValid {
-                    if walk.tag >> 8 <= acknowledged {
+                    if Tag.sequence(walk.tag) <= acknowledged {
                         kept.add(
-                            sequence: walk.tag >> 8, type: EntryType(rawValue: UInt8(walk.tag & 0xFF)) ?? .delete,
+                            sequence: Tag.sequence(walk.tag), type: Tag.type(walk.tag) ?? .delete,
                             key: walk.key, value: walk.value)
                     }
                     walk.next()

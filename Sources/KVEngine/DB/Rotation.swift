@@ -10,14 +10,16 @@ extension Database {
     /// complete one (recovery requires sequence numbers without gaps across logs).
     /// Waits while `maxFrozenMemtables` memtables already wait for their flush.
     func rotate(from old: LogWriter) throws(KVError) {
-        try rotation.withLock { (_: inout Int) throws(KVError) in
+        try rotation.withLock { (_: inout Void) throws(KVError) in
             guard currentView.log === old else { return }
             // After a failure (a log that could not be recorded, say) no new log is started.
             if let error = backgroundError.withLock({ $0 }) { throw error }
             var stallStarted: UInt64? = nil
             defer { if let stallStarted { countStall(since: stallStarted) } }
             if options.inlineBackgroundWork { runInlineWork() }
-            while currentView.immutables.count >= options.maxFrozenMemtables {
+            while true {
+                let seen = changes.generation
+                guard currentView.immutables.count >= options.maxFrozenMemtables else { break }
                 try checkOpen()
                 if let error = backgroundError.withLock({ $0 }) { throw error }
                 if stallStarted == nil {
@@ -25,7 +27,7 @@ extension Database {
                     counters.stalls.wrappingIncrement(ordering: .relaxed)
                 }
                 backgroundThreads?.wakeFlush()
-                usleep(200)
+                changes.wait(past: seen, timeoutMs: 50)
             }
             try checkOpen()
             try retire(old)
@@ -70,7 +72,7 @@ extension Database {
                 lastSequence: lastSequence, options: options, metrics: metrics)
         } catch {
             // Recorded nowhere yet: what was made of it goes (a later try starts it again).
-            try? storage.removeFile(atPath: path + "/" + LogFormat.fileName(number))
+            try? storage.removeFile(atPath: path + "/" + FileNames.log(number))
             fail(error, while: "start log \(number)")
             throw error
         }
@@ -92,12 +94,14 @@ extension Database {
     /// Waits until no frozen memtable waits for its flush (the flush thread writes them;
     /// with `inlineBackgroundWork`, this thread).
     func waitForFlushes() throws(KVError) {
-        while !currentView.immutables.isEmpty {
+        while true {
+            let seen = changes.generation
+            if currentView.immutables.isEmpty { return }
             try checkOpen()
             if let error = backgroundError.withLock({ $0 }) { throw error }
             backgroundThreads?.wakeFlush()
             if options.inlineBackgroundWork { runInlineWork() }
-            usleep(500)
+            changes.wait(past: seen, timeoutMs: 50)
         }
     }
 
@@ -112,6 +116,7 @@ extension Database {
     func apply(_ edit: VersionEdit, while action: String, install: (Version) -> Void) throws(KVError) {
         do throws(KVError) {
             try versions.apply(edit, install: install)
+            changes.signal()
         } catch {
             if versions.failure != nil { fail(error, while: action) }
             throw error
@@ -133,7 +138,7 @@ extension Database {
 
     /// Removes the files of tables no version names (written, then not installed).
     func removeTables(_ tables: [TableMeta]) {
-        for meta in tables { try? storage.removeFile(atPath: path + "/" + TableFormat.fileName(meta.number)) }
+        for meta in tables { try? storage.removeFile(atPath: path + "/" + FileNames.table(meta.number)) }
     }
 
     /// Records the first background failure: writes fail with it until reopened (or, for
@@ -148,7 +153,10 @@ extension Database {
                               path: error.path, offsetBytes: error.offsetBytes)
             return true
         }
-        if first { engineLogger.error("\(path): \(action) failed: \(error)") }
+        if first {
+            changes.signal()
+            engineLogger.error("\(path): \(action) failed: \(error)")
+        }
     }
 
     func countStall(since started: UInt64) {

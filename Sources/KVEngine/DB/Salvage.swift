@@ -58,39 +58,42 @@ extension Database {
     /// from what is there, the first run's new tables among it.
     public static func salvage(path: String, options: Options = Options()) throws(KVError) -> SalvageReport {
         try options.validate()
+        if let storage = options.storage { return try salvage(path: path, options: options, storage: storage) }
         var storeOptions = options.pageStore
-        storeOptions.arenaBytes = max(storeOptions.arenaBytes, 48 << 20)
+        storeOptions.arenaBytes = max(storeOptions.arenaBytes, Options.minimumArenaBytes)
         let store = try io("open page store") { try PageStore(options: storeOptions) }
         defer { store.shutdown() }
         return try salvage(path: path, options: options, storage: store)
     }
 
-    /// `salvage` on another storage (the simulated disk); `locking` as for `init`.
-    package static func salvage(path: String, options: Options, storage store: any Storage, locking: Bool = true) throws(KVError) -> SalvageReport {
+    /// `salvage` on another storage (`Options.storage`, or the crash tests' simulated disk).
+    package static func salvage(path: String, options: Options, storage store: any Storage) throws(KVError) -> SalvageReport {
         func isEngineFile(_ name: String) -> Bool {
-            name == Identity.fileName || name == CurrentFile.name || LogFormat.number(ofFileName: name) != nil
-                || TableFormat.number(ofFileName: name) != nil || ManifestWriter.number(ofFileName: name) != nil
+            switch FileNames.kind(of: name) {
+            case .identity, .current, .log, .table, .manifest: true
+            default: false
+            }
         }
         // Looked at before the lock, which would leave a LOCK file in a directory that is
         // no database; listed again once it is held.
         guard (try? store.contentsOfDirectory(atPath: path))?.contains(where: isEngineFile) == true else {
             throw KVError(.notADatabase, "no database at \(path): nothing to salvage", path: path)
         }
-        let lock = locking ? try DirectoryLock(directory: path) : nil
-        defer { lock?.release() }
+        let lock = try DirectoryLock(directory: path, storage: store)
+        defer { lock.release() }
         let names = try io("list \(path)") { try store.contentsOfDirectory(atPath: path) }
         var report = SalvageReport()
         var damaged: [String] = []
         // Files whose contents all went into the new tables (or held nothing to keep).
-        var obsolete = names.filter { ManifestWriter.number(ofFileName: $0) != nil || $0 == CurrentFile.name || $0.hasSuffix(".tmp") }
+        var obsolete = names.filter { FileNames.manifestNumber($0) != nil || $0 == FileNames.current || $0.hasSuffix(".tmp") }
 
         var identityDamaged = false
-        if names.contains(Identity.fileName) {
+        if names.contains(FileNames.identity) {
             do throws(KVError) {
                 try Identity.verify(in: path, storage: store)
             } catch where error.code == .corruption {
                 identityDamaged = true
-                report.dropped.append("\(path)/\(Identity.fileName): \(error.message)")
+                report.dropped.append("\(path)/\(FileNames.identity): \(error.message)")
             }
         }
 
@@ -108,8 +111,8 @@ extension Database {
         let recovered = Memtable()
         let cache = BlockCache(capacityBytes: 0)
         var sources: [Table] = []
-        for number in names.compactMap(TableFormat.number(ofFileName:)).sorted() {
-            let name = TableFormat.fileName(number)
+        for number in names.compactMap(FileNames.tableNumber).sorted() {
+            let name = FileNames.table(number)
             do throws(KVError) {
                 let table = try Table.open(
                     storage: store, directory: path, meta: try Table.readMeta(storage: store, directory: path, number: number), cache: cache)
@@ -127,8 +130,8 @@ extension Database {
                 {
                     newestSequence = max(newestSequence, meta.properties.largestSequence)
                     _ = try? table.verifyBlocks { key, tag, value in
-                        newestSequence = max(newestSequence, tag >> 8)
-                        recovered.add(sequence: tag >> 8, type: EntryType(rawValue: UInt8(tag & 0xFF)) ?? .delete, key: key, value: value)
+                        newestSequence = max(newestSequence, Tag.sequence(tag))
+                        recovered.add(sequence: Tag.sequence(tag), type: Tag.type(tag) ?? .delete, key: key, value: value)
                         kept += 1
                     }
                 }
@@ -139,8 +142,8 @@ extension Database {
             }
         }
 
-        for number in names.compactMap(LogFormat.number(ofFileName:)).sorted() {
-            let name = LogFormat.fileName(number)
+        for number in names.compactMap(FileNames.logNumber).sorted() {
+            let name = FileNames.log(number)
             report.logs += 1
             var records = 0
             var last: UInt64? = nil
@@ -177,9 +180,7 @@ extension Database {
 
         // The newest version of every key, tombstones included, in the deepest level. New
         // numbers follow every file in the directory and the manifest's next number.
-        var next = max(manifestNextFile, names.compactMap {
-            LogFormat.number(ofFileName: $0) ?? TableFormat.number(ofFileName: $0) ?? ManifestWriter.number(ofFileName: $0)
-        }.max().map { $0 + 1 } ?? 1)
+        var next = max(manifestNextFile, names.compactMap { FileNames.kind(of: $0)?.number }.max().map { $0 + 1 } ?? 1)
         var outputs: [TableMeta] = []
         do throws(KVError) {
             var children: [any InternalIterator] = [recovered.makeIterator()]
@@ -195,7 +196,7 @@ extension Database {
                     continue
                 }
                 previous = Array(key)
-                report.lastSequence = max(report.lastSequence, merge.tag >> 8)
+                report.lastSequence = max(report.lastSequence, Tag.sequence(merge.tag))
                 // Tombstones are kept too: should this run be cut short and run again, the
                 // new tables then still hide what the old ones deleted.
                 if builder == nil {
@@ -203,7 +204,7 @@ extension Database {
                     next += 1
                 }
                 try builder!.add(key, tag: merge.tag, value: merge.value)
-                if merge.tag & 0xFF == UInt64(EntryType.put.rawValue) { report.keys += 1 }
+                if Tag.isPut(merge.tag) { report.keys += 1 }
                 if builder!.fileBytes >= Int64(options.tableTargetBytes) {
                     outputs.append(try builder!.finish())
                     builder = nil
@@ -214,7 +215,7 @@ extension Database {
             if let builder { outputs.append(try builder.finish()) }
             try io("sync directory \(path)") { try store.syncDirectory(atPath: path) }
         } catch {
-            for meta in outputs { try? store.removeFile(atPath: path + "/" + TableFormat.fileName(meta.number)) }
+            for meta in outputs { try? store.removeFile(atPath: path + "/" + FileNames.table(meta.number)) }
             throw error
         }
         report.tablesWritten = outputs.count
@@ -222,9 +223,9 @@ extension Database {
 
         // Damaged files go aside before the switch: once the new manifest is in force, an
         // open would remove them as files no version needs.
-        if identityDamaged { damaged.append(Identity.fileName) }
+        if identityDamaged { damaged.append(FileNames.identity) }
         if !damaged.isEmpty {
-            let lost = path + "/lost"
+            let lost = path + "/" + FileNames.lost
             try io("set aside damaged files in \(lost)") {
                 if !store.fileExists(atPath: lost) {
                     try store.createDirectory(atPath: lost)
@@ -244,7 +245,7 @@ extension Database {
                 try store.syncDirectory(atPath: path)
             }
         }
-        if identityDamaged || !names.contains(Identity.fileName) { try Identity.create(in: path, storage: store) }
+        if identityDamaged || !names.contains(FileNames.identity) { try Identity.create(in: path, storage: store) }
 
         // The new manifest: the new tables alone.
         var edit = VersionEdit()
@@ -261,8 +262,8 @@ extension Database {
         try versions.startManifest(liveLogs: [])
         let manifestNumber = versions.manifestNumber
         versions.close()
-        for name in obsolete where name != CurrentFile.name {
-            if let number = ManifestWriter.number(ofFileName: name), number == manifestNumber { continue }
+        for name in obsolete where name != FileNames.current {
+            if let number = FileNames.manifestNumber(name), number == manifestNumber { continue }
             try? store.removeFile(atPath: path + "/" + name)
         }
         try? store.syncDirectory(atPath: path)

@@ -128,5 +128,4 @@ final class EngineCounters: Sendable {
     let stalls = ManagedAtomic<Int>(0)
     let slowdowns = ManagedAtomic<Int>(0)
     let stallMicros = ManagedAtomic<Int>(0)
-    let tablesRemoved = ManagedAtomic<Int>(0)
 }

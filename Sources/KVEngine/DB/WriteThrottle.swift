@@ -12,6 +12,7 @@ extension Database {
         var stallStarted: UInt64? = nil
         defer { if let stallStarted { countStall(since: stallStarted) } }
         while true {
+            let seen = changes.generation
             let version = currentView.version
             let level0 = version.levels[0].count
             let pending = picker.pendingBytes(version)
@@ -24,13 +25,15 @@ extension Database {
                 }
                 backgroundThreads?.wakeCompaction()
                 if options.inlineBackgroundWork { runInlineWork() }
-                usleep(500)
+                changes.wait(past: seen, timeoutMs: 50)
                 continue
             }
             if !slowed && (level0 >= options.level0SlowdownTrigger || pending >= options.pendingCompactionSlowdownBytes) {
                 slowed = true
                 counters.slowdowns.wrappingIncrement(ordering: .relaxed)
                 if stallStarted == nil { stallStarted = DispatchTime.now().uptimeNanoseconds }
+                // A delay, not a poll: one millisecond per write hands the two background
+                // threads time before level 0 reaches the stop (LevelDB's slowdown).
                 usleep(1000)
                 continue
             }

@@ -86,6 +86,29 @@ enum LogFormat {
         Coding.storeFixed64(Checksum.xxh3(covered, seed: seed), page, at: position)
     }
 
+    /// Writes the fragment of `record` that starts at `offset` into `page` at `position`:
+    /// as much of the rest as the page holds, typed by where it falls in the record
+    /// (`full`, `first`, `middle`, `last`), then sealed. Returns the payload bytes it took
+    /// (the record is done when `offset` plus them reaches its end; an empty record is one
+    /// empty `full` fragment). The log and the manifest both fragment records this way.
+    static func putFragment(
+        of record: UnsafeRawBufferPointer, from offset: Int, into page: UnsafeMutableRawBufferPointer, at position: Int,
+        durableBytes: Int64, seed: UInt64
+    ) -> Int {
+        precondition(pageBytes - position > fragmentHeaderBytes, "no room for a fragment at \(position)")
+        let length = min(pageBytes - position - fragmentHeaderBytes, record.count - offset)
+        let isFirst = offset == 0
+        let isLast = offset + length == record.count
+        let type: FragmentType = isFirst ? (isLast ? .full : .first) : (isLast ? .last : .middle)
+        if length > 0 {
+            let payload = position + fragmentHeaderBytes
+            UnsafeMutableRawBufferPointer(rebasing: page[payload..<(payload + length)])
+                .copyMemory(from: UnsafeRawBufferPointer(rebasing: record[offset..<(offset + length)]))
+        }
+        sealFragment(page, at: position, type: type, length: length, durableBytes: durableBytes, seed: seed)
+        return length
+    }
+
     /// A fragment that parsed and verified.
     struct Fragment {
         let type: FragmentType
@@ -156,25 +179,5 @@ enum LogFormat {
         return .fragment(Fragment(
             type: type, payload: start..<(start + length),
             durableBytes: Int64(bitPattern: Coding.fixed64(page, at: position + 8)), end: start + length))
-    }
-
-    /// File name of log `number`.
-    static func fileName(_ number: UInt64) -> String { numberedName(number, suffix: ".log") }
-
-    /// The number of a log file name, or nil when `name` is not one.
-    static func number(ofFileName name: String) -> UInt64? { number(ofName: name, suffix: ".log") }
-
-    /// `number`, zero-padded to at least six digits, then `suffix` (logs, tables).
-    static func numberedName(_ number: UInt64, suffix: String) -> String {
-        let digits = String(number)
-        return String(repeating: "0", count: max(0, 6 - digits.count)) + digits + suffix
-    }
-
-    /// The number of a file named by `numberedName` with `suffix`, or nil.
-    static func number(ofName name: String, suffix: String) -> UInt64? {
-        guard name.hasSuffix(suffix) else { return nil }
-        let stem = name.dropLast(suffix.count)
-        guard !stem.isEmpty, stem.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
-        return UInt64(stem)
     }
 }

@@ -50,6 +50,9 @@ final class LogWriter: Sendable {
     private let bufferedChainPages: Int
     private let metrics: EngineMetrics
     private let state: Mutex<State>
+    /// Signalled, once the log is closing, as its chains and reservations complete:
+    /// what `close()` waits on.
+    private let drained = ChangeSignal()
     /// The newest sequence number readers may see.
     let visibleSequence: ManagedAtomic<UInt64>
 
@@ -156,7 +159,7 @@ final class LogWriter: Sendable {
         directory: String, number: UInt64, storage: any Storage, memtable: Memtable,
         lastSequence: UInt64, options: Options, metrics: EngineMetrics
     ) throws(KVError) -> LogWriter {
-        let path = directory + "/" + LogFormat.fileName(number)
+        let path = directory + "/" + FileNames.log(number)
         // On a nearly full disk the reservation and the zero-fill shrink to what fits: the
         // log starts with its header alone, and later chains grow it as they go.
         // A log rotates once its memtable is full, so it never needs much more than the
@@ -258,15 +261,17 @@ final class LogWriter: Sendable {
         case rotate
     }
 
-    /// What `append` did.
-    struct Appended {
-        /// The write was acknowledged before `append` returned (`ack` will not run).
-        var immediate: Bool
-        /// A chain the caller asked to run itself (`lead: true`): pass it to `lead(_:)`.
-        var chain: Chain?
+    /// What `append` or `sync` did.
+    enum Appended {
+        /// Acknowledged before the call returned (`ack` will not run).
+        case acknowledged
+        /// `ack` runs once the write is acknowledged or has failed (it may have run
+        /// already). `lead` is a chain the caller asked to run itself (`lead: true`): pass
+        /// it to `lead(_:while:)`.
+        case waiting(lead: Chain?)
         /// Nothing was appended: the memtable is full or the log is sealed. The caller
         /// rotates to a new memtable and log and tries again there (`ack` will not run).
-        var rotate = false
+        case rotate
     }
 
     /// Appends `batch`; `ack` runs once the write is acknowledged at `durability` (or has
@@ -307,9 +312,9 @@ final class LogWriter: Sendable {
             switch outcome {
             case .failed(let error):
                 ack(.failure(error))
-                return Appended(immediate: false, chain: nil)
+                return .waiting(lead: nil)
             case .rotate:
-                return Appended(immediate: false, chain: nil, rotate: true)
+                return .rotate
             case .needBlocks(let count):
                 // Allocate outside the lock: when the arena is exhausted this waits for a
                 // chain's completion to free blocks, and that completion needs the lock.
@@ -324,14 +329,15 @@ final class LogWriter: Sendable {
                     if !kept { for block in blocks { storage.allocator.free(block) } }
                 } catch {
                     ack(.failure(KVError.io(error, while: "allocate log pages")))
-                    return Appended(immediate: false, chain: nil)
+                    return .waiting(lead: nil)
                 }
             case .appended(let immediate, let chain):
-                if let chain, !lead {
+                // A write acknowledged at once leaves a due chain to the ring thread too.
+                if let chain, !lead || immediate {
                     submit(chain)
-                    return Appended(immediate: immediate, chain: nil)
+                    return immediate ? .acknowledged : .waiting(lead: nil)
                 }
-                return Appended(immediate: immediate, chain: chain)
+                return immediate ? .acknowledged : .waiting(lead: chain)
             }
         }
     }
@@ -369,21 +375,13 @@ final class LogWriter: Sendable {
             }
             let block = state.blocks[state.blocks.count - 1]
             let page = block.buffer.slice(offset: state.page * LogFormat.pageBytes, count: LogFormat.pageBytes).bytes
-            let room = LogFormat.pageBytes - state.position - LogFormat.fragmentHeaderBytes
-            let length = min(room, record.count - offset)
-            let isFirst = offset == 0
-            let isLast = offset + length == record.count
-            let type: LogFormat.FragmentType = isFirst ? (isLast ? .full : .first) : (isLast ? .last : .middle)
-            let payloadStart = state.position + LogFormat.fragmentHeaderBytes
-            UnsafeMutableRawBufferPointer(rebasing: page[payloadStart..<(payloadStart + length)])
-                .copyMemory(from: UnsafeRawBufferPointer(rebasing: record[offset..<(offset + length)]))
             let fileOffset = block.fileOffset + Int64(state.page * LogFormat.pageBytes + state.position)
-            LogFormat.sealFragment(
-                page, at: state.position, type: type, length: length, durableBytes: state.durableBytes,
+            let length = LogFormat.putFragment(
+                of: record, from: offset, into: page, at: state.position, durableBytes: state.durableBytes,
                 seed: LogFormat.seed(logNumber: number, offset: fileOffset))
-            state.position = payloadStart + length
+            state.position += LogFormat.fragmentHeaderBytes + length
             offset += length
-            if isLast {
+            if offset == record.count {
                 state.pageSequence = lastSequence
                 return
             }
@@ -481,7 +479,7 @@ final class LogWriter: Sendable {
             // ordered with the chain; a failure here shows up as a failed write later.
             state.withLock { $0.reservationsInFlight += 1 }
             storage.submit(.allocate(file, offsetBytes: offset, lengthBytes: length)) { [self] result in
-                state.withLock { state in
+                let closing = state.withLock { state -> Bool in
                     state.reservationsInFlight -= 1
                     if case .success = result {
                         // Only a reservation that joins the confirmed one extends it (one
@@ -490,7 +488,9 @@ final class LogWriter: Sendable {
                     } else {
                         state.reservationsStopped = true
                     }
+                    return state.closing
                 }
+                if closing { drained.signal() }
             }
         }
     }
@@ -531,7 +531,9 @@ final class LogWriter: Sendable {
     /// and returns the next chain that is due (for the caller to run).
     private func completed(_ chain: Chain, _ result: IOResult) -> Chain? {
         var acks: [(Ack, Result<Void, KVError>)] = []
+        var closing = false
         let next = state.withLock { state -> Chain? in
+            closing = state.closing
             if let index = state.inFlight.firstIndex(where: { $0.id == chain.id }) {
                 state.inFlight[index].result = result
             }
@@ -574,6 +576,7 @@ final class LogWriter: Sendable {
             metrics.logBytes.increment(by: Int64(bytes))
         }
         for (ack, result) in acks { ack(result) }
+        if closing { drained.signal() }
         return next
     }
 
@@ -618,11 +621,12 @@ final class LogWriter: Sendable {
             return (false, nil, startChainIfDue(&state))
         }
         if let failure { ack(.failure(failure)) }
+        if done { return .acknowledged }
         if let chain, !lead {
             submit(chain)
-            return Appended(immediate: done, chain: nil)
+            return .waiting(lead: nil)
         }
-        return Appended(immediate: done, chain: chain)
+        return .waiting(lead: chain)
     }
 
     /// Turns appends away from now on (`Appended.rotate`): the memtable is about to
@@ -643,9 +647,11 @@ final class LogWriter: Sendable {
     func close() throws(KVError) {
         // A rotation that could not start the next log leaves this one closed already.
         if state.withLock({ $0.closed }) { return }
-        while state.withLock({ !$0.inFlight.isEmpty || $0.reservationsInFlight > 0 }) {
+        while true {
+            let seen = drained.generation
+            if state.withLock({ $0.inFlight.isEmpty && $0.reservationsInFlight == 0 }) { break }
             storage.willWait()
-            usleep(100)
+            drained.wait(past: seen, timeoutMs: 10)
         }
         let (end, buffers, orphans) = state.withLock { state -> (Int64, [PageBuffer], [Ack]) in
             let end = state.durableBytes

@@ -18,7 +18,7 @@ final class Memtable: Sendable {
 
     /// Adds one entry. The caller serializes writers.
     func add(sequence: UInt64, type: EntryType, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
-        list.insert(tag: sequence << 8 | UInt64(type.rawValue), key: key, value: value)
+        list.insert(tag: Tag.make(sequence, type), key: key, value: value)
         bytes.wrappingIncrement(by: key.count + value.count + 48, ordering: .relaxed)
         entryCount.wrappingIncrement(ordering: .relaxed)
     }
@@ -33,10 +33,10 @@ final class Memtable: Sendable {
 
     /// The newest version of `key` with a sequence number at most `snapshot`.
     func get(_ key: UnsafeRawBufferPointer, snapshot: UInt64) -> Lookup {
-        guard let node = list.seek(key, tag: snapshot << 8 | 0xFF),
+        guard let node = list.seek(key, tag: Tag.seeking(snapshot)),
             SkipList.compareKeys(SkipList.key(node), key) == 0
         else { return .missing }
-        if SkipList.tag(node) & 0xFF == UInt64(EntryType.delete.rawValue) { return .deleted }
+        if Tag.isDelete(SkipList.tag(node)) { return .deleted }
         return .value(Array(SkipList.value(node)))
     }
 
@@ -48,36 +48,6 @@ final class Memtable: Sendable {
 
     /// An iterator over every entry, all versions, in internal order.
     func makeIterator() -> MemtableIterator { MemtableIterator(memtable: self, list: list) }
-}
-
-/// A position in the internal key order (user key ascending, newest version first).
-protocol InternalIterator: AnyObject {
-    var isValid: Bool { get }
-    /// User key of the current entry.
-    var key: UnsafeRawBufferPointer { get }
-    /// `sequence << 8 | type` of the current entry.
-    var tag: UInt64 { get }
-    var value: UnsafeRawBufferPointer { get }
-    func seekToFirst()
-    func seekToLast()
-    /// First entry at or after (key, tag).
-    func seek(_ key: UnsafeRawBufferPointer, tag: UInt64)
-    func next()
-    func prev()
-    /// Why the walk ended early (an I/O error or corruption), if it did.
-    var error: KVError? { get }
-    /// Before `seek(key, tag:)` with the same target, called right before it: the table
-    /// block the seek will read that the cache does not hold (nil if none). The source
-    /// keeps what it found for the seek, so the two do the lookup work once.
-    func prepareSeek(_ key: UnsafeRawBufferPointer, tag: UInt64) -> (table: Table, block: Int)?
-    /// The block `prepareSeek` asked for, read by the caller (with other sources' blocks).
-    func supplyPrepared(_ block: Block)
-}
-
-extension InternalIterator {
-    var error: KVError? { nil }
-    func prepareSeek(_ key: UnsafeRawBufferPointer, tag: UInt64) -> (table: Table, block: Int)? { nil }
-    func supplyPrepared(_ block: Block) {}
 }
 
 /// Iterates a memtable; keeps it alive while positioned in it.

@@ -7,11 +7,11 @@ import Glibc
 /// An ordered skip list of (user key, tag) entries in an ``Arena``, with lock-free readers
 /// and one writer at a time (the caller serializes writers).
 ///
-/// Entries are ordered by user key ascending (bytewise), then by tag descending, where
-/// `tag = sequence << 8 | type`: the newest version of a key comes first. Nodes are never
-/// moved or freed while the list lives; a writer links a new node bottom-up with
-/// release stores, and readers follow links with acquire loads, so a reader sees either
-/// the old list or the list with the node fully initialized.
+/// Entries are ordered by user key ascending (bytewise), then by `Tag` descending: the
+/// newest version of a key comes first. Nodes are never moved or freed while the list
+/// lives; a writer links a new node bottom-up with release stores, and readers follow
+/// links with acquire loads, so a reader sees either the old list or the list with the
+/// node fully initialized.
 ///
 /// Node layout in the arena:
 ///

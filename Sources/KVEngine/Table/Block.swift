@@ -2,44 +2,6 @@
 import Glibc
 #endif
 
-/// Internal keys in tables: the user key followed by its tag (`sequence << 8 | type`,
-/// fixed64). They sort by user key ascending, then tag descending (newest first).
-enum InternalKey {
-    static let tagBytes = 8
-
-    static func append(_ userKey: UnsafeRawBufferPointer, tag: UInt64, to buffer: inout [UInt8]) {
-        buffer.append(contentsOf: userKey)
-        Coding.putFixed64(tag, into: &buffer)
-    }
-
-    static func encode(_ userKey: UnsafeRawBufferPointer, tag: UInt64) -> [UInt8] {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(userKey.count + tagBytes)
-        append(userKey, tag: tag, to: &bytes)
-        return bytes
-    }
-
-    static func userKey(_ key: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(rebasing: key[0..<(key.count - tagBytes)])
-    }
-
-    static func tag(_ key: UnsafeRawBufferPointer) -> UInt64 {
-        Coding.fixed64(key, at: key.count - tagBytes)
-    }
-
-    /// Order of internal key `a` against (userKey, tag).
-    static func compare(_ a: UnsafeRawBufferPointer, _ userKey: UnsafeRawBufferPointer, _ tag: UInt64) -> Int {
-        let byKey = SkipList.compareKeys(self.userKey(a), userKey)
-        if byKey != 0 { return byKey }
-        let aTag = self.tag(a)
-        return aTag > tag ? -1 : (aTag < tag ? 1 : 0)
-    }
-
-    static func compare(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Int {
-        compare(a, userKey(b), tag(b))
-    }
-}
-
 /// Builds one block: entries with keys prefix-compressed against the previous key, a
 /// restart point (a full key) every `restartInterval` entries, then the restart offsets
 /// and their count (docs/FORMAT.md, "Blocks").

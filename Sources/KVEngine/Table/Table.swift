@@ -43,7 +43,7 @@ final class Table: Sendable {
     static func open(
         storage: any Storage, directory: String, meta: TableMeta, cache: BlockCache, onClose: (@Sendable () -> Void)? = nil
     ) throws(KVError) -> Table {
-        let path = directory + "/" + TableFormat.fileName(meta.number)
+        let path = directory + "/" + FileNames.table(meta.number)
         let file = try io("open table \(path)") { try storage.openFile(atPath: path, mode: .readOnly) }
         do {
             return try Table(storage: storage, path: path, file: file, meta: meta, cache: cache, onClose: onClose)
@@ -57,7 +57,7 @@ final class Table: Sendable {
     /// footer and properties block without a manifest's record to check them against
     /// (`Database.salvage`). `open` then verifies the rest.
     static func readMeta(storage: any Storage, directory: String, number: UInt64) throws(KVError) -> TableMeta {
-        let path = directory + "/" + TableFormat.fileName(number)
+        let path = directory + "/" + FileNames.table(number)
         let file = try io("open table \(path)") { try storage.openFile(atPath: path, mode: .readOnly) }
         defer { try? storage.closeFile(file) }
         let corrupt = { (problem: TableProblem) in
@@ -347,7 +347,7 @@ final class Table: Sendable {
     /// The newest version of `userKey` at or below `snapshot` in this table.
     func get(_ userKey: UnsafeRawBufferPointer, hash: UInt64, snapshot: UInt64) throws(KVError) -> Memtable.Lookup {
         guard mayContain(hash: hash) else { return .missing }
-        let tag = snapshot << 8 | 0xFF
+        let tag = Tag.seeking(snapshot)
         let index = findBlock(userKey, tag: tag)
         guard index < handles.count else { return .missing }
         return try lookup(in: try block(index), userKey, tag: tag, index: index)
@@ -361,7 +361,7 @@ final class Table: Sendable {
         guard cursor.isValid, SkipList.compareKeys(InternalKey.userKey(cursor.key.bytes), userKey) == 0 else {
             return .missing
         }
-        if InternalKey.tag(cursor.key.bytes) & 0xFF == UInt64(EntryType.delete.rawValue) { return .deleted }
+        if Tag.isDelete(InternalKey.tag(cursor.key.bytes)) { return .deleted }
         return .value(Array(cursor.value))
     }
 

@@ -51,7 +51,7 @@ final class TableBuilder {
     init(storage: any Storage, directory: String, number: UInt64, expectedBytes: Int64) throws(KVError) {
         self.storage = storage
         self.number = number
-        path = directory + "/" + TableFormat.fileName(number)
+        path = directory + "/" + FileNames.table(number)
         reserved = max(0, expectedBytes) / Int64(TableFormat.pageBytes) * Int64(TableFormat.pageBytes)
         let path = path
         (file, chunks) = try io("create table \(path)") { () throws -> (FileID, [PageBuffer]) in
@@ -98,8 +98,6 @@ final class TableBuilder {
     /// Bytes written so far (data blocks staged or written).
     var fileBytes: Int64 { chunkOffset + Int64(staged) + Int64(block.estimatedBytes) }
 
-    var entries: UInt64 { properties.entries }
-
     /// Adds an entry; entries must arrive in increasing internal-key order.
     func add(_ userKey: UnsafeRawBufferPointer, tag: UInt64, value: UnsafeRawBufferPointer) throws(KVError) {
         if !block.isEmpty && block.estimatedBytes(addingKey: userKey.count + InternalKey.tagBytes, value: value.count) > TableFormat.blockTargetBytes {
@@ -116,9 +114,9 @@ final class TableBuilder {
             lastHashedKey.append(contentsOf: userKey)
             hasHashedKey = true
         }
-        let sequence = tag >> 8
+        let sequence = Tag.sequence(tag)
         properties.entries += 1
-        if tag & 0xFF == UInt64(EntryType.delete.rawValue) { properties.deletions += 1 }
+        if Tag.isDelete(tag) { properties.deletions += 1 }
         properties.smallestSequence = min(properties.smallestSequence, sequence)
         properties.largestSequence = max(properties.largestSequence, sequence)
     }

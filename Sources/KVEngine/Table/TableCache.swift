@@ -56,7 +56,7 @@ final class TableCache: Sendable {
             throw KVError(
                 .io,
                 "\(TableCache.busyMessage) (\(ceiling): maxOpenTables \(capacity) and tables that cursors, batched reads and compactions still hold); table \(meta.number) was not opened: close cursors, or raise maxOpenTables",
-                path: directory + "/" + TableFormat.fileName(meta.number))
+                path: directory + "/" + FileNames.table(meta.number))
         }
         let table: Table
         do throws(KVError) {
@@ -108,7 +108,7 @@ final class TableFile: Sendable {
     deinit {
         tables.evict(meta.number)
         guard obsolete.load(ordering: .acquiring) else { return }
-        let path = tables.directory + "/" + TableFormat.fileName(meta.number)
+        let path = tables.directory + "/" + FileNames.table(meta.number)
         do {
             try tables.storage.removeFile(atPath: path)
         } catch {

@@ -26,10 +26,6 @@ enum TableFormat {
         (table &* 0xC2B2_AE3D_27D4_EB4F) ^ UInt64(bitPattern: offset)
     }
 
-    static func fileName(_ number: UInt64) -> String { LogFormat.numberedName(number, suffix: ".sst") }
-
-    static func number(ofFileName name: String) -> UInt64? { LogFormat.number(ofName: name, suffix: ".sst") }
-
     /// The footer: the first 64 bytes of the last page.
     struct Footer: Equatable {
         var index: Handle

@@ -13,25 +13,13 @@ final class ManifestWriter {
     /// Where the next record's first page goes; everything before it is durable.
     private(set) var end: Int64
 
-    static func fileName(_ number: UInt64) -> String {
-        let digits = String(number)
-        return "MANIFEST-" + String(repeating: "0", count: max(0, 6 - digits.count)) + digits
-    }
-
-    static func number(ofFileName name: String) -> UInt64? {
-        guard name.hasPrefix("MANIFEST-") else { return nil }
-        let stem = name.dropFirst(9)
-        guard !stem.isEmpty, stem.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
-        return UInt64(stem)
-    }
-
     /// Creates manifest `number` holding `snapshot` as its first record, durable (file and
     /// directory entry) when this returns. CURRENT is not switched here.
     init(storage: any Storage, directory: String, number: UInt64, snapshot: VersionEdit) throws(KVError) {
         self.storage = storage
         self.directory = directory
         self.number = number
-        path = directory + "/" + ManifestWriter.fileName(number)
+        path = directory + "/" + FileNames.manifest(number)
         let path = path
         file = try io("create manifest \(path)") { try storage.openFile(atPath: path, mode: .createNew) }
         end = Int64(LogFormat.pageBytes)
@@ -68,21 +56,13 @@ final class ManifestWriter {
             var offset = 0
             record.withUnsafeBytes { record in
                 repeat {
+                    // One fragment a page, each at its start: a record never shares a page.
                     let page = UnsafeMutableRawBufferPointer(
                         rebasing: buffer.bytes[(pageIndex * LogFormat.pageBytes)..<((pageIndex + 1) * LogFormat.pageBytes)])
-                    let length = min(payload, record.count - offset)
-                    let isFirst = offset == 0
-                    let isLast = offset + length == record.count
-                    let type: LogFormat.FragmentType = isFirst ? (isLast ? .full : .first) : (isLast ? .last : .middle)
-                    if length > 0 {
-                        UnsafeMutableRawBufferPointer(rebasing: page[LogFormat.fragmentHeaderBytes..<(LogFormat.fragmentHeaderBytes + length)])
-                            .copyMemory(from: UnsafeRawBufferPointer(rebasing: record[offset..<(offset + length)]))
-                    }
                     let fileOffset = start + Int64(pageIndex * LogFormat.pageBytes)
-                    LogFormat.sealFragment(
-                        page, at: 0, type: type, length: length, durableBytes: durable,
+                    offset += LogFormat.putFragment(
+                        of: record, from: offset, into: page, at: 0, durableBytes: durable,
                         seed: LogFormat.seed(logNumber: number, offset: fileOffset))
-                    offset += length
                     pageIndex += 1
                 } while offset < record.count
             }
@@ -99,42 +79,19 @@ final class ManifestWriter {
 /// `CURRENT`: the name of the live manifest and a newline, switched atomically (temp file,
 /// fsync, rename, directory fsync).
 enum CurrentFile {
-    static let name = "CURRENT"
-
     static func write(manifest number: UInt64, directory: String, storage: any Storage) throws(KVError) {
-        let temp = directory + "/" + name + ".tmp"
-        let target = directory + "/" + name
-        let text = Array((ManifestWriter.fileName(number) + "\n").utf8)
-        try io("switch \(target) to manifest \(number)") {
-            if storage.fileExists(atPath: temp) { try storage.removeFile(atPath: temp) }
-            let file = try storage.openFile(atPath: temp, mode: .createNew)
-            defer { try? storage.closeFile(file) }
-            let page = try storage.allocator.allocate()
-            defer { storage.allocator.free(page) }
-            page.bytes.initializeMemory(as: UInt8.self, repeating: 0)
-            text.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: page.bytes[0..<text.count]).copyMemory(from: $0) }
-            try storage.write(file, offsetBytes: 0, from: page)
-            try storage.truncateFile(file, toBytes: Int64(text.count))
-            try storage.performBlocking(.sync(file, dataOnly: false))
-            try storage.renameFile(atPath: temp, toPath: target)
-            try storage.syncDirectory(atPath: directory)
-        }
+        try SmallFile.replace(
+            FileNames.current, in: directory, with: Array((FileNames.manifest(number) + "\n").utf8), storage: storage,
+            while: "switch \(directory)/\(FileNames.current) to manifest \(number)")
     }
 
     /// The manifest number CURRENT names; nil when there is no CURRENT.
     static func read(directory: String, storage: any Storage) throws(KVError) -> UInt64? {
-        let path = directory + "/" + name
+        let path = directory + "/" + FileNames.current
         guard storage.fileExists(atPath: path) else { return nil }
-        let bytes = try io("read \(path)") { () throws -> [UInt8] in
-            let file = try storage.openFile(atPath: path, mode: .readOnly)
-            defer { try? storage.closeFile(file) }
-            let page = try storage.allocator.allocate()
-            defer { storage.allocator.free(page) }
-            let count = try storage.read(file, offsetBytes: 0, into: page)
-            return Array(page.bytes[0..<count])
-        }
+        let bytes = try SmallFile.read(path, storage: storage)
         guard bytes.last == 0x0A, case let text = String(decoding: bytes.dropLast(), as: UTF8.self),
-            let number = ManifestWriter.number(ofFileName: text)
+            let number = FileNames.manifestNumber(text)
         else {
             throw KVError(.corruption, "\(path) does not name a manifest (\(bytes.count) bytes)", path: path, offsetBytes: 0)
         }
@@ -189,9 +146,9 @@ struct ManifestState {
         directory: String, number: UInt64, storage: any Storage, keepingWhatPrecedesDamage: Bool = false,
         visit: ((VersionEdit, Int64) -> Void)? = nil
     ) throws(KVError) -> ManifestState {
-        let path = directory + "/" + ManifestWriter.fileName(number)
+        let path = directory + "/" + FileNames.manifest(number)
         guard storage.fileExists(atPath: path) else {
-            throw KVError(.corruption, "CURRENT names \(ManifestWriter.fileName(number)), which is missing", path: path)
+            throw KVError(.corruption, "CURRENT names \(FileNames.manifest(number)), which is missing", path: path)
         }
         var state = ManifestState()
         var records = 0

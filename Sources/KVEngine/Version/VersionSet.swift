@@ -215,17 +215,17 @@ final class VersionSet: Sendable {
         if let number = try CurrentFile.read(directory: directory, storage: storage) {
             recovered = try ManifestState.replay(
                 directory: directory, number: number, storage: storage, keepingWhatPrecedesDamage: keepingWhatPrecedesDamage)
-        } else if let table = names.first(where: { TableFormat.number(ofFileName: $0) != nil }) {
+        } else if let table = names.first(where: { FileNames.tableNumber($0) != nil }) {
             throw KVError(
                 .corruption, "\(directory) holds table \(table) but no CURRENT file naming a manifest",
-                path: directory + "/" + CurrentFile.name)
+                path: directory + "/" + FileNames.current)
         }
         var snapshot = VersionEdit()
         var added: [UInt64: TableFile] = [:]
         let present = Set(names)
         for (level, metas) in recovered.levels.enumerated() {
             for (number, meta) in metas.sorted(by: { $0.key < $1.key }) {
-                let name = TableFormat.fileName(number)
+                let name = FileNames.table(number)
                 guard present.contains(name) else {
                     let before = recovered.damage.map { " (as of the last edit before the damage: \($0.message))" } ?? ""
                     throw KVError(.corruption, "table \(directory)/\(name) named by the manifest is missing\(before)", path: directory + "/" + name)
@@ -236,13 +236,11 @@ final class VersionSet: Sendable {
         }
         let version = Version().applying(snapshot, added: added)
         if let problem = version.orderingProblem() {
-            throw KVError(.corruption, "manifest describes an impossible version: \(problem)", path: directory + "/" + CurrentFile.name)
+            throw KVError(.corruption, "manifest describes an impossible version: \(problem)", path: directory + "/" + FileNames.current)
         }
         var highest: UInt64 = 0
         for name in names {
-            if let number = LogFormat.number(ofFileName: name) ?? TableFormat.number(ofFileName: name) ?? ManifestWriter.number(ofFileName: name) {
-                highest = max(highest, number)
-            }
+            if let number = FileNames.kind(of: name)?.number { highest = max(highest, number) }
         }
         let set = VersionSet(
             directory: directory, storage: storage, tables: tables, version: version, logNumber: recovered.logNumber,

@@ -5,6 +5,8 @@
 struct MetaOptionSet: Sendable {
     let name: String
     let options: Options
+    /// Writes, reads and syncs go through the async API (`await db.write`, `get`, `sync`).
+    var asyncAPI = false
 
     /// What every set shares: no timer (every flush of buffered pages comes from the
     /// operations), small log reservations, and flushes and compactions on the calling
@@ -55,10 +57,14 @@ struct MetaOptionSet: Sendable {
         // Real flush and compaction threads: answers must not depend on their timing (nor
         // on which of a few open tables the cache closes while they run).
         MetaOptionSet(name: "background", options: tiny { $0.inlineBackgroundWork = false; $0.memtableBytes = 8 << 10; $0.maxOpenTables = 4 }),
+        // The async API: commits suspend on their acknowledgement, and rotations, stalls
+        // and table reads run on the database's blocking pool.
+        MetaOptionSet(name: "async", options: tiny { $0.memtableBytes = 8 << 10 }, asyncAPI: true),
     ]
 
     static func named(_ name: String) -> MetaOptionSet? { all.first { $0.name == name } }
 
-    /// Whether runs under this set replay exactly (background threads do not).
-    var isDeterministic: Bool { options.inlineBackgroundWork }
+    /// Whether runs under this set replay exactly (background threads do not, nor does
+    /// the async API, whose completions the runner delivers while it waits).
+    var isDeterministic: Bool { options.inlineBackgroundWork && !asyncAPI }
 }

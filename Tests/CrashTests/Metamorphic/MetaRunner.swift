@@ -1,5 +1,6 @@
 import Foundation
 import PageStore
+import Synchronization
 
 @testable import KVEngine
 
@@ -106,7 +107,7 @@ final class MetaRunner {
     }
 
     private func open(_ disk: SimulatedDisk) throws -> Database {
-        try Database(path: MetaRunner.path, options: optionSet.options, storage: disk, locking: false)
+        try Database(path: MetaRunner.path, options: optionSet.options, storage: disk)
     }
 
     private var database: Database {
@@ -128,12 +129,17 @@ final class MetaRunner {
             return try commit(entries, sync: sync)
         case .get(let key, let snapshot):
             guard let handle = try snapshotHandle(snapshot) else { return "skip" }
-            let got = try database.get(key, snapshot: handle.snapshot)
+            let db = try database
+            let at = handle.snapshot
+            let got = optionSet.asyncAPI ? try awaitAsync { try await db.get(key, snapshot: at) } : try db.get(key, snapshot: at)
             try expect(got, model.value(key, snapshot: snapshot), "get \(MetaText.key(key))")
             return MetaText.value(got)
         case .getMany(let keys, let snapshot):
             guard let handle = try snapshotHandle(snapshot) else { return "skip" }
-            let got = try database.get(keys: keys, snapshot: handle.snapshot)
+            let db = try database
+            let at = handle.snapshot
+            let got = optionSet.asyncAPI
+                ? try awaitAsync { try await db.get(keys: keys, snapshot: at) } : try db.get(keys: keys, snapshot: at)
             guard got.count == keys.count else { throw MetaMismatch("\(got.count) answers for \(keys.count) keys") }
             for (key, value) in zip(keys, got) { try expect(value, model.value(key, snapshot: snapshot), "getmany \(MetaText.key(key))") }
             return got.map(MetaText.value).joined(separator: ",")
@@ -189,7 +195,8 @@ final class MetaRunner {
             model.markDurable()
             return "ok"
         case .sync:
-            try database.sync()
+            let db = try database
+            if optionSet.asyncAPI { try awaitAsync { try await db.sync() } } else { try db.sync() }
             model.markDurable()
             return "ok"
         case .reopen(let name):
@@ -209,7 +216,7 @@ final class MetaRunner {
             let before = try MetaRunner.files(disk)
             var options = optionSet.options
             options.readOnly = true
-            let reader = try Database(path: MetaRunner.path, options: options, storage: disk, locking: false)
+            let reader = try Database(path: MetaRunner.path, options: options, storage: disk)
             db = reader
             let state = try checkWholeState("read-only open")
             var refused: KVError.Code? = nil
@@ -226,7 +233,7 @@ final class MetaRunner {
         case .salvage:
             try closeDatabase()
             let disk = try simulatedDisk
-            let report = try Database.salvage(path: MetaRunner.path, options: optionSet.options, storage: disk, locking: false)
+            let report = try Database.salvage(path: MetaRunner.path, options: optionSet.options, storage: disk)
             guard report.dropped.isEmpty, report.setAside.isEmpty, report.keys == model.sortedEntries.count else {
                 throw MetaMismatch("salvage of an undamaged database: \(report)")
             }
@@ -300,20 +307,44 @@ final class MetaRunner {
             // The engine takes no empty key (as LMDB): the whole batch is refused.
             let refused: KVError.Code?
             do {
-                try db.write(batch, durability: sync ? .sync : .buffered)
+                try write(batch, sync: sync, to: db)
                 refused = nil
             } catch {
-                refused = error.code
+                refused = (error as? KVError)?.code
             }
             guard refused == .invalidArgument else {
                 throw MetaMismatch("a batch with an empty key was \(refused.map { "refused with \($0)" } ?? "accepted")")
             }
             return "rejected"
         }
-        try db.write(batch, durability: sync ? .sync : .buffered)
+        try write(batch, sync: sync, to: db)
         let sequence = db.currentView.log?.lastSequence ?? 0
         model.commit(entries, sync: sync, sequence: sequence)
         return "ok seq=\(sequence)"
+    }
+
+    private func write(_ batch: WriteBatch, sync: Bool, to db: Database) throws {
+        let durability: Durability = sync ? .sync : .buffered
+        if optionSet.asyncAPI {
+            try awaitAsync { try await db.write(batch, durability: durability) }
+        } else {
+            try db.write(batch, durability: durability)
+        }
+    }
+
+    /// Runs `body` (a call of the async API) in a task and waits for it, delivering the
+    /// simulated disk's held-back completions meanwhile, as a ring would on its own.
+    private func awaitAsync<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
+        let result = Mutex<Result<T, any Error>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        Task {
+            let outcome: Result<T, any Error>
+            do { outcome = .success(try await body()) } catch { outcome = .failure(error) }
+            result.withLock { $0 = outcome }
+            done.signal()
+        }
+        while done.wait(timeout: .now() + .milliseconds(1)) == .timedOut { disk?.willWait() }
+        return try result.withLock { $0! }.get()
     }
 
     /// Freezes the memtable (even an empty one) and waits until every frozen memtable is
