@@ -56,8 +56,8 @@ final class LogWriter: Sendable {
     /// The newest sequence number readers may see.
     let visibleSequence: ManagedAtomic<UInt64>
 
-    static let blockPages = 64
-    static let blockBytes = blockPages * LogFormat.pageBytes
+    static let blockPages = LogPages.blockPages
+    static let blockBytes = LogPages.blockBytes
     /// Zeros written ahead of the log's tail at a time (see `makeChain`).
     static let zeroChunkBytes = 256 << 10
     /// Most segments (blocks) one chain writes.
@@ -79,13 +79,6 @@ final class LogWriter: Sendable {
 
     typealias Ack = @Sendable (Result<Void, KVError>) -> Void
 
-    private struct Block {
-        let buffer: PageBuffer
-        let fileOffset: Int64
-        /// Pages handed to a chain (written or being written).
-        var writtenPages = 0
-    }
-
     private struct Waiter {
         let lastSequence: UInt64
         let sync: Bool
@@ -93,15 +86,8 @@ final class LogWriter: Sendable {
     }
 
     private struct State {
-        var blocks: Deque<Block> = []
-        /// Page of the last block being filled, and the position in it (0: page empty).
-        var page = 0
-        var position = 0
-        /// Last sequence of the records that end before page `page` (all in sealed pages),
-        /// and of those that end in page `page`: what a chain without the partial page covers.
-        var sealedSequence: UInt64
-        var pageSequence: UInt64
-        var spare: [PageBuffer] = []
+        /// The tail in memory: filled pages, and which of them chains have taken.
+        var pages: LogPages
         /// Chains submitted and not yet retired, in log order (at most `maxChainsInFlight`).
         var inFlight: Deque<InFlightChain> = []
         var nextChainID = 0
@@ -247,7 +233,7 @@ final class LogWriter: Sendable {
         self.visibleSequence = ManagedAtomic(lastSequence)
         let start = Int64(LogFormat.pageBytes)
         self.state = Mutex(State(
-            sealedSequence: lastSequence, pageSequence: lastSequence,
+            pages: LogPages(lastSequence: lastSequence),
             durableBytes: start, durableSequence: lastSequence, lastSequence: lastSequence,
             preallocatedBytes: preallocated, reservedBytes: preallocated, zeroedBytes: start + zeroed))
     }
@@ -290,12 +276,12 @@ final class LogWriter: Sendable {
                 if memtable.count > 0 && memtable.approximateBytes + batch.encodedBytes + batch.count * 48 > memtableLimitBytes {
                     return .rotate
                 }
-                let missing = missingBlocks(forRecordBytes: batch.encodedBytes, state)
+                let missing = state.pages.missingBlocks(forRecordBytes: batch.encodedBytes)
                 if missing > 0 { return .needBlocks(missing) }
                 batch.seal(firstSequence: state.lastSequence + 1)
                 state.lastSequence += UInt64(batch.count)
                 batch.encoded.withUnsafeBytes { record in
-                    encode(record, lastSequence: state.lastSequence, &state)
+                    state.pages.append(record, lastSequence: state.lastSequence, durableBytes: state.durableBytes, logNumber: number)
                     memtable.apply(batch: record)
                 }
                 var immediate = false
@@ -322,7 +308,7 @@ final class LogWriter: Sendable {
                     let blocks = try (0..<count).map { _ in try storage.allocator.allocate(pages: LogWriter.blockPages) }
                     let kept = state.withLock { state -> Bool in
                         guard !state.closed else { return false }
-                        state.spare.append(contentsOf: blocks)
+                        state.pages.addSpare(blocks)
                         return true
                     }
                     // Closed meanwhile (a rotation): its buffers are gone, and so go these.
@@ -342,52 +328,6 @@ final class LogWriter: Sendable {
         }
     }
 
-    private func missingBlocks(forRecordBytes bytes: Int, _ state: State) -> Int {
-        let pagesNeeded = bytes / LogFormat.maxFragmentPayload + 2
-        let inCurrent = state.blocks.isEmpty ? 0 : LogWriter.blockPages - state.page
-        let available = inCurrent + state.spare.count * LogWriter.blockPages
-        guard available < pagesNeeded else { return 0 }
-        return (pagesNeeded - available + LogWriter.blockPages - 1) / LogWriter.blockPages
-    }
-
-    /// Moves filling to the next page.
-    private func advancePage(_ state: inout State) {
-        state.page += 1
-        state.position = 0
-        state.sealedSequence = state.pageSequence
-    }
-
-    /// Cuts `record` (whose last sequence is `lastSequence`) into fragments in the fill pages.
-    private func encode(_ record: UnsafeRawBufferPointer, lastSequence: UInt64, _ state: inout State) {
-        var offset = 0
-        while true {
-            if LogFormat.pageBytes - state.position <= LogFormat.fragmentHeaderBytes {
-                advancePage(&state)
-            }
-            if state.blocks.isEmpty || state.page == LogWriter.blockPages {
-                let buffer = state.spare.removeLast()
-                buffer.bytes.initializeMemory(as: UInt8.self, repeating: 0)
-                let fileOffset = state.blocks.last.map { $0.fileOffset + Int64(LogWriter.blockBytes) }
-                    ?? Int64(LogFormat.pageBytes)
-                state.blocks.append(Block(buffer: buffer, fileOffset: fileOffset))
-                state.page = 0
-                state.position = 0
-            }
-            let block = state.blocks[state.blocks.count - 1]
-            let page = block.buffer.slice(offset: state.page * LogFormat.pageBytes, count: LogFormat.pageBytes).bytes
-            let fileOffset = block.fileOffset + Int64(state.page * LogFormat.pageBytes + state.position)
-            let length = LogFormat.putFragment(
-                of: record, from: offset, into: page, at: state.position, durableBytes: state.durableBytes,
-                seed: LogFormat.seed(logNumber: number, offset: fileOffset))
-            state.position += LogFormat.fragmentHeaderBytes + length
-            offset += length
-            if offset == record.count {
-                state.pageSequence = lastSequence
-                return
-            }
-        }
-    }
-
     // MARK: chains
 
     /// Starts a chain when there is room for one and one is due: a sync write waits, a
@@ -399,49 +339,23 @@ final class LogWriter: Sendable {
         if !urgent {
             // Only buffered writes wait: their bound is the flush interval, so full pages go
             // out a block at a time, one chain at a time, not an fdatasync per page.
-            guard state.inFlight.isEmpty, fullPagesPending(state) >= bufferedChainPages else { return nil }
+            guard state.inFlight.isEmpty, state.pages.fullPagesPending >= bufferedChainPages else { return nil }
         }
         return makeChain(includePartialPage: urgent, &state)
     }
 
-    /// Full pages not yet handed to a chain.
-    private func fullPagesPending(_ state: State) -> Int {
-        var pages = 0
-        for (index, block) in state.blocks.enumerated() {
-            let end = index == state.blocks.count - 1 ? state.page : LogWriter.blockPages
-            pages += max(0, end - block.writtenPages)
-        }
-        return pages
-    }
-
     private func makeChain(includePartialPage: Bool, _ state: inout State) -> Chain? {
-        if let zeroFrom = state.zeroInFlightFrom, let block = state.blocks.last {
-            let plannedEnd = block.fileOffset
-                + Int64((state.page + (includePartialPage && state.position > 0 ? 1 : 0)) * LogFormat.pageBytes)
-            if plannedEnd > zeroFrom { return nil }
+        // No data at or past a zero-fill in flight until it completes.
+        if let zeroFrom = state.zeroInFlightFrom, let end = state.pages.pendingEnd(includePartialPage: includePartialPage),
+            end > zeroFrom
+        {
+            return nil
         }
-        var segments: [IOSegment] = []
-        var endOffset: Int64 = 0
-        let last = state.blocks.count - 1
-        for index in state.blocks.indices where segments.count < LogWriter.maxChainBlocks {
-            let block = state.blocks[index]
-            var end = LogWriter.blockPages
-            if index == last {
-                end = state.page + (includePartialPage && state.position > 0 ? 1 : 0)
-            }
-            guard block.writtenPages < end else { continue }
-            let first = block.writtenPages
-            segments.append(IOSegment(
-                offsetBytes: block.fileOffset + Int64(first * LogFormat.pageBytes),
-                buffer: block.buffer.slice(offset: first * LogFormat.pageBytes, count: (end - first) * LogFormat.pageBytes)))
-            state.blocks[index].writtenPages = end
-            endOffset = block.fileOffset + Int64(end * LogFormat.pageBytes)
-            if index == last && end > state.page {
-                // The partly filled page goes out now: filling moves on to a fresh page.
-                advancePage(&state)
-            }
-        }
-        guard !segments.isEmpty else { return nil }
+        guard let taken = state.pages.takePages(includePartialPage: includePartialPage, maxSegments: LogWriter.maxChainBlocks)
+        else { return nil }
+        var segments = taken.segments
+        let endOffset = taken.end
+        precondition(endOffset > state.durableBytes, "a chain ends past the durable part of the log")
         // Zero-fill ahead of the tail inside the chain: linked after the data it never
         // overlaps, synced by the same fdatasync. Only a chain that goes out alone carries
         // it, and no other chain writes past its start while it is in flight. Later
@@ -460,17 +374,17 @@ final class LogWriter: Sendable {
         let id = state.nextChainID
         state.nextChainID += 1
         state.inFlight.append(InFlightChain(
-            id: id, endOffset: endOffset, lastSequence: state.sealedSequence, zeroFrom: zeroFrom, result: nil))
+            id: id, endOffset: endOffset, lastSequence: state.pages.sealedSequence, zeroFrom: zeroFrom, result: nil))
         var allocate: (Int64, Int64)? = nil
         if reservationStep > 0 && !state.reservationsStopped && endOffset + Int64(LogWriter.blockBytes * 4) > state.preallocatedBytes {
             allocate = (state.preallocatedBytes, reservationStep)
             state.preallocatedBytes += reservationStep
         }
         // Without the partial page the chain covers only records that end in sealed pages.
-        // (With it, advancePage has just sealed everything.)
+        // (With it, taking the page has just sealed everything.)
         return Chain(
             id: id, zeroFrom: zeroFrom, segments: segments, endOffset: endOffset,
-            lastSequence: state.sealedSequence, allocate: allocate)
+            lastSequence: state.pages.sealedSequence, allocate: allocate)
     }
 
     private func reserveSpace(_ chain: Chain) {
@@ -568,7 +482,7 @@ final class LogWriter: Sendable {
                 }
             }
             guard state.failure == nil else { return nil }
-            releaseWrittenBlocks(&state)
+            state.pages.releaseWritten(durable: state.durableBytes) { storage.allocator.free($0) }
             return startChainIfDue(&state)
         }
         if case .success(let bytes) = result {
@@ -578,20 +492,6 @@ final class LogWriter: Sendable {
         for (ack, result) in acks { ack(result) }
         if closing { drained.signal() }
         return next
-    }
-
-    /// Frees blocks whose pages are all durable (keeps a spare or two).
-    private func releaseWrittenBlocks(_ state: inout State) {
-        while state.blocks.count > 1, let first = state.blocks.first, first.writtenPages == LogWriter.blockPages,
-            first.fileOffset + Int64(LogWriter.blockBytes) <= state.durableBytes
-        {
-            state.blocks.removeFirst()
-            if state.spare.count < 2 {
-                state.spare.append(first.buffer)
-            } else {
-                storage.allocator.free(first.buffer)
-            }
-        }
     }
 
     // MARK: flushing and closing
@@ -656,9 +556,7 @@ final class LogWriter: Sendable {
         let (end, buffers, orphans) = state.withLock { state -> (Int64, [PageBuffer], [Ack]) in
             let end = state.durableBytes
             state.closed = true
-            let buffers = state.blocks.map(\.buffer) + state.spare + [zeros]
-            state.blocks.removeAll()
-            state.spare.removeAll()
+            let buffers = state.pages.removeAllBuffers() + [zeros]
             state.failure = state.failure ?? KVError(.closed, "database is closed")
             // Nothing is left to make them durable: whoever still waits hears so.
             let orphans = state.waiters.map(\.ack)
