@@ -75,15 +75,23 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // What every test target shares: the crash tests' simulated disk, seeds, kvctl.
+        .target(
+            name: "TestSupport",
+            dependencies: ["KVEngine", "PageStore"],
+            path: "Tests/TestSupport",
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "PageStoreTests",
-            dependencies: ["PageStore", "CPageStoreSupport"],
+            dependencies: ["PageStore", "CPageStoreSupport", "TestSupport"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "KVEngineTests",
             dependencies: [
                 "KVEngine",
+                "TestSupport",
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],
             swiftSettings: strict
@@ -93,6 +101,7 @@ let package = Package(
             dependencies: [
                 "KVEngine",
                 "PageStore",
+                "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PageStore
+import TestSupport
 
 @testable import KVEngine
 

@@ -2,6 +2,7 @@ import Foundation
 import PageStore
 import Synchronization
 import XCTest
+import TestSupport
 
 @testable import KVEngine
 

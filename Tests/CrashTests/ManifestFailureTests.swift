@@ -1,6 +1,7 @@
 import Foundation
 import PageStore
 import XCTest
+import TestSupport
 
 @testable import KVEngine
 

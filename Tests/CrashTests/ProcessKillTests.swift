@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import XCTest
+import TestSupport
 
 @testable import KVEngine
 
@@ -8,13 +9,7 @@ import XCTest
 /// killed with SIGKILL at random moments, restarted, and checked against every commit it
 /// reported as acknowledged.
 final class ProcessKillTests: XCTestCase {
-    private func kvctl() throws -> String {
-        let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
-        for candidate in [directory + "/kvctl", directory + "/../kvctl"] where FileManager.default.isExecutableFile(atPath: candidate) {
-            return candidate
-        }
-        throw XCTSkip("kvctl binary not found beside \(CommandLine.arguments[0]): the SIGKILL loop did not run")
-    }
+    private func kvctl() throws -> String { try kvctlBinary(orSkip: "the SIGKILL loop") }
 
     /// Runs `kvctl stress` for `milliseconds`, SIGKILLs it, and returns its stdout lines.
     private func runAndKill(_ arguments: [String], afterMilliseconds milliseconds: Int) throws -> [String] {

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import Synchronization
+import TestSupport
 
 @testable import KVEngine
 

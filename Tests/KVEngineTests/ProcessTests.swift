@@ -1,18 +1,13 @@
 import Foundation
 import XCTest
+import TestSupport
 
 @testable import KVEngine
 
 /// Behaviour across processes, through the real `kvctl` binary.
 final class ProcessTests: XCTestCase {
     /// `kvctl`, built beside the test bundle by `swift build --build-tests`.
-    private func kvctl() throws -> String {
-        let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
-        for candidate in [directory + "/kvctl", directory + "/../kvctl"] where FileManager.default.isExecutableFile(atPath: candidate) {
-            return candidate
-        }
-        throw XCTSkip("kvctl binary not found beside \(CommandLine.arguments[0]): cross-process checks not run")
-    }
+    private func kvctl() throws -> String { try kvctlBinary(orSkip: "cross-process checks") }
 
     private func run(_ arguments: [String], input: String? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
         let process = Process()

@@ -39,13 +39,6 @@ func testOptions(_ change: (inout Options) -> Void = { _ in }) -> Options {
 
 func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
 
-/// A seed for a randomized test, printed so a failure can be replayed with KVENGINE_SEED.
-func testSeed(_ name: String = #function) -> UInt64 {
-    let seed = ProcessInfo.processInfo.environment["KVENGINE_SEED"].flatMap(UInt64.init)
-        ?? UInt64.random(in: 1...UInt64.max)
-    print("\(name): seed \(seed) (replay with KVENGINE_SEED=\(seed))")
-    return seed
-}
 
 /// The log files of a database directory, oldest first.
 func logFiles(_ path: String) -> [String] {

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 
 @testable import PageStore
+import TestSupport
 
 /// A fresh directory for one test, removed when the value goes away.
 final class TestDirectory {
@@ -56,9 +57,4 @@ func smallOptions(_ change: (inout PageStoreOptions) -> Void = { _ in }) -> Page
 }
 
 /// A seed for a randomized test, printed so a failure can be replayed with PAGESTORE_SEED.
-func testSeed(_ name: String = #function) -> UInt64 {
-    let seed = ProcessInfo.processInfo.environment["PAGESTORE_SEED"].flatMap(UInt64.init)
-        ?? UInt64.random(in: 1...UInt64.max)
-    print("\(name): seed \(seed) (replay with PAGESTORE_SEED=\(seed))")
-    return seed
-}
+func testSeed(_ name: String = #function) -> UInt64 { TestSupport.testSeed(name, variable: "PAGESTORE_SEED") }

@@ -159,18 +159,14 @@ extension Database {
             report.records += records
             filesChecked += 1
             progress?(filesChecked)
-            switch result.end {
+            switch result.verdict(live: live.contains(number)) {
             case .clean:
                 break
-            case .unfinishedCreation(let reason) where live.contains(number):
-                report.findings.append(.init(
-                    path: file, offsetBytes: 0,
-                    problem: "damaged header (\(reason)), but the manifest records it as created whole", isDamage: true))
-            case .unfinishedCreation(let reason):
+            case .unfinished(let reason):
                 report.findings.append(.init(path: file, offsetBytes: 0, problem: "never finished being created (\(reason))", isDamage: false))
             case .tornTail(let offset, let reason, _):
                 report.findings.append(.init(path: file, offsetBytes: offset, problem: reason, isDamage: false))
-            case .corruption(let offset, let reason):
+            case .damaged(let offset, let reason):
                 report.findings.append(.init(path: file, offsetBytes: offset, problem: reason, isDamage: true))
             }
         }

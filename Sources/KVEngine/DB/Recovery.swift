@@ -73,15 +73,10 @@ struct Recovery {
                 }
             }
             outcome.lastSequence = lastSequence
-            switch result.end {
+            switch result.verdict(live: live) {
             case .clean:
                 break
-            case .unfinishedCreation(let reason) where live:
-                try damaged(
-                    "log \(path) is damaged at its header (\(reason)), but the manifest records it as created whole before any write in it was acknowledged",
-                    path: path, offset: 0)
-                return outcome
-            case .unfinishedCreation(let reason):
+            case .unfinished(let reason):
                 outcome.logs.removeLast()
                 engineLogger.warning("log \(path) was never finished being created (\(reason)); removing it")
                 if outcome.readOnly { continue }
@@ -94,7 +89,7 @@ struct Recovery {
                 engineLogger.warning(
                     "log \(path): torn tail at offset \(offset) (\(reason)); \(dropped) unsynced fragments after it dropped; recovered through sequence \(lastSequence)")
                 if !outcome.readOnly { try truncate(path, to: result.truncateAt) }
-            case .corruption(let offset, let reason):
+            case .damaged(let offset, let reason):
                 try damaged("log \(path) is corrupt at offset \(offset): \(reason)", path: path, offset: offset)
                 return outcome
             }
@@ -108,17 +103,19 @@ struct Recovery {
     }
 
     /// Checks a log record before anything of it is applied: a well-formed batch whose
-    /// sequence numbers follow `lastSequence`. Returns the record's last sequence number.
-    static func validate(_ record: UnsafeRawBufferPointer, at offset: Int64, after lastSequence: UInt64) -> Result<UInt64, RecordProblem> {
+    /// sequence numbers follow `lastSequence` (nil: a first record, which may start at any
+    /// sequence number but 0). Returns the record's last sequence number.
+    static func validate(_ record: UnsafeRawBufferPointer, at offset: Int64, after lastSequence: UInt64?) -> Result<UInt64, RecordProblem> {
         guard record.count >= WriteBatch.headerBytes else {
             return .failure(RecordProblem(reason: "record at offset \(offset) is \(record.count) bytes, too short"))
         }
         let first = Coding.fixed64(record, at: 0)
         let count = UInt64(Coding.fixed32(record, at: 8))
-        guard first == lastSequence + 1 else {
-            return .failure(RecordProblem(reason: "record at offset \(offset) starts at sequence \(first), expected \(lastSequence + 1)"))
+        let expected = lastSequence.map { $0 &+ 1 }
+        guard first == expected ?? max(first, 1) else {
+            return .failure(RecordProblem(reason: "record at offset \(offset) starts at sequence \(first), expected \(expected ?? 1)"))
         }
-        guard count > 0, WriteBatch.forEachEntry(in: record, { _, _, _, _ in }) else {
+        guard count > 0, first <= UInt64.max - count, WriteBatch.forEachEntry(in: record, { _, _, _, _ in }) else {
             return .failure(RecordProblem(reason: "record at offset \(offset) is not a well-formed write batch"))
         }
         return .success(first + count - 1)

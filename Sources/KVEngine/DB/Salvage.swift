@@ -148,26 +148,26 @@ extension Database {
             var records = 0
             var last: UInt64? = nil
             let result = try LogReader(storage: store, path: path + "/" + name, number: number).replay { record, offset in
-                guard record.count >= WriteBatch.headerBytes, Coding.fixed32(record, at: 8) > 0,
-                    WriteBatch.forEachEntry(in: record, { _, _, _, _ in })
-                else { return "record at offset \(offset) is not a well-formed write batch" }
                 // Within a log, each record follows the one before: past a gap, a record
                 // would make a state no crash leaves (a later write without an earlier one).
-                let first = Coding.fixed64(record, at: 0)
-                if let last, first != last + 1 {
-                    return "record at offset \(offset) starts at sequence \(first), expected \(last + 1)"
+                // A log's first record may start anywhere (logs before it may be lost).
+                switch Recovery.validate(record, at: offset, after: last) {
+                case .failure(let problem):
+                    return problem.reason
+                case .success(let end):
+                    last = end
+                    _ = recovered.apply(batch: record)
+                    newestSequence = max(newestSequence, end)
+                    records += 1
+                    return nil
                 }
-                last = first + UInt64(Coding.fixed32(record, at: 8)) - 1
-                _ = recovered.apply(batch: record)
-                newestSequence = max(newestSequence, last!)
-                records += 1
-                return nil
             }
             report.recordsKept += records
-            switch result.end {
-            case .clean, .unfinishedCreation:
+            // Salvage trusts no manifest: a log it finds with an unfinished header held nothing.
+            switch result.verdict(live: false) {
+            case .clean, .unfinished:
                 obsolete.append(name)
-            case .corruption(let offset, let reason):
+            case .damaged(let offset, let reason):
                 report.logsDamaged += 1
                 report.dropped.append("\(path)/\(name) at offset \(offset): \(reason) (\(records) records before it kept)")
                 damaged.append(name)

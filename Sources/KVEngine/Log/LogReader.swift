@@ -30,8 +30,32 @@ struct LogReader {
         case unfinishedCreation(reason: String)
     }
 
+    /// What a log's end means to whoever replays it (an open, `check`, `salvage`): the
+    /// one place that says which endings are damage. `live`: the manifest records the log
+    /// as created whole before any write in it was acknowledged, so even an unfinished
+    /// header is damage.
+    enum Verdict: Equatable {
+        case clean
+        /// Never acknowledged: cut off (an open), reported (check) or set aside (salvage).
+        case tornTail(offset: Int64, reason: String, droppedFragments: Int)
+        /// A crash while creating it, before it held any record: removed.
+        case unfinished(reason: String)
+        case damaged(offset: Int64, reason: String)
+    }
+
     struct Result {
         var end: End
+
+        func verdict(live: Bool) -> Verdict {
+            switch end {
+            case .clean: .clean
+            case .tornTail(let offset, let reason, let dropped): .tornTail(offset: offset, reason: reason, droppedFragments: dropped)
+            case .corruption(let offset, let reason): .damaged(offset: offset, reason: reason)
+            case .unfinishedCreation(let reason) where live:
+                .damaged(offset: 0, reason: "damaged header (\(reason)), but the manifest records it as created whole before any write in it was acknowledged")
+            case .unfinishedCreation(let reason): .unfinished(reason: reason)
+            }
+        }
         var records = 0
         /// Where the file should be cut after a torn tail: X, or the end of X's page when
         /// X is inside a page whose first part holds good records.

@@ -62,8 +62,8 @@ enum Coding {
 }
 
 /// XXH3-64 from libxxhash: every checksum of the on-disk formats.
-enum Checksum {
-    static func xxh3(_ bytes: UnsafeRawBufferPointer, seed: UInt64) -> UInt64 {
+package enum Checksum {
+    package static func xxh3(_ bytes: UnsafeRawBufferPointer, seed: UInt64) -> UInt64 {
         XXH3_64bits_withSeed(bytes.baseAddress, bytes.count, seed)
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import PageStore
 import Synchronization
+import TestSupport
 
 @testable import KVEngine
 

@@ -2,7 +2,7 @@ import Foundation
 import PageStore
 import Synchronization
 
-@testable import KVEngine
+import KVEngine
 
 /// An in-memory disk behind the engine's `Storage` seam: seeded, deterministic, and as
 /// unforgiving as a real disk is allowed to be.
@@ -19,39 +19,43 @@ import Synchronization
 ///
 /// Every request is checked for O_DIRECT alignment (512 bytes); a violation is recorded
 /// and fails the request, and the harness fails the seed.
-final class SimulatedDisk: Storage, @unchecked Sendable {
+package final class SimulatedDisk: Storage, @unchecked Sendable {
     // @unchecked: all mutable state is inside `state` (a Mutex); `allocator` is Sendable.
 
-    static let sector = 512
+    package static let sector = 512
 
-    let allocator: PageAllocator
+    package let allocator: PageAllocator
     private let state: Mutex<State>
 
     /// What can go wrong, drawn per seed.
-    struct FaultPlan: Sendable {
-        enum TornMode: String, Sendable {
+    package struct FaultPlan: Sendable {
+        package enum TornMode: String, Sendable {
             /// Unsynced operations are persisted or dropped, whole.
             case dropOnly
             /// ... or torn: a random subset of their sectors persisted.
             case torn
         }
-        var tornMode = TornMode.torn
+        package var tornMode = TornMode.torn
         /// Probability that an unsynced operation survives a crash (whole or torn).
-        var persistProbability = 0.5
+        package var persistProbability = 0.5
         /// Lose unsynced size changes (file growth) whatever happens to the data.
-        var pessimisticSizes = false
+        package var pessimisticSizes = false
         /// The I/O event at which the power is cut (nil: only when the harness says).
-        var cutAtEvent: Int?
+        package var cutAtEvent: Int?
         /// Fail the N-th write request (1-based) with this errno.
-        var failWrite: (n: Int, errno: Int32, persistent: Bool)?
+        package var failWrite: (n: Int, errno: Int32, persistent: Bool)?
         /// Fail the N-th fsync (1-based) with this errno.
-        var failSync: (n: Int, errno: Int32, persistent: Bool)?
+        package var failSync: (n: Int, errno: Int32, persistent: Bool)?
         /// Probability that a submitted request is held back, to be carried out and
         /// completed later, in random order with the others held back.
-        var deferProbability = 0.0
+        package var deferProbability = 0.0
         /// For named cases: every unsynced write keeps exactly its first N sectors (and
         /// every unsynced size change persists), instead of the random choices above.
-        var keepOnlyFirstSectors: Int?
+        package var keepOnlyFirstSectors: Int?
+
+        /// The defaults above: no fault is injected and nothing held back; at a power cut,
+        /// half of what is unsynced survives, whole or torn.
+        package init() {}
     }
 
     private enum PendingOp {
@@ -96,12 +100,12 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
 
     /// One event to fail: `operation` as events name it ("write", "fdatasync", "fsync",
     /// "rename", "fsync directory", "unlink", ...) on a path containing `path`.
-    struct ArmedFault {
-        let operation: String
-        let path: String
-        let errno: Int32
+    package struct ArmedFault {
+        package let operation: String
+        package let path: String
+        package let errno: Int32
         /// When set, the fault is armed only once an event matching this has happened.
-        var after: (operation: String, path: String)?
+        package var after: (operation: String, path: String)?
     }
 
     private struct Deferred {
@@ -110,7 +114,7 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
     }
 
     /// A fresh, empty disk with `directories` already durable.
-    init(seed: UInt64, plan: FaultPlan, directories: [String]) throws {
+    package init(seed: UInt64, plan: FaultPlan, directories: [String]) throws {
         allocator = try PageAllocator(arenaBytes: 16 << 20)
         var initial = State(random: SplitMix(seed: seed), plan: plan)
         for directory in directories {
@@ -128,35 +132,35 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
     // MARK: the harness's view
 
     /// Requests that broke O_DIRECT alignment (must stay empty).
-    var violations: [String] { state.withLock { $0.violations } }
+    package var violations: [String] { state.withLock { $0.violations } }
     /// I/O events so far.
-    var events: Int { state.withLock { $0.events } }
+    package var events: Int { state.withLock { $0.events } }
     /// Faults injected so far (failed writes and fsyncs, bad-sector reads).
-    var faultsInjected: Int { state.withLock { $0.faultsInjected } }
+    package var faultsInjected: Int { state.withLock { $0.faultsInjected } }
     /// Whether the power has been cut.
-    var crashed: Bool { state.withLock { $0.crashed } }
+    package var crashed: Bool { state.withLock { $0.crashed } }
     /// Requests that were held back and completed out of line.
-    var deferredTotal: Int { state.withLock { $0.deferredTotal } }
+    package var deferredTotal: Int { state.withLock { $0.deferredTotal } }
 
     /// Cuts the power now: later requests fail with EIO, as if the machine were gone.
-    func cutPower() { state.withLock { $0.crashed = true } }
+    package func cutPower() { state.withLock { $0.crashed = true } }
 
     /// Fails the next `operation` on a path containing `path` with `errno` (once); with
     /// `after`, only one that follows an event matching it. A failed write writes nothing;
     /// a failed fdatasync leaves its file's unsynced writes pending (a crash decides them).
-    func failNext(_ operation: String, pathContaining path: String, errno: Int32 = EIO, after: (operation: String, path: String)? = nil) {
+    package func failNext(_ operation: String, pathContaining path: String, errno: Int32 = EIO, after: (operation: String, path: String)? = nil) {
         state.withLock { $0.armed.append(ArmedFault(operation: operation, path: path, errno: errno, after: after)) }
     }
 
     /// Faults armed by `failNext` that have not fired yet.
-    var armedFaults: Int { state.withLock { $0.armed.count } }
+    package var armedFaults: Int { state.withLock { $0.armed.count } }
 
     /// Drops the faults armed by `failNext` that have not fired.
-    func disarmFaults() { state.withLock { $0.armed.removeAll() } }
+    package func disarmFaults() { state.withLock { $0.armed.removeAll() } }
 
     /// The disk as it comes back after the power cut, with a new fault plan: every
     /// unsynced operation resolved per the old plan, unsynced directory changes lost.
-    func restarted(plan: FaultPlan, seed: UInt64) -> SimulatedDisk {
+    package func restarted(plan: FaultPlan, seed: UInt64) -> SimulatedDisk {
         state.withLock { old in
             var next = State(random: SplitMix(seed: seed), plan: plan)
             next.directories = old.durableDirectories
@@ -214,7 +218,7 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
 
     /// Flips `count` random bits in durable files whose names pass `filter`; returns what
     /// was flipped (for the failure message).
-    func flipBits(_ count: Int, in filter: (String) -> Bool) -> [String] {
+    package func flipBits(_ count: Int, in filter: (String) -> Bool) -> [String] {
         state.withLock { state in
             var done: [String] = []
             let candidates = state.names.filter { filter($0.key) && !(state.inodes[$0.value]?.durable.isEmpty ?? true) }
@@ -234,7 +238,7 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
     }
 
     /// Copies one 4 KiB page of a durable file over another page of the same file.
-    func misdirectPage(in filter: (String) -> Bool) -> String? {
+    package func misdirectPage(in filter: (String) -> Bool) -> String? {
         state.withLock { state in
             let candidates = state.names.filter { filter($0.key) && (state.inodes[$0.value]?.durable.count ?? 0) >= 8192 }
                 .sorted { $0.key < $1.key }
@@ -253,10 +257,10 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
     /// Makes the disk hold at most `bytes` in all its files (nil: no limit): a write,
     /// fallocate or truncation that would grow them past it fails with ENOSPC and changes
     /// nothing; writes within files already that large go on.
-    func setCapacity(_ bytes: Int?) { state.withLock { $0.capacityBytes = bytes } }
+    package func setCapacity(_ bytes: Int?) { state.withLock { $0.capacityBytes = bytes } }
 
     /// Bytes the files hold (named or still open).
-    var usedBytes: Int { state.withLock { SimulatedDisk.used($0) } }
+    package var usedBytes: Int { state.withLock { SimulatedDisk.used($0) } }
 
     private static func used(_ state: State) -> Int {
         let live = Set(state.names.values).union(state.open.values.map(\.inode))
@@ -273,7 +277,7 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
     }
 
     /// Size and XXH3 of a file as the running system sees it ("missing" when absent).
-    func digest(ofFile path: String) -> String {
+    package func digest(ofFile path: String) -> String {
         state.withLock { state in
             guard let inode = state.names[path], let bytes = state.inodes[inode]?.volatile else { return "missing" }
             let hash = bytes.withUnsafeBytes { Checksum.xxh3($0, seed: 0) }
@@ -283,7 +287,7 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
 
     /// Writes random bytes over part of a durable file: one unaligned run of up to 64
     /// bytes, one 512-byte sector, or one 4 KiB page, at a random place.
-    func overwriteWithGarbage(in filter: (String) -> Bool) -> String? {
+    package func overwriteWithGarbage(in filter: (String) -> Bool) -> String? {
         state.withLock { state in
             let candidates = state.names.filter { filter($0.key) && (state.inodes[$0.value]?.durable.count ?? 0) > 0 }
                 .sorted { $0.key < $1.key }
@@ -311,7 +315,7 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
     }
 
     /// Zeroes 4 KiB page `page` of the first durable file matching `filter`.
-    func zeroPage(_ page: Int, in filter: (String) -> Bool) -> String? {
+    package func zeroPage(_ page: Int, in filter: (String) -> Bool) -> String? {
         state.withLock { state in
             guard let (path, inode) = state.names.filter({ filter($0.key) }).sorted(by: { $0.key < $1.key }).first,
                 state.inodes[inode]!.durable.count >= (page + 1) * 4096
@@ -323,7 +327,7 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
     }
 
     /// Makes reads of one random sector of a matching file fail with EIO.
-    func addBadSector(in filter: (String) -> Bool) -> String? {
+    package func addBadSector(in filter: (String) -> Bool) -> String? {
         state.withLock { state in
             let candidates = state.names.filter { filter($0.key) && (state.inodes[$0.value]?.durable.count ?? 0) > 0 }
                 .sorted { $0.key < $1.key }
@@ -337,7 +341,7 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
 
     // MARK: Storage
 
-    func openFile(atPath path: String, mode: FileOpenMode) throws -> FileID {
+    package func openFile(atPath path: String, mode: FileOpenMode) throws -> FileID {
         try state.withLock { state in
             try SimulatedDisk.event(&state, "open", path)
             var inode = state.names[path]
@@ -361,24 +365,24 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
         }
     }
 
-    func closeFile(_ file: FileID) throws {
+    package func closeFile(_ file: FileID) throws {
         _ = state.withLock { $0.open.removeValue(forKey: file.slot) }
     }
 
-    func fileInfo(_ file: FileID) throws -> FileInfo {
+    package func fileInfo(_ file: FileID) throws -> FileInfo {
         let path = try state.withLock { state in try SimulatedDisk.opened(state, file).1 }
         return FileInfo(
             path: path, alignment: FileAlignment(memoryBytes: 512, offsetBytes: 512, source: .assumed), directIO: true)
     }
 
-    func fileSize(_ file: FileID) throws -> Int64 {
+    package func fileSize(_ file: FileID) throws -> Int64 {
         try state.withLock { state in
             let (inode, _) = try SimulatedDisk.opened(state, file)
             return Int64(state.inodes[inode]!.volatile.count)
         }
     }
 
-    func truncateFile(_ file: FileID, toBytes size: Int64) throws {
+    package func truncateFile(_ file: FileID, toBytes size: Int64) throws {
         try state.withLock { state in
             let (inode, path) = try SimulatedDisk.opened(state, file)
             try SimulatedDisk.event(&state, "ftruncate", path)
@@ -387,7 +391,7 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
         }
     }
 
-    func submit(_ request: IORequest, completion: @escaping @Sendable (IOResult) -> Void) {
+    package func submit(_ request: IORequest, completion: @escaping @Sendable (IOResult) -> Void) {
         deliver(all: false)
         let held = state.withLock { state -> Bool in
             SimulatedDisk.checkOverlap(request, &state)
@@ -399,13 +403,13 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
         if !held { completion(execute(request)) }
     }
 
-    func performBlocking(_ request: IORequest) throws -> Int {
+    package func performBlocking(_ request: IORequest) throws -> Int {
         deliver(all: false)
         state.withLock { SimulatedDisk.checkOverlap(request, &$0) }
         return try execute(request).get()
     }
 
-    func willWait() { deliver(all: true) }
+    package func willWait() { deliver(all: true) }
 
     private func execute(_ request: IORequest) -> IOResult {
         do {
@@ -459,7 +463,7 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
         }
     }
 
-    func syncDirectory(atPath path: String) throws {
+    package func syncDirectory(atPath path: String) throws {
         try state.withLock { state in
             try SimulatedDisk.event(&state, "fsync directory", path)
             for (name, inode) in state.names where SimulatedDisk.parent(of: name) == path {
@@ -474,7 +478,7 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
         }
     }
 
-    func renameFile(atPath source: String, toPath target: String) throws {
+    package func renameFile(atPath source: String, toPath target: String) throws {
         try state.withLock { state in
             try SimulatedDisk.event(&state, "rename", source)
             guard let inode = state.names.removeValue(forKey: source) else {
@@ -484,7 +488,7 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
         }
     }
 
-    func removeFile(atPath path: String) throws {
+    package func removeFile(atPath path: String) throws {
         try state.withLock { state in
             try SimulatedDisk.event(&state, "unlink", path)
             guard state.names.removeValue(forKey: path) != nil else {
@@ -493,7 +497,7 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
         }
     }
 
-    func createDirectory(atPath path: String) throws {
+    package func createDirectory(atPath path: String) throws {
         try state.withLock { state in
             try SimulatedDisk.event(&state, "mkdir", path)
             guard state.directories.contains(SimulatedDisk.parent(of: path)) else {
@@ -503,7 +507,7 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
         }
     }
 
-    func contentsOfDirectory(atPath path: String) throws -> [String] {
+    package func contentsOfDirectory(atPath path: String) throws -> [String] {
         try state.withLock { state in
             guard state.directories.contains(path) else { throw PageStoreError.io("opendir", path: path, errno: ENOTDIR) }
             let files = state.names.keys.filter { SimulatedDisk.parent(of: $0) == path }
@@ -512,7 +516,7 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
         }
     }
 
-    func fileExists(atPath path: String) -> Bool {
+    package func fileExists(atPath path: String) -> Bool {
         state.withLock { $0.names[path] != nil || $0.directories.contains(path) }
     }
 
@@ -525,7 +529,7 @@ final class SimulatedDisk: Storage, @unchecked Sendable {
         let held = Mutex<[String: Int]>([:])
     }
 
-    func lockFile(atPath path: String, shared: Bool, holder: String) throws -> (any FileLock)? {
+    package func lockFile(atPath path: String, shared: Bool, holder: String) throws -> (any FileLock)? {
         try locks.held.withLock { locks in
             let held = locks[path] ?? 0
             guard held == 0 || (shared && held > 0) else { throw FileLockConflict(path: path, holder: nil) }
