@@ -45,9 +45,9 @@ public final class Database: Sendable {
     /// The options it was opened with.
     public let options: Options
     let storage: any Storage
-    private let ownedStore: PageStore?
+    let ownedStore: PageStore?
     /// Nil when opened on a simulated storage (no real directory to lock).
-    private let lock: DirectoryLock
+    let lock: DirectoryLock
     /// What readers see: memtables and tables (replaced whole on every change).
     let view: Mutex<View>
     let versions: VersionSet
@@ -66,9 +66,9 @@ public final class Database: Sendable {
     /// Where the async API runs what blocks (at most 8 threads at once).
     let blocking = BlockingPool(limit: 8)
     /// Why a writable open went on read-only: no room to start its log or manifest.
-    private let fullAtOpen: KVError?
+    let fullAtOpen: KVError?
     let backgroundThreads: BackgroundThreads?
-    private let flusher: FlushTimer?
+    let flusher: FlushTimer?
     /// Round-robin positions of background compactions, per level (in memory only).
     let compactPointers = Mutex<[[UInt8]?]>(Array(repeating: nil, count: Version.levelCount))
     /// Test hook: holds background compactions (a test of write stalls).
@@ -76,7 +76,7 @@ public final class Database: Sendable {
     /// When writes stopped by a full disk last tried to resume, or when the stop was first
     /// met (uptime nanoseconds; 0: writes are not known to be stopped).
     let resumeAttempt = Mutex<UInt64>(0)
-    private let closed = Mutex(false)
+    let closed = Mutex(false)
     let metrics = EngineMetrics()
 
     /// Opens (or creates, per `options`) the database in directory `path`.
@@ -290,276 +290,5 @@ public final class Database: Sendable {
     /// The sources readers see now.
     var currentView: View { view.withLock { $0 } }
 
-    // MARK: reads
-
-    /// The value stored under `key`, or nil.
-    public func get(_ key: [UInt8], snapshot: Snapshot? = nil) throws(KVError) -> [UInt8]? {
-        try lookup(key, snapshot: snapshot)
-    }
-
-    func lookup(_ key: [UInt8], snapshot: Snapshot?) throws(KVError) -> [UInt8]? {
-        try checkOpen()
-        metrics.gets.increment()
-        let view = currentView
-        let sequence = snapshot?.sequence ?? view.visibleSequence
-        let found = key.withUnsafeBytes { key in
-            Result { () throws(KVError) -> Memtable.Lookup in try view.get(key, snapshot: sequence) }
-        }
-        if case .value(let value) = try found.get() { return value }
-        return nil
-    }
-
-    /// A lookup that only consults the memtables: nil when the key's fate lies in tables.
-    func lookupInMemory(_ key: [UInt8], view: View, snapshot: Snapshot?) throws(KVError) -> (value: [UInt8]?, Void)? {
-        try checkOpen()
-        let sequence = snapshot?.sequence ?? view.visibleSequence
-        return key.withUnsafeBytes { key -> (value: [UInt8]?, Void)? in
-            switch view.getFromMemtables(key, snapshot: sequence) {
-            case .value(let value): return (value, ())
-            case .deleted: return (nil, ())
-            case .missing: return view.version.tableCount == 0 ? (nil, ()) : nil
-            }
-        }
-    }
-
-    /// Takes a snapshot: reads through it see the database as it is now, and compaction
-    /// keeps the versions it needs until it is released.
-    public func snapshot() -> Snapshot {
-        snapshots.take { currentView.visibleSequence }
-    }
-
-    /// An ordered walk over the keys in `options`' range, at `snapshot` (default: now).
-    public func scan(_ options: ScanOptions = ScanOptions(), snapshot: Snapshot? = nil) -> Cursor {
-        metrics.scans.increment()
-        let view = currentView
-        return Cursor(source: view.makeIterator(fillCache: options.fillCache), snapshot: snapshot?.sequence ?? view.visibleSequence, options: options)
-    }
-
-    /// Calls `body` with each key and value in `options`' range, in order, without copying
-    /// them (the buffers are valid only during the call); return false to stop. Throws
-    /// when a table cannot be read or is corrupt.
-    public func forEach(
-        _ options: ScanOptions = ScanOptions(), snapshot: Snapshot? = nil,
-        _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool
-    ) throws {
-        let cursor = scan(options, snapshot: snapshot)
-        try cursor.forEach(body)
-        if let error = cursor.error { throw error }
-    }
-
-    /// The newest sequence number readers see.
-    var visibleSequence: UInt64 { currentView.visibleSequence }
-
-    // MARK: writes
-
-    /// Stores `value` under `key`.
-    public func put(_ key: [UInt8], _ value: [UInt8], durability: Durability? = nil) throws(KVError) {
-        var batch = WriteBatch()
-        batch.put(key, value)
-        try write(batch, durability: durability)
-    }
-
-    /// Removes `key` (a no-op when it is absent).
-    public func delete(_ key: [UInt8], durability: Durability? = nil) throws(KVError) {
-        var batch = WriteBatch()
-        batch.delete(key)
-        try write(batch, durability: durability)
-    }
-
-    /// Applies every entry of `batch` atomically.
-    ///
-    /// When level 0 or the compaction backlog runs too far ahead, the write is first
-    /// slowed (a millisecond) or held until background work catches up.
-    public func write(_ batch: WriteBatch, durability: Durability? = nil) throws(KVError) {
-        let durability = durability ?? options.defaultDurability
-        let started = DispatchTime.now().uptimeNanoseconds
-        do throws(KVError) {
-            try validateForAsync(batch)
-            do throws(KVError) {
-                try commit(batch, durability: durability)
-            } catch where error.isFull {
-                // Writes stopped on a full disk: go on if there is room again.
-                guard try resumeAfterFullDisk() else { throw error }
-                try commit(batch, durability: durability)
-            }
-        } catch {
-            metrics.writeErrors.increment()
-            throw error
-        }
-        countWrite(batch, durability: durability, startedNanos: started)
-    }
-
-    /// Appends `batch` and waits until it is acknowledged.
-    private func commit(_ batch: WriteBatch, durability: Durability) throws(KVError) {
-        try makeRoomForWrite()
-        while true {
-            let log = try writableLog()
-            let done = OneShot<Result<Void, KVError>>()
-            // A sync writer may block anyway: it runs its commit chain on its own thread.
-            let appended = log.append(batch, durability: durability, lead: durability == .sync) { done.fulfil($0) }
-            if case .rotate = appended {
-                try rotate(from: log)
-                continue
-            }
-            try settle(appended, on: log, done)
-            return
-        }
-    }
-
-    /// Blocks until what `appended` says the log took is acknowledged, first running on
-    /// this thread the chain it handed back.
-    private func settle(_ appended: LogWriter.Appended, on log: LogWriter, _ done: OneShot<Result<Void, KVError>>) throws(KVError) {
-        guard case .waiting(let chain) = appended else { return }
-        if let chain { log.lead(chain, while: { !done.isFulfilled }) }
-        storage.willWait()
-        try done.wait().get()
-    }
-
-    /// Counts an acknowledged write in the metrics.
-    func countWrite(_ batch: WriteBatch, durability: Durability, startedNanos: UInt64) {
-        if durability == .sync {
-            metrics.syncWrites.increment()
-            metrics.commitDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - startedNanos))
-        } else {
-            metrics.bufferedWrites.increment()
-        }
-        metrics.writeEntries.increment(by: Int64(batch.count))
-        counters.userBytes.wrappingIncrement(by: batch.encodedBytes, ordering: .relaxed)
-    }
-
-    /// Makes every write acknowledged so far durable (writes and syncs the log's pending
-    /// pages), for callers that wrote `.buffered` and now need a durability point.
-    public func sync() throws(KVError) {
-        try checkOpen()
-        guard let log = currentView.log else { return }
-        try makeDurable(log)
-    }
-
-    /// Makes every write appended to `log` durable, running the chain on this thread.
-    func makeDurable(_ log: LogWriter) throws(KVError) {
-        let done = OneShot<Result<Void, KVError>>()
-        try settle(log.sync(lead: true) { done.fulfil($0) }, on: log, done)
-    }
-
-    /// The log that takes writes now, or why there is none.
-    func writableLog() throws(KVError) -> LogWriter {
-        guard let log = currentView.log else {
-            if let fullAtOpen {
-                throw KVError(
-                    .full, "database at \(path) was opened without room to write, so read-only (\(fullAtOpen.message)); reopen once there is room",
-                    path: fullAtOpen.path)
-            }
-            throw KVError(
-                .readOnly,
-                options.readOnly
-                    ? "database at \(path) is open read-only (Options.readOnly)"
-                    : "database at \(path) was opened read-only after damage (Options.onLogCorruption = .openReadOnly)",
-                path: path)
-        }
-        if let error = backgroundError.withLock({ $0 }) { throw error }
-        return log
-    }
-
-    /// Checks the handle is open and the batch within limits.
-    func validateForAsync(_ batch: WriteBatch) throws(KVError) {
-        try checkOpen()
-        if let problem = batch.oversize { throw KVError(.invalidArgument, "write rejected: \(problem)") }
-        if batch.count == 0 { throw KVError(.invalidArgument, "write rejected: the batch is empty") }
-    }
-
-    // MARK: closing
-
-    /// Makes every acknowledged write durable, closes the files and releases the lock.
-    /// A flush or compaction in progress finishes first; memtables not yet flushed stay in
-    /// their logs and are replayed at the next open. Later calls fail with `.closed`.
-    /// Calling it again does nothing.
-    public func close() throws(KVError) {
-        let wasOpen = closed.withLock { closed -> Bool in
-            defer { closed = true }
-            return !closed
-        }
-        guard wasOpen else { return }
-        changes.signal()  // writers waiting for room see the close
-        flusher?.stop()
-        backgroundThreads?.stop()
-        var failure: KVError?
-        // No rotation can start now (writers see `closed`); wait out one in progress.
-        rotation.withLock { _ in }
-        if let log = currentView.log {
-            log.beginClose()
-            do { try makeDurable(log) } catch { failure = error }
-            do { try log.close() } catch { failure = failure ?? error }
-            if options.flushOnClose && failure == nil && backgroundError.withLock({ $0 }) == nil {
-                let idle = currentView.memtable.count == 0 && currentView.immutables.isEmpty
-                do {
-                    try flushAtClose(log)
-                } catch where idle && error.isFull {
-                    // Only an empty log to remove: nothing is lost by keeping it.
-                } catch {
-                    failure = error
-                }
-            }
-        }
-        versions.close()
-        // Tables close when the last view, cursor or snapshot that holds them goes.
-        view.withLock { $0 = View(log: nil, memtable: Memtable(), immutables: [], version: Version(), readOnlySequence: 0) }
-        ownedStore?.shutdown()
-        lock.release()
-        if let failure { throw failure }
-    }
-
-    /// A clean close leaves no log: what the memtables hold goes into level-0 tables and
-    /// the logs are removed, so the next open replays nothing, and every acknowledged write
-    /// sits in checksummed table blocks (a log's last chain is the one place where damage
-    /// that resets bytes to zero can pass for a write that never arrived). When this fails,
-    /// the log stays and the next open replays it.
-    private func flushAtClose(_ log: LogWriter) throws(KVError) {
-        // The view's memtable, which is the log's but after an ingest or a resume that
-        // stopped between retiring a log and starting the next (the log's is frozen then).
-        let frozen = FrozenMemtable(memtable: currentView.memtable, nextLogNumber: versions.newFileNumber(),
-            lastSequence: max(log.lastSequence, versions.lastSequence))
-        view.withLock { $0 = $0.with(memtable: Memtable(), immutables: [frozen] + $0.immutables) }
-        while try flushOldest() {}
-    }
-
-    func checkOpen() throws(KVError) {
-        if closed.withLock({ $0 }) { throw KVError(.closed, "database at \(path) is closed", path: path) }
-    }
-
-
     var ownedStoreStats: PageStoreStats? { ownedStore?.stats }
-}
-
-/// Writes and syncs buffered log pages every `intervalMs`.
-final class FlushTimer: Sendable {
-    private let stopped = DispatchSemaphore(value: 0)
-    private let finished = DispatchSemaphore(value: 0)
-    private let intervalMs: Int
-
-    init(intervalMs: Int) {
-        self.intervalMs = intervalMs
-    }
-
-    private let threadID = ManagedAtomic<UInt>(0)
-
-    func start(_ database: Database) {
-        let thread = Thread { [self, weak database] in
-            threadID.store(UInt(pthread_self()), ordering: .releasing)
-            while stopped.wait(timeout: .now() + .milliseconds(intervalMs)) == .timedOut {
-                guard let log = database?.currentView.log else { break }
-                log.flush()
-            }
-            finished.signal()
-        }
-        thread.name = "KVEngine.flush"
-        thread.start()
-    }
-
-    /// Stops the timer; waits for its thread unless called on it (a drop of the last
-    /// handle there closes the database).
-    func stop() {
-        stopped.signal()
-        if threadID.load(ordering: .acquiring) == UInt(pthread_self()) { return }
-        finished.wait()
-    }
 }

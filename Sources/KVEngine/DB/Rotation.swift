@@ -17,18 +17,9 @@ extension Database {
             var stallStarted: UInt64? = nil
             defer { if let stallStarted { countStall(since: stallStarted) } }
             if options.inlineBackgroundWork { runInlineWork() }
-            while true {
-                let seen = changes.generation
-                guard currentView.immutables.count >= options.maxFrozenMemtables else { break }
-                try checkOpen()
-                if let error = backgroundError.withLock({ $0 }) { throw error }
-                if stallStarted == nil {
-                    stallStarted = DispatchTime.now().uptimeNanoseconds
-                    counters.stalls.wrappingIncrement(ordering: .relaxed)
-                }
-                backgroundThreads?.wakeFlush()
-                changes.wait(past: seen, timeoutMs: 50)
-            }
+            try waitForBackground(
+                until: { currentView.immutables.count < options.maxFrozenMemtables },
+                wake: { backgroundThreads?.wakeFlush() }, stall: &stallStarted)
             try checkOpen()
             try retire(old)
             let number = versions.newFileNumber()
@@ -94,15 +85,9 @@ extension Database {
     /// Waits until no frozen memtable waits for its flush (the flush thread writes them;
     /// with `inlineBackgroundWork`, this thread).
     func waitForFlushes() throws(KVError) {
-        while true {
-            let seen = changes.generation
-            if currentView.immutables.isEmpty { return }
-            try checkOpen()
-            if let error = backgroundError.withLock({ $0 }) { throw error }
-            backgroundThreads?.wakeFlush()
-            if options.inlineBackgroundWork { runInlineWork() }
-            changes.wait(past: seen, timeoutMs: 50)
-        }
+        var unused: UInt64? = nil
+        try waitForBackground(
+            until: { currentView.immutables.isEmpty }, wake: { backgroundThreads?.wakeFlush() }, stall: &unused, counted: false)
     }
 
     /// With `inlineBackgroundWork`: the flushes and compactions due, on this thread.

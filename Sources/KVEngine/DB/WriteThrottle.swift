@@ -8,36 +8,44 @@ extension Database {
     /// Delays a write (once, by a millisecond) or holds it while level 0 or the compaction
     /// backlog is too far ahead.
     func makeRoomForWrite() throws(KVError) {
-        var slowed = false
         var stallStarted: UInt64? = nil
         defer { if let stallStarted { countStall(since: stallStarted) } }
+        let mustStop = { (version: Version) -> Bool in
+            version.levels[0].count >= self.options.level0StopTrigger
+                || self.picker.pendingBytes(version) >= self.options.pendingCompactionStopBytes
+        }
+        let wakeCompaction = { () -> Void in self.backgroundThreads?.wakeCompaction() }
+        try waitForBackground(until: { !mustStop(currentView.version) }, wake: wakeCompaction, stall: &stallStarted)
+        let version = currentView.version
+        if version.levels[0].count >= options.level0SlowdownTrigger || picker.pendingBytes(version) >= options.pendingCompactionSlowdownBytes {
+            counters.slowdowns.wrappingIncrement(ordering: .relaxed)
+            if stallStarted == nil { stallStarted = DispatchTime.now().uptimeNanoseconds }
+            // A delay, not a poll: one millisecond per write hands the two background
+            // threads time before level 0 reaches the stop (LevelDB's slowdown).
+            usleep(1000)
+            try waitForBackground(until: { !mustStop(currentView.version) }, wake: wakeCompaction, stall: &stallStarted)
+        }
+    }
+
+    /// Blocks until `isClear()` holds: a state that only background work (a flush, a
+    /// compaction) changes. Each round reads the change signal's generation before it
+    /// checks, so a change in between is not missed; throws once the database closes or a
+    /// background failure stops it; `wake` nudges the thread that can clear the way (with
+    /// `inlineBackgroundWork`, this thread does the work). When `counted` (a writer's
+    /// stall), a wait is counted once and `stall` set to when it began, if not set before.
+    func waitForBackground(until isClear: () -> Bool, wake: () -> Void, stall: inout UInt64?, counted: Bool = true) throws(KVError) {
         while true {
             let seen = changes.generation
-            let version = currentView.version
-            let level0 = version.levels[0].count
-            let pending = picker.pendingBytes(version)
-            if level0 >= options.level0StopTrigger || pending >= options.pendingCompactionStopBytes {
-                try checkOpen()
-                if let error = backgroundError.withLock({ $0 }) { throw error }
-                if stallStarted == nil {
-                    stallStarted = DispatchTime.now().uptimeNanoseconds
-                    counters.stalls.wrappingIncrement(ordering: .relaxed)
-                }
-                backgroundThreads?.wakeCompaction()
-                if options.inlineBackgroundWork { runInlineWork() }
-                changes.wait(past: seen, timeoutMs: 50)
-                continue
+            if isClear() { return }
+            try checkOpen()
+            if let error = backgroundError.withLock({ $0 }) { throw error }
+            if counted && stall == nil {
+                stall = DispatchTime.now().uptimeNanoseconds
+                counters.stalls.wrappingIncrement(ordering: .relaxed)
             }
-            if !slowed && (level0 >= options.level0SlowdownTrigger || pending >= options.pendingCompactionSlowdownBytes) {
-                slowed = true
-                counters.slowdowns.wrappingIncrement(ordering: .relaxed)
-                if stallStarted == nil { stallStarted = DispatchTime.now().uptimeNanoseconds }
-                // A delay, not a poll: one millisecond per write hands the two background
-                // threads time before level 0 reaches the stop (LevelDB's slowdown).
-                usleep(1000)
-                continue
-            }
-            return
+            wake()
+            if options.inlineBackgroundWork { runInlineWork() }
+            changes.wait(past: seen, timeoutMs: 50)
         }
     }
 }

@@ -1,0 +1,67 @@
+import Atomics
+import Dispatch
+import Foundation
+import PageStore
+import Synchronization
+
+// Point lookups, snapshots and scans.
+
+extension Database {
+    /// The value stored under `key`, or nil.
+    public func get(_ key: [UInt8], snapshot: Snapshot? = nil) throws(KVError) -> [UInt8]? {
+        try lookup(key, snapshot: snapshot)
+    }
+
+    func lookup(_ key: [UInt8], snapshot: Snapshot?) throws(KVError) -> [UInt8]? {
+        try checkOpen()
+        metrics.gets.increment()
+        let view = currentView
+        let sequence = snapshot?.sequence ?? view.visibleSequence
+        let found = key.withUnsafeBytes { key in
+            Result { () throws(KVError) -> Memtable.Lookup in try view.get(key, snapshot: sequence) }
+        }
+        if case .value(let value) = try found.get() { return value }
+        return nil
+    }
+
+    /// A lookup that only consults the memtables: nil when the key's fate lies in tables.
+    func lookupInMemory(_ key: [UInt8], view: View, snapshot: Snapshot?) throws(KVError) -> (value: [UInt8]?, Void)? {
+        try checkOpen()
+        let sequence = snapshot?.sequence ?? view.visibleSequence
+        return key.withUnsafeBytes { key -> (value: [UInt8]?, Void)? in
+            switch view.getFromMemtables(key, snapshot: sequence) {
+            case .value(let value): return (value, ())
+            case .deleted: return (nil, ())
+            case .missing: return view.version.tableCount == 0 ? (nil, ()) : nil
+            }
+        }
+    }
+
+    /// Takes a snapshot: reads through it see the database as it is now, and compaction
+    /// keeps the versions it needs until it is released.
+    public func snapshot() -> Snapshot {
+        snapshots.take { currentView.visibleSequence }
+    }
+
+    /// An ordered walk over the keys in `options`' range, at `snapshot` (default: now).
+    public func scan(_ options: ScanOptions = ScanOptions(), snapshot: Snapshot? = nil) -> Cursor {
+        metrics.scans.increment()
+        let view = currentView
+        return Cursor(source: view.makeIterator(fillCache: options.fillCache), snapshot: snapshot?.sequence ?? view.visibleSequence, options: options)
+    }
+
+    /// Calls `body` with each key and value in `options`' range, in order, without copying
+    /// them (the buffers are valid only during the call); return false to stop. Throws
+    /// when a table cannot be read or is corrupt.
+    public func forEach(
+        _ options: ScanOptions = ScanOptions(), snapshot: Snapshot? = nil,
+        _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool
+    ) throws {
+        let cursor = scan(options, snapshot: snapshot)
+        try cursor.forEach(body)
+        if let error = cursor.error { throw error }
+    }
+
+    /// The newest sequence number readers see.
+    var visibleSequence: UInt64 { currentView.visibleSequence }
+}

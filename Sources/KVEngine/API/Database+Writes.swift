@@ -1,0 +1,190 @@
+import Atomics
+import Dispatch
+import Foundation
+import PageStore
+import Synchronization
+
+// Writes: the sync and async entry points share the log's append (`LogWriter.Appended`)
+// and differ only in how they wait for it (`settle`).
+
+extension Database {
+    /// Stores `value` under `key`.
+    public func put(_ key: [UInt8], _ value: [UInt8], durability: Durability? = nil) throws(KVError) {
+        var batch = WriteBatch()
+        batch.put(key, value)
+        try write(batch, durability: durability)
+    }
+
+    /// Removes `key` (a no-op when it is absent).
+    public func delete(_ key: [UInt8], durability: Durability? = nil) throws(KVError) {
+        var batch = WriteBatch()
+        batch.delete(key)
+        try write(batch, durability: durability)
+    }
+
+    /// Applies every entry of `batch` atomically.
+    ///
+    /// When level 0 or the compaction backlog runs too far ahead, the write is first
+    /// slowed (a millisecond) or held until background work catches up.
+    public func write(_ batch: WriteBatch, durability: Durability? = nil) throws(KVError) {
+        let durability = durability ?? options.defaultDurability
+        let started = DispatchTime.now().uptimeNanoseconds
+        do throws(KVError) {
+            try validateForAsync(batch)
+            do throws(KVError) {
+                try commit(batch, durability: durability)
+            } catch where error.isFull {
+                // Writes stopped on a full disk: go on if there is room again.
+                guard try resumeAfterFullDisk() else { throw error }
+                try commit(batch, durability: durability)
+            }
+        } catch {
+            metrics.writeErrors.increment()
+            throw error
+        }
+        countWrite(batch, durability: durability, startedNanos: started)
+    }
+
+    /// Appends `batch` and waits until it is acknowledged.
+    private func commit(_ batch: WriteBatch, durability: Durability) throws(KVError) {
+        try makeRoomForWrite()
+        while true {
+            let log = try writableLog()
+            let done = OneShot<Result<Void, KVError>>()
+            // A sync writer may block anyway: it runs its commit chain on its own thread.
+            let appended = log.append(batch, durability: durability, lead: durability == .sync) { done.fulfil($0) }
+            if case .rotate = appended {
+                try rotate(from: log)
+                continue
+            }
+            try settle(appended, on: log, done)
+            return
+        }
+    }
+
+    /// Blocks until what `appended` says the log took is acknowledged, first running on
+    /// this thread the chain it handed back.
+    private func settle(_ appended: LogWriter.Appended, on log: LogWriter, _ done: OneShot<Result<Void, KVError>>) throws(KVError) {
+        guard case .waiting(let chain) = appended else { return }
+        if let chain { log.lead(chain, while: { !done.isFulfilled }) }
+        storage.willWait()
+        try done.wait().get()
+    }
+
+    /// Counts an acknowledged write in the metrics.
+    func countWrite(_ batch: WriteBatch, durability: Durability, startedNanos: UInt64) {
+        if durability == .sync {
+            metrics.syncWrites.increment()
+            metrics.commitDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - startedNanos))
+        } else {
+            metrics.bufferedWrites.increment()
+        }
+        metrics.writeEntries.increment(by: Int64(batch.count))
+        counters.userBytes.wrappingIncrement(by: batch.encodedBytes, ordering: .relaxed)
+    }
+
+    /// Makes every write acknowledged so far durable (writes and syncs the log's pending
+    /// pages), for callers that wrote `.buffered` and now need a durability point.
+    public func sync() throws(KVError) {
+        try checkOpen()
+        guard let log = currentView.log else { return }
+        try makeDurable(log)
+    }
+
+    /// Makes every write appended to `log` durable, running the chain on this thread.
+    func makeDurable(_ log: LogWriter) throws(KVError) {
+        let done = OneShot<Result<Void, KVError>>()
+        try settle(log.sync(lead: true) { done.fulfil($0) }, on: log, done)
+    }
+
+    /// The log that takes writes now, or why there is none.
+    func writableLog() throws(KVError) -> LogWriter {
+        guard let log = currentView.log else {
+            if let fullAtOpen {
+                throw KVError(
+                    .full, "database at \(path) was opened without room to write, so read-only (\(fullAtOpen.message)); reopen once there is room",
+                    path: fullAtOpen.path)
+            }
+            throw KVError(
+                .readOnly,
+                options.readOnly
+                    ? "database at \(path) is open read-only (Options.readOnly)"
+                    : "database at \(path) was opened read-only after damage (Options.onLogCorruption = .openReadOnly)",
+                path: path)
+        }
+        if let error = backgroundError.withLock({ $0 }) { throw error }
+        return log
+    }
+
+    /// Checks the handle is open and the batch within limits.
+    func validateForAsync(_ batch: WriteBatch) throws(KVError) {
+        try checkOpen()
+        if let problem = batch.oversize { throw KVError(.invalidArgument, "write rejected: \(problem)") }
+        if batch.count == 0 { throw KVError(.invalidArgument, "write rejected: the batch is empty") }
+    }
+
+    // MARK: async
+
+    /// Applies `batch` atomically, suspending until it is acknowledged at `durability`.
+    /// Work that blocks (a memtable rotation, a write stall) runs off Swift's cooperative
+    /// pool.
+    public func write(_ batch: WriteBatch, durability: Durability? = nil) async throws(KVError) {
+        let durability = durability ?? options.defaultDurability
+        let started = DispatchTime.now().uptimeNanoseconds
+        do throws(KVError) {
+            try validateForAsync(batch)
+            do throws(KVError) {
+                try await commit(batch, durability: durability)
+            } catch where error.isFull {
+                // Writes stopped on a full disk: go on if there is room again.
+                guard try await blocking.run({ () throws(KVError) in try self.resumeAfterFullDisk() }) else { throw error }
+                try await commit(batch, durability: durability)
+            }
+        } catch {
+            metrics.writeErrors.increment()
+            throw error
+        }
+        countWrite(batch, durability: durability, startedNanos: started)
+    }
+
+    /// Appends `batch` and suspends until it is acknowledged.
+    private func commit(_ batch: WriteBatch, durability: Durability) async throws(KVError) {
+        if mayNeedRoom { try await blocking.run { () throws(KVError) in try self.makeRoomForWrite() } }
+        while true {
+            let log = try writableLog()
+            let rotate = try await settle { ack in log.append(batch, durability: durability, lead: false, ack: ack) }
+            guard rotate else { return }
+            try await blocking.run { () throws(KVError) in try self.rotate(from: log) }
+        }
+    }
+
+    /// Suspends until what `take` hands the log (an append or a sync, which runs the
+    /// acknowledgement it is given) is acknowledged. True: nothing was taken, the log
+    /// wants a rotation.
+    private func settle(_ take: (@escaping LogWriter.Ack) -> LogWriter.Appended) async throws(KVError) -> Bool {
+        let outcome = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Void, KVError>?, Never>) in
+            switch take({ continuation.resume(returning: $0) }) {
+            case .rotate: continuation.resume(returning: nil)
+            case .acknowledged: continuation.resume(returning: .success(()))
+            case .waiting: break
+            }
+        }
+        guard let outcome else { return true }
+        try outcome.get()
+        return false
+    }
+
+    /// Whether a write may have to wait for background work (a cheap check).
+    private var mayNeedRoom: Bool {
+        let version = currentView.version
+        return version.levels[0].count >= options.level0SlowdownTrigger
+            || picker.pendingBytes(version) >= options.pendingCompactionSlowdownBytes
+    }
+
+    /// Makes every acknowledged write durable, suspending until it is.
+    public func sync() async throws(KVError) {
+        try checkOpen()
+        guard let log = currentView.log else { return }
+        _ = try await settle { ack in log.sync(lead: false, ack: ack) }
+    }
+}
