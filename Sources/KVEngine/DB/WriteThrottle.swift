@@ -8,16 +8,24 @@ extension Database {
     /// Delays a write (once, by a millisecond) or holds it while level 0 or the compaction
     /// backlog is too far ahead.
     func makeRoomForWrite() throws(KVError) {
+        let picker = self.picker
+        var version = currentView.version
+        let slow = { (version: Version) -> Bool in
+            version.levels[0].count >= self.options.level0SlowdownTrigger
+                || picker.pendingBytes(version) >= self.options.pendingCompactionSlowdownBytes
+        }
+        // The common case, on every write: room, and no lock taken but the view's.
+        guard slow(version) else { return }
         var stallStarted: UInt64? = nil
         defer { if let stallStarted { countStall(since: stallStarted) } }
         let mustStop = { (version: Version) -> Bool in
             version.levels[0].count >= self.options.level0StopTrigger
-                || self.picker.pendingBytes(version) >= self.options.pendingCompactionStopBytes
+                || picker.pendingBytes(version) >= self.options.pendingCompactionStopBytes
         }
         let wakeCompaction = { () -> Void in self.backgroundThreads?.wakeCompaction() }
         try waitForBackground(until: { !mustStop(currentView.version) }, wake: wakeCompaction, stall: &stallStarted)
-        let version = currentView.version
-        if version.levels[0].count >= options.level0SlowdownTrigger || picker.pendingBytes(version) >= options.pendingCompactionSlowdownBytes {
+        version = currentView.version
+        if slow(version) {
             counters.slowdowns.wrappingIncrement(ordering: .relaxed)
             if stallStarted == nil { stallStarted = DispatchTime.now().uptimeNanoseconds }
             // A delay, not a poll: one millisecond per write hands the two background
@@ -34,6 +42,7 @@ extension Database {
     /// `inlineBackgroundWork`, this thread does the work). When `counted` (a writer's
     /// stall), a wait is counted once and `stall` set to when it began, if not set before.
     func waitForBackground(until isClear: () -> Bool, wake: () -> Void, stall: inout UInt64?, counted: Bool = true) throws(KVError) {
+        if isClear() { return }
         while true {
             let seen = changes.generation
             if isClear() { return }
