@@ -1,3 +1,4 @@
+import Dispatch
 import Synchronization
 
 #if canImport(Glibc)
@@ -11,9 +12,9 @@ import Glibc
 /// It honours the same contract as ``PageStore`` where a caller can tell: paths name files
 /// in directories that must exist, reads past the end are short, alignment is checked as
 /// O_DIRECT would (512 bytes), a `commit` is one write then a sync, and locks conflict as
-/// `flock` locks do. Every request completes on the calling thread before ``submit(_:completion:)``
-/// returns. Syncs do nothing: there is no crash to survive (the crash tests' simulated disk
-/// models those).
+/// `flock` locks do. A request is carried out before ``submit(_:completion:)`` returns and
+/// its completion runs on the storage's own thread, as a ring's would. Syncs do nothing:
+/// there is no crash to survive (the crash tests' simulated disk models those).
 public final class MemoryStorage: Storage, @unchecked Sendable {
     // @unchecked: all mutable state is in `state`, under its mutex.
     /// A file: its size, and its bytes up to the last one written (past them, up to
@@ -26,13 +27,15 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
     private struct State {
         var files: [String: File] = [:]
         var directories: Set<String> = ["/"]
-        var open: [UInt32: (file: File, path: String)] = [:]
+        var open: [UInt32: (file: File, path: String, readOnly: Bool)] = [:]
         var nextSlot: UInt32 = 0
         /// Lock holders per path: -1 exclusive, else the number of shared holders.
         var locks: [String: Int] = [:]
     }
 
     private let state = Mutex(State())
+    /// Where completions run, in submission order.
+    private let completions = DispatchQueue(label: "PageStore.MemoryStorage.completions")
     public let allocator: PageAllocator
     private static let alignment = FileAlignment(memoryBytes: 512, offsetBytes: 512, source: .assumed)
 
@@ -65,12 +68,12 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
             }
             let slot = state.nextSlot
             state.nextSlot += 1
-            state.open[slot] = (file!, path)
+            state.open[slot] = (file!, path, mode.readOnly)
             return FileID(slot: slot, generation: 0)
         }
     }
 
-    private func opened(_ file: FileID) throws -> (file: File, path: String) {
+    private func opened(_ file: FileID) throws -> (file: File, path: String, readOnly: Bool) {
         try state.withLock { state in
             guard let entry = state.open[file.slot] else {
                 throw PageStoreError(kind: .invalidArgument, operation: "use file", detail: "\(file) is not open")
@@ -95,7 +98,7 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
 
     public func truncateFile(_ file: FileID, toBytes size: Int64) throws {
         let entry = try opened(file)
-        guard size >= 0 else { throw PageStoreError.io("ftruncate", path: entry.path, errno: EINVAL) }
+        guard size >= 0, !entry.readOnly else { throw PageStoreError.io("ftruncate", path: entry.path, errno: entry.readOnly ? EBADF : EINVAL) }
         state.withLock { _ in Self.resize(entry.file, Int(size)) }
     }
 
@@ -105,7 +108,8 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
     }
 
     public func submit(_ request: IORequest, completion: @escaping @Sendable (IOResult) -> Void) {
-        completion(Result { () throws(PageStoreError) -> Int in try perform(request) })
+        let result = Result { () throws(PageStoreError) -> Int in try perform(request) }
+        completions.async { completion(result) }
     }
 
     public func performBlocking(_ request: IORequest) throws -> Int {
@@ -113,12 +117,18 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
     }
 
     private func perform(_ request: IORequest) throws(PageStoreError) -> Int {
-        let entry: (file: File, path: String)
+        let entry: (file: File, path: String, readOnly: Bool)
         do {
             entry = try opened(request.file)
             try request.validate(alignment: Self.alignment, path: entry.path)
         } catch {
             throw error as? PageStoreError ?? PageStoreError(kind: .io, operation: request.operationName, detail: "\(error)")
+        }
+        if entry.readOnly {
+            switch request {
+            case .write, .commit, .allocate: throw PageStoreError.io(request.operationName, path: entry.path, errno: EBADF)
+            case .read, .sync: break
+            }
         }
         return state.withLock { _ -> Int in
             let file = entry.file

@@ -37,6 +37,18 @@ final class MemoryStorageTests: XCTestCase {
         }
         XCTAssertEqual(count, 2999)
         try again.close()
+        let report = try Database.check(path: path, options: options(storage))
+        XCTAssertTrue(report.findings.isEmpty, "\(report.findings)")
+        XCTAssertGreaterThan(report.tables, 0)
+    }
+
+    func testAStorageTheEngineCannotRunOnIsRefused() throws {
+        let small = try MemoryStorage(arenaBytes: 2 << 20)
+        XCTAssertThrowsError(try Database(path: "/db", options: options(small))) { error in
+            XCTAssertEqual((error as! KVError).code, .invalidArgument)
+            XCTAssertTrue((error as! KVError).message.contains("minimumArenaBytes"), "\(error)")
+        }
+        XCTAssertFalse(small.fileExists(atPath: "/db"), "nothing was created")
     }
 
     func testTheLockGoesThroughTheStorage() throws {
@@ -81,6 +93,10 @@ final class MemoryStorageTests: XCTestCase {
         XCTAssertEqual(try storage.fileSize(file), 8192)
         XCTAssertEqual(try storage.read(file, offsetBytes: 6144, into: page), 2048, "a read past the end is short")
         XCTAssertThrowsError(try storage.write(file, offsetBytes: 100, from: page), "misaligned, as O_DIRECT")
+        let reader = try storage.openFile(atPath: "/a/b/f", mode: .readOnly)
+        XCTAssertThrowsError(try storage.write(reader, offsetBytes: 0, from: page), "a read-only handle writes nothing")
+        XCTAssertEqual(try storage.read(reader, offsetBytes: 4096, into: page), 4096)
+        try storage.closeFile(reader)
         try storage.truncateFile(file, toBytes: 10)
         XCTAssertEqual(try storage.fileSize(file), 10)
         try storage.closeFile(file)

@@ -55,13 +55,13 @@ extension Database {
     public func get(_ key: [UInt8], snapshot: Snapshot? = nil) async throws(KVError) -> [UInt8]? {
         let view = currentView
         if let found = try lookupInMemory(key, view: view, snapshot: snapshot) { return found.value }
-        return try await blocking.run { () throws(KVError) -> [UInt8]? in try self.lookup(key, snapshot: snapshot) }
+        return try await blockingReads.run { () throws(KVError) -> [UInt8]? in try self.lookup(key, snapshot: snapshot) }
     }
 
     /// The values stored under `keys` (nil where absent), in order, at one snapshot,
     /// suspending while the batch's block reads are in flight (they run on a thread of
     /// their own, as `get(keys:snapshot:)` does them, never on the cooperative pool).
     public func get(keys: [[UInt8]], snapshot: Snapshot? = nil) async throws(KVError) -> [[UInt8]?] {
-        return try await blocking.run { () throws(KVError) -> [[UInt8]?] in try self.get(keys: keys, snapshot: snapshot) }
+        return try await blockingReads.run { () throws(KVError) -> [[UInt8]?] in try self.get(keys: keys, snapshot: snapshot) }
     }
 }

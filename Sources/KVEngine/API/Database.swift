@@ -63,8 +63,11 @@ public final class Database: Sendable {
     /// Signalled when the version, the frozen memtables, the background failure or the
     /// open state change: what a stalled writer and a wait for flushes block on.
     let changes = ChangeSignal()
-    /// Where the async API runs what blocks (at most 8 threads at once).
-    let blocking = BlockingPool(limit: 8)
+    /// Where the async API runs what blocks: writes (rotations, stalls, resumes) and reads
+    /// (table lookups) apart, so that writers held by a stall never hold up a read. At
+    /// most 8 threads each.
+    let blocking = BlockingPool(name: "KVEngine.blocking-writes", limit: 8)
+    let blockingReads = BlockingPool(name: "KVEngine.blocking-reads", limit: 8)
     /// Why a writable open went on read-only: no room to start its log or manifest.
     let fullAtOpen: KVError?
     let backgroundThreads: BackgroundThreads?
@@ -88,17 +91,11 @@ public final class Database: Sendable {
     /// naming the file and offset (or opens read-only, with `onLogCorruption: .openReadOnly`).
     public convenience init(path: String, options: Options = Options()) throws(KVError) {
         try options.validate()
-        if let storage = options.storage {
-            try self.init(path: path, options: options, storage: storage)
-            return
-        }
-        var storeOptions = options.pageStore
-        storeOptions.arenaBytes = max(storeOptions.arenaBytes, Options.minimumArenaBytes)
-        let store = try io("open page store") { try PageStore(options: storeOptions) }
+        let (storage, owned) = try options.openStorage()
         do {
-            try self.init(path: path, options: options, storage: store, ownedStore: store)
+            try self.init(path: path, options: options, storage: storage, ownedStore: owned)
         } catch {
-            store.shutdown()
+            owned?.shutdown()
             throw error
         }
     }

@@ -195,6 +195,29 @@ public struct Options: Sendable {
                 "pageStore.ringEntries \(pageStore.ringEntries) cannot hold the log's longest commit chain (\(LogWriter.largestChainSQEs) linked SQEs: \(LogWriter.maxChainBlocks) log blocks, a zero-fill and the fdatasync); use at least 256")
         }
     }
+
+    /// The storage a database, a salvage or a check runs on: `storage` when set (checked:
+    /// the engine's page size, and an arena of at least `minimumArenaBytes`, without which
+    /// a flush could wait forever for buffers), else a new page store with an arena of at
+    /// least `minimumArenaBytes`, which the caller owns and shuts down.
+    func openStorage() throws(KVError) -> (storage: any Storage, owned: PageStore?) {
+        if let storage {
+            let allocator = storage.allocator
+            guard allocator.pageSizeBytes == LogFormat.pageBytes else {
+                throw KVError(.invalidArgument, "Options.storage has \(allocator.pageSizeBytes)-byte pages; the engine's formats use \(LogFormat.pageBytes)")
+            }
+            guard allocator.pageCount * allocator.pageSizeBytes >= Options.minimumArenaBytes else {
+                throw KVError(
+                    .invalidArgument,
+                    "Options.storage's arena holds \(allocator.pageCount * allocator.pageSizeBytes) bytes; the engine needs at least Options.minimumArenaBytes (\(Options.minimumArenaBytes))")
+            }
+            return (storage, nil)
+        }
+        var storeOptions = pageStore
+        storeOptions.arenaBytes = max(storeOptions.arenaBytes, Options.minimumArenaBytes)
+        let store = try io("open page store") { try PageStore(options: storeOptions) }
+        return (store, store)
+    }
 }
 
 /// A consistent, read-only view of the database at one moment.

@@ -83,8 +83,8 @@ extension Database {
     ) throws(KVError) -> CheckReport {
         var filesChecked = 0
         try options.validate()
-        let store = try io("open page store") { try PageStore(options: options.pageStore) }
-        defer { store.shutdown() }
+        let (store, owned) = try options.openStorage()
+        defer { owned?.shutdown() }
         guard store.fileExists(atPath: path + "/" + FileNames.identity) else {
             throw KVError(.notADatabase, "no database at \(path)", path: path)
         }

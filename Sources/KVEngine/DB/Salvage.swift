@@ -58,12 +58,9 @@ extension Database {
     /// from what is there, the first run's new tables among it.
     public static func salvage(path: String, options: Options = Options()) throws(KVError) -> SalvageReport {
         try options.validate()
-        if let storage = options.storage { return try salvage(path: path, options: options, storage: storage) }
-        var storeOptions = options.pageStore
-        storeOptions.arenaBytes = max(storeOptions.arenaBytes, Options.minimumArenaBytes)
-        let store = try io("open page store") { try PageStore(options: storeOptions) }
-        defer { store.shutdown() }
-        return try salvage(path: path, options: options, storage: store)
+        let (storage, owned) = try options.openStorage()
+        defer { owned?.shutdown() }
+        return try salvage(path: path, options: options, storage: storage)
     }
 
     /// `salvage` on another storage (`Options.storage`, or the crash tests' simulated disk).

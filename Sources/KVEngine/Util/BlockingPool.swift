@@ -1,29 +1,25 @@
 import DequeModule
-import Dispatch
 import Foundation
-import Synchronization
 
-/// Runs the blocking parts of the async API (a memtable rotation, a write stall, a table
-/// read, a full-disk resume) on threads of its own, never on Swift's cooperative pool: at
-/// most `limit` at once, later work queued in order. Threads start as work arrives and
-/// end after `idleSeconds` without any, so a database that makes no async calls has none.
-final class BlockingPool: Sendable {
-    private struct State {
-        var jobs: Deque<@Sendable () -> Void> = []
-        var threads = 0
-        /// Threads waiting for work and not yet handed any. Positive only while `jobs` is
-        /// empty: a thread looks for a job and counts itself idle in one step.
-        var idle = 0
-    }
-
-    private let state = Mutex(State())
-    /// Signalled once per job handed to an idle thread.
-    private let wakeup = DispatchSemaphore(value: 0)
+/// Runs blocking work for the async API (a memtable rotation, a write stall, a table read,
+/// a full-disk resume) on threads of its own, never on Swift's cooperative pool: at most
+/// `limit` at once, later work queued in order. Threads start as work arrives and end
+/// after `idleSeconds` without any, so a database that makes no async calls has none, and
+/// a closed one keeps none for long.
+final class BlockingPool: @unchecked Sendable {
+    // @unchecked: `jobs`, `threads` and `waiting` are only touched under `condition`.
+    private let condition = NSCondition()
+    private var jobs: Deque<@Sendable () -> Void> = []
+    private var threads = 0
+    /// Threads blocked in `condition.wait`, ready to take a job.
+    private var waiting = 0
     let limit: Int
     let idleSeconds: Double
+    let name: String
 
-    init(limit: Int, idleSeconds: Double = 2) {
+    init(name: String, limit: Int, idleSeconds: Double = 2) {
         precondition(limit > 0)
+        self.name = name
         self.limit = limit
         self.idleSeconds = idleSeconds
     }
@@ -36,51 +32,41 @@ final class BlockingPool: Sendable {
         return try result.get()
     }
 
-    private enum Start { case wakeIdle, newThread, queued }
-
     private func submit(_ job: @escaping @Sendable () -> Void) {
-        let start = state.withLock { state -> Start in
-            state.jobs.append(job)
-            if state.idle > 0 {
-                state.idle -= 1
-                return .wakeIdle
-            }
-            guard state.threads < limit else { return .queued }  // a busy thread takes it next
-            state.threads += 1
-            return .newThread
-        }
-        switch start {
-        case .wakeIdle: wakeup.signal()
-        case .newThread:
+        condition.lock()
+        jobs.append(job)
+        var start = false
+        if waiting >= jobs.count {
+            condition.signal()  // a waiting thread takes it
+        } else if threads < limit {
+            threads += 1
+            start = true
+        }  // else a busy thread takes it when it is done
+        condition.unlock()
+        if start {
             let thread = Thread { [self] in work() }
-            thread.name = "KVEngine.blocking"
+            thread.name = name
             thread.start()
-        case .queued: break
         }
     }
 
     private func work() {
+        condition.lock()
         while true {
-            let job = state.withLock { state -> (@Sendable () -> Void)? in
-                if let job = state.jobs.popFirst() { return job }
-                state.idle += 1
-                return nil
-            }
-            if let job {
+            if let job = jobs.popFirst() {
+                condition.unlock()
                 job()
+                condition.lock()
                 continue
             }
-            guard wakeup.wait(timeout: .now() + idleSeconds) == .timedOut else { continue }
-            let exit = state.withLock { state -> Bool in
-                // Idle count spent: a job was handed to an idle thread just now, and its
-                // signal is on the way; this thread takes it.
-                guard state.idle > 0 else { return false }
-                state.idle -= 1
-                state.threads -= 1
-                return true
+            waiting += 1
+            let signalled = condition.wait(until: Date(timeIntervalSinceNow: idleSeconds))
+            waiting -= 1
+            if !signalled && jobs.isEmpty {
+                threads -= 1
+                condition.unlock()
+                return
             }
-            if exit { return }
-            wakeup.wait()
         }
     }
 }
