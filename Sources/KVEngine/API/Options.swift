@@ -93,7 +93,7 @@ public struct Options: Sendable {
     public static let minimumArenaBytes = 48 << 20
     /// Full log pages that start a chain when only buffered writes wait (the crash tests
     /// lower it so buffered chains are in flight beside sync ones).
-    var bufferedChainPages = LogWriter.blockPages
+    var bufferedChainPages = LogPages.blockPages
     /// Flushes and compactions run on the writing thread right after a rotation instead of
     /// on background threads, so a run is deterministic (the crash tests' replays).
     var inlineBackgroundWork = false

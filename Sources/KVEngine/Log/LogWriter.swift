@@ -56,8 +56,6 @@ final class LogWriter: Sendable {
     /// The newest sequence number readers may see.
     let visibleSequence: ManagedAtomic<UInt64>
 
-    static let blockPages = LogPages.blockPages
-    static let blockBytes = LogPages.blockBytes
     /// Zeros written ahead of the log's tail at a time (see `makeChain`).
     static let zeroChunkBytes = 256 << 10
     /// Most segments (blocks) one chain writes.
@@ -305,7 +303,7 @@ final class LogWriter: Sendable {
                 // Allocate outside the lock: when the arena is exhausted this waits for a
                 // chain's completion to free blocks, and that completion needs the lock.
                 do {
-                    let blocks = try (0..<count).map { _ in try storage.allocator.allocate(pages: LogWriter.blockPages) }
+                    let blocks = try (0..<count).map { _ in try storage.allocator.allocate(pages: LogPages.blockPages) }
                     let kept = state.withLock { state -> Bool in
                         guard !state.closed else { return false }
                         state.pages.addSpare(blocks)
@@ -376,7 +374,7 @@ final class LogWriter: Sendable {
         state.inFlight.append(InFlightChain(
             id: id, endOffset: endOffset, lastSequence: state.pages.sealedSequence, zeroFrom: zeroFrom, result: nil))
         var allocate: (Int64, Int64)? = nil
-        if reservationStep > 0 && !state.reservationsStopped && endOffset + Int64(LogWriter.blockBytes * 4) > state.preallocatedBytes {
+        if reservationStep > 0 && !state.reservationsStopped && endOffset + Int64(LogPages.blockBytes * 4) > state.preallocatedBytes {
             allocate = (state.preallocatedBytes, reservationStep)
             state.preallocatedBytes += reservationStep
         }
