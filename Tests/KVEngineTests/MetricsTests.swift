@@ -29,17 +29,24 @@ final class MetricsTests: XCTestCase {
         _ = try db.get("missing")
         _ = Array(db.scan())
         try db.sync()
-        XCTAssertEqual(try metrics.expectCounter(db.metrics.syncWrites).totalValue, 2)
-        XCTAssertEqual(try metrics.expectCounter(db.metrics.bufferedWrites).totalValue, 1)
-        XCTAssertEqual(try metrics.expectCounter(db.metrics.writeEntries).totalValue, 4)
-        XCTAssertEqual(try metrics.expectCounter(db.metrics.writeErrors).totalValue, 1)
-        XCTAssertEqual(try metrics.expectCounter(db.metrics.gets).totalValue, 2)
-        XCTAssertEqual(try metrics.expectCounter(db.metrics.scans).totalValue, 1)
-        XCTAssertEqual(try metrics.expectTimer(db.metrics.commitDuration).values.count, 2)
-        let chains = try metrics.expectCounter(db.metrics.logChains).totalValue
+        XCTAssertEqual(try metrics.expectCounter(db.counters.syncWrites.counter).totalValue, 2)
+        XCTAssertEqual(try metrics.expectCounter(db.counters.bufferedWrites.counter).totalValue, 1)
+        XCTAssertEqual(try metrics.expectCounter(db.counters.writeEntries.counter).totalValue, 4)
+        XCTAssertEqual(try metrics.expectCounter(db.counters.writeErrors.counter).totalValue, 1)
+        XCTAssertEqual(try metrics.expectCounter(db.counters.gets.counter).totalValue, 2)
+        XCTAssertEqual(try metrics.expectCounter(db.counters.scans.counter).totalValue, 1)
+        XCTAssertEqual(try metrics.expectTimer(db.counters.commitDuration).values.count, 2)
+        let chains = try metrics.expectCounter(db.counters.logChains.counter).totalValue
         XCTAssertEqual(chains, Int64(db.stats.logChains))
         XCTAssertGreaterThanOrEqual(chains, 2, "two sync writes; the second chain also carried the buffered write")
-        XCTAssertGreaterThanOrEqual(try metrics.expectCounter(db.metrics.logBytes).totalValue, chains * 4096)
+        XCTAssertGreaterThanOrEqual(try metrics.expectCounter(db.counters.logBytes.counter).totalValue, chains * 4096)
+        // Background work is counted once, for stats and metrics alike.
+        try db.compactRange()
+        let stats = db.stats
+        XCTAssertGreaterThanOrEqual(stats.flushes, 1, "compactRange flushes the memtable first")
+        XCTAssertEqual(try metrics.expectCounter(db.counters.flushes.counter).totalValue, Int64(stats.flushes))
+        XCTAssertEqual(try metrics.expectCounter(db.counters.flushBytes.counter).totalValue, stats.bytesFlushed)
+        XCTAssertEqual(try metrics.expectCounter(db.counters.userBytes.counter).totalValue, stats.userBytes)
         try db.close()
     }
 }

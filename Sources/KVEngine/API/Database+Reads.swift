@@ -14,7 +14,7 @@ extension Database {
 
     func lookup(_ key: [UInt8], snapshot: Snapshot?) throws(KVError) -> [UInt8]? {
         try checkOpen()
-        metrics.gets.increment()
+        counters.gets.add()
         let view = currentView
         let sequence = snapshot?.sequence ?? view.visibleSequence
         let found = key.withUnsafeBytes { key in
@@ -45,7 +45,7 @@ extension Database {
 
     /// An ordered walk over the keys in `options`' range, at `snapshot` (default: now).
     public func scan(_ options: ScanOptions = ScanOptions(), snapshot: Snapshot? = nil) -> Cursor {
-        metrics.scans.increment()
+        counters.scans.add()
         let view = currentView
         return Cursor(source: view.makeIterator(fillCache: options.fillCache), snapshot: snapshot?.sequence ?? view.visibleSequence, options: options)
     }

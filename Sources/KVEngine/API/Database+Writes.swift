@@ -39,7 +39,7 @@ extension Database {
                 try commit(batch, durability: durability)
             }
         } catch {
-            metrics.writeErrors.increment()
+            counters.writeErrors.add()
             throw error
         }
         countWrite(batch, durability: durability, startedNanos: started)
@@ -74,13 +74,13 @@ extension Database {
     /// Counts an acknowledged write in the metrics.
     func countWrite(_ batch: WriteBatch, durability: Durability, startedNanos: UInt64) {
         if durability == .sync {
-            metrics.syncWrites.increment()
-            metrics.commitDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - startedNanos))
+            counters.syncWrites.add()
+            counters.commitDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - startedNanos))
         } else {
-            metrics.bufferedWrites.increment()
+            counters.bufferedWrites.add()
         }
-        metrics.writeEntries.increment(by: Int64(batch.count))
-        counters.userBytes.wrappingIncrement(by: batch.encodedBytes, ordering: .relaxed)
+        counters.writeEntries.add(batch.count)
+        counters.userBytes.add(batch.encodedBytes)
     }
 
     /// Makes every write acknowledged so far durable (writes and syncs the log's pending
@@ -141,7 +141,7 @@ extension Database {
                 try await commit(batch, durability: durability)
             }
         } catch {
-            metrics.writeErrors.increment()
+            counters.writeErrors.add()
             throw error
         }
         countWrite(batch, durability: durability, startedNanos: started)

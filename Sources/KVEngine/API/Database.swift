@@ -80,7 +80,6 @@ public final class Database: Sendable {
     /// met (uptime nanoseconds; 0: writes are not known to be stopped).
     let resumeAttempt = Mutex<UInt64>(0)
     let closed = Mutex(false)
-    let metrics = EngineMetrics()
 
     /// Opens (or creates, per `options`) the database in directory `path`.
     ///
@@ -161,7 +160,7 @@ public final class Database: Sendable {
         if !recovery.readOnly {
             do {
                 started = try Database.startWriting(
-                    path: path, storage: storage, options: options, metrics: metrics, versions: versions,
+                    path: path, storage: storage, options: options, counters: counters, versions: versions,
                     manifest: manifest, recovery: recovery, recovered: recovered, upgrade: identityVersion < Identity.formatVersion)
             } catch where error.isFull {
                 engineLogger.warning("\(path): no room to start a log and a manifest (\(error.message)); open read-only")
@@ -195,7 +194,7 @@ public final class Database: Sendable {
     /// logs until what they held is flushed). On failure nothing of it is left that a
     /// manifest does not record.
     private static func startWriting(
-        path: String, storage: any Storage, options: Options, metrics: EngineMetrics, versions: VersionSet,
+        path: String, storage: any Storage, options: Options, counters: EngineCounters, versions: VersionSet,
         manifest: ManifestState, recovery: Recovery.Outcome, recovered: Memtable, upgrade: Bool
     ) throws(KVError) -> (log: LogWriter, memtable: Memtable, immutables: [FrozenMemtable]) {
         let logNumber = versions.newFileNumber()
@@ -204,7 +203,7 @@ public final class Database: Sendable {
         do {
             log = try LogWriter.create(
                 directory: path, number: logNumber, storage: storage, memtable: memtable,
-                lastSequence: recovery.lastSequence, options: options, metrics: metrics)
+                lastSequence: recovery.lastSequence, options: options, counters: counters)
         } catch {
             // Recorded nowhere yet: what was made of it goes.
             try? storage.removeFile(atPath: path + "/" + FileNames.log(logNumber))

@@ -16,25 +16,25 @@ extension Database {
                 level: level, tables: tables.count, bytes: tables.reduce(0) { $0 + $1.meta.fileBytes },
                 entries: tables.reduce(0) { $0 + Int($1.meta.properties.entries) }))
         }
-        let flushBytes = counters.flushBytes.load(ordering: .relaxed)
-        let compactionWrite = counters.compactionWriteBytes.load(ordering: .relaxed)
+        let flushBytes = counters.flushBytes.total
+        let compactionWrite = counters.compactionWriteBytes.total
         return DatabaseStats(
             memtableBytes: view.memtable.approximateBytes, memtableEntries: view.memtable.count,
             frozenMemtables: view.immutables.count,
             lastSequence: view.log?.lastSequence ?? view.visibleSequence, visibleSequence: view.visibleSequence,
-            logChains: view.log?.chainsCompleted ?? 0, levels: levels,
-            userBytes: Int64(counters.userBytes.load(ordering: .relaxed)),
-            flushes: counters.flushes.load(ordering: .relaxed), bytesFlushed: Int64(flushBytes),
-            compactions: counters.compactions.load(ordering: .relaxed),
-            trivialMoves: counters.trivialMoves.load(ordering: .relaxed),
-            bytesCompactedRead: Int64(counters.compactionReadBytes.load(ordering: .relaxed)),
+            logChains: counters.logChains.total, levels: levels,
+            userBytes: Int64(counters.userBytes.total),
+            flushes: counters.flushes.total, bytesFlushed: Int64(flushBytes),
+            compactions: counters.compactions.total,
+            trivialMoves: counters.trivialMoves.total,
+            bytesCompactedRead: Int64(counters.compactionReadBytes.total),
             bytesCompactedWritten: Int64(compactionWrite),
             writeAmplification: flushBytes > 0 ? Double(flushBytes + compactionWrite) / Double(flushBytes) : 0,
             cacheBytes: cacheCounters.usage, cacheHits: cacheCounters.hits, cacheMisses: cacheCounters.misses,
             indexAndFilterBytes: versions.tables.memoryBytes,
             openTables: tableCounters.open, tableOpens: tableCounters.opens,
-            stalls: counters.stalls.load(ordering: .relaxed), slowdowns: counters.slowdowns.load(ordering: .relaxed),
-            stallMicroseconds: Int64(counters.stallMicros.load(ordering: .relaxed)),
+            stalls: counters.stalls.total, slowdowns: counters.slowdowns.total,
+            stallMicroseconds: Int64(counters.stallMicros.total),
             liveSnapshots: snapshots.count, manifestNumber: versions.manifestNumber ?? 0,
             pageStore: ownedStoreStats)
     }
@@ -64,7 +64,7 @@ public struct DatabaseStats: Sendable {
     public var lastSequence: UInt64
     /// Highest sequence number readers see.
     public var visibleSequence: UInt64
-    /// Log commit chains of the current log completed.
+    /// Log commit chains completed since open (each ends in an fdatasync).
     public var logChains: Int
     /// Tables and bytes per level.
     public var levels: [LevelStats]

@@ -12,7 +12,7 @@ extension Database {
     /// sees a full queue for as long as the batch lasts. Two keys in one block share a read.
     public func get(keys: [[UInt8]], snapshot: Snapshot? = nil) throws(KVError) -> [[UInt8]?] {
         try checkOpen()
-        metrics.gets.increment(by: Int64(keys.count))
+        counters.gets.add(keys.count)
         let view = currentView
         let sequence = snapshot?.sequence ?? view.visibleSequence
         var results = [[UInt8]?](repeating: nil, count: keys.count)

@@ -38,17 +38,17 @@ extension Database {
         if plan.trivial {
             for table in plan.inputs { edit.added.append(.init(level: plan.outputLevel, meta: table.meta)) }
             try apply(edit, while: "compaction of level \(plan.level)") { version in view.withLock { $0 = $0.with(version: version) } }
-            counters.trivialMoves.wrappingIncrement(ordering: .relaxed)
+            counters.trivialMoves.add()
             return
         }
         let outputs = try merge(plan)
         try io("sync directory \(path)") { try storage.syncDirectory(atPath: path) }
         for meta in outputs { edit.added.append(.init(level: plan.outputLevel, meta: meta)) }
         try apply(edit, adding: outputs, while: "compaction of level \(plan.level)")
-        counters.compactions.wrappingIncrement(ordering: .relaxed)
+        counters.compactions.add()
         let read = (plan.inputs + plan.below).reduce(0) { $0 + Int($1.meta.fileBytes) }
-        counters.compactionReadBytes.wrappingIncrement(by: read, ordering: .relaxed)
-        counters.compactionWriteBytes.wrappingIncrement(by: outputs.reduce(0) { $0 + Int($1.fileBytes) }, ordering: .relaxed)
+        counters.compactionReadBytes.add(read)
+        counters.compactionWriteBytes.add(outputs.reduce(0) { $0 + Int($1.fileBytes) })
     }
 
     /// Merges the plan's inputs into tables of about `tableTargetBytes`, dropping what no

@@ -31,12 +31,12 @@ extension Database {
             }
             try io("sync directory \(path)") { try storage.syncDirectory(atPath: path) }
             edit.added = [VersionEdit.AddedFile(level: 0, meta: meta)]
-            counters.flushBytes.wrappingIncrement(by: Int(meta.fileBytes), ordering: .relaxed)
+            counters.flushBytes.add(Int(meta.fileBytes))
         }
         try apply(edit, while: "flush") { version in
             view.withLock { $0 = $0.with(immutables: Array($0.immutables.dropLast()), version: version) }
         }
-        counters.flushes.wrappingIncrement(ordering: .relaxed)
+        counters.flushes.add()
         removeObsoleteLogs(below: frozen.nextLogNumber)
         return true
     }

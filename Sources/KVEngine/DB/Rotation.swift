@@ -60,7 +60,7 @@ extension Database {
         do throws(KVError) {
             log = try LogWriter.create(
                 directory: path, number: number, storage: storage, memtable: memtable,
-                lastSequence: lastSequence, options: options, metrics: metrics)
+                lastSequence: lastSequence, options: options, counters: counters)
         } catch {
             // Recorded nowhere yet: what was made of it goes (a later try starts it again).
             try? storage.removeFile(atPath: path + "/" + FileNames.log(number))
@@ -146,6 +146,6 @@ extension Database {
 
     func countStall(since started: UInt64) {
         let micros = Int((DispatchTime.now().uptimeNanoseconds - started) / 1000)
-        counters.stallMicros.wrappingIncrement(by: micros, ordering: .relaxed)
+        counters.stallMicros.add(micros)
     }
 }

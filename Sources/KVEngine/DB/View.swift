@@ -115,17 +115,3 @@ final class SnapshotList: Sendable {
     var oldest: UInt64? { live.withLock { $0.keys.min() } }
     var count: Int { live.withLock { $0.values.reduce(0, +) } }
 }
-
-/// Counters of the engine's background work.
-final class EngineCounters: Sendable {
-    let userBytes = ManagedAtomic<Int>(0)
-    let flushes = ManagedAtomic<Int>(0)
-    let flushBytes = ManagedAtomic<Int>(0)
-    let compactions = ManagedAtomic<Int>(0)
-    let trivialMoves = ManagedAtomic<Int>(0)
-    let compactionReadBytes = ManagedAtomic<Int>(0)
-    let compactionWriteBytes = ManagedAtomic<Int>(0)
-    let stalls = ManagedAtomic<Int>(0)
-    let slowdowns = ManagedAtomic<Int>(0)
-    let stallMicros = ManagedAtomic<Int>(0)
-}

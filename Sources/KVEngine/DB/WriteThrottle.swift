@@ -26,7 +26,7 @@ extension Database {
         try waitForBackground(until: { !mustStop(currentView.version) }, wake: wakeCompaction, stall: &stallStarted)
         version = currentView.version
         if slow(version) {
-            counters.slowdowns.wrappingIncrement(ordering: .relaxed)
+            counters.slowdowns.add()
             if stallStarted == nil { stallStarted = DispatchTime.now().uptimeNanoseconds }
             // A delay, not a poll: one millisecond per write hands the two background
             // threads time before level 0 reaches the stop (LevelDB's slowdown).
@@ -50,7 +50,7 @@ extension Database {
             if let error = backgroundError.withLock({ $0 }) { throw error }
             if counted && stall == nil {
                 stall = DispatchTime.now().uptimeNanoseconds
-                counters.stalls.wrappingIncrement(ordering: .relaxed)
+                counters.stalls.add()
             }
             wake()
             if options.inlineBackgroundWork { runInlineWork() }

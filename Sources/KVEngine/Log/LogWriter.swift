@@ -1,5 +1,4 @@
 import Atomics
-import DequeModule
 import PageStore
 import Synchronization
 
@@ -21,6 +20,11 @@ import Glibc
 /// acknowledged only when its chain and every earlier chain have completed, so every
 /// earlier byte of the log is durable too.
 ///
+/// The writer orchestrates three values, each changed only under its lock: `LogPages`
+/// (the tail in memory, fragments in pages), `CommitQueue` (chains in flight, waiters,
+/// acknowledgements in log order) and `LogSpace` (reservation and zero-fill ahead of the
+/// tail); `LogFile` creates and closes the file.
+///
 /// Invariants:
 /// - A page is written once. A chain takes every page up to the fill position; when it
 ///   takes a partly filled page, filling moves on to the next page (the rest is padding),
@@ -37,18 +41,13 @@ import Glibc
 ///   trust data a failed fdatasync was meant to cover, and without O_DIRECT the kernel may
 ///   report the loss of one chain's pages to another chain's fdatasync (reopen to recover).
 final class LogWriter: Sendable {
-    let storage: any Storage
-    let file: FileID
-    let path: String
-    let number: UInt64
+    let log: LogFile
+    var number: UInt64 { log.number }
     let memtable: Memtable
-    /// Always zero: the source of the zero-fill writes.
-    private let zeros: PageBuffer
+    private let storage: any Storage
     private let memtableLimitBytes: Int
-    /// Bytes by which the reservation grows (0: the log grows as it is written).
-    private let reservationStep: Int64
     private let bufferedChainPages: Int
-    private let metrics: EngineMetrics
+    private let counters: EngineCounters
     private let state: Mutex<State>
     /// Signalled, once the log is closing, as its chains and reservations complete:
     /// what `close()` waits on.
@@ -56,8 +55,6 @@ final class LogWriter: Sendable {
     /// The newest sequence number readers may see.
     let visibleSequence: ManagedAtomic<UInt64>
 
-    /// Zeros written ahead of the log's tail at a time (see `makeChain`).
-    static let zeroChunkBytes = 256 << 10
     /// Most segments (blocks) one chain writes.
     static let maxChainBlocks = 128
     /// SQEs of the longest chain: every block, a zero-fill and the fdatasync
@@ -75,28 +72,15 @@ final class LogWriter: Sendable {
     /// page written before it.
     private let chainsInFlightMax: Int
 
-    typealias Ack = @Sendable (Result<Void, KVError>) -> Void
-
-    private struct Waiter {
-        let lastSequence: UInt64
-        let sync: Bool
-        let ack: Ack
-    }
+    typealias Ack = CommitQueue.Ack
 
     private struct State {
-        /// The tail in memory: filled pages, and which of them chains have taken.
         var pages: LogPages
-        /// Chains submitted and not yet retired, in log order (at most `maxChainsInFlight`).
-        var inFlight: Deque<InFlightChain> = []
-        var nextChainID = 0
-        /// Start of the zero-fill region a chain in flight is writing: no other chain may
-        /// write data at or past it until that chain completes.
-        var zeroInFlightFrom: Int64?
+        var commits: CommitQueue
+        var space: LogSpace
         var flushRequested = false
-        var durableBytes: Int64
-        var durableSequence: UInt64
+        /// The highest sequence number appended.
         var lastSequence: UInt64
-        var waiters: Deque<Waiter> = []
         var failure: KVError?
         /// Set by `beginClose`: appends are refused from then on.
         var closing = false
@@ -104,136 +88,37 @@ final class LogWriter: Sendable {
         var sealed = false
         /// Set by `close`: the buffers are gone and the file is closed.
         var closed = false
-        /// `fallocate` requests not yet completed (close waits for them: one finishing
-        /// after the final truncation would grow the log again).
-        var reservationsInFlight = 0
-        /// End of the reservation asked for, and of the part confirmed (zero-fill stays
-        /// inside the latter: past it a zero-fill could take the space a write needs).
-        var preallocatedBytes: Int64
-        var reservedBytes: Int64
-        /// A reservation was refused (no room, or no fallocate): no more are asked for.
-        var reservationsStopped = false
-        /// End of the region written with zeros or data: writes below it overwrite written
-        /// blocks, so their fdatasync need not journal an extent conversion.
-        var zeroedBytes: Int64
-        var chainsCompleted = 0
-    }
-
-    private struct InFlightChain {
-        let id: Int
-        let endOffset: Int64
-        let lastSequence: UInt64
-        let zeroFrom: Int64?
-        var result: IOResult?
     }
 
     /// A commit chain of log pages: what it writes and what its completion makes durable.
     struct Chain: Sendable {
         let id: Int
-        let zeroFrom: Int64?
         let segments: [IOSegment]
-        let endOffset: Int64
-        let lastSequence: UInt64
-        let allocate: (offset: Int64, length: Int64)?
+        let reserve: (offset: Int64, length: Int64)?
     }
 
-    /// Creates log `number` in `directory`: the header page, preallocation and fdatasync,
-    /// then a directory fsync, all before any record can be acknowledged in it.
+    /// Creates log `number` in `directory` (see `LogFile.create`) for writes into
+    /// `memtable` after `lastSequence`.
     static func create(
         directory: String, number: UInt64, storage: any Storage, memtable: Memtable,
-        lastSequence: UInt64, options: Options, metrics: EngineMetrics
+        lastSequence: UInt64, options: Options, counters: EngineCounters
     ) throws(KVError) -> LogWriter {
-        let path = directory + "/" + FileNames.log(number)
-        // On a nearly full disk the reservation and the zero-fill shrink to what fits: the
-        // log starts with its header alone, and later chains grow it as they go.
-        // A log rotates once its memtable is full, so it never needs much more than the
-        // memtable's size: the reservation is capped there, and the zero-fill stays inside it.
-        let needed = (Int64(options.memtableBytes) * 9 / 8 + 4095) / 4096 * 4096
-        var preallocated = min(options.logPreallocateBytes, needed)
-        var zeroed = min(Int64(zeroChunkBytes), max(0, preallocated - Int64(LogFormat.pageBytes)))
-        var refused = false
-        let (file, zeros) = try io("create log \(path)") { () throws -> (FileID, PageBuffer) in
-            let zeros = try storage.allocator.allocate(pages: zeroChunkBytes / LogFormat.pageBytes)
-            zeros.bytes.initializeMemory(as: UInt8.self, repeating: 0)
-            let page: PageBuffer
-            let file: FileID
-            do {
-                page = try storage.allocator.allocate()
-            } catch {
-                storage.allocator.free(zeros)
-                throw error
-            }
-            do {
-                file = try storage.openFile(atPath: path, mode: .createNew)
-            } catch {
-                storage.allocator.free(page)
-                storage.allocator.free(zeros)
-                throw error
-            }
-            defer { storage.allocator.free(page) }
-            do {
-                LogFormat.encodeHeader(logNumber: number, into: page.bytes)
-                if preallocated > 0 {
-                    do {
-                        try storage.performBlocking(.allocate(file, offsetBytes: 0, lengthBytes: preallocated))
-                    } catch let error as PageStoreError where error.refusesReservation {
-                        (preallocated, zeroed, refused) = (0, 0, true)
-                        // (A refused fallocate may keep part of what it took: the header's
-                        // write below starts from an empty file either way.)
-                        try storage.truncateFile(file, toBytes: 0)
-                    }
-                }
-                var segments = [IOSegment(offsetBytes: 0, buffer: page)]
-                if zeroed > 0 {
-                    segments.append(IOSegment(offsetBytes: Int64(LogFormat.pageBytes), buffer: zeros.slice(offset: 0, count: Int(zeroed))))
-                }
-                do {
-                    try storage.commit(file, segments)
-                } catch let error as PageStoreError where error.isNoSpace {
-                    (preallocated, zeroed, refused) = (0, 0, true)
-                    try storage.truncateFile(file, toBytes: 0)
-                    try storage.commit(file, [IOSegment(offsetBytes: 0, buffer: page)])
-                }
-                try storage.syncDirectory(atPath: directory)
-            } catch {
-                try? storage.closeFile(file)
-                storage.allocator.free(zeros)
-                throw error
-            }
-            return (file, zeros)
-        }
-        if refused {
-            engineLogger.warning("log \(path): no room for its reservation or zero-fill; it grows as it is written")
-        }
-        return LogWriter(
-            storage: storage, file: file, path: path, number: number, memtable: memtable, zeros: zeros,
-            lastSequence: lastSequence, options: options, metrics: metrics, preallocated: preallocated, zeroed: zeroed,
-            reservationStep: preallocated == 0 ? 0 : min(options.logPreallocateBytes, max(256 << 10, needed / 8 / 4096 * 4096)))
+        let (log, space) = try LogFile.create(directory: directory, number: number, storage: storage, options: options)
+        return LogWriter(log: log, space: space, memtable: memtable, lastSequence: lastSequence, options: options, counters: counters)
     }
 
-    private init(
-        storage: any Storage, file: FileID, path: String, number: UInt64, memtable: Memtable, zeros: PageBuffer,
-        lastSequence: UInt64, options: Options, metrics: EngineMetrics, preallocated: Int64, zeroed: Int64,
-        reservationStep: Int64
-    ) {
-        self.zeros = zeros
-        self.metrics = metrics
-        self.storage = storage
-        self.file = file
-        self.path = path
-        self.number = number
+    private init(log: LogFile, space: LogSpace, memtable: Memtable, lastSequence: UInt64, options: Options, counters: EngineCounters) {
+        self.log = log
+        self.storage = log.storage
+        self.counters = counters
         self.memtable = memtable
         self.memtableLimitBytes = options.memtableBytes
         self.bufferedChainPages = max(1, options.bufferedChainPages)
-        self.reservationStep = reservationStep
-        let directIO = (try? storage.fileInfo(file).directIO) ?? false
-        self.chainsInFlightMax = directIO ? LogWriter.maxChainsInFlight : 1
+        self.chainsInFlightMax = log.directIO ? LogWriter.maxChainsInFlight : 1
         self.visibleSequence = ManagedAtomic(lastSequence)
-        let start = Int64(LogFormat.pageBytes)
         self.state = Mutex(State(
-            pages: LogPages(lastSequence: lastSequence),
-            durableBytes: start, durableSequence: lastSequence, lastSequence: lastSequence,
-            preallocatedBytes: preallocated, reservedBytes: preallocated, zeroedBytes: start + zeroed))
+            pages: LogPages(lastSequence: lastSequence), commits: CommitQueue(lastSequence: lastSequence),
+            space: space, lastSequence: lastSequence))
     }
 
     // MARK: appending
@@ -279,17 +164,15 @@ final class LogWriter: Sendable {
                 batch.seal(firstSequence: state.lastSequence + 1)
                 state.lastSequence += UInt64(batch.count)
                 batch.encoded.withUnsafeBytes { record in
-                    state.pages.append(record, lastSequence: state.lastSequence, durableBytes: state.durableBytes, logNumber: number)
+                    state.pages.append(record, lastSequence: state.lastSequence, durableBytes: state.commits.durableBytes, logNumber: number)
                     memtable.apply(batch: record)
                 }
                 var immediate = false
-                if durability == .sync {
-                    state.waiters.append(Waiter(lastSequence: state.lastSequence, sync: true, ack: ack))
-                } else if state.waiters.isEmpty {
+                if durability == .buffered && state.commits.waiters.isEmpty {
                     visibleSequence.store(state.lastSequence, ordering: .releasing)
                     immediate = true
                 } else {
-                    state.waiters.append(Waiter(lastSequence: state.lastSequence, sync: false, ack: ack))
+                    state.commits.wait(.init(lastSequence: state.lastSequence, sync: durability == .sync, ack: ack))
                 }
                 return .appended(immediate: immediate, chain: startChainIfDue(&state))
             }
@@ -332,85 +215,54 @@ final class LogWriter: Sendable {
     /// flush was asked for, or whole pages are ready (those go without the partly filled
     /// page).
     private func startChainIfDue(_ state: inout State) -> Chain? {
-        guard state.inFlight.count < chainsInFlightMax, state.failure == nil else { return nil }
-        let urgent = state.flushRequested || state.waiters.contains(where: \.sync)
+        guard state.commits.chainsInFlight < chainsInFlightMax, state.failure == nil else { return nil }
+        let urgent = state.flushRequested || state.commits.hasSyncWaiter
         if !urgent {
             // Only buffered writes wait: their bound is the flush interval, so full pages go
             // out a block at a time, one chain at a time, not an fdatasync per page.
-            guard state.inFlight.isEmpty, state.pages.fullPagesPending >= bufferedChainPages else { return nil }
+            guard state.commits.isIdle, state.pages.fullPagesPending >= bufferedChainPages else { return nil }
         }
         return makeChain(includePartialPage: urgent, &state)
     }
 
     private func makeChain(includePartialPage: Bool, _ state: inout State) -> Chain? {
-        // No data at or past a zero-fill in flight until it completes.
-        if let zeroFrom = state.zeroInFlightFrom, let end = state.pages.pendingEnd(includePartialPage: includePartialPage),
-            end > zeroFrom
-        {
+        if let end = state.pages.pendingEnd(includePartialPage: includePartialPage), state.space.blocksData(endingAt: end) {
             return nil
         }
         guard let taken = state.pages.takePages(includePartialPage: includePartialPage, maxSegments: LogWriter.maxChainBlocks)
         else { return nil }
         var segments = taken.segments
-        let endOffset = taken.end
-        precondition(endOffset > state.durableBytes, "a chain ends past the durable part of the log")
-        // Zero-fill ahead of the tail inside the chain: linked after the data it never
-        // overlaps, synced by the same fdatasync. Only a chain that goes out alone carries
-        // it, and no other chain writes past its start while it is in flight. Later
-        // commits then overwrite written blocks, and their fdatasyncs stay cheap (on ext4,
-        // writing into fallocated space halves the fdatasync rate).
-        state.zeroedBytes = max(state.zeroedBytes, endOffset)
-        var zeroFrom: Int64? = nil
-        let zeroBytes = min(Int64(LogWriter.zeroChunkBytes), state.reservedBytes - state.zeroedBytes)
-        if state.inFlight.isEmpty && state.zeroedBytes < endOffset + Int64(LogWriter.zeroChunkBytes) && zeroBytes > 0 {
-            zeroFrom = state.zeroedBytes
-            segments.append(IOSegment(offsetBytes: state.zeroedBytes, buffer: zeros.slice(offset: 0, count: Int(zeroBytes))))
-            state.zeroedBytes += zeroBytes
-            state.zeroInFlightFrom = zeroFrom
+        // The zero-fill goes inside the chain: linked after the data it never overlaps,
+        // synced by the same fdatasync.
+        let (zeroFill, reserve) = state.space.plan(chainEndingAt: taken.end, alone: state.commits.isIdle)
+        if let zeroFill {
+            segments.append(IOSegment(offsetBytes: zeroFill.from, buffer: log.zeros.slice(offset: 0, count: Int(zeroFill.bytes))))
         }
         if includePartialPage { state.flushRequested = false }
-        let id = state.nextChainID
-        state.nextChainID += 1
-        state.inFlight.append(InFlightChain(
-            id: id, endOffset: endOffset, lastSequence: state.pages.sealedSequence, zeroFrom: zeroFrom, result: nil))
-        var allocate: (Int64, Int64)? = nil
-        if reservationStep > 0 && !state.reservationsStopped && endOffset + Int64(LogPages.blockBytes * 4) > state.preallocatedBytes {
-            allocate = (state.preallocatedBytes, reservationStep)
-            state.preallocatedBytes += reservationStep
-        }
         // Without the partial page the chain covers only records that end in sealed pages.
         // (With it, taking the page has just sealed everything.)
-        return Chain(
-            id: id, zeroFrom: zeroFrom, segments: segments, endOffset: endOffset,
-            lastSequence: state.pages.sealedSequence, allocate: allocate)
+        let id = state.commits.start(endOffset: taken.end, lastSequence: state.pages.sealedSequence, carriesZeroFill: zeroFill != nil)
+        return Chain(id: id, segments: segments, reserve: reserve)
     }
 
+    /// Asks for the reservation `chain` carries, if any. Growing the reservation never
+    /// touches written data, so it need not be ordered with the chain; a failure here
+    /// shows up as a failed write later.
     private func reserveSpace(_ chain: Chain) {
-        if let (offset, length) = chain.allocate {
-            // Growing the reservation never touches written data, so it need not be
-            // ordered with the chain; a failure here shows up as a failed write later.
-            state.withLock { $0.reservationsInFlight += 1 }
-            storage.submit(.allocate(file, offsetBytes: offset, lengthBytes: length)) { [self] result in
-                let closing = state.withLock { state -> Bool in
-                    state.reservationsInFlight -= 1
-                    if case .success = result {
-                        // Only a reservation that joins the confirmed one extends it (one
-                        // refused before it leaves a hole the zero-fill must not enter).
-                        if offset <= state.reservedBytes { state.reservedBytes = max(state.reservedBytes, offset + length) }
-                    } else {
-                        state.reservationsStopped = true
-                    }
-                    return state.closing
-                }
-                if closing { drained.signal() }
+        guard let (offset, length) = chain.reserve else { return }
+        storage.submit(.allocate(log.file, offsetBytes: offset, lengthBytes: length)) { [self] result in
+            let closing = state.withLock { state -> Bool in
+                state.space.reservationCompleted(offset: offset, length: length, succeeded: (try? result.get()) != nil)
+                return state.closing
             }
+            if closing { drained.signal() }
         }
     }
 
     /// Runs `chain` through the ring thread; its completion may start the next one.
     private func submit(_ chain: Chain) {
         reserveSpace(chain)
-        storage.submit(.commit(file, chain.segments)) { [self] result in
+        storage.submit(.commit(log.file, chain.segments)) { [self] result in
             if let next = completed(chain, result) { submit(next) }
         }
     }
@@ -426,9 +278,9 @@ final class LogWriter: Sendable {
             reserveSpace(current)
             let result: IOResult
             do {
-                result = .success(try storage.performBlocking(.commit(file, current.segments)))
+                result = .success(try storage.performBlocking(.commit(log.file, current.segments)))
             } catch {
-                result = .failure(error as? PageStoreError ?? PageStoreError(kind: .io, operation: "commit", path: path, detail: "\(error)"))
+                result = .failure(error as? PageStoreError ?? PageStoreError(kind: .io, operation: "commit", path: log.path, detail: "\(error)"))
             }
             guard let next = completed(current, result) else { return }
             guard waiting() else {
@@ -446,46 +298,28 @@ final class LogWriter: Sendable {
         var closing = false
         let next = state.withLock { state -> Chain? in
             closing = state.closing
-            if let index = state.inFlight.firstIndex(where: { $0.id == chain.id }) {
-                state.inFlight[index].result = result
-            }
             if case .failure(let error) = result, state.failure == nil {
                 // At once, not when the chain's turn to retire comes: without O_DIRECT the
                 // kernel reports a write-back error to one of the fdatasyncs in flight on
                 // the file, not necessarily to the one whose pages it lost, so no chain
                 // still in flight (earlier ones included) is trusted after it.
-                let failure = KVError.io(error, while: "log commit to \(path)")
+                let failure = KVError.io(error, while: "log commit to \(log.path)")
                 state.failure = failure
-                while let waiter = state.waiters.popFirst() { acks.append((waiter.ack, .failure(failure))) }
+                acks += state.commits.fail().map { ($0, .failure(failure)) }
             }
-            while let first = state.inFlight.first, let outcome = first.result {
-                state.inFlight.removeFirst()
-                state.chainsCompleted += 1
-                if first.zeroFrom != nil { state.zeroInFlightFrom = nil }
-                // After a failure nothing is trusted: neither what the failed chain
-                // covered, nor any chain in flight beside it, nor anything after it.
-                if state.failure != nil { continue }
-                switch outcome {
-                case .failure:
-                    preconditionFailure("a failed chain sets the log's failure when its result arrives")
-                case .success:
-                    state.durableBytes = first.endOffset
-                    state.durableSequence = first.lastSequence
-                    while let waiter = state.waiters.first, !waiter.sync || waiter.lastSequence <= first.lastSequence {
-                        state.waiters.removeFirst()
-                        visibleSequence.store(waiter.lastSequence, ordering: .releasing)
-                        acks.append((waiter.ack, .success(())))
-                    }
-                    if state.waiters.isEmpty { visibleSequence.store(state.lastSequence, ordering: .releasing) }
-                }
+            let retiredZeroFill = state.commits.complete(chain.id, result, trusting: state.failure == nil) { waiter in
+                visibleSequence.store(waiter.lastSequence, ordering: .releasing)
+                acks.append((waiter.ack, .success(())))
             }
+            if retiredZeroFill { state.space.zeroFillRetired() }
             guard state.failure == nil else { return nil }
-            state.pages.releaseWritten(durable: state.durableBytes) { storage.allocator.free($0) }
+            if state.commits.waiters.isEmpty { visibleSequence.store(state.lastSequence, ordering: .releasing) }
+            state.pages.releaseWritten(durable: state.commits.durableBytes) { storage.allocator.free($0) }
             return startChainIfDue(&state)
         }
         if case .success(let bytes) = result {
-            metrics.logChains.increment()
-            metrics.logBytes.increment(by: Int64(bytes))
+            counters.logChains.add()
+            counters.logBytes.add(bytes)
         }
         for (ack, result) in acks { ack(result) }
         if closing { drained.signal() }
@@ -511,11 +345,11 @@ final class LogWriter: Sendable {
             // A log retired whole (a rotation or an ingest between closing it and starting
             // the next) has nothing left to make durable.
             let retired = state.closed && state.failure?.code == .closed
-            if state.durableSequence == state.lastSequence && state.inFlight.isEmpty && (state.failure == nil || retired) {
+            if state.commits.durableSequence == state.lastSequence && state.commits.isIdle && (state.failure == nil || retired) {
                 return (true, nil, nil)
             }
             if let failure = state.failure { return (false, failure, nil) }
-            state.waiters.append(Waiter(lastSequence: state.lastSequence, sync: true, ack: ack))
+            state.commits.wait(.init(lastSequence: state.lastSequence, sync: true, ack: ack))
             return (false, nil, startChainIfDue(&state))
         }
         if let failure { ack(.failure(failure)) }
@@ -547,31 +381,20 @@ final class LogWriter: Sendable {
         if state.withLock({ $0.closed }) { return }
         while true {
             let seen = drained.generation
-            if state.withLock({ $0.inFlight.isEmpty && $0.reservationsInFlight == 0 }) { break }
+            if state.withLock({ $0.commits.isIdle && $0.space.reservationsInFlight == 0 }) { break }
             storage.willWait()
             drained.wait(past: seen, timeoutMs: 10)
         }
         let (end, buffers, orphans) = state.withLock { state -> (Int64, [PageBuffer], [Ack]) in
-            let end = state.durableBytes
             state.closed = true
-            let buffers = state.pages.removeAllBuffers() + [zeros]
             state.failure = state.failure ?? KVError(.closed, "database is closed")
             // Nothing is left to make them durable: whoever still waits hears so.
-            let orphans = state.waiters.map(\.ack)
-            state.waiters.removeAll()
-            return (end, buffers, orphans)
+            return (state.commits.durableBytes, state.pages.removeAllBuffers() + [log.zeros], state.commits.fail())
         }
         for ack in orphans { ack(.failure(KVError(.closed, "database closed before the write was durable"))) }
         for buffer in buffers { storage.allocator.free(buffer) }
-        try io("close log \(path)") {
-            try storage.truncateFile(file, toBytes: end)
-            try storage.performBlocking(.sync(file, dataOnly: false))
-            try storage.closeFile(file)
-        }
+        try log.close(end: end)
     }
-
-    /// Chains completed so far (for stats and tests).
-    var chainsCompleted: Int { state.withLock { $0.chainsCompleted } }
 
     /// The highest sequence number appended (acknowledged or not).
     var lastSequence: UInt64 { state.withLock { $0.lastSequence } }
