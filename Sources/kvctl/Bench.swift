@@ -44,8 +44,8 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("sync"), help: "1: every write is acknowledged only when durable (.sync); 0: .buffered.")
     var sync = 0
 
-    @Option(name: .customLong("cache_size"), help: "Block cache bytes.")
-    var cacheSize = 8 << 20
+    @Option(name: .customLong("cache_size"), help: "Block cache bytes (default: the library's, Options.defaultCacheBytes).")
+    var cacheSize = Options.defaultCacheBytes
 
     @Option(name: .customLong("write_buffer_size"), help: "Memtable bytes (default 64 MiB, as RocksDB).")
     var writeBufferSize = -1
@@ -154,6 +154,9 @@ struct Bench: ParsableCommand {
     }
 
     private func runBenchmark(_ name: String, _ db: Database, stream: UInt64) throws -> BenchResult {
+        // Plain copies of the options: reading a parsed option goes through its property
+        // wrapper, too slow for a loop that times microsecond operations.
+        let (num, keySize, batchSize) = (self.num, self.keySize, self.batchSize)
         let readCount = reads < 0 ? num : reads
         switch name {
         case "fillseq":
@@ -168,7 +171,7 @@ struct Bench: ParsableCommand {
                 var found = 0
                 var bytes = 0
                 for _ in 0..<readCount {
-                    if let value = try db.get(key(Int(random.next() % UInt64(num)))) {
+                    if let value = try db.get(BenchKeys.key(Int(random.next() % UInt64(num)), size: keySize)) {
                         found += 1
                         bytes += keySize + value.count
                     }
@@ -196,7 +199,7 @@ struct Bench: ParsableCommand {
                 var bytes = 0
                 var done = 0
                 while done < readCount {
-                    let keys = (0..<min(batchSize, readCount - done)).map { _ in key(Int(random.next() % UInt64(num))) }
+                    let keys = (0..<min(batchSize, readCount - done)).map { _ in BenchKeys.key(Int(random.next() % UInt64(num)), size: keySize) }
                     for value in try db.get(keys: keys) {
                         if let value {
                             found += 1
@@ -211,7 +214,7 @@ struct Bench: ParsableCommand {
             return try parallel(stream) { _, random in
                 var found = 0
                 for _ in 0..<readCount {
-                    let target = key(Int(random.next() % UInt64(num)))
+                    let target = BenchKeys.key(Int(random.next() % UInt64(num)), size: keySize)
                     if let entry = db.scan(ScanOptions(start: target, limit: 1)).next(), entry.key == target { found += 1 }
                 }
                 return ThreadResult(operations: readCount, bytes: 0, found: found)
@@ -224,20 +227,14 @@ struct Bench: ParsableCommand {
     private func write(
         _ db: Database, count: Int, sequential: Bool, random: inout SplitMix, durability: Durability?
     ) throws -> ThreadResult {
+        let (num, keySize) = (self.num, self.keySize)
         var value = [UInt8](repeating: 0, count: valueSize)
         for index in 0..<count {
             let keyIndex = sequential ? index : Int(random.next() % UInt64(num))
             random.fill(&value)
-            try db.put(key(keyIndex), value, durability: durability)
+            try db.put(BenchKeys.key(keyIndex, size: keySize), value, durability: durability)
         }
         return ThreadResult(operations: count, bytes: count * (keySize + valueSize), found: nil)
-    }
-
-    /// The key of index `index`: zero-padded decimal, `keySize` bytes.
-    private func key(_ index: Int) -> [UInt8] {
-        let digits = Array(String(index).utf8)
-        if digits.count >= keySize { return Array(digits.suffix(keySize)) }
-        return [UInt8](repeating: UInt8(ascii: "0"), count: keySize - digits.count) + digits
     }
 
     /// Runs `body` on `threads` threads at once and merges their results.
@@ -271,6 +268,22 @@ struct Bench: ParsableCommand {
             if let found = thread.found { merged.found = (merged.found ?? 0) + found }
         }
         return merged
+    }
+}
+
+/// Benchmark keys, written digit by digit into one allocation (the key of every operation
+/// is made in the timed loop, so it must cost little next to the operation).
+enum BenchKeys {
+    /// `index` as zero-padded decimal of `size` bytes (its last `size` digits if longer).
+    static func key(_ index: Int, size: Int) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+            var rest = index
+            for position in stride(from: size - 1, through: 0, by: -1) {
+                buffer[position] = UInt8(ascii: "0") + UInt8(rest % 10)
+                rest /= 10
+            }
+            count = size
+        }
     }
 }
 

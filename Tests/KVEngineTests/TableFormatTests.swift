@@ -39,6 +39,57 @@ final class TableFormatTests: XCTestCase {
         XCTAssertEqual(le64(restarts[(restarts.count - 4)...]), 2, "a restart every 16 entries")
     }
 
+    /// The point search (in place, no cursor) finds what a cursor's seek finds, for
+    /// targets before, between, on and after the entries, at every snapshot.
+    func testPointSearchAgreesWithTheCursor() throws {
+        let seed = testSeed()
+        var random = SplitMix(seed: seed)
+        for round in 0..<20 {
+            // Sorted user keys with up to three versions each, newest first.
+            var entries: [([UInt8], UInt64, [UInt8])] = []
+            var keys = Set<[UInt8]>()
+            let wanted = 1 + Int(random.next() % 80)
+            while keys.count < wanted { keys.insert((0..<(1 + Int(random.next() % 12))).map { _ in UInt8(97 + random.next() % 4) }) }
+            for key in keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+                let versions = 1 + Int(random.next() % 3)
+                var sequence = UInt64(1000)
+                for _ in 0..<versions {
+                    sequence -= 1 + random.next() % 300
+                    let type: EntryType = random.next() % 4 == 0 ? .delete : .put
+                    entries.append((key, Tag.make(sequence, type), (0..<Int(random.next() % 20)).map { _ in UInt8(truncatingIfNeeded: random.next()) }))
+                }
+            }
+            var builder = BlockBuilder()
+            for (key, tag, value) in entries {
+                key.withUnsafeBytes { InternalKey.encode($0, tag: tag) }.withUnsafeBytes { k in value.withUnsafeBytes { builder.add(k, $0) } }
+            }
+            let contents = builder.finish()
+            let block = try XCTUnwrap(contents.withUnsafeBytes { Block(copying: $0) })
+            for _ in 0..<200 {
+                let target: [UInt8] = random.next() % 2 == 0
+                    ? entries[Int(random.next() % UInt64(entries.count))].0
+                    : (0..<(1 + Int(random.next() % 12))).map { _ in UInt8(97 + random.next() % 4) }
+                let snapshot = random.next() % 1100
+                let tag = Tag.seeking(snapshot)
+                let cursor = BlockCursor(block)
+                target.withUnsafeBytes { cursor.seek($0, tag: tag) }
+                let found = target.withUnsafeBytes { block.pointSearch($0, tag: tag) }
+                switch found {
+                case .corrupt:
+                    XCTFail("seed \(seed) round \(round): a well-formed block searched as corrupt")
+                case .none:
+                    XCTAssertFalse(cursor.isValid, "seed \(seed) round \(round): the cursor found an entry the search did not")
+                case .entry(let same, let foundTag, let value):
+                    XCTAssertTrue(cursor.isValid, "seed \(seed) round \(round)")
+                    guard cursor.isValid else { continue }
+                    XCTAssertEqual(foundTag, InternalKey.tag(cursor.key.bytes), "seed \(seed) round \(round)")
+                    XCTAssertEqual(same, Array(InternalKey.userKey(cursor.key.bytes)) == target, "seed \(seed) round \(round)")
+                    XCTAssertEqual(Array(UnsafeRawBufferPointer(rebasing: block.bytes[value])), Array(cursor.value), "seed \(seed) round \(round)")
+                }
+            }
+        }
+    }
+
     func testFooterBytes() {
         let footer = TableFormat.Footer(
             index: .init(offset: 8192, length: 100), filter: .init(offset: 12288, length: 30),

@@ -24,10 +24,17 @@ public struct Options: Sendable {
     /// waits (a stall) until the oldest is in a table. Memory for memtables is bounded by
     /// `memtableBytes * (1 + maxFrozenMemtables)`.
     public var maxFrozenMemtables = 1
-    /// Bytes of the block cache of data blocks (O_DIRECT bypasses the kernel's page cache,
-    /// so this is the only read cache). Index and filter blocks of open tables are held in
-    /// memory outside it (about 1.4 bytes per key plus 40 bytes per 4 KiB block).
-    public var cacheBytes = 32 << 20
+    /// Bytes of the block cache of data blocks. O_DIRECT bypasses the kernel's page cache,
+    /// so this is the only read cache: it stands where the page cache stands under LevelDB,
+    /// RocksDB and LMDB, and by default (``Options/defaultCacheBytes``) it is sized as a
+    /// share of memory, not as a fixed small buffer. It fills only as blocks are read.
+    /// Index and filter blocks of open tables are held in memory outside it (about 1.4
+    /// bytes per key plus 40 bytes per 4 KiB block), bounded by ``Options/maxOpenTables``.
+    public var cacheBytes = Options.defaultCacheBytes
+    /// The default ``Options/cacheBytes``: a quarter of the memory the process may use (its
+    /// cgroup's memory limit when it has one, else physical memory), at least 32 MiB.
+    /// Measured once, when first used.
+    public static let defaultCacheBytes: Int = max(32 << 20, MemoryLimit.processBytes / 4)
     /// Tables held open at once by the table cache, each with a file descriptor, a
     /// registered-file slot and its index and filter in memory; a read that reaches a
     /// table not open opens it (one read of its index, filter and footer), closing the one

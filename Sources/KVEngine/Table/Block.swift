@@ -89,6 +89,73 @@ final class Block: CacheCharged, @unchecked Sendable {
     var charge: Int { count + 96 }
 
     func restart(_ index: Int) -> Int { Int(Coding.fixed32(bytes, at: restartsOffset + index * 4)) }
+
+    /// The key of restart entry `index`, where it lies in the block (a restart entry
+    /// shares no prefix with the one before); nil when the entry is malformed.
+    func restartKey(_ index: Int) -> UnsafeRawBufferPointer? {
+        let bytes = self.bytes
+        var p = restart(index)
+        guard p < restartsOffset, let shared = Coding.varint(bytes, &p), shared == 0, let unshared = Coding.varint(bytes, &p),
+            Coding.varint(bytes, &p) != nil, unshared >= UInt64(InternalKey.tagBytes), unshared <= UInt64(restartsOffset - p)
+        else { return nil }
+        return UnsafeRawBufferPointer(rebasing: bytes[p..<(p + Int(unshared))])
+    }
+
+    /// The last restart whose key is before (userKey, tag), or 0; nil when a restart
+    /// entry the search reads is malformed.
+    func lastRestart(before userKey: UnsafeRawBufferPointer, tag: UInt64) -> Int? {
+        var low = 0
+        var high = restartCount - 1
+        while low < high {
+            let mid = (low + high + 1) / 2
+            guard let key = restartKey(mid) else { return nil }
+            if InternalKey.compare(key, userKey, tag) < 0 { low = mid } else { high = mid - 1 }
+        }
+        return low
+    }
+
+    /// What a point search found: the first entry at or after the target, with its user
+    /// key compared to the target's.
+    enum PointEntry {
+        /// No entry at or after the target in this block.
+        case none
+        /// A malformed entry (the walk stopped there).
+        case corrupt
+        case entry(sameUserKey: Bool, tag: UInt64, value: Range<Int>)
+    }
+
+    /// The first entry at or after (userKey, tag), found without a cursor: the binary
+    /// search compares restart keys where they lie (a restart entry shares no prefix),
+    /// and only the entries after the chosen restart are decoded, their keys rebuilt in
+    /// scratch memory on the stack. The point lookup's path (`Table.lookup`); iterators
+    /// use `BlockCursor`.
+    func pointSearch(_ userKey: UnsafeRawBufferPointer, tag: UInt64) -> PointEntry {
+        let bytes = self.bytes
+        let limit = restartsOffset
+        guard let low = lastRestart(before: userKey, tag: tag) else { return .corrupt }
+        // Forward from there; every key of the block fits in `limit` bytes.
+        return withUnsafeTemporaryAllocation(byteCount: max(limit, 1), alignment: 8) { scratch -> PointEntry in
+            var p = restart(low)
+            var keyLength = 0
+            while p < limit {
+                guard let shared = Coding.varint(bytes, &p), let unshared = Coding.varint(bytes, &p),
+                    let valueLength = Coding.varint(bytes, &p),
+                    Int(shared) <= keyLength, unshared <= UInt64(limit - p), valueLength <= UInt64(limit - p) - unshared,
+                    shared + unshared >= UInt64(InternalKey.tagBytes)
+                else { return .corrupt }
+                (scratch.baseAddress! + Int(shared)).copyMemory(from: bytes.baseAddress! + p, byteCount: Int(unshared))
+                keyLength = Int(shared + unshared)
+                p += Int(unshared)
+                let key = UnsafeRawBufferPointer(rebasing: scratch[0..<keyLength])
+                if InternalKey.compare(key, userKey, tag) >= 0 {
+                    let same = SkipList.compareKeys(InternalKey.userKey(key), userKey) == 0
+                    return .entry(sameUserKey: same, tag: InternalKey.tag(key), value: p..<(p + Int(valueLength)))
+                }
+                p += Int(valueLength)
+            }
+            return .none
+        }
+    }
 }
 
 /// A growable byte buffer with a stable address between mutations (iterators hand out
@@ -200,18 +267,11 @@ final class BlockCursor {
 
     /// First entry at or after (userKey, tag).
     func seek(_ userKey: UnsafeRawBufferPointer, tag: UInt64) {
-        // Binary search for the last restart whose key is before the target.
-        var low = 0
-        var high = block.restartCount - 1
-        while low < high {
-            let mid = (low + high + 1) / 2
-            seekToRestart(mid)
-            guard isValid else { return }
-            if InternalKey.compare(key.bytes, userKey, tag) < 0 {
-                low = mid
-            } else {
-                high = mid - 1
-            }
+        guard let low = block.lastRestart(before: userKey, tag: tag) else {
+            corrupt = true
+            offset = block.restartsOffset
+            next = block.restartsOffset
+            return
         }
         seekToRestart(low)
         while isValid && InternalKey.compare(key.bytes, userKey, tag) < 0 { advance() }

@@ -355,14 +355,15 @@ final class Table: Sendable {
 
     /// Finishes a lookup in the block that may hold (userKey, tag).
     func lookup(in block: Block, _ userKey: UnsafeRawBufferPointer, tag: UInt64, index: Int) throws(KVError) -> Memtable.Lookup {
-        let cursor = BlockCursor(block)
-        cursor.seek(userKey, tag: tag)
-        if cursor.corrupt { throw corruption(TableProblem(offset: handles[index].offset, reason: "malformed block entry")) }
-        guard cursor.isValid, SkipList.compareKeys(InternalKey.userKey(cursor.key.bytes), userKey) == 0 else {
+        switch block.pointSearch(userKey, tag: tag) {
+        case .corrupt:
+            throw corruption(TableProblem(offset: handles[index].offset, reason: "malformed block entry"))
+        case .none, .entry(sameUserKey: false, _, _):
             return .missing
+        case .entry(sameUserKey: true, let found, let value):
+            if Tag.isDelete(found) { return .deleted }
+            return .value(Array(UnsafeRawBufferPointer(rebasing: block.bytes[value])))
         }
-        if Tag.isDelete(InternalKey.tag(cursor.key.bytes)) { return .deleted }
-        return .value(Array(cursor.value))
     }
 
     /// Reads every data block, verifying checksums, that entries are in order, and that
