@@ -49,7 +49,7 @@ public final class Cursor: Sequence, IteratorProtocol {
     /// Forward: `source` sits on the entry last handed out.
     private var positioned = false
     /// Forward: the key last handed out or skipped as deleted; its older versions follow.
-    private var skipKey: [UInt8] = []
+    private let skipKey = KeyBuffer()
     private var hasSkipKey = false
     /// Why the walk ended early: a table could not be read, or a block failed its
     /// checksum. Nil when the cursor reached the end of its range (or has not yet).
@@ -121,13 +121,12 @@ public final class Cursor: Sequence, IteratorProtocol {
             let key = source.key
             if let upper, upper.withUnsafeBytes({ SkipList.compareKeys(key, $0) }) >= 0 { return false }
             let tag = source.tag
-            if Tag.sequence(tag) > snapshot || (hasSkipKey && skipKey.withUnsafeBytes({ SkipList.compareKeys(key, $0) }) == 0) {
+            if Tag.sequence(tag) > snapshot || (hasSkipKey && SkipList.compareKeys(key, skipKey.bytes) == 0) {
                 source.next()
                 continue
             }
             // The newest visible version of this key: older ones are skipped after it.
-            skipKey.removeAll(keepingCapacity: true)
-            skipKey.append(contentsOf: key)
+            skipKey.set(key)
             hasSkipKey = true
             if Tag.isPut(tag) {
                 positioned = true
