@@ -140,22 +140,24 @@ final class DatabaseTests: XCTestCase {
         try Data(page).write(to: URL(fileURLWithPath: directory + "/KVENGINE"))
     }
 
-    /// A version 2 database opens, and its identity is rewritten as version 3 (after the
-    /// new manifest, which records the live logs, is in place).
+    /// A version 2 or 3 database opens, and its identity is rewritten as version 4 (after
+    /// the new manifest, which records the live logs, is in place).
     func testOlderFormatIsUpgraded() throws {
-        let dir = TestPath()
-        do {
+        for older: UInt32 in [2, 3] {
+            let dir = TestPath()
+            do {
+                let db = try Database(path: dir.path, options: testOptions())
+                try db.put("k", "v")
+                try db.close()
+            }
+            try writeIdentity(version: older, in: dir.path)
             let db = try Database(path: dir.path, options: testOptions())
-            try db.put("k", "v")
+            XCTAssertEqual(try db.get("k"), "v")
             try db.close()
+            let identity = try Data(contentsOf: URL(fileURLWithPath: dir.path + "/KVENGINE"))
+            XCTAssertEqual(identity[8], UInt8(Identity.formatVersion), "from version \(older)")
         }
-        try writeIdentity(version: 2, in: dir.path)
-        let db = try Database(path: dir.path, options: testOptions())
-        XCTAssertEqual(try db.get("k"), "v")
-        try db.close()
-        let identity = try Data(contentsOf: URL(fileURLWithPath: dir.path + "/KVENGINE"))
-        XCTAssertEqual(identity[8], UInt8(Identity.formatVersion))
-        XCTAssertEqual(Identity.formatVersion, 3)
+        XCTAssertEqual(Identity.formatVersion, 4)
     }
 
     func testNewerFormatIsRefused() throws {

@@ -97,7 +97,7 @@ final class TableFormatTests: XCTestCase {
         var page = [UInt8](repeating: 0xEE, count: 4096)
         page.withUnsafeMutableBytes { footer.encode(table: 9, into: $0) }
         XCTAssertEqual(Array(page[0..<8]), Array("KTABLES1".utf8))
-        XCTAssertEqual(Array(page[8..<16]), [1, 0, 0, 0, 0, 16, 0, 0])
+        XCTAssertEqual(Array(page[8..<16]), [2, 0, 0, 0, 0, 16, 0, 0], "table format version 2, page size 4096")
         XCTAssertEqual(le64(page[16..<24]), 8192)
         XCTAssertEqual(le64(page[24..<28]), 100)
         XCTAssertEqual(le64(page[28..<32]), 30)
@@ -109,8 +109,22 @@ final class TableFormatTests: XCTestCase {
         XCTAssertTrue(page[64...].allSatisfy { $0 == 0 })
         let decoded = page.withUnsafeBytes { TableFormat.Footer.decode($0, table: 9, fileBytes: 6 * 4096) }
         XCTAssertEqual(try decoded.get(), footer)
+        XCTAssertEqual(try decoded.get().filterLayout, .local)
         let wrongTable = page.withUnsafeBytes { TableFormat.Footer.decode($0, table: 10, fileBytes: 6 * 4096) }
         XCTAssertThrowsError(try wrongTable.get())
+        // A version 1 footer (tables written before cache-local filters) still reads, with
+        // the whole-array filter; a version 3 one is refused.
+        for (version, readable) in [(UInt32(1), true), (3, false)] {
+            var old = footer
+            old.version = version
+            page.withUnsafeMutableBytes { old.encode(table: 9, into: $0) }
+            let result = page.withUnsafeBytes { TableFormat.Footer.decode($0, table: 9, fileBytes: 6 * 4096) }
+            if readable {
+                XCTAssertEqual(try result.get().filterLayout, .whole)
+            } else {
+                XCTAssertThrowsError(try result.get())
+            }
+        }
     }
 
     func testVersionEditBytes() {
@@ -150,25 +164,58 @@ final class TableFormatTests: XCTestCase {
         XCTAssertNil([UInt8]([77]).withUnsafeBytes { VersionEdit.decode($0) }, "unknown tag")
     }
 
+    /// Table format 1's filter: probes over the whole bit array.
     func testBloomFilterLayout() {
         let hashes = (0..<100).map { index in Array("key\(index)".utf8).withUnsafeBytes { BloomFilter.hash($0) } }
-        let filter = BloomFilter.build(hashes: hashes)
+        let filter = BloomFilter.build(hashes: hashes, layout: .whole)
         XCTAssertEqual(filter.count, 1000 / 8 + 1)
         XCTAssertEqual(filter.last, 6)
-        for hash in hashes { XCTAssertTrue(filter.withUnsafeBytes { BloomFilter.mayContain($0, hash: hash) }) }
+        for hash in hashes { XCTAssertTrue(filter.withUnsafeBytes { BloomFilter.mayContain($0, hash: hash, layout: .whole) }) }
         let falsePositives = (0..<10_000).filter { index in
             let hash = Array("absent\(index)".utf8).withUnsafeBytes { BloomFilter.hash($0) }
-            return filter.withUnsafeBytes { BloomFilter.mayContain($0, hash: hash) }
+            return filter.withUnsafeBytes { BloomFilter.mayContain($0, hash: hash, layout: .whole) }
         }.count
         XCTAssertLessThan(falsePositives, 300, "about 1% false positives at 10 bits per key")
     }
 
+    /// Table format 2's filter: a key's probes in one 64-byte line (docs/FORMAT.md).
+    func testCacheLocalBloomFilterLayout() {
+        // One key: one line, and exactly the six bits the formula names.
+        let hash: UInt64 = 0x0123_4567_89AB_CDEF
+        let single = BloomFilter.build(hashes: [hash])
+        XCTAssertEqual(single.count, 64 + 1)
+        XCTAssertEqual(single.last, 6)
+        var set: [Int] = []
+        for bit in 0..<512 where single[bit >> 3] & UInt8(1 << (bit & 7)) != 0 { set.append(bit) }
+        XCTAssertEqual(set, [119, 132, 191, 262, 419, 499])
+        // Three lines: this hash's low 32 bits scaled to 3 pick line 1 (bytes 64..<128).
+        let three = BloomFilter.build(hashes: [hash] + [UInt64](repeating: 0, count: 150))
+        XCTAssertEqual(three.count, 3 * 64 + 1)
+        XCTAssertEqual(three[64 + 119 / 8] & UInt8(1 << (119 % 8)), UInt8(1 << (119 % 8)))
+
+        let hashes = (0..<1000).map { index in Array("key\(index)".utf8).withUnsafeBytes { BloomFilter.hash($0) } }
+        let filter = BloomFilter.build(hashes: hashes)
+        XCTAssertEqual(filter.count, 20 * 64 + 1, "10,000 bits in 512-bit lines")
+        for hash in hashes { XCTAssertTrue(filter.withUnsafeBytes { BloomFilter.mayContain($0, hash: hash) }) }
+        let falsePositives = (0..<100_000).filter { index in
+            let hash = Array("absent\(index)".utf8).withUnsafeBytes { BloomFilter.hash($0) }
+            return filter.withUnsafeBytes { BloomFilter.mayContain($0, hash: hash) }
+        }.count
+        XCTAssertLessThan(falsePositives, 2_000, "about 1.2% false positives at 10 bits per key")
+    }
+
+    /// A table written and read back, in the format written now and in table format 1
+    /// (whose filter layout differs: a lookup there must use that layout or miss keys).
     func testTableRoundTripThroughThePageStore() throws {
+        for version in [TableFormat.version, 1] { try roundTrip(formatVersion: version) }
+    }
+
+    private func roundTrip(formatVersion: UInt32) throws {
         let dir = TestPath()
         try FileManager.default.createDirectory(atPath: dir.path, withIntermediateDirectories: true)
         let store = try PageStore(options: testOptions().pageStore)
         defer { store.shutdown() }
-        let builder = try TableBuilder(storage: store, directory: dir.path, number: 12, expectedBytes: 1 << 20)
+        let builder = try TableBuilder(storage: store, directory: dir.path, number: 12, expectedBytes: 1 << 20, formatVersion: formatVersion)
         var expected: [([UInt8], UInt64, [UInt8])] = []
         for index in 0..<5000 {
             let key = Array(String(format: "user%05d", index).utf8)
@@ -221,6 +268,11 @@ final class TableFormatTests: XCTestCase {
         }
         let absent = try Array("zzz".utf8).withUnsafeBytes { try table.get($0, hash: BloomFilter.hash($0), snapshot: .max >> 8) }
         XCTAssertEqual(absent, .missing)
+        // Every key present passes the filter of its layout.
+        for index in 0..<5000 {
+            let hash = Array(String(format: "user%05d", index).utf8).withUnsafeBytes { BloomFilter.hash($0) }
+            XCTAssertTrue(table.mayContain(hash: hash), "table format \(formatVersion): key \(index) filtered out")
+        }
     }
 
     /// `findBlock` narrows on 8-byte prefixes after the keys' shared prefix: it must agree

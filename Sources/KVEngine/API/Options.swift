@@ -104,6 +104,9 @@ public struct Options: Sendable {
     /// Flushes and compactions run on the writing thread right after a rotation instead of
     /// on background threads, so a run is deterministic (the crash tests' replays).
     var inlineBackgroundWork = false
+    /// The table format flushes and compactions write (the tests write format 1 too, to
+    /// check that tables from before cache-local filters still read).
+    var tableFormatVersion = TableFormat.version
     /// Manifest bytes after which the next edit starts a new manifest (the tests lower it
     /// so that manifests roll over, and CURRENT switches, often).
     var manifestRollBytes = VersionSet.defaultManifestRollBytes

@@ -109,7 +109,7 @@ extension Database {
                     if builder == nil {
                         builder = try TableBuilder(
                             storage: storage, directory: path, number: versions.newFileNumber(),
-                            expectedBytes: Int64(options.tableTargetBytes) + (1 << 20))
+                            expectedBytes: Int64(options.tableTargetBytes) + (1 << 20), formatVersion: options.tableFormatVersion)
                     }
                     try builder!.add(key, tag: tag, value: merged.value)
                 }

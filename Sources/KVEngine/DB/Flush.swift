@@ -15,7 +15,8 @@ extension Database {
         if frozen.memtable.count > 0 {
             let number = versions.newFileNumber()
             let builder = try TableBuilder(
-                storage: storage, directory: path, number: number, expectedBytes: Int64(frozen.memtable.approximateBytes))
+                storage: storage, directory: path, number: number, expectedBytes: Int64(frozen.memtable.approximateBytes),
+                formatVersion: options.tableFormatVersion)
             let meta: TableMeta
             do throws(KVError) {
                 let walk = frozen.memtable.makeIterator()

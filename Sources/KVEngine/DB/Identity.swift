@@ -4,14 +4,15 @@ import PageStore
 /// (docs/FORMAT.md, "Identity file"). One 4096-byte page:
 ///
 ///     0   8  magic "KVENGINE"
-///     8   4  format version (3)
+///     8   4  format version (4)
 ///     12  4  zero
 ///     16  8  XXH3-64 of bytes 0..<16, seed 0
 ///     24  -  zero
 enum Identity {
     static let magic: [UInt8] = Array("KVENGINE".utf8)
-    /// 3: manifests record the logs they need (`VersionEdit.createdLogs`).
-    static let formatVersion: UInt32 = 3
+    /// 4: tables may be table format 2 (cache-local bloom filters), which earlier builds
+    /// cannot read; 3: manifests record the logs they need (`VersionEdit.createdLogs`).
+    static let formatVersion: UInt32 = 4
 
     /// Writes the file atomically (`SmallFile.replace`).
     static func create(in directory: String, storage: any Storage) throws(KVError) {

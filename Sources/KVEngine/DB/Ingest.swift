@@ -104,7 +104,7 @@ extension Database {
                 if builder == nil {
                     builder = try TableBuilder(
                         storage: storage, directory: path, number: versions.newFileNumber(),
-                        expectedBytes: Int64(options.tableTargetBytes) + (1 << 20))
+                        expectedBytes: Int64(options.tableTargetBytes) + (1 << 20), formatVersion: options.tableFormatVersion)
                 }
                 let open = builder!
                 try key.withUnsafeBytes { key in
@@ -163,7 +163,7 @@ extension Database {
     private func concatenate(_ tables: [TableMeta]) throws(KVError) -> TableMeta {
         let builder = try TableBuilder(
             storage: storage, directory: path, number: versions.newFileNumber(),
-            expectedBytes: tables.reduce(0) { $0 + $1.fileBytes })
+            expectedBytes: tables.reduce(0) { $0 + $1.fileBytes }, formatVersion: options.tableFormatVersion)
         do throws(KVError) {
             for meta in tables {
                 let table = try Table.open(storage: storage, directory: path, meta: meta, cache: cache)

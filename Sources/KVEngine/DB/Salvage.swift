@@ -197,7 +197,9 @@ extension Database {
                 // Tombstones are kept too: should this run be cut short and run again, the
                 // new tables then still hide what the old ones deleted.
                 if builder == nil {
-                    builder = try TableBuilder(storage: store, directory: path, number: next, expectedBytes: Int64(options.tableTargetBytes))
+                    builder = try TableBuilder(
+                        storage: store, directory: path, number: next, expectedBytes: Int64(options.tableTargetBytes),
+                        formatVersion: options.tableFormatVersion)
                     next += 1
                 }
                 try builder!.add(key, tag: merge.tag, value: merge.value)

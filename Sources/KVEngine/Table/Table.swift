@@ -26,6 +26,7 @@ final class Table: Sendable {
     static let sampleStride = 64
     let handles: [TableFormat.Handle]
     private let filter: [UInt8]
+    private let filterLayout: BloomFilter.Layout
     /// Where the data blocks end (the index block starts).
     let dataEnd: Int64
     private let onClose: (@Sendable () -> Void)?
@@ -138,6 +139,7 @@ final class Table: Sendable {
             throw corrupt(TableProblem(offset: footer.properties.offset, reason: "properties differ from the manifest's record of the table"))
         }
         filter = Array(try contents(footer.filter))
+        filterLayout = footer.filterLayout
         guard let indexBlock = Block(copying: try contents(footer.index)) else {
             throw corrupt(TableProblem(offset: footer.index.offset, reason: "malformed index block"))
         }
@@ -267,7 +269,7 @@ final class Table: Sendable {
     }
 
     func mayContain(hash: UInt64) -> Bool {
-        filter.withUnsafeBytes { BloomFilter.mayContain($0, hash: hash) }
+        filter.withUnsafeBytes { BloomFilter.mayContain($0, hash: hash, layout: filterLayout) }
     }
 
     // MARK: blocks

@@ -47,8 +47,16 @@ final class TableBuilder {
     private(set) var properties = TableProperties()
     private var reserved: Int64
     private var finished = false
+    /// The table format version written (the build's; tests write older ones to check
+    /// that they are still read).
+    private let formatVersion: UInt32
 
-    init(storage: any Storage, directory: String, number: UInt64, expectedBytes: Int64) throws(KVError) {
+    init(
+        storage: any Storage, directory: String, number: UInt64, expectedBytes: Int64,
+        formatVersion: UInt32 = TableFormat.version
+    ) throws(KVError) {
+        precondition((1...TableFormat.version).contains(formatVersion), "a table format this build writes")
+        self.formatVersion = formatVersion
         self.storage = storage
         self.number = number
         path = directory + "/" + FileNames.table(number)
@@ -185,12 +193,13 @@ final class TableBuilder {
         if !block.isEmpty { try finishDataBlock() }
         properties.largest = lastKey
         let indexHandle = try append(index.finish())
-        let filterHandle = try append(BloomFilter.build(hashes: hashes))
-        let propertiesHandle = try append(properties.encode())
+        var footer = TableFormat.Footer(index: indexHandle, filter: .init(offset: 0, length: 0), properties: .init(offset: 0, length: 0))
+        footer.version = formatVersion
+        footer.filter = try append(BloomFilter.build(hashes: hashes, layout: footer.filterLayout))
+        footer.properties = try append(properties.encode())
         // The footer page.
         let capacity = TableBuilder.chunkPages * TableFormat.pageBytes
         if staged + TableFormat.pageBytes > capacity { try writeChunk() }
-        let footer = TableFormat.Footer(index: indexHandle, filter: filterHandle, properties: propertiesHandle)
         footer.encode(table: number, into: UnsafeMutableRawBufferPointer(rebasing: chunks[current].bytes[staged..<(staged + TableFormat.pageBytes)]))
         staged += TableFormat.pageBytes
         let fileBytes = chunkOffset + Int64(staged)

@@ -1,4 +1,5 @@
-/// The sorted table's byte grammar, table format version 1 (docs/FORMAT.md, "Table files").
+/// The sorted table's byte grammar, table format version 2 (docs/FORMAT.md, "Table files";
+/// version 1 differs only in its filter block, and is still read).
 ///
 /// A table is a sequence of 4096-byte pages: data blocks, then the index block, the filter
 /// block and the properties block, each starting on a page boundary and padded with zeros
@@ -7,7 +8,8 @@
 /// block read from the wrong place or the wrong table never verifies.
 enum TableFormat {
     static let magic: UInt64 = 0x3153_454C_4241_544B  // "KTABLES1" little-endian
-    static let version: UInt32 = 1
+    /// 2: cache-local bloom filters (`BloomFilter.Layout.local`); 1: the whole-array filter.
+    static let version: UInt32 = 2
     static let pageBytes = LogFormat.pageBytes
     static let checksumBytes = 8
     static let footerBytes = 64
@@ -31,11 +33,16 @@ enum TableFormat {
         var index: Handle
         var filter: Handle
         var properties: Handle
+        /// The table format version the footer names (a footer written now: the build's).
+        var version: UInt32 = TableFormat.version
+
+        /// How the filter block is laid out in a table of this version.
+        var filterLayout: BloomFilter.Layout { version >= 2 ? .local : .whole }
 
         func encode(table: UInt64, into page: UnsafeMutableRawBufferPointer) {
             page.initializeMemory(as: UInt8.self, repeating: 0)
             Coding.storeFixed64(TableFormat.magic, page, at: 0)
-            Coding.storeFixed32(TableFormat.version, page, at: 8)
+            Coding.storeFixed32(version, page, at: 8)
             Coding.storeFixed32(UInt32(TableFormat.pageBytes), page, at: 12)
             Coding.storeFixed64(UInt64(index.offset), page, at: 16)
             Coding.storeFixed32(UInt32(index.length), page, at: 24)
@@ -68,7 +75,8 @@ enum TableFormat {
             let footer = Footer(
                 index: Handle(offset: Int64(Coding.fixed64(page, at: 16)), length: Int(Coding.fixed32(page, at: 24))),
                 filter: Handle(offset: Int64(Coding.fixed64(page, at: 32)), length: Int(Coding.fixed32(page, at: 28))),
-                properties: Handle(offset: Int64(Coding.fixed64(page, at: 40)), length: Int(Coding.fixed32(page, at: 48))))
+                properties: Handle(offset: Int64(Coding.fixed64(page, at: 40)), length: Int(Coding.fixed32(page, at: 48))),
+                version: version)
             let footerOffset = fileBytes - Int64(TableFormat.pageBytes)
             for (name, handle) in [("index", footer.index), ("filter", footer.filter), ("properties", footer.properties)] {
                 guard handle.offset >= 0, handle.offset % Int64(TableFormat.pageBytes) == 0,
@@ -176,46 +184,102 @@ struct TableProperties: Equatable, Sendable {
     }
 }
 
-/// A bloom filter over user keys: `bitsPerKey` bits per key, `probes` probes derived from
-/// one XXH3-64 hash (double hashing). Contents: the bit array, then one byte of probes.
+/// A bloom filter over user keys, `bitsPerKey` bits per key, probed with one XXH3-64 hash.
+///
+/// Two layouts (docs/FORMAT.md, "Filter block"): `.local` (table format 2, written now)
+/// puts all of a key's probes in one 64-byte cache line, so a probe costs one memory
+/// access, as RocksDB's cache-local filters; `.whole` (table format 1, still read) spreads
+/// them over the whole bit array by double hashing. Either way the contents end with one
+/// byte of probes.
 enum BloomFilter {
     static let bitsPerKey = 10
+    /// Probes per key: 10 bits per key times ln 2, rounded down.
+    static let probes = 6
+    static let lineBytes = 64
+
+    enum Layout: Sendable {
+        case local
+        case whole
+    }
 
     static func hash(_ key: UnsafeRawBufferPointer) -> UInt64 {
         Checksum.xxh3(key, seed: 0x6A09_E667_F3BC_C908)
     }
 
-    static func build(hashes: [UInt64]) -> [UInt8] {
-        let probes = max(1, min(30, Int(Double(bitsPerKey) * 0.69)))
-        let bits = max(64, hashes.count * bitsPerKey)
-        let bytes = (bits + 7) / 8
-        var filter = [UInt8](repeating: 0, count: bytes + 1)
-        let bitCount = UInt64(bytes * 8)
-        for hash in hashes {
+    static func build(hashes: [UInt64], layout: Layout = .local) -> [UInt8] {
+        switch layout {
+        case .local:
+            let lines = max(1, (hashes.count * bitsPerKey + lineBytes * 8 - 1) / (lineBytes * 8))
+            var filter = [UInt8](repeating: 0, count: lines * lineBytes + 1)
+            filter.withUnsafeMutableBytes { bytes in
+                for hash in hashes {
+                    let line = localLine(hash, lines: lines)
+                    var probe = localProbeSeed(hash)
+                    for _ in 0..<probes {
+                        probe = probe &* 0x9E37_79B9_7F4A_7C15
+                        let bit = Int(probe >> 55)
+                        bytes[line + (bit >> 3)] |= UInt8(1 << (bit & 7))
+                    }
+                }
+                bytes[lines * lineBytes] = UInt8(probes)
+            }
+            return filter
+        case .whole:
+            let bits = max(64, hashes.count * bitsPerKey)
+            let bytes = (bits + 7) / 8
+            var filter = [UInt8](repeating: 0, count: bytes + 1)
+            let bitCount = UInt64(bytes * 8)
+            for hash in hashes {
+                var h = hash
+                let delta = (hash >> 33) | (hash << 31)
+                for _ in 0..<probes {
+                    let bit = Int(h % bitCount)
+                    filter[bit >> 3] |= UInt8(1 << (bit & 7))
+                    h &+= delta
+                }
+            }
+            filter[bytes] = UInt8(probes)
+            return filter
+        }
+    }
+
+    /// Byte offset of the line that holds a key's probes: the low 32 bits of the hash
+    /// scaled to the line count.
+    @inline(__always)
+    private static func localLine(_ hash: UInt64, lines: Int) -> Int {
+        Int(((hash & 0xFFFF_FFFF) &* UInt64(lines)) >> 32) * lineBytes
+    }
+
+    /// The high 32 bits of the hash, from which each probe is drawn by multiplying again.
+    @inline(__always)
+    private static func localProbeSeed(_ hash: UInt64) -> UInt64 { hash >> 32 }
+
+    /// False only when the key is certainly absent.
+    static func mayContain(_ filter: UnsafeRawBufferPointer, hash: UInt64, layout: Layout = .local) -> Bool {
+        guard filter.count >= 2 else { return true }
+        let probes = Int(filter[filter.count - 1])
+        switch layout {
+        case .local:
+            let lines = (filter.count - 1) / lineBytes
+            guard lines > 0 else { return true }
+            let line = localLine(hash, lines: lines)
+            var probe = localProbeSeed(hash)
+            for _ in 0..<probes {
+                probe = probe &* 0x9E37_79B9_7F4A_7C15
+                let bit = Int(probe >> 55)
+                if filter[line + (bit >> 3)] & UInt8(1 << (bit & 7)) == 0 { return false }
+            }
+            return true
+        case .whole:
+            let bitCount = UInt64((filter.count - 1) * 8)
             var h = hash
             let delta = (hash >> 33) | (hash << 31)
             for _ in 0..<probes {
                 let bit = Int(h % bitCount)
-                filter[bit >> 3] |= UInt8(1 << (bit & 7))
+                if filter[bit >> 3] & UInt8(1 << (bit & 7)) == 0 { return false }
                 h &+= delta
             }
+            return true
         }
-        filter[bytes] = UInt8(probes)
-        return filter
-    }
-
-    /// False only when the key is certainly absent.
-    static func mayContain(_ filter: UnsafeRawBufferPointer, hash: UInt64) -> Bool {
-        guard filter.count >= 2 else { return true }
-        let probes = Int(filter[filter.count - 1])
-        let bitCount = UInt64((filter.count - 1) * 8)
-        var h = hash
-        let delta = (hash >> 33) | (hash << 31)
-        for _ in 0..<probes {
-            let bit = Int(h % bitCount)
-            if filter[bit >> 3] & UInt8(1 << (bit & 7)) == 0 { return false }
-            h &+= delta
-        }
-        return true
     }
 }

@@ -60,6 +60,9 @@ struct MetaOptionSet: Sendable {
         // The async API: commits suspend on their acknowledgement, and rotations, stalls
         // and table reads run on the database's blocking pool.
         MetaOptionSet(name: "async", options: tiny { $0.memtableBytes = 8 << 10 }, asyncAPI: true),
+        // Tables in table format 1 (the whole-array bloom filter): what databases written
+        // before table format 2 hold, and must still answer from.
+        MetaOptionSet(name: "table-format-1", options: tiny { $0.tableFormatVersion = 1; $0.memtableBytes = 8 << 10 }),
     ]
 
     static func named(_ name: String) -> MetaOptionSet? { all.first { $0.name == name } }
