@@ -6,12 +6,16 @@
 #
 #   scripts/compare-commits.sh OLD [NEW]      (NEW defaults to the working tree)
 #   ROUNDS=5 NUM=1000000 READS=100000 scripts/compare-commits.sh f03e6ea
+#   BENCHMARKS=fillrandom,readtocache,readrandom,seekrandom,readseq SYNC=0 scripts/compare-commits.sh HEAD
+#     (reads from the cache: readtocache fills it first; SYNC=0 skips fillsync)
 set -euo pipefail
 old=${1:?usage: scripts/compare-commits.sh OLD [NEW]}
 new=${2:-}
 rounds=${ROUNDS:-3}
 num=${NUM:-1000000}
 reads=${READS:-100000}
+benchmarks=${BENCHMARKS:-fillseq,fillrandom,overwrite,readrandom,readseq,seekrandom}
+sync=${SYNC:-1}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'git -C "$root" worktree remove --force "$work/old" >/dev/null 2>&1 || true; [ -n "$new" ] && git -C "$root" worktree remove --force "$work/new" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
@@ -37,9 +41,10 @@ for round in $(seq 1 "$rounds"); do
         bin=$newbin; [ "$side" = old ] && bin=$oldbin
         rm -rf "$db"
         "$bin" bench --db "$db" --num "$num" --reads "$reads" \
-            --benchmarks fillseq,fillrandom,overwrite,readrandom,readseq,seekrandom 2>&1 \
+            --benchmarks "$benchmarks" 2>&1 \
             | awk -v side="$side" '/ops\/sec/ { print side, $1, $5 }' >> "$results"
         rm -rf "$db"
+        [ "$sync" = 1 ] || continue
         "$bin" bench --db "$db" --benchmarks fillsync --threads 4 --num 2000000 2>&1 \
             | awk -v side="$side" '/ops\/sec/ { print side, "fillsync-4", $5 }' >> "$results"
     done

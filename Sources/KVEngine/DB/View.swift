@@ -44,12 +44,13 @@ final class View: Sendable {
         let found = getFromMemtables(key, snapshot: snapshot)
         if found != .missing { return found }
         var hash: UInt64? = nil
-        for table in candidates(key) {
+        var result = Memtable.Lookup.missing
+        try forEachCandidate(key) { (table) throws(KVError) -> Bool in
             if hash == nil { hash = BloomFilter.hash(key) }
-            let found = try table.open().get(key, hash: hash!, snapshot: snapshot)
-            if found != .missing { return found }
+            result = try table.open().get(key, hash: hash!, snapshot: snapshot)
+            return result == .missing
         }
-        return .missing
+        return result
     }
 
     /// The newest version of `key` at or below `snapshot` in the memtables alone.
@@ -62,11 +63,24 @@ final class View: Sendable {
     /// Tables whose key range holds `key`, in the order a lookup consults them.
     func candidates(_ key: UnsafeRawBufferPointer) -> [TableFile] {
         var result: [TableFile] = []
-        for table in version.levels[0] where table.meta.contains(key) { result.append(table) }
-        for level in 1..<Version.levelCount {
-            if let table = version.firstTable(level: level, reaching: key), table.meta.contains(key) { result.append(table) }
+        forEachCandidate(key) { table in
+            result.append(table)
+            return true
         }
         return result
+    }
+
+    /// Visits the tables whose key range holds `key` in lookup order (level 0 newest
+    /// first, then one table per deeper level) until `visit` returns false; no array per
+    /// lookup.
+    func forEachCandidate<E: Error>(_ key: UnsafeRawBufferPointer, _ visit: (TableFile) throws(E) -> Bool) throws(E) {
+        for table in version.levels[0] where table.meta.contains(key) {
+            if try !visit(table) { return }
+        }
+        for level in 1..<Version.levelCount {
+            guard let table = version.firstTable(level: level, reaching: key), table.meta.contains(key) else { continue }
+            if try !visit(table) { return }
+        }
     }
 
     /// A merged walk over every source; table blocks it reads enter the cache when

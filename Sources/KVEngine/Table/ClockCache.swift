@@ -35,21 +35,92 @@ extension UInt64: CacheKey {
 /// set bits and evicting the first entry whose bit is clear. Values are
 /// reference-counted, so one evicted while a reader still uses it lives until that reader
 /// lets go.
+///
+/// A shard is one open-addressing table (linear probing from the key's `shardHash`) that
+/// is also the CLOCK ring: a lookup is one probe sequence over one array, with no hashing
+/// beyond `shardHash` and no second indirection (what a point read pays on every block).
 final class ClockCache<Key: CacheKey, Value: CacheCharged>: Sendable {
-    private struct Slot {
-        var key: Key
+    private struct Bucket {
+        var key: Key?
         var value: Value?
-        var referenced: Bool
+        var referenced = false
     }
 
     private struct Shard {
-        var slots: [Slot] = []
-        var index: [Key: Int] = [:]
-        var free: [Int] = []
+        /// A power of two long, at most half full (`count`), or empty before the first insert.
+        var buckets: [Bucket] = []
+        var count = 0
         var hand = 0
         var usage = 0
         var hits = 0
         var misses = 0
+
+        var mask: Int { buckets.count - 1 }
+
+        /// Where `key`'s probe sequence starts: bits of its hash above those that chose
+        /// the shard.
+        @inline(__always)
+        func home(_ key: Key) -> Int { Int(truncatingIfNeeded: key.shardHash >> 16) & mask }
+
+        /// The bucket holding `key`, or nil.
+        @inline(__always)
+        func find(_ key: Key) -> Int? {
+            guard !buckets.isEmpty else { return nil }
+            var index = home(key)
+            while let resident = buckets[index].key {
+                if resident == key { return index }
+                index = (index + 1) & mask
+            }
+            return nil
+        }
+
+        /// Places an entry whose key is absent; the table grows first when it would be
+        /// more than half full.
+        mutating func place(_ key: Key, _ value: Value) {
+            if (count + 1) * 2 > buckets.count { grow() }
+            var index = home(key)
+            while buckets[index].key != nil { index = (index + 1) & mask }
+            buckets[index] = Bucket(key: key, value: value, referenced: false)
+            count += 1
+        }
+
+        private mutating func grow() {
+            let old = buckets
+            buckets = Array(repeating: Bucket(), count: max(16, old.count * 2))
+            count = 0
+            hand = 0
+            for bucket in old {
+                if let key = bucket.key, let value = bucket.value {
+                    var index = home(key)
+                    while buckets[index].key != nil { index = (index + 1) & mask }
+                    buckets[index] = Bucket(key: key, value: value, referenced: bucket.referenced)
+                    count += 1
+                }
+            }
+        }
+
+        /// Empties bucket `start` and shifts later entries of its cluster back so that no
+        /// probe sequence crosses a hole; returns the value removed.
+        mutating func remove(at start: Int) -> Value? {
+            let removed = buckets[start].value
+            usage -= removed?.charge ?? 0
+            count -= 1
+            var hole = start
+            var index = start
+            while true {
+                index = (index + 1) & mask
+                guard let key = buckets[index].key else { break }
+                let wanted = home(key)
+                // The entry stays when its home lies cyclically in (hole, index].
+                let stays = hole <= index ? (hole < wanted && wanted <= index) : (hole < wanted || wanted <= index)
+                if !stays {
+                    buckets[hole] = buckets[index]
+                    hole = index
+                }
+            }
+            buckets[hole] = Bucket()
+            return removed
+        }
     }
 
     private final class ShardBox: Sendable {
@@ -74,13 +145,13 @@ final class ClockCache<Key: CacheKey, Value: CacheCharged>: Sendable {
 
     func lookup(_ key: Key) -> Value? {
         shard(key).state.withLock { shard -> Value? in
-            guard let slot = shard.index[key] else {
+            guard let index = shard.find(key) else {
                 shard.misses += 1
                 return nil
             }
             shard.hits += 1
-            shard.slots[slot].referenced = true
-            return shard.slots[slot].value
+            shard.buckets[index].referenced = true
+            return shard.buckets[index].value
         }
     }
 
@@ -94,32 +165,26 @@ final class ClockCache<Key: CacheKey, Value: CacheCharged>: Sendable {
         // Evicted values are released outside the lock.
         var evicted: [Value] = []
         let kept = shard(key).state.withLock { shard -> Value in
-            if let slot = shard.index[key], let resident = shard.slots[slot].value { return resident }
-            var sweeps = 0
-            while shard.usage + charge > shardCapacity && !shard.slots.isEmpty && sweeps < 3 * shard.slots.count {
-                sweeps += 1
+            if let index = shard.find(key), let resident = shard.buckets[index].value { return resident }
+            var steps = 0
+            let limit = 3 * shard.buckets.count
+            while shard.usage + charge > shardCapacity && shard.count > 0 && steps < limit {
+                steps += 1
                 let hand = shard.hand
-                shard.hand = (hand + 1) % shard.slots.count
-                guard let resident = shard.slots[hand].value else { continue }
-                if shard.slots[hand].referenced {
-                    shard.slots[hand].referenced = false
+                guard shard.buckets[hand].key != nil else {
+                    shard.hand = (hand + 1) & shard.mask
                     continue
                 }
-                shard.usage -= resident.charge
-                shard.index[shard.slots[hand].key] = nil
-                shard.slots[hand].value = nil
-                shard.free.append(hand)
-                evicted.append(resident)
+                if shard.buckets[hand].referenced {
+                    shard.buckets[hand].referenced = false
+                    shard.hand = (hand + 1) & shard.mask
+                    continue
+                }
+                // The hand stays: the removal may shift a later entry into this bucket.
+                if let gone = shard.remove(at: hand) { evicted.append(gone) }
             }
             guard shard.usage + charge <= shardCapacity else { return value }
-            let slot = Slot(key: key, value: value, referenced: false)
-            if let reuse = shard.free.popLast() {
-                shard.slots[reuse] = slot
-                shard.index[key] = reuse
-            } else {
-                shard.slots.append(slot)
-                shard.index[key] = shard.slots.count - 1
-            }
+            shard.place(key, value)
             shard.usage += charge
             return value
         }
@@ -130,19 +195,15 @@ final class ClockCache<Key: CacheKey, Value: CacheCharged>: Sendable {
     /// Drops what the cache holds under `key` (released outside the lock).
     func remove(_ key: Key) {
         let removed = shard(key).state.withLock { shard -> Value? in
-            guard let slot = shard.index.removeValue(forKey: key) else { return nil }
-            let value = shard.slots[slot].value
-            shard.usage -= value?.charge ?? 0
-            shard.slots[slot].value = nil
-            shard.free.append(slot)
-            return value
+            guard let index = shard.find(key) else { return nil }
+            return shard.remove(at: index)
         }
         withExtendedLifetime(removed) {}
     }
 
     /// Every value held right now.
     var values: [Value] {
-        shards.flatMap { shard in shard.state.withLock { $0.slots.compactMap(\.value) } }
+        shards.flatMap { shard in shard.state.withLock { $0.buckets.compactMap(\.value) } }
     }
 
     /// Charge held, hits and misses since the cache was made.
