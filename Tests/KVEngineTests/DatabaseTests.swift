@@ -47,6 +47,31 @@ final class DatabaseTests: XCTestCase {
         XCTAssertEqual(Database.parentDirectory(of: "/var/lib/D"), "/var/lib")
     }
 
+    /// The borrowing read sees what `get` sees, from the memtable and from a table, at a
+    /// snapshot too, and hands back what its body returns or throws.
+    func testWithValueReadsInPlace() throws {
+        struct Stop: Error {}
+        let dir = TestPath()
+        let db = try Database(path: dir.path, options: testOptions())
+        try db.put("table", "in a table")
+        try db.put("gone", "soon deleted")
+        try db.compactRange()
+        let before = db.snapshot()
+        try db.put("memtable", "in the memtable")
+        try db.delete("gone")
+        for key in ["table", "memtable", "gone", "never"] {
+            let bytes = Array(key.utf8)
+            XCTAssertEqual(try db.withValue(forKey: bytes) { $0.map(Array.init) }, try db.get(bytes), key)
+            XCTAssertEqual(try db.withValue(forKey: bytes, snapshot: before) { $0.map(Array.init) }, try db.get(bytes, snapshot: before), key)
+        }
+        XCTAssertEqual(try db.withValue(forKey: Array("gone".utf8), snapshot: before) { $0.map { String(decoding: $0, as: UTF8.self) } }, "soon deleted")
+        XCTAssertNil(try db.withValue(forKey: Array("gone".utf8)) { $0 })
+        XCTAssertEqual(try db.withValue(forKey: Array("table".utf8)) { $0?.count }, 10)
+        XCTAssertThrowsError(try db.withValue(forKey: Array("table".utf8)) { _ in throw Stop() }) { XCTAssertTrue($0 is Stop) }
+        try db.close()
+        XCTAssertThrowsError(try db.withValue(forKey: Array("table".utf8)) { $0 }) { XCTAssertEqual(($0 as? KVError)?.code, .closed) }
+    }
+
     func testBinaryKeysAndValuesRoundTrip() throws {
         let dir = TestPath()
         let db = try Database(path: dir.path, options: testOptions())

@@ -24,6 +24,25 @@ extension Database {
         return nil
     }
 
+    /// Calls `body` with the value stored under `key` (nil when there is none) without
+    /// copying it: the bytes lie in the memtable or in a cached table block, and are valid
+    /// only during the call (LMDB's reads hand out pointers the same way). What `body`
+    /// returns or throws is what this returns or throws; errors of the read itself are
+    /// ``KVError``s.
+    ///
+    ///     let length = try db.withValue(forKey: key) { $0?.count ?? 0 }
+    public func withValue<R>(
+        forKey key: [UInt8], snapshot: Snapshot? = nil, _ body: (_ value: UnsafeRawBufferPointer?) throws -> R
+    ) throws -> R {
+        try checkOpen()
+        counters.gets.add()
+        let view = currentView
+        let sequence = snapshot?.sequence ?? view.visibleSequence
+        return try withExtendedLifetime(view) {
+            try key.withUnsafeBytes { key in try view.withValue(key, snapshot: sequence, body) }
+        }
+    }
+
     /// A lookup that only consults the memtables: nil when the key's fate lies in tables.
     func lookupInMemory(_ key: [UInt8], view: View, snapshot: Snapshot?) throws(KVError) -> (value: [UInt8]?, Void)? {
         try checkOpen()

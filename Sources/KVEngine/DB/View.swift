@@ -53,6 +53,35 @@ final class View: Sendable {
         return result
     }
 
+    /// Calls `body` with the newest value of `key` at or below `snapshot` where it lies (in
+    /// a memtable's arena or a cached block, held for the call), or with nil.
+    func withValue<R>(_ key: UnsafeRawBufferPointer, snapshot: UInt64, _ body: (UnsafeRawBufferPointer?) throws -> R) throws -> R {
+        var found = memtable.find(key, snapshot: snapshot)
+        for frozen in immutables {
+            guard case .missing = found else { break }
+            found = frozen.memtable.find(key, snapshot: snapshot)
+        }
+        switch found {
+        case .value(let bytes): return try body(bytes)
+        case .deleted: return try body(nil)
+        case .missing: break
+        }
+        var hash: UInt64? = nil
+        var answer: Result<R, any Error>? = nil
+        try forEachCandidate(key) { (table) throws(KVError) -> Bool in
+            if hash == nil { hash = BloomFilter.hash(key) }
+            return try table.open().withFound(key, hash: hash!, snapshot: snapshot) { found -> Bool in
+                switch found {
+                case .missing: return true
+                case .deleted: answer = Result { try body(nil) }
+                case .value(let bytes): answer = Result { try body(bytes) }
+                }
+                return false
+            }
+        }
+        return try (answer ?? Result { try body(nil) }).get()
+    }
+
     /// The newest version of `key` at or below `snapshot` in the memtables alone.
     func getFromMemtables(_ key: UnsafeRawBufferPointer, snapshot: UInt64) -> Memtable.Lookup {
         var found = memtable.get(key, snapshot: snapshot)

@@ -16,6 +16,22 @@ final class Memtable: Sendable {
         case missing
     }
 
+    /// A lookup's answer where it lies: the value's bytes in the memtable's arena or in a
+    /// cached block, valid only while their owner (the memtable, the block) lives.
+    enum Borrowed {
+        case value(UnsafeRawBufferPointer)
+        case deleted
+        case missing
+
+        var copied: Lookup {
+            switch self {
+            case .value(let bytes): return .value(Array(bytes))
+            case .deleted: return .deleted
+            case .missing: return .missing
+            }
+        }
+    }
+
     /// Adds one entry. The caller serializes writers.
     func add(sequence: UInt64, type: EntryType, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
         list.insert(tag: Tag.make(sequence, type), key: key, value: value)
@@ -33,11 +49,16 @@ final class Memtable: Sendable {
 
     /// The newest version of `key` with a sequence number at most `snapshot`.
     func get(_ key: UnsafeRawBufferPointer, snapshot: UInt64) -> Lookup {
+        find(key, snapshot: snapshot).copied
+    }
+
+    /// As `get`, the value left in the arena (valid while this memtable lives).
+    func find(_ key: UnsafeRawBufferPointer, snapshot: UInt64) -> Borrowed {
         guard let node = list.seek(key, tag: Tag.seeking(snapshot)),
             SkipList.compareKeys(SkipList.key(node), key) == 0
         else { return .missing }
         if Tag.isDelete(SkipList.tag(node)) { return .deleted }
-        return .value(Array(SkipList.value(node)))
+        return .value(SkipList.value(node))
     }
 
     /// Approximate memory held: entry bytes plus per-node overhead.

@@ -348,15 +348,30 @@ final class Table: Sendable {
 
     /// The newest version of `userKey` at or below `snapshot` in this table.
     func get(_ userKey: UnsafeRawBufferPointer, hash: UInt64, snapshot: UInt64) throws(KVError) -> Memtable.Lookup {
-        guard mayContain(hash: hash) else { return .missing }
+        try withFound(userKey, hash: hash, snapshot: snapshot) { $0.copied }
+    }
+
+    /// As `get`, with the answer where it lies in its block: `body` runs while the block
+    /// is held.
+    func withFound<R>(
+        _ userKey: UnsafeRawBufferPointer, hash: UInt64, snapshot: UInt64, _ body: (Memtable.Borrowed) -> R
+    ) throws(KVError) -> R {
+        guard mayContain(hash: hash) else { return body(.missing) }
         let tag = Tag.seeking(snapshot)
         let index = findBlock(userKey, tag: tag)
-        guard index < handles.count else { return .missing }
-        return try lookup(in: try block(index), userKey, tag: tag, index: index)
+        guard index < handles.count else { return body(.missing) }
+        let block = try block(index)
+        let found = try find(in: block, userKey, tag: tag, index: index)
+        return withExtendedLifetime(block) { body(found) }
     }
 
     /// Finishes a lookup in the block that may hold (userKey, tag).
     func lookup(in block: Block, _ userKey: UnsafeRawBufferPointer, tag: UInt64, index: Int) throws(KVError) -> Memtable.Lookup {
+        try find(in: block, userKey, tag: tag, index: index).copied
+    }
+
+    /// As `lookup`, the value left in `block` (valid while the caller holds it).
+    func find(in block: Block, _ userKey: UnsafeRawBufferPointer, tag: UInt64, index: Int) throws(KVError) -> Memtable.Borrowed {
         switch block.pointSearch(userKey, tag: tag) {
         case .corrupt:
             throw corruption(TableProblem(offset: handles[index].offset, reason: "malformed block entry"))
@@ -364,7 +379,7 @@ final class Table: Sendable {
             return .missing
         case .entry(sameUserKey: true, let found, let value):
             if Tag.isDelete(found) { return .deleted }
-            return .value(Array(UnsafeRawBufferPointer(rebasing: block.bytes[value])))
+            return .value(UnsafeRawBufferPointer(rebasing: block.bytes[value]))
         }
     }
 

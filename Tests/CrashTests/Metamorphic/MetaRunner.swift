@@ -134,6 +134,9 @@ final class MetaRunner {
             let at = handle.snapshot
             let got = optionSet.asyncAPI ? try awaitAsync { try await db.get(key, snapshot: at) } : try db.get(key, snapshot: at)
             try expect(got, model.value(key, snapshot: snapshot), "get \(MetaText.key(key))")
+            // The borrowing read answers the same, from wherever the value lies.
+            let borrowed = try db.withValue(forKey: key, snapshot: at) { $0.map(Array.init) }
+            try expect(borrowed, model.value(key, snapshot: snapshot), "withValue \(MetaText.key(key))")
             return MetaText.value(got)
         case .getMany(let keys, let snapshot):
             guard let handle = try snapshotHandle(snapshot) else { return "skip" }
