@@ -28,6 +28,33 @@ final class ClockCacheTests: XCTestCase {
         XCTAssertEqual(cache.values.count, 5000 - 1667)
     }
 
+    func testInsertIfRoomEvictsNothing() {
+        let cache = ClockCache<UInt64, Item>(capacity: 100, shardCount: 1)
+        XCTAssertTrue(cache.insertIfRoom(1, Item(id: 1, charge: 60)))
+        XCTAssertFalse(cache.insertIfRoom(2, Item(id: 2, charge: 50)), "no room without evicting")
+        XCTAssertFalse(cache.insertIfRoom(1, Item(id: 3, charge: 10)), "the resident value stays")
+        XCTAssertEqual(cache.lookup(1)?.id, 1)
+        XCTAssertNil(cache.lookup(2))
+        XCTAssertTrue(cache.insertIfRoom(3, Item(id: 3, charge: 40)))
+        XCTAssertEqual(cache.counters.usage, 100)
+    }
+
+    /// A flush's blocks enter the cache as they are written: reading them back right after
+    /// costs no block read.
+    func testFlushedBlocksAreReadFromTheCache() throws {
+        let dir = TestPath()
+        let db = try Database(path: dir.path, options: testOptions { $0.cacheBytes = 64 << 20 })
+        for index in 0..<2000 { try db.put(Array("key\(index)".utf8), Array(repeating: UInt8(index & 0xFF), count: 100)) }
+        try db.compactRange()
+        let before = db.stats
+        XCTAssertGreaterThan(before.cacheBytes, 0, "the flush filled the cache")
+        for index in stride(from: 0, to: 2000, by: 7) {
+            XCTAssertEqual(try db.get(Array("key\(index)".utf8)), Array(repeating: UInt8(index & 0xFF), count: 100))
+        }
+        XCTAssertEqual(db.stats.cacheMisses, before.cacheMisses, "every block read was a cache hit")
+        try db.close()
+    }
+
     func testRandomOperationsAgainstAModel() {
         let seed = testSeed()
         var random = SplitMix(seed: seed)

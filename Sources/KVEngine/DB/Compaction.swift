@@ -109,7 +109,8 @@ extension Database {
                     if builder == nil {
                         builder = try TableBuilder(
                             storage: storage, directory: path, number: versions.newFileNumber(),
-                            expectedBytes: Int64(options.tableTargetBytes) + (1 << 20), formatVersion: options.tableFormatVersion)
+                            expectedBytes: Int64(options.tableTargetBytes) + (1 << 20), formatVersion: options.tableFormatVersion,
+                            cacheFill: (cache, .ifRoom))
                     }
                     try builder!.add(key, tag: tag, value: merged.value)
                 }

@@ -192,6 +192,19 @@ final class ClockCache<Key: CacheKey, Value: CacheCharged>: Sendable {
         return kept
     }
 
+    /// Keeps `value` under `key` only when it fits beside what the shard holds, evicting
+    /// nothing; false when it was not kept (no room, or `key` already there).
+    @discardableResult
+    func insertIfRoom(_ key: Key, _ value: Value) -> Bool {
+        let charge = value.charge
+        return shard(key).state.withLock { shard -> Bool in
+            guard shard.usage + charge <= shardCapacity, shard.find(key) == nil else { return false }
+            shard.place(key, value)
+            shard.usage += charge
+            return true
+        }
+    }
+
     /// Drops what the cache holds under `key` (released outside the lock).
     func remove(_ key: Key) {
         let removed = shard(key).state.withLock { shard -> Value? in

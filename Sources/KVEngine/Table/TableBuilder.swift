@@ -50,11 +50,26 @@ final class TableBuilder {
     /// The table format version written (the build's; tests write older ones to check
     /// that they are still read).
     private let formatVersion: UInt32
+    /// Where data blocks go as they are written, and how (see `CacheFill`).
+    private let cacheFill: (cache: BlockCache, mode: CacheFill)?
+
+    /// How a table's data blocks enter the block cache as they are written (RocksDB's
+    /// `prepopulate_block_cache`): the builder holds them in memory already, and the
+    /// kernel's page cache would have them for an engine that reads through it.
+    enum CacheFill {
+        /// As a read would put them there (the CLOCK hand makes room): a flush's blocks,
+        /// the newest writes, the likeliest to be read.
+        case insert
+        /// Only while the cache has free room, evicting nothing: a compaction's output,
+        /// which must not push out what readers use.
+        case ifRoom
+    }
 
     init(
         storage: any Storage, directory: String, number: UInt64, expectedBytes: Int64,
-        formatVersion: UInt32 = TableFormat.version
+        formatVersion: UInt32 = TableFormat.version, cacheFill: (cache: BlockCache, mode: CacheFill)? = nil
     ) throws(KVError) {
+        self.cacheFill = cacheFill
         precondition((1...TableFormat.version).contains(formatVersion), "a table format this build writes")
         self.formatVersion = formatVersion
         self.storage = storage
@@ -132,6 +147,13 @@ final class TableBuilder {
     private func finishDataBlock() throws(KVError) {
         let contents = block.finish()
         let handle = try append(contents)
+        if let (cache, mode) = cacheFill, let copy = contents.withUnsafeBytes({ Block(copying: $0) }) {
+            let key = BlockKey(table: number, offset: handle.offset)
+            switch mode {
+            case .insert: cache.insert(key, copy)
+            case .ifRoom: cache.insertIfRoom(key, copy)
+            }
+        }
         properties.dataBytes += UInt64(handle.length)
         var encoded: [UInt8] = []
         TableFormat.encodeHandle(handle, into: &encoded)

@@ -73,6 +73,14 @@ final class TableCache: Sendable {
     /// Closes table `number` (once its users let go): it was compacted away or closed.
     func evict(_ number: UInt64) { open.remove(number) }
 
+    /// Drops the cached data blocks of table `number`, compacted away, when its reader is
+    /// open (it knows where the blocks are); blocks of a table closed before are left to
+    /// the CLOCK hand, which finds them unreferenced.
+    func forgetBlocks(of number: UInt64) {
+        guard let table = open.lookup(number) else { return }
+        for handle in table.handles { blocks.remove(BlockKey(table: number, offset: handle.offset)) }
+    }
+
     /// Tables open (in the cache or still held by readers), lookups the cache answered and
     /// tables it had to open.
     var counters: (open: Int, hits: Int, opens: Int) {
@@ -106,8 +114,10 @@ final class TableFile: Sendable {
     func markObsolete() { obsolete.store(true, ordering: .releasing) }
 
     deinit {
+        let obsolete = obsolete.load(ordering: .acquiring)
+        if obsolete { tables.forgetBlocks(of: meta.number) }
         tables.evict(meta.number)
-        guard obsolete.load(ordering: .acquiring) else { return }
+        guard obsolete else { return }
         let path = tables.directory + "/" + FileNames.table(meta.number)
         do {
             try tables.storage.removeFile(atPath: path)
