@@ -1,86 +1,156 @@
 #!/usr/bin/env bash
 # KVEngine (`kvctl bench`) beside LevelDB, RocksDB and LMDB (scripts/peers/peerbench.c over
-# their C libraries), the same workloads and flags, interleaved in one run.
+# their C libraries): the same workloads, flags and report lines, the engines interleaved
+# within each round.
 #
 #   scripts/compare-peers.sh                          # 1M keys, 3 rounds
 #   NUM=10000000 READS=1000000 scripts/compare-peers.sh
 #   BENCHMARKS=fillseq,readrandom,readseq RUNS=5 scripts/compare-peers.sh
-#   CACHE_SIZE=8388608 scripts/compare-peers.sh      # kvctl's cache (default: the library's)
+#   BENCHMARKS=fillrandom,overwrite,readrandom,seekrandom scripts/compare-peers.sh
+#   CACHE_SIZE=8388608 scripts/compare-peers.sh      # kvctl's --cache_size (default: its own)
+#   KEEP=1 scripts/compare-peers.sh                  # keep the databases afterwards
+#
+# Each round runs, one invocation per engine, `kvctl bench` and `peerbench --engine=E` for
+# E in leveldb rocksdb lmdb with the same flags (keys 16 bytes, values 100 bytes, no
+# compression, every peer at its library's defaults otherwise: see peerbench.c). The
+# first benchmark must be a fill (fillseq, fillrandom or fillsync): it leaves the database
+# the others use. Each round starts with the next engine in turn, so that none always
+# runs first (or right after the same neighbour).
 #
 # Prints, per workload, each engine's median ops/s over RUNS rounds, KVEngine's ratio to
-# the best of LevelDB and RocksDB and to LMDB, and each database's size after its fill.
-# Keys 16 bytes, values 100 bytes, no compression, every engine at its defaults otherwise
-# (see scripts/peers/peerbench.c). The databases live under BENCH_DIR (default
-# ./bench-data), one file system for all; KEEP=1 keeps them.
+# the better of LevelDB and RocksDB and to LMDB, each run's figures, and each database's
+# size on disk (du) when its invocation ends, i.e. what the fill left (the read
+# benchmarks add nothing; an LSM's background compaction may have shrunk it meanwhile).
+# The databases live under BENCH_DIR (default ./bench-data), one file system for all,
+# one directory per engine; they are removed at the end unless KEEP=1.
+#
+# Other knobs: RUNS (3), READS (NUM), THREADS (1), WRITES (fillsync's --writes; default
+# NUM/1000), SEED (kvctl's default 301).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 NUM=${NUM:-1000000}
 RUNS=${RUNS:-3}
 READS=${READS:-$NUM}
+THREADS=${THREADS:-1}
 BENCHMARKS=${BENCHMARKS:-fillrandom,readrandom,seekrandom,readseq}
 BENCH_DIR=${BENCH_DIR:-bench-data}
-ENGINES="kvengine leveldb rocksdb lmdb"
+ENGINES=(kvengine leveldb rocksdb lmdb)
 SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
 
-for header in leveldb/c.h rocksdb/c.h lmdb.h; do
-  [ -e "/usr/include/$header" ] || { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq libleveldb-dev librocksdb-dev liblmdb-dev; break; }
+case ",$BENCHMARKS" in
+  ,fillseq,* | ,fillrandom,* | ,fillsync,* | ,fillseq | ,fillrandom | ,fillsync) ;;
+  *) echo "compare-peers: BENCHMARKS must start with a fill (fillseq, fillrandom or fillsync): $BENCHMARKS" >&2; exit 2 ;;
+esac
+for b in ${BENCHMARKS//,/ }; do
+  case $b in
+    fillseq | fillrandom | overwrite | fillsync | readrandom | readseq | seekrandom) ;;
+    *) echo "compare-peers: '$b' is not one of fillseq fillrandom overwrite fillsync readrandom readseq seekrandom" >&2; exit 2 ;;
+  esac
 done
-make -s build >/dev/null
+
+# The peers' C libraries and headers.
+for header in leveldb/c.h rocksdb/c.h lmdb.h; do
+  if [ ! -e "/usr/include/$header" ]; then
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq libleveldb-dev librocksdb-dev liblmdb-dev
+    break
+  fi
+done
+# kvctl: the build's own Debian packages (make deps), then the release build.
+make -s deps
+${SWIFT:-swift} build -c release --product kvctl
 KVCTL=.build/release/kvctl
 PEER=.build/peerbench
 if [ ! -x "$PEER" ] || [ scripts/peers/peerbench.c -nt "$PEER" ]; then
+  mkdir -p .build
   cc -O2 -Wall -Wextra -o "$PEER" scripts/peers/peerbench.c -lleveldb -lrocksdb -llmdb -lpthread
 fi
+
 mkdir -p "$BENCH_DIR"
 results=$(mktemp)
-trap 'rm -f "$results"' EXIT
+cleanup() {
+  rm -f "$results"
+  if [ "${KEEP:-0}" != 1 ]; then
+    for engine in "${ENGINES[@]}"; do rm -rf "${BENCH_DIR:?}/peers-$engine"; done
+    rmdir "$BENCH_DIR" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
 
-COMMON="--num=$NUM --reads=$READS --value_size=100 --key_size=16 --benchmarks=$BENCHMARKS"
-CACHE=${CACHE_SIZE:+--cache_size=$CACHE_SIZE}
+FLAGS=(--num="$NUM" --reads="$READS" --value_size=100 --key_size=16 --threads="$THREADS" --benchmarks="$BENCHMARKS")
+if [ -n "${WRITES:-}" ]; then FLAGS+=(--writes="$WRITES"); fi
+if [ -n "${SEED:-}" ]; then FLAGS+=(--seed="$SEED"); fi
+KVFLAGS=()   # kvctl only: the peers have no such flag and keep their libraries' caches
+if [ -n "${CACHE_SIZE:-}" ]; then KVFLAGS+=(--cache_size="$CACHE_SIZE"); fi
 
-run() { # engine: prints "engine workload ops" per report line, "engine size bytes" after
+# One invocation: "ops ENGINE WORKLOAD OPS/S" per report line (a workload that runs again
+# in the same invocation is WORKLOAD2 the second time), "version ENGINE TEXT" from the
+# header line, then "size ENGINE BYTES".
+run() {
   local engine=$1 db="$BENCH_DIR/peers-$1"
-  rm -rf "$db"
+  echo "  $engine" >&2
   if [ "$engine" = kvengine ]; then
-    # shellcheck disable=SC2086
-    "$KVCTL" bench --db="$db" $COMMON $CACHE
+    "$KVCTL" bench --db="$db" "${FLAGS[@]}" ${KVFLAGS[@]+"${KVFLAGS[@]}"}
   else
-    # shellcheck disable=SC2086
-    "$PEER" --engine="$engine" --db="$db" $COMMON
-  fi | awk -v e="$engine" '/ops\/sec/ { n = $1; if (seen[n]++) n = n seen[n]; print e, n, $5 }'
-  echo "$engine size $(du -s -B1 "$db" | cut -f1)"
-  [ "${KEEP:-0}" = 1 ] || rm -rf "$db"
+    "$PEER" --engine="$engine" --db="$db" "${FLAGS[@]}"
+  fi | awk -v e="$engine" '
+    NR == 1 && $1 == "peerbench" { line = $0; sub(/^peerbench /, "", line); sub(/: keys .*/, "", line); print "version", e, line }
+    / ops\/sec / { n = $1; if (seen[n]++) n = n seen[n]; print "ops", e, n, $5 }'
+  echo "size $engine $(du -s -B1 "$db" | cut -f1)"
 }
 
+echo "# $RUNS rounds of: $BENCHMARKS; num=$NUM reads=$READS threads=$THREADS${CACHE_SIZE:+ kvctl cache_size=$CACHE_SIZE}" >&2
 for round in $(seq 1 "$RUNS"); do
-  for engine in $ENGINES; do run "$engine" >> "$results"; done
+  echo "round $round/$RUNS" >&2
+  for i in "${!ENGINES[@]}"; do
+    run "${ENGINES[$(((i + round - 1) % ${#ENGINES[@]}))]}" >> "$results"
+  done
 done
 
-echo "# kvengine vs leveldb, rocksdb, lmdb: num=$NUM reads=$READS, $RUNS rounds, $(uname -r), $(date -u +%Y-%m-%d)"
-python3 - "$results" <<'PY'
-import collections, statistics, sys
-runs = collections.defaultdict(lambda: collections.defaultdict(list))
-order = []
-for line in open(sys.argv[1]):
-    engine, workload, value = line.split()
-    if workload not in order: order.append(workload)
-    runs[workload][engine].append(int(value))
-engines = ["kvengine", "leveldb", "rocksdb", "lmdb"]
-print(f"{'workload':12} " + " ".join(f"{e:>11}" for e in engines) + f" {'kv/best-lsm':>12} {'kv/lmdb':>8}")
-for workload in order:
-    med = {e: statistics.median(runs[workload][e]) for e in engines if runs[workload][e]}
-    if workload == "size":
-        print(f"{'MiB on disk':12} " + " ".join(f"{med.get(e, 0) / 2**20:11.0f}" for e in engines))
-        continue
-    best = max(med.get("leveldb", 0), med.get("rocksdb", 0))
-    kv = med.get("kvengine", 0)
-    ratio = f"{kv / best:12.2f}" if best else f"{'-':>12}"
-    lmdb = f"{kv / med['lmdb']:8.2f}" if med.get("lmdb") else f"{'-':>8}"
-    print(f"{workload:12} " + " ".join(f"{med.get(e, 0):11,.0f}" for e in engines) + f" {ratio} {lmdb}")
-print()
-print("runs:")
-for workload in order:
-    if workload != "size":
-        print(f"  {workload:12} " + "; ".join(f"{e} {runs[workload][e]}" for e in engines))
-PY
+echo
+echo "# kvengine vs leveldb, rocksdb, lmdb: num=$NUM reads=$READS threads=$THREADS, $RUNS rounds, $(uname -r), $(date -u +%Y-%m-%d)"
+awk -v benchmarks="$BENCHMARKS" '
+  function median(list,   n, a, i, j, t) {
+    n = split(list, a, " ")
+    for (i = 2; i <= n; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+    if (n == 0) return ""
+    return n % 2 ? a[(n + 1) / 2] + 0 : (a[n / 2] + a[n / 2 + 1]) / 2
+  }
+  function grouped(x,   s, sign) {  # 1234567 -> 1,234,567
+    x = sprintf("%.0f", x); sign = ""
+    if (substr(x, 1, 1) == "-") { sign = "-"; x = substr(x, 2) }
+    s = ""
+    while (length(x) > 3) { s = "," substr(x, length(x) - 2) s; x = substr(x, 1, length(x) - 3) }
+    return sign x s
+  }
+  $1 == "version" { line = $0; sub(/^version [a-z]+ /, "", line); version[$2] = line; next }
+  $1 == "ops" { if (!(($3) in known)) { known[$3] = 1; order[++workloads] = $3 }; runs[$3, $2] = runs[$3, $2] " " $4; next }
+  $1 == "size" { sizes[$2] = sizes[$2] " " $3; next }
+  END {
+    ne = split("kvengine leveldb rocksdb lmdb", engine, " ")
+    printf "# peers: %s; %s; %s\n", version["leveldb"], version["rocksdb"], version["lmdb"]
+    printf "%-14s", "ops/s (median)"
+    for (e = 1; e <= ne; e++) printf " %12s", engine[e]
+    printf "   %-24s %8s\n", "kv/best(leveldb,rocksdb)", "kv/lmdb"
+    for (w = 1; w <= workloads; w++) {
+      name = order[w]
+      printf "%-14s", name
+      for (e = 1; e <= ne; e++) {
+        m[engine[e]] = median(runs[name, engine[e]])
+        printf " %12s", m[engine[e]] == "" ? "-" : grouped(m[engine[e]])
+      }
+      best = "leveldb"; if (m["rocksdb"] != "" && (m["leveldb"] == "" || m["rocksdb"] + 0 > m["leveldb"] + 0)) best = "rocksdb"
+      kv = m["kvengine"]
+      ratio = kv != "" && m[best] + 0 > 0 ? sprintf("%.2f (%s)", kv / m[best], best) : "-"
+      lmdb = kv != "" && m["lmdb"] + 0 > 0 ? sprintf("%.2f", kv / m["lmdb"]) : "-"
+      printf "   %-24s %8s\n", ratio, lmdb
+    }
+    printf "%-14s", "MiB on disk"
+    for (e = 1; e <= ne; e++) { s = median(sizes[engine[e]]); printf " %12s", s == "" ? "-" : sprintf("%.1f", s / 1048576) }
+    printf "   (du after each run, median)\n"
+    print ""
+    print "runs (ops/s, in round order):"
+    for (w = 1; w <= workloads; w++)
+      for (e = 1; e <= ne; e++)
+        printf "  %-14s %-9s%s\n", e == 1 ? order[w] : "", engine[e], runs[order[w], engine[e]]
+  }' "$results"
