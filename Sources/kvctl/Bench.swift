@@ -47,7 +47,7 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("cache_size"), help: "Block cache bytes (default: the library's, Options.defaultCacheBytes).")
     var cacheSize = Options.defaultCacheBytes
 
-    @Option(name: .customLong("write_buffer_size"), help: "Memtable bytes (default 64 MiB, as RocksDB).")
+    @Option(name: .customLong("write_buffer_size"), help: "Memtable bytes (default: the library's, Options.memtableBytes).")
     var writeBufferSize = -1
 
     @Option(name: .customLong("target_file_size_base"), help: "Bytes at which compaction cuts its output tables (Options.tableTargetBytes; default 64 MiB).")
@@ -87,7 +87,7 @@ struct Bench: ParsableCommand {
         var options = Options()
         options.cacheBytes = cacheSize
         options.batchReadDepth = readDepth
-        options.memtableBytes = writeBufferSize > 0 ? writeBufferSize : 64 << 20
+        if writeBufferSize > 0 { options.memtableBytes = writeBufferSize }
         options.defaultDurability = sync == 1 ? .sync : .buffered
         if targetFileSizeBase > 0 { options.tableTargetBytes = targetFileSizeBase }
         if openFiles > 0 { options.maxOpenTables = openFiles }
@@ -126,7 +126,7 @@ struct Bench: ParsableCommand {
     }
 
     /// Memtables at most: the active one and one frozen.
-    private var memtableBudget: Int { 2 * (writeBufferSize > 0 ? writeBufferSize : 64 << 20) }
+    private var memtableBudget: Int { 2 * (writeBufferSize > 0 ? writeBufferSize : Options().memtableBytes) }
 
     /// The process's peak resident set (getrusage), in bytes.
     private func peakResidentBytes() -> Int {

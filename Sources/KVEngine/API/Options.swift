@@ -19,7 +19,12 @@ public struct Options: Sendable {
     public var errorIfExists = false
     /// Bytes the memtable may hold. A full memtable is frozen, a new log and memtable
     /// take the writes, and a background thread writes the frozen one to a level-0 table.
-    public var memtableBytes = 64 << 20
+    /// 4 MiB by default (LevelDB's): a lookup or a seek in a skip list costs a cache miss
+    /// per level, so a small memtable keeps reads of fresh data cheap (measured at 1M
+    /// keys: readrandom and seekrandom right after fillrandom about 1.7x faster than with
+    /// RocksDB's 64 MiB, fills as fast), at the price of more flushes and compaction work.
+    /// Raise it for write-heavy loads that read little of what they just wrote.
+    public var memtableBytes = 4 << 20
     /// Frozen memtables that may wait for their flush; a write that needs another one
     /// waits (a stall) until the oldest is in a table. Memory for memtables is bounded by
     /// `memtableBytes * (1 + maxFrozenMemtables)`.
@@ -157,7 +162,7 @@ public struct Options: Sendable {
         case openReadOnly
     }
 
-    /// The defaults: create if missing, sync writes, 64 MiB memtable.
+    /// The defaults: create if missing, sync writes, 4 MiB memtable.
     public init() {}
 
     func validate() throws(KVError) {
