@@ -32,7 +32,10 @@ public struct Options: Sendable {
     /// Bytes of the block cache of data blocks. O_DIRECT bypasses the kernel's page cache,
     /// so this is the only read cache: it stands where the page cache stands under LevelDB,
     /// RocksDB and LMDB, and by default (``Options/defaultCacheBytes``) it is sized as a
-    /// share of memory, not as a fixed small buffer. It fills only as blocks are read.
+    /// share of memory, not as a fixed small buffer. It fills only as blocks are read or
+    /// written (a flush's blocks, and a compaction's while there is free room), so an idle
+    /// database costs nothing; several databases in one process each take this share by
+    /// default, so set it explicitly for them.
     /// Index and filter blocks of open tables are held in memory outside it (about 1.4
     /// bytes per key plus 40 bytes per 4 KiB block), bounded by ``Options/maxOpenTables``.
     public var cacheBytes = Options.defaultCacheBytes

@@ -85,9 +85,12 @@ extension Database {
         var obsolete = names.filter { FileNames.manifestNumber($0) != nil || $0 == FileNames.current || $0.hasSuffix(".tmp") }
 
         var identityDamaged = false
+        /// An intact identity of an older format is rewritten too: salvage writes tables in
+        /// this build's format, which an older build must refuse.
+        var identityOlder = false
         if names.contains(FileNames.identity) {
             do throws(KVError) {
-                try Identity.verify(in: path, storage: store)
+                identityOlder = try Identity.verify(in: path, storage: store) < Identity.formatVersion
             } catch where error.code == .corruption {
                 identityDamaged = true
                 report.dropped.append("\(path)/\(FileNames.identity): \(error.message)")
@@ -244,7 +247,7 @@ extension Database {
                 try store.syncDirectory(atPath: path)
             }
         }
-        if identityDamaged || !names.contains(FileNames.identity) { try Identity.create(in: path, storage: store) }
+        if identityDamaged || identityOlder || !names.contains(FileNames.identity) { try Identity.create(in: path, storage: store) }
 
         // The new manifest: the new tables alone.
         var edit = VersionEdit()
