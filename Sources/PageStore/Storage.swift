@@ -151,6 +151,48 @@ extension Storage {
         try performBlocking(.commit(file, segments))
     }
 
+    /// Reads `destination.count` bytes at `offsetBytes` into ordinary memory, through one
+    /// arena buffer of at most `pieceBytes` at a time: a transfer longer than the arena
+    /// should lend at once (a block holding a very large value). Returns the bytes read,
+    /// fewer only at end of file. Offset and count keep the file's alignment.
+    public func read(
+        _ file: FileID, offsetBytes: Int64, copyingInto destination: UnsafeMutableRawBufferPointer, pieceBytes: Int = 1 << 20
+    ) throws -> Int {
+        let buffer = try allocator.allocate(pages: pagesForPieces(of: destination.count, pieceBytes))
+        defer { allocator.free(buffer) }
+        var done = 0
+        while done < destination.count {
+            let count = min(buffer.count, destination.count - done)
+            let got = try read(file, offsetBytes: offsetBytes + Int64(done), into: buffer.slice(offset: 0, count: count))
+            UnsafeMutableRawBufferPointer(rebasing: destination[done..<(done + got)])
+                .copyMemory(from: UnsafeRawBufferPointer(rebasing: buffer.bytes[0..<got]))
+            done += got
+            if got < count { break }
+        }
+        return done
+    }
+
+    /// Writes all of `source` (ordinary memory) at `offsetBytes`, through one arena buffer
+    /// of at most `pieceBytes` at a time (not durable until a sync or commit). Offset and
+    /// count keep the file's alignment.
+    public func write(_ file: FileID, offsetBytes: Int64, copying source: UnsafeRawBufferPointer, pieceBytes: Int = 1 << 20) throws {
+        let buffer = try allocator.allocate(pages: pagesForPieces(of: source.count, pieceBytes))
+        defer { allocator.free(buffer) }
+        var done = 0
+        while done < source.count {
+            let count = min(buffer.count, source.count - done)
+            let piece = buffer.slice(offset: 0, count: count)
+            piece.bytes.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[done..<(done + count)]))
+            try write(file, offsetBytes: offsetBytes + Int64(done), from: piece)
+            done += count
+        }
+    }
+
+    private func pagesForPieces(of bytes: Int, _ pieceBytes: Int) -> Int {
+        let page = allocator.pageSizeBytes
+        return max(1, min((bytes + page - 1) / page, max(1, pieceBytes / page), allocator.pageCount))
+    }
+
     /// fdatasync of the file.
     public func sync(_ file: FileID) throws {
         try performBlocking(.sync(file, dataOnly: true))

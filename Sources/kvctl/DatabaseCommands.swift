@@ -28,6 +28,26 @@ struct DatabaseOptions: ParsableArguments {
     }
 }
 
+/// The bytes of the file at `path` ("-": standard input), or a one-line error naming it.
+func readRaw(_ path: String) throws -> [UInt8] {
+    if path == "-" { return Array(FileHandle.standardInput.readDataToEndOfFile()) }
+    guard let data = FileManager.default.contents(atPath: path) else {
+        throw ValidationError("cannot read \(path): \(String(cString: strerror(errno)))")
+    }
+    return Array(data)
+}
+
+/// Writes `bytes` as they are to the file at `path` ("-": standard output).
+func writeRaw(_ bytes: [UInt8], to path: String) throws {
+    if path == "-" {
+        FileHandle.standardOutput.write(Data(bytes))
+        return
+    }
+    guard FileManager.default.createFile(atPath: path, contents: Data(bytes)) else {
+        throw ValidationError("cannot write \(path): \(String(cString: strerror(errno)))")
+    }
+}
+
 /// Bytes shown as text: printable ASCII as is, everything else as \xNN.
 func displayBytes(_ bytes: [UInt8]) -> String {
     var text = ""
@@ -46,6 +66,8 @@ struct Get: ParsableCommand {
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var encoding: ByteEncoding
     @Argument(help: "The key.") var key: String
+    @Option(name: .customLong("output"), help: "Write the value's raw bytes to this file ('-': standard output) instead of printing it encoded.")
+    var output: String?
 
     func run() throws {
         let keyBytes = try encoding.decode(key, "KEY")
@@ -53,6 +75,10 @@ struct Get: ParsableCommand {
         let value = try db.get(keyBytes)
         try db.close()
         guard let value else { KVCtl.fail("not found: \(key)", code: 1) }
+        if let output {
+            try writeRaw(value, to: output)
+            return
+        }
         print(encoding.json ? encoding.line(key: keyBytes, value: value) : encoding.encode(value))
     }
 }
@@ -62,11 +88,20 @@ struct Put: ParsableCommand {
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var encoding: ByteEncoding
     @Argument(help: "The key.") var key: String
-    @Argument(help: "The value.") var value: String
+    @Argument(help: "The value (or --value-file).") var value: String?
+    @Option(name: .customLong("value-file"), help: "Take the value's raw bytes from this file ('-': standard input); for values too long for a command line.")
+    var valueFile: String?
+
+    func validate() throws {
+        if (value == nil) == (valueFile == nil) { throw ValidationError("give either VALUE or --value-file, not both or neither") }
+    }
 
     func run() throws {
         let keyBytes = try encoding.decode(key, "KEY")
-        let valueBytes = try encoding.decode(value, "VALUE")
+        let valueBytes = try valueFile.map(readRaw) ?? encoding.decode(value!, "VALUE")
+        if valueBytes.count > Limits.maxValueBytes {
+            throw ValidationError("value of \(valueBytes.count) bytes exceeds the limit of \(Limits.maxValueBytes)")
+        }
         let db = try database.open(create: true)
         try db.put(keyBytes, valueBytes)
         try db.close()

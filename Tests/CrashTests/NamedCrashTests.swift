@@ -217,4 +217,113 @@ final class NamedCrashTests: XCTestCase {
         let reopened = try Database(path: path, options: lsmOptions(), storage: restarted)
         try checkFilled(reopened)
     }
+
+    // MARK: long records and long replays
+
+    /// A record longer than `LogWriter.streamThresholdBytes` goes to disk in several chains
+    /// before its last fragment is cut. A failed chain ends it unacknowledged; after the
+    /// power cut, what reached the disk is a record with no last fragment: a torn tail,
+    /// dropped, never corruption, and the writes acknowledged before it stay.
+    func testStreamedRecordCutShortIsATornTailNotCorruption() throws {
+        for seed: UInt64 in 1...4 {
+            var plan = SimulatedDisk.FaultPlan()
+            // fdatasyncs: 1 identity file, 2 new log, 3 manifest, 4 CURRENT, 5 "before",
+            // 6 the streamed record's first chain.
+            plan.failSync = (n: 6, errno: EIO, persistent: false)
+            let disk = try SimulatedDisk(seed: seed, plan: plan, directories: ["/sim"])
+            var options = options()
+            options.memtableBytes = 64 << 20
+            let db = try Database(path: path, options: options, storage: disk)
+            try db.put("before", "durable")
+            var batch = WriteBatch()
+            batch.put(Array("streamed".utf8), [UInt8](repeating: 0x5A, count: LogWriter.streamThresholdBytes * 2))
+            XCTAssertThrowsError(try db.write(batch, durability: .sync), "seed \(seed)") { error in
+                XCTAssertEqual((error as! KVError).code, .io, "seed \(seed): \(error)")
+            }
+            XCTAssertNil(try db.get("streamed"), "seed \(seed): a failed write is never visible")
+            var keepAll = SimulatedDisk.FaultPlan()
+            keepAll.persistProbability = seed % 2 == 0 ? 1 : 0.5
+            let restarted = restart(disk, keepAll)
+            let reopened = try Database(path: path, options: options, storage: restarted)
+            XCTAssertEqual(try reopened.get("before"), "durable", "seed \(seed)")
+            XCTAssertNil(try reopened.get("streamed"), "seed \(seed)")
+            XCTAssertEqual(reopened.stats.lastSequence, 1, "seed \(seed)")
+            try reopened.put("next", "write")
+            try reopened.close()
+            let again = try Database(path: path, options: options, storage: restarted)
+            XCTAssertEqual(try again.get("next"), "write", "seed \(seed)")
+            try again.close()
+        }
+    }
+
+    /// Writes `count` keys into one log (a memtable large enough to hold them all, no
+    /// flush at close), as a session that ended without flushing leaves them.
+    private func fillOneLog(_ disk: SimulatedDisk, count: Int) throws {
+        var options = options()
+        options.memtableBytes = 64 << 20
+        options.flushOnClose = false
+        let db = try Database(path: path, options: options, storage: disk)
+        for index in 0..<count {
+            var batch = WriteBatch()
+            batch.put(Array("key\(index)".utf8), [UInt8](repeating: UInt8(truncatingIfNeeded: index), count: 1000))
+            try db.write(batch, durability: .buffered)
+        }
+        try db.close()
+    }
+
+    private func smallMemtables() -> Options {
+        var options = options()
+        options.memtableBytes = 256 << 10
+        return options
+    }
+
+    /// A replay fills memtables of at most `memtableBytes`, each flushed at open into a
+    /// table of its own, not one memtable of everything the logs held.
+    func testRecoveryFillsMemtablesOfAtMostMemtableBytes() throws {
+        let disk = try disk()
+        try fillOneLog(disk, count: 2000)
+        let db = try Database(path: path, options: smallMemtables(), storage: disk)
+        let level0 = db.stats.levels.first { $0.level == 0 }
+        XCTAssertGreaterThanOrEqual(level0?.tables ?? 0, 6, "about 2 MB replayed into 256 KiB memtables: \(db.stats.levels)")
+        XCTAssertEqual(db.stats.frozenMemtables, 0, "all flushed before the open returns")
+        for index in stride(from: 0, to: 2000, by: 97) {
+            XCTAssertEqual(try db.get(Array("key\(index)".utf8))?.count, 1000, "key \(index)")
+        }
+        XCTAssertEqual(db.stats.lastSequence, 2000)
+        try db.close()
+    }
+
+    /// The open that replays into several memtables fails after flushing some of them and
+    /// the power goes: the manifest then names a log part of which is in tables. The next
+    /// open skips those records (they are in tables) and replays the rest; nothing is lost,
+    /// nothing is read twice.
+    func testRecoveryInterruptedBetweenItsFlushesResumes() throws {
+        for seed: UInt64 in 1...3 {
+            let disk = try SimulatedDisk(seed: seed, plan: SimulatedDisk.FaultPlan(), directories: ["/sim"])
+            try fillOneLog(disk, count: 2000)
+            // The second table the open writes fails its fdatasync: one memtable is in a
+            // table, recorded with the log it came from still live.
+            disk.failNext("fdatasync", pathContaining: ".sst", after: ("fdatasync", ".sst"))
+            do {
+                let db = try Database(path: path, options: smallMemtables(), storage: disk)
+                XCTAssertEqual(db.stats.levels.first { $0.level == 0 }?.tables, 1, "seed \(seed): \(db.stats.levels)")
+                XCTAssertEqual(disk.armedFaults, 0, "seed \(seed): the faults never fired")
+                XCTAssertThrowsError(try db.put("refused", "x"), "seed \(seed): writes stop after the failed flush")
+            }
+            let restarted = restart(disk, SimulatedDisk.FaultPlan())
+            let db = try Database(path: path, options: smallMemtables(), storage: restarted)
+            XCTAssertEqual(db.stats.lastSequence, 2000, "seed \(seed)")
+            XCTAssertEqual(db.stats.frozenMemtables, 0, "seed \(seed)")
+            let all = Array(db.scan())
+            XCTAssertEqual(all.count, 2000, "seed \(seed)")
+            XCTAssertTrue(all.allSatisfy { $0.value.count == 1000 }, "seed \(seed)")
+            XCTAssertNil(try db.get("refused"), "seed \(seed)")
+            try db.put("after", "resumed")
+            try db.close()
+            let again = try Database(path: path, options: smallMemtables(), storage: restarted)
+            XCTAssertEqual(Array(again.scan()).count, 2001, "seed \(seed)")
+            XCTAssertEqual(again.stats.lastSequence, 2001, "seed \(seed)")
+            try again.close()
+        }
+    }
 }

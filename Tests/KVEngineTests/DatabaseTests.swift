@@ -216,7 +216,7 @@ final class DatabaseTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("key of 65536 bytes exceeds the limit of 65535"), "\(error)")
         }
         XCTAssertThrowsError(try db.put([1], [UInt8](repeating: 1, count: Limits.maxValueBytes + 1))) { error in
-            XCTAssertTrue("\(error)".contains("value of 8388609 bytes exceeds the limit"), "\(error)")
+            XCTAssertTrue("\(error)".contains("value of \(Limits.maxValueBytes + 1) bytes exceeds the limit"), "\(error)")
         }
         XCTAssertThrowsError(try db.put([], [1])) { error in
             XCTAssertTrue("\(error)".contains("empty key"), "\(error)")

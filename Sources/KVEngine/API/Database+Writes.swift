@@ -149,6 +149,11 @@ extension Database {
 
     /// Appends `batch` and suspends until it is acknowledged.
     private func commit(_ batch: WriteBatch, durability: Durability) async throws(KVError) {
+        // A long record streams into the log, waiting for the page arena as it goes: off
+        // the cooperative pool.
+        if batch.encodedBytes > LogWriter.streamThresholdBytes {
+            return try await blocking.run { () throws(KVError) in try self.commit(batch, durability: durability) }
+        }
         if mayNeedRoom { try await blocking.run { () throws(KVError) in try self.makeRoomForWrite() } }
         while true {
             let log = try writableLog()

@@ -139,9 +139,8 @@ public final class Database: Sendable {
             directory: path, storage: storage, tables: tables, names: names, manifestRollBytes: options.manifestRollBytes,
             keepingWhatPrecedesDamage: options.onLogCorruption == .openReadOnly)
         self.versions = versions
-        let recovered = Memtable()
         var recovery = try Recovery(
-            directory: path, storage: storage, memtable: recovered, options: options,
+            directory: path, storage: storage, options: options,
             minimumLog: manifest.logNumber, tableSequence: manifest.lastSequence,
             liveLogs: manifest.tracksLogs ? manifest.liveLogs : nil, readOnly: manifest.damage != nil || options.readOnly
         ).run()
@@ -161,7 +160,7 @@ public final class Database: Sendable {
             do {
                 started = try Database.startWriting(
                     path: path, storage: storage, options: options, counters: counters, versions: versions,
-                    manifest: manifest, recovery: recovery, recovered: recovered, upgrade: identityVersion < Identity.formatVersion)
+                    manifest: manifest, recovery: recovery, upgrade: identityVersion < Identity.formatVersion)
             } catch where error.isFull {
                 engineLogger.warning("\(path): no room to start a log and a manifest (\(error.message)); open read-only")
                 fullAtOpen = error
@@ -169,7 +168,10 @@ public final class Database: Sendable {
         }
         self.fullAtOpen = fullAtOpen
         guard let (log, memtable, immutables) = started else {
-            view = Mutex(View(log: nil, memtable: recovered, immutables: [], version: version, readOnlySequence: recovery.lastSequence))
+            // Read-only: what the logs held stays in memtables (none is flushed).
+            view = Mutex(View(
+                log: nil, memtable: Memtable(), immutables: recovery.frozen(nextLog: manifest.logNumber), version: version,
+                readOnlySequence: recovery.lastSequence))
             flusher = nil
             backgroundThreads = nil
             return
@@ -195,7 +197,7 @@ public final class Database: Sendable {
     /// manifest does not record.
     private static func startWriting(
         path: String, storage: any Storage, options: Options, counters: EngineCounters, versions: VersionSet,
-        manifest: ManifestState, recovery: Recovery.Outcome, recovered: Memtable, upgrade: Bool
+        manifest: ManifestState, recovery: Recovery.Outcome, upgrade: Bool
     ) throws(KVError) -> (log: LogWriter, memtable: Memtable, immutables: [FrozenMemtable]) {
         let logNumber = versions.newFileNumber()
         let memtable = Memtable()
@@ -209,10 +211,7 @@ public final class Database: Sendable {
             try? storage.removeFile(atPath: path + "/" + FileNames.log(logNumber))
             throw error
         }
-        var immutables: [FrozenMemtable] = []
-        if recovered.count > 0 {
-            immutables = [FrozenMemtable(memtable: recovered, nextLogNumber: logNumber, lastSequence: recovery.lastSequence)]
-        }
+        let immutables = recovery.frozen(nextLog: logNumber)
         do {
             // An older database is marked with this format first: its new manifest uses
             // this format's fields, which an older build must refuse by the identity

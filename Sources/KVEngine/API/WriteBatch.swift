@@ -20,22 +20,23 @@ public struct WriteBatch: Sendable {
 
     /// Adds a put of `value` under `key`; a later entry for the same key wins.
     public mutating func put(_ key: some Collection<UInt8>, _ value: some Collection<UInt8>) {
+        count += 1
+        // A batch over a limit is refused when written: its bytes need not be copied.
+        guard checkSizes(keyBytes: key.count, valueBytes: value.count, adding: key.count + value.count + 11) else { return }
         encoded.append(EntryType.put.rawValue)
         Coding.putVarint(UInt64(key.count), into: &encoded)
         encoded.append(contentsOf: key)
         Coding.putVarint(UInt64(value.count), into: &encoded)
         encoded.append(contentsOf: value)
-        count += 1
-        checkSizes(keyBytes: key.count, valueBytes: value.count)
     }
 
     /// Adds a delete of `key`.
     public mutating func delete(_ key: some Collection<UInt8>) {
+        count += 1
+        guard checkSizes(keyBytes: key.count, valueBytes: 0, adding: key.count + 6) else { return }
         encoded.append(EntryType.delete.rawValue)
         Coding.putVarint(UInt64(key.count), into: &encoded)
         encoded.append(contentsOf: key)
-        count += 1
-        checkSizes(keyBytes: key.count, valueBytes: 0)
     }
 
     /// Adds a put with UTF-8 key and value.
@@ -57,17 +58,20 @@ public struct WriteBatch: Sendable {
     /// The first entry that broke a size limit, reported when the batch is written.
     private(set) var oversize: String?
 
-    private mutating func checkSizes(keyBytes: Int, valueBytes: Int) {
-        guard oversize == nil else { return }
+    /// Records the first limit the entry being added (the `count`th, of about `bytes`
+    /// encoded) breaks; false once the batch breaks one (it is refused whole when written).
+    private mutating func checkSizes(keyBytes: Int, valueBytes: Int, adding bytes: Int) -> Bool {
+        guard oversize == nil else { return false }
         if keyBytes == 0 {
             oversize = "entry \(count - 1): empty key"
         } else if keyBytes > Limits.maxKeyBytes {
             oversize = "entry \(count - 1): key of \(keyBytes) bytes exceeds the limit of \(Limits.maxKeyBytes)"
         } else if valueBytes > Limits.maxValueBytes {
             oversize = "entry \(count - 1): value of \(valueBytes) bytes exceeds the limit of \(Limits.maxValueBytes)"
-        } else if encoded.count > Limits.maxBatchBytes {
-            oversize = "batch of \(encoded.count) bytes exceeds the limit of \(Limits.maxBatchBytes)"
+        } else if encoded.count + bytes > Limits.maxBatchBytes {
+            oversize = "batch of at least \(encoded.count + bytes) bytes exceeds the limit of \(Limits.maxBatchBytes)"
         }
+        return oversize == nil
     }
 
     /// Sets the sequence number and count in the header.
@@ -112,8 +116,9 @@ public struct WriteBatch: Sendable {
 public enum Limits {
     /// Longest key: 64 KiB - 1.
     public static let maxKeyBytes = 65535
-    /// Longest value: 8 MiB.
-    public static let maxValueBytes = 8 << 20
-    /// Largest encoded batch: 16 MiB.
-    public static let maxBatchBytes = 16 << 20
+    /// Longest value: 256 MiB. A value streams through the log a few blocks at a time, but
+    /// the batch, the memtable and a flush each hold a copy in memory.
+    public static let maxValueBytes = 256 << 20
+    /// Largest encoded batch: 512 MiB.
+    public static let maxBatchBytes = 512 << 20
 }

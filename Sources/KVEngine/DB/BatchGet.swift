@@ -115,7 +115,7 @@ extension Database {
                     continue
                 }
                 guard reads.count < depth else { return false }
-                guard let buffer = try? storage.allocator.tryAllocate(pages: handle.pages) else {
+                guard handle.pages <= Table.largeBlockPages, let buffer = try? storage.allocator.tryAllocate(pages: handle.pages) else {
                     if !reads.isEmpty { return false }
                     // The arena is short and nothing of ours is in flight: read this one
                     // block on its own (waiting for pages) rather than stall.

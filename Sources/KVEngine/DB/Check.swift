@@ -140,10 +140,12 @@ extension Database {
             report.logs += 1
             var records = 0
             let result = try LogReader(storage: store, path: file, number: number).replay { record, offset in
-                switch Recovery.validate(record, at: offset, after: lastSequence) {
+                switch Recovery.replayed(record, at: offset, after: lastSequence, tables: manifest.lastSequence) {
                 case .failure(let problem):
                     return problem.reason
-                case .success(let last):
+                case .success(nil):
+                    return nil
+                case .success(let last?):
                     if let visit {
                         var entries: [LogRecordView.Entry] = []
                         _ = WriteBatch.forEachEntry(in: record) { sequence, type, key, value in

@@ -8,13 +8,19 @@ import PageStore
 /// is truncated and synced, so a second recovery finds the same end); damage before the
 /// tail refuses the open, or opens read-only when asked to.
 ///
+/// What the logs hold goes into memtables of at most `memtableBytes` each, as writes fill
+/// them: the open flushes them, oldest first, each into its own table. The logs to replay
+/// are those whose memtables the last session had not flushed, so recovery holds no more
+/// than that session's memtables did. A flush of one of them (at an earlier open that then
+/// crashed) moves the manifest's log number to the log holding its successor's first
+/// record, and the records of that log already in tables are skipped (`replayed`).
+///
 /// A log the manifest records as created (`liveLogs`) was whole and durable before any
 /// write in it was acknowledged: if it is missing, or its header does not verify, that is
 /// damage too, never a log whose creation was cut short.
 struct Recovery {
     let directory: String
     let storage: any Storage
-    let memtable: Memtable
     let options: Options
     /// Logs below this number are in tables already.
     let minimumLog: UInt64
@@ -31,8 +37,20 @@ struct Recovery {
         var readOnly = false
         var tornTails = 0
         var logsReplayed = 0
-        /// Logs replayed, oldest first (all may go once the memtable is in a table).
+        /// Logs replayed, oldest first (all may go once the memtables are in tables).
         var logs: [UInt64] = []
+        /// Memtables the replay filled, oldest first, each with its last sequence number
+        /// and the log holding the record after it (`FrozenMemtable.nextLogNumber`).
+        var filled: [FrozenMemtable] = []
+        /// The memtable the replay was filling when it ended (maybe empty).
+        var memtable = Memtable()
+
+        /// Every memtable the replay filled, newest first (as a view holds its frozen
+        /// memtables), the last one's next log being `nextLog`.
+        func frozen(nextLog: UInt64) -> [FrozenMemtable] {
+            let last = memtable.count > 0 ? [FrozenMemtable(memtable: memtable, nextLogNumber: nextLog, lastSequence: lastSequence)] : []
+            return (filled + last).reversed()
+        }
     }
 
     func run() throws(KVError) -> Outcome {
@@ -63,11 +81,17 @@ struct Recovery {
             let reader = LogReader(storage: storage, path: path, number: number)
             let result = try reader.replay { record, offset in
                 // Validate the whole batch before applying any of it: all or nothing.
-                switch Recovery.validate(record, at: offset, after: lastSequence) {
+                switch Recovery.replayed(record, at: offset, after: lastSequence, tables: tableSequence) {
                 case .failure(let problem):
                     return problem.reason
-                case .success(let last):
-                    memtable.apply(batch: record)
+                case .success(nil):
+                    return nil
+                case .success(let last?):
+                    if outcome.memtable.count > 0 && outcome.memtable.approximateBytes + record.count > options.memtableBytes {
+                        outcome.filled.append(FrozenMemtable(memtable: outcome.memtable, nextLogNumber: number, lastSequence: lastSequence))
+                        outcome.memtable = Memtable()
+                    }
+                    outcome.memtable.apply(batch: record)
                     lastSequence = last
                     return nil
                 }
@@ -119,6 +143,21 @@ struct Recovery {
             return .failure(RecordProblem(reason: "record at offset \(offset) is not a well-formed write batch"))
         }
         return .success(first + count - 1)
+    }
+
+    /// `validate`, except that before any record follows the tables (`lastSequence` is
+    /// still `tableSequence`) a record wholly at or below `tableSequence` is one the
+    /// tables hold already (part of a log flushed by an open that crashed before the rest
+    /// was): success(nil), skip it.
+    static func replayed(
+        _ record: UnsafeRawBufferPointer, at offset: Int64, after lastSequence: UInt64, tables tableSequence: UInt64
+    ) -> Result<UInt64?, RecordProblem> {
+        if lastSequence == tableSequence, record.count >= WriteBatch.headerBytes {
+            let first = Coding.fixed64(record, at: 0)
+            let count = UInt64(Coding.fixed32(record, at: 8))
+            if count > 0, first > 0, first <= tableSequence, count <= tableSequence - first + 1 { return .success(nil) }
+        }
+        return validate(record, at: offset, after: lastSequence).map { $0 }
     }
 
     private func truncate(_ path: String, to size: Int64) throws(KVError) {

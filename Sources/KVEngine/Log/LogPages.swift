@@ -57,11 +57,23 @@ struct LogPages {
     /// fill pages of log `logNumber`, each recording `durableBytes`. The room must be
     /// there (`missingBlocks` is 0).
     mutating func append(_ record: UnsafeRawBufferPointer, lastSequence: UInt64, durableBytes: Int64, logNumber: UInt64) {
-        var offset = 0
+        let end = append(record, from: 0, lastSequence: lastSequence, durableBytes: durableBytes, logNumber: logNumber)
+        precondition(end == record.count, "a record was appended without room for it")
+    }
+
+    /// Cuts `record` from byte `start` on into fragments while the blocks in hand have
+    /// room, and returns where it stopped (`record.count`: the record is in). It stops
+    /// only at the end of a block, so every fragment before the stop fills its page (a
+    /// first or middle fragment always does): the pages written so far are whole, and a
+    /// chain may take them before the rest of the record is cut (a streamed record).
+    mutating func append(
+        _ record: UnsafeRawBufferPointer, from start: Int, lastSequence: UInt64, durableBytes: Int64, logNumber: UInt64
+    ) -> Int {
+        var offset = start
         while true {
             if LogFormat.pageBytes - position <= LogFormat.fragmentHeaderBytes { advancePage() }
             if blocks.isEmpty || page == LogPages.blockPages {
-                precondition(!spare.isEmpty, "a record was appended without room for it")
+                if spare.isEmpty { return offset }
                 let buffer = spare.removeLast()
                 buffer.bytes.initializeMemory(as: UInt8.self, repeating: 0)
                 let fileOffset = blocks.last.map { $0.fileOffset + Int64(LogPages.blockBytes) } ?? Int64(LogFormat.pageBytes)
@@ -80,10 +92,13 @@ struct LogPages {
             offset += length
             if offset == record.count {
                 pageSequence = lastSequence
-                return
+                return offset
             }
         }
     }
+
+    /// Blocks held: those being filled or written, and the spares.
+    var heldBlocks: Int { blocks.count + spare.count }
 
     /// Moves filling to the next page: what is in the fill page is sealed.
     private mutating func advancePage() {

@@ -52,6 +52,12 @@ final class LogWriter: Sendable {
     /// Signalled, once the log is closing, as its chains and reservations complete:
     /// what `close()` waits on.
     private let drained = ChangeSignal()
+    /// Signalled as a streamed record moves on (a chain completes while one is streaming)
+    /// and when it is in: what writers waiting for it, and the streaming writer waiting for
+    /// room, wait on.
+    private let progress = ChangeSignal()
+    /// Held while a writer takes log blocks from the page arena.
+    private let allocating = Mutex(())
     /// The newest sequence number readers may see.
     let visibleSequence: ManagedAtomic<UInt64>
 
@@ -65,6 +71,12 @@ final class LogWriter: Sendable {
     /// still go out strictly in log order. (Measured with fillsync: 4 beats 2 at 4 writers
     /// and 8 at 16 writers.)
     static let maxChainsInFlight = 4
+    /// Records longer than this are streamed: cut into pages a few blocks at a time and
+    /// written as they are cut, instead of cut whole into pages first (see `stream`).
+    static let streamThresholdBytes = 2 << 20
+    /// Most blocks the log holds while a record streams (8 MiB): what is being written and
+    /// what is being filled. A record of any length then needs no more of the page arena.
+    static let streamMaxBlocks = 32
     /// Chains this log keeps in flight: `maxChainsInFlight` with O_DIRECT, one without.
     /// Through the page cache, a page's write-back error is reported to whichever
     /// fdatasync on the file looks first, so one in flight beside another could return 0
@@ -88,6 +100,9 @@ final class LogWriter: Sendable {
         var sealed = false
         /// Set by `close`: the buffers are gone and the file is closed.
         var closed = false
+        /// A record is streaming (`stream`): nothing else is appended, no chain takes the
+        /// partly filled page, and the log is not sealed, until it is in.
+        var streaming = false
     }
 
     /// A commit chain of log pages: what it writes and what its completion makes durable.
@@ -128,6 +143,8 @@ final class LogWriter: Sendable {
         case needBlocks(Int)
         case appended(immediate: Bool, chain: Chain?)
         case rotate
+        case waitForStream
+        case stream(lastSequence: UInt64)
     }
 
     /// What `append` or `sync` did.
@@ -150,7 +167,10 @@ final class LogWriter: Sendable {
     func append(_ batch: WriteBatch, durability: Durability, lead: Bool, ack: @escaping Ack) -> Appended {
         var batch = batch
         while true {
+            let seen = progress.generation
             let outcome = state.withLock { state -> Outcome in
+                // A record streaming goes in whole before anything else.
+                if state.streaming { return .waitForStream }
                 // Sealed first: a writer that was away (allocating pages) while a rotation
                 // sealed and closed this log goes on in the next one.
                 if state.sealed && (state.failure == nil || state.failure?.code == .closed) { return .rotate }
@@ -158,6 +178,12 @@ final class LogWriter: Sendable {
                 if state.closing { return .failed(KVError(.closed, "database is closed")) }
                 if memtable.count > 0 && memtable.approximateBytes + batch.encodedBytes + batch.count * 48 > memtableLimitBytes {
                     return .rotate
+                }
+                if batch.encodedBytes > LogWriter.streamThresholdBytes {
+                    batch.seal(firstSequence: state.lastSequence + 1)
+                    state.lastSequence += UInt64(batch.count)
+                    state.streaming = true
+                    return .stream(lastSequence: state.lastSequence)
                 }
                 let missing = state.pages.missingBlocks(forRecordBytes: batch.encodedBytes)
                 if missing > 0 { return .needBlocks(missing) }
@@ -182,11 +208,20 @@ final class LogWriter: Sendable {
                 return .waiting(lead: nil)
             case .rotate:
                 return .rotate
+            case .waitForStream:
+                storage.willWait()
+                progress.wait(past: seen, timeoutMs: 10)
+            case .stream(let lastSequence):
+                return stream(batch, lastSequence: lastSequence, durability: durability, lead: lead, ack: ack)
             case .needBlocks(let count):
                 // Allocate outside the lock: when the arena is exhausted this waits for a
                 // chain's completion to free blocks, and that completion needs the lock.
                 do {
-                    let blocks = try (0..<count).map { _ in try storage.allocator.allocate(pages: LogPages.blockPages) }
+                    // One writer at a time: writers that each took part of what they need
+                    // could hold the whole arena between them and wait for each other.
+                    let blocks = try allocating.withLock { _ in
+                        try (0..<count).map { _ in try storage.allocator.allocate(pages: LogPages.blockPages) }
+                    }
                     let kept = state.withLock { state -> Bool in
                         guard !state.closed else { return false }
                         state.pages.addSpare(blocks)
@@ -209,6 +244,89 @@ final class LogWriter: Sendable {
         }
     }
 
+    /// Appends a long record (sealed, its sequence numbers taken, `streaming` set) a few
+    /// blocks at a time: cuts what the blocks in hand hold, hands the whole pages to
+    /// chains, and waits for room (at most `streamMaxBlocks` held) before taking more
+    /// blocks. Once the last fragment is cut the record goes into the memtable and is
+    /// acknowledged as any other.
+    ///
+    /// A crash in between leaves a record with no last fragment at the tail, which
+    /// recovery drops as a torn tail (it was never acknowledged). A failed chain ends the
+    /// stream with the log's failure: no later record follows the unfinished one.
+    private func stream(_ batch: WriteBatch, lastSequence: UInt64, durability: Durability, lead: Bool, ack: @escaping Ack) -> Appended {
+        enum Step {
+            case failed(KVError)
+            case more(blocks: Int, chain: Chain?)
+            case done(immediate: Bool, chain: Chain?, closing: Bool)
+        }
+        var offset = 0
+        return batch.encoded.withUnsafeBytes { record -> Appended in
+            while true {
+                let seen = progress.generation
+                let step = state.withLock { state -> Step in
+                    if let failure = state.failure {
+                        state.streaming = false
+                        return .failed(failure)
+                    }
+                    offset = state.pages.append(
+                        record, from: offset, lastSequence: lastSequence, durableBytes: state.commits.durableBytes, logNumber: number)
+                    guard offset == record.count else {
+                        let chain = startChainIfDue(&state)
+                        let remaining = (record.count - offset) / LogPages.blockBytes + 1
+                        return .more(blocks: min(remaining, max(0, LogWriter.streamMaxBlocks - state.pages.heldBlocks)), chain: chain)
+                    }
+                    state.streaming = false
+                    memtable.apply(batch: record)
+                    var immediate = false
+                    if durability == .buffered && state.commits.waiters.isEmpty {
+                        visibleSequence.store(state.lastSequence, ordering: .releasing)
+                        immediate = true
+                    } else {
+                        state.commits.wait(.init(lastSequence: lastSequence, sync: durability == .sync, ack: ack))
+                    }
+                    return .done(immediate: immediate, chain: startChainIfDue(&state), closing: state.closing)
+                }
+                switch step {
+                case .failed(let error):
+                    progress.signal()
+                    ack(.failure(error))
+                    return .waiting(lead: nil)
+                case .more(let count, let chain):
+                    if let chain { submit(chain) }
+                    guard count > 0 else {
+                        // Every block it may hold is in hand: wait for a chain to free some.
+                        storage.willWait()
+                        progress.wait(past: seen, timeoutMs: 10)
+                        continue
+                    }
+                    do {
+                        for _ in 0..<count {
+                            let block = try storage.allocator.allocate(pages: LogPages.blockPages)
+                            state.withLock { $0.pages.addSpare([block]) }
+                        }
+                    } catch {
+                        let failure = KVError.io(error, while: "allocate log pages")
+                        state.withLock { state in
+                            state.failure = state.failure ?? failure
+                            state.streaming = false
+                        }
+                        progress.signal()
+                        ack(.failure(failure))
+                        return .waiting(lead: nil)
+                    }
+                case .done(let immediate, let chain, let closing):
+                    progress.signal()
+                    if closing { drained.signal() }
+                    if let chain, !lead || immediate {
+                        submit(chain)
+                        return immediate ? .acknowledged : .waiting(lead: nil)
+                    }
+                    return immediate ? .acknowledged : .waiting(lead: chain)
+                }
+            }
+        }
+    }
+
     // MARK: chains
 
     /// Starts a chain when there is room for one and one is due: a sync write waits, a
@@ -216,6 +334,12 @@ final class LogWriter: Sendable {
     /// page).
     private func startChainIfDue(_ state: inout State) -> Chain? {
         guard state.commits.chainsInFlight < chainsInFlightMax, state.failure == nil else { return nil }
+        if state.streaming {
+            // The pages a streaming record has filled go as they fill, and only whole
+            // pages: the partly filled one is the record's next fragment's.
+            guard state.pages.fullPagesPending > 0 else { return nil }
+            return makeChain(includePartialPage: false, &state)
+        }
         let urgent = state.flushRequested || state.commits.hasSyncWaiter
         if !urgent {
             // Only buffered writes wait: their bound is the flush interval, so full pages go
@@ -296,8 +420,10 @@ final class LogWriter: Sendable {
     private func completed(_ chain: Chain, _ result: IOResult) -> Chain? {
         var acks: [(Ack, Result<Void, KVError>)] = []
         var closing = false
+        var streaming = false
         let next = state.withLock { state -> Chain? in
             closing = state.closing
+            streaming = state.streaming
             if case .failure(let error) = result, state.failure == nil {
                 // At once, not when the chain's turn to retire comes: without O_DIRECT the
                 // kernel reports a write-back error to one of the fdatasyncs in flight on
@@ -323,6 +449,7 @@ final class LogWriter: Sendable {
         }
         for (ack, result) in acks { ack(result) }
         if closing { drained.signal() }
+        if streaming { progress.signal() }
         return next
     }
 
@@ -363,8 +490,19 @@ final class LogWriter: Sendable {
 
     /// Turns appends away from now on (`Appended.rotate`): the memtable is about to
     /// become immutable and a new log takes the writes.
+    /// A record streaming goes in first (the memtable must not change once sealed).
     func seal() {
-        state.withLock { $0.sealed = true }
+        while true {
+            let seen = progress.generation
+            let sealed = state.withLock { state -> Bool in
+                if state.streaming { return false }
+                state.sealed = true
+                return true
+            }
+            if sealed { return }
+            storage.willWait()
+            progress.wait(past: seen, timeoutMs: 10)
+        }
     }
 
     /// Refuses appends from now on; a writer that got past the handle's open check while
@@ -381,7 +519,7 @@ final class LogWriter: Sendable {
         if state.withLock({ $0.closed }) { return }
         while true {
             let seen = drained.generation
-            if state.withLock({ $0.commits.isIdle && $0.space.reservationsInFlight == 0 }) { break }
+            if state.withLock({ $0.commits.isIdle && $0.space.reservationsInFlight == 0 && !$0.streaming }) { break }
             storage.willWait()
             drained.wait(past: seen, timeoutMs: 10)
         }

@@ -319,7 +319,7 @@ final class Table: Sendable {
             var buffers: [Int: PageBuffer] = [:]
             for (position, read) in wanted.enumerated() {
                 let handle = read.table.handles[read.block]
-                guard let buffer = try? storage.allocator.tryAllocate(pages: handle.pages) else { break }
+                guard handle.pages <= Table.largeBlockPages, let buffer = try? storage.allocator.tryAllocate(pages: handle.pages) else { break }
                 buffers[position] = buffer
                 queue.submit(.read(read.table.file, IOSegment(offsetBytes: handle.offset, buffer: buffer)), tag: position)
             }
@@ -334,11 +334,35 @@ final class Table: Sendable {
         return blocks
     }
 
+    /// Blocks longer than this many pages (a chunk's worth) are read a piece at a time
+    /// into ordinary memory, never into one arena buffer, and never read ahead.
+    static let largeBlockPages = TableBuilder.chunkPages
+
     /// Data block `index`, from the cache or the disk (then cached when `fillCache`).
     func block(_ index: Int, fillCache: Bool = true) throws(KVError) -> Block {
         let handle = handles[index]
         let key = BlockKey(table: meta.number, offset: handle.offset)
         if let cached = cache.lookup(key) { return cached }
+        if handle.pages > Table.largeBlockPages {
+            // A block holding a very large value: read into ordinary memory a piece at a
+            // time (no arena buffer larger than a piece), and not cached when larger than
+            // a cache shard can hold (the cache turns it away).
+            var bytes = [UInt8](repeating: 0, count: handle.pages * TableFormat.pageBytes)
+            let got = try io("read \(path) at offset \(handle.offset)") {
+                try bytes.withUnsafeMutableBytes { try storage.read(file, offsetBytes: handle.offset, copyingInto: $0) }
+            }
+            guard got == bytes.count else {
+                throw KVError(
+                    .corruption, "table \(path) ends at \(handle.offset + Int64(got)), inside a block",
+                    path: path, offsetBytes: handle.offset + Int64(got))
+            }
+            let verified = bytes.withUnsafeBytes { raw -> Result<Block, KVError> in
+                do throws(KVError) { return .success(try makeBlock(raw, index: index)) } catch { return .failure(error) }
+            }
+            let block = try verified.get()
+            if fillCache { cache.insert(key, block) }
+            return block
+        }
         let buffer = try Table.read(storage: storage, file: file, path: path, offset: handle.offset, pages: handle.pages)
         defer { storage.allocator.free(buffer) }
         let block = try makeBlock(UnsafeRawBufferPointer(buffer.bytes), index: index)

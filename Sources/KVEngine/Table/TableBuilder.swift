@@ -169,14 +169,15 @@ final class TableBuilder {
         if staged + padded > capacity { try writeChunk() }
         let offset = chunkOffset + Int64(staged)
         if padded > capacity {
-            // A block larger than a chunk (a very large value) gets a buffer of its own.
-            let pages = padded / TableFormat.pageBytes
-            try io("write table \(path)") {
-                let buffer = try storage.allocator.allocate(pages: pages)
-                defer { storage.allocator.free(buffer) }
-                contents.withUnsafeBytes { buffer.bytes.copyMemory(from: $0) }
-                _ = TableFormat.seal(buffer.bytes, contents: contents.count, table: number, offset: offset)
-                try storage.write(file, offsetBytes: offset, from: buffer)
+            // A block larger than a chunk (a very large value) is sealed in ordinary memory
+            // and written a chunk's worth at a time: no arena buffer larger than a chunk.
+            var sealed = [UInt8](repeating: 0, count: padded)
+            sealed.withUnsafeMutableBytes { buffer in
+                contents.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: buffer[0..<contents.count]).copyMemory(from: $0) }
+                _ = TableFormat.seal(buffer, contents: contents.count, table: number, offset: offset)
+            }
+            try io("write table \(path) at offset \(offset)") {
+                try sealed.withUnsafeBytes { try storage.write(file, offsetBytes: offset, copying: $0, pieceBytes: capacity) }
             }
             chunkOffset += Int64(padded)
             return TableFormat.Handle(offset: offset, length: length)

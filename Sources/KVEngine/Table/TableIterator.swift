@@ -30,6 +30,7 @@ final class Readahead {
     /// Block `index`, from a run read ahead, or nil when no buffer could be had.
     func block(_ index: Int) throws(KVError) -> Block? {
         let handle = table.handles[index]
+        guard handle.pages <= Table.largeBlockPages else { return nil }
         let end = handle.offset + Int64(handle.pages * TableFormat.pageBytes)
         for slot in 0..<2 where ranges[slot].lowerBound <= handle.offset && end <= ranges[slot].upperBound {
             try settle(slot)
