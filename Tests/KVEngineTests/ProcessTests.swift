@@ -1,4 +1,5 @@
 import Foundation
+import PageStore
 import XCTest
 import TestSupport
 
@@ -26,6 +27,33 @@ final class ProcessTests: XCTestCase {
         let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         return (process.terminationStatus, stdout, stderr)
+    }
+
+    /// A value longer than the page arena and than any command line goes in with
+    /// `put --value-file` and comes out byte for byte with `get --output` (a file, or
+    /// standard output as raw bytes); a file past the limit is refused naming it.
+    func testLongValueThroughValueFileAndOutput() throws {
+        let dir = TestPath()
+        let input = dir.path + ".in"
+        let output = dir.path + ".out"
+        defer {
+            try? FileManager.default.removeItem(atPath: input)
+            try? FileManager.default.removeItem(atPath: output)
+        }
+        let value = patternedBytes(PageStoreOptions().arenaBytes + 12345, seed: 9)
+        XCTAssertTrue(FileManager.default.createFile(atPath: input, contents: Data(value)))
+        XCTAssertEqual(try run([dir.path, "put", "long", "--value-file", input]).status, 0)
+        XCTAssertEqual(try run([dir.path, "get", "long", "--output", output]).status, 0)
+        XCTAssertTrue(sameBytes(FileManager.default.contents(atPath: output).map { Array($0) }, value), "from --output")
+        let small = try run([dir.path, "put", "short", "--value-file", "-"], input: "raw\tbytes\n")
+        XCTAssertEqual(small.status, 0, small.stderr)
+        let raw = try run([dir.path, "get", "short", "--output", "-"])
+        XCTAssertEqual(raw.stdout, "raw\tbytes\n", "raw bytes on standard output, no encoding, no newline added")
+        let both = try run([dir.path, "put", "k", "v", "--value-file", input])
+        XCTAssertEqual(both.status, 64, both.stderr)
+        let missing = try run([dir.path, "put", "k", "--value-file", dir.path + ".absent"])
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.stderr.contains(".absent"), missing.stderr)
     }
 
     func testOpenFromAnotherProcessIsLockedAndSaysWho() throws {

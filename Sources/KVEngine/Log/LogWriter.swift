@@ -300,6 +300,9 @@ final class LogWriter: Sendable {
                         continue
                     }
                     do {
+                        // The pages come back as chains complete (a storage that holds
+                        // completions back delivers them now).
+                        storage.willWait()
                         for _ in 0..<count {
                             let block = try storage.allocator.allocate(pages: LogPages.blockPages)
                             state.withLock { $0.pages.addSpare([block]) }

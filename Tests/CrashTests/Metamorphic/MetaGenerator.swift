@@ -203,7 +203,9 @@ struct MetaGenerator {
         case 8..<70: length = 1 + random.below(24)
         case 70..<90: length = 100 + random.below(900)
         case 90..<98: length = 3000 + random.below(6000)
-        default: length = 20_000 + random.below(50_000)
+        default:
+            // Now and then a value the log streams (longer than one goes into pages whole).
+            length = random.chance(0.02) ? LogWriter.streamThresholdBytes + random.below(256 << 10) : 20_000 + random.below(50_000)
         }
         return MetaValue(stamp: stamp, length: length)
     }

@@ -216,15 +216,18 @@ struct MetaValue: Equatable, CustomStringConvertible {
     var description: String { "v\(stamp)/\(length)" }
 
     var bytes: [UInt8] {
-        var bytes = Array("v\(stamp)/".utf8).prefix(length).map { $0 }
-        var state = UInt64(truncatingIfNeeded: stamp) &* 0x9E37_79B9_7F4A_7C15 | 1
-        while bytes.count < length {
-            state ^= state << 13
-            state ^= state >> 7
-            state ^= state << 17
-            bytes.append(UInt8(truncatingIfNeeded: state))
+        let head = Array("v\(stamp)/".utf8).prefix(length)
+        return [UInt8](unsafeUninitializedCapacity: length) { buffer, initialized in
+            for (offset, byte) in head.enumerated() { buffer[offset] = byte }
+            var state = UInt64(truncatingIfNeeded: stamp) &* 0x9E37_79B9_7F4A_7C15 | 1
+            for offset in head.count..<length {
+                state ^= state << 13
+                state ^= state >> 7
+                state ^= state << 17
+                buffer[offset] = UInt8(truncatingIfNeeded: state)
+            }
+            initialized = length
         }
-        return bytes
     }
 
     init(stamp: Int, length: Int) {
