@@ -32,7 +32,7 @@ struct DatabaseOptions: ParsableArguments {
 func readRaw(_ path: String) throws -> [UInt8] {
     if path == "-" { return Array(FileHandle.standardInput.readDataToEndOfFile()) }
     guard let data = FileManager.default.contents(atPath: path) else {
-        throw ValidationError("cannot read \(path): \(String(cString: strerror(errno)))")
+        throw ValidationError("cannot read \(path): it is missing or unreadable")
     }
     return Array(data)
 }
@@ -44,7 +44,7 @@ func writeRaw(_ bytes: [UInt8], to path: String) throws {
         return
     }
     guard FileManager.default.createFile(atPath: path, contents: Data(bytes)) else {
-        throw ValidationError("cannot write \(path): \(String(cString: strerror(errno)))")
+        throw ValidationError("cannot write \(path): its directory is missing or not writable")
     }
 }
 

@@ -461,6 +461,37 @@ final class BigBatchTests: XCTestCase {
         XCTAssertEqual(try Database.check(path: dir.path).findings.count, 0)
     }
 
+    /// Readers never see a streaming record's sequence numbers before the record is in
+    /// the memtable: a snapshot taken while its chains complete answers the same before
+    /// and after it lands (regression: completions published the log's last sequence).
+    func testSnapshotTakenWhileARecordStreamsIsStable() throws {
+        let dir = TestPath()
+        let db = try Database(path: dir.path, options: testOptions { $0.memtableBytes = 256 << 20 })
+        try db.put("streamed", "old")
+        let value = patternedBytes(64 << 20, seed: 3)
+        let done = ManagedAtomicFlag()
+        let writer = Thread {
+            var batch = WriteBatch()
+            batch.put(Array("streamed".utf8), value)
+            try? db.write(batch, durability: .buffered)
+            done.set()
+        }
+        writer.start()
+        var taken: [(Snapshot, [UInt8]?)] = []
+        while !done.isSet {
+            let snapshot = db.snapshot()
+            taken.append((snapshot, try db.get(Array("streamed".utf8), snapshot: snapshot)))
+            if taken.count > 5000 { taken.removeFirst(4000) }
+        }
+        XCTAssertTrue(sameBytes(try db.get(Array("streamed".utf8)), value))
+        for (snapshot, first) in taken {
+            let again = try db.get(Array("streamed".utf8), snapshot: snapshot)
+            XCTAssertTrue(again == first || sameBytes(again, first ?? []), "snapshot at \(snapshot.sequence) changed its answer")
+            if again != first && !sameBytes(again, first ?? []) { break }
+        }
+        try db.close()
+    }
+
     /// A streamed record through the async API, beside small async writes, then a
     /// recovery from the log (no flush at close).
     func testStreamedRecordThroughTheAsyncAPIAndTheLog() async throws {

@@ -149,9 +149,10 @@ extension Database {
 
     /// Appends `batch` and suspends until it is acknowledged.
     private func commit(_ batch: WriteBatch, durability: Durability) async throws(KVError) {
-        // A long record streams into the log, waiting for the page arena as it goes: off
-        // the cooperative pool.
-        if batch.encodedBytes > LogWriter.streamThresholdBytes {
+        // A long record streams into the log, waiting for the page arena as it goes, and
+        // other writes wait for it: off the cooperative pool. (A stream that starts between
+        // this check and the append still holds this thread until it is in.)
+        if batch.encodedBytes > LogWriter.streamThresholdBytes || currentView.log?.isStreaming == true {
             return try await blocking.run { () throws(KVError) in try self.commit(batch, durability: durability) }
         }
         if mayNeedRoom { try await blocking.run { () throws(KVError) in try self.makeRoomForWrite() } }

@@ -22,7 +22,7 @@ public struct WriteBatch: Sendable {
     public mutating func put(_ key: some Collection<UInt8>, _ value: some Collection<UInt8>) {
         count += 1
         // A batch over a limit is refused when written: its bytes need not be copied.
-        guard checkSizes(keyBytes: key.count, valueBytes: value.count, adding: key.count + value.count + 11) else { return }
+        guard checkSizes(keyBytes: key.count, valueBytes: value.count, adding: key.count + value.count + 9) else { return }
         encoded.append(EntryType.put.rawValue)
         Coding.putVarint(UInt64(key.count), into: &encoded)
         encoded.append(contentsOf: key)
@@ -72,6 +72,11 @@ public struct WriteBatch: Sendable {
             oversize = "batch of at least \(encoded.count + bytes) bytes exceeds the limit of \(Limits.maxBatchBytes)"
         }
         return oversize == nil
+    }
+
+    /// Makes the encoded bytes this batch's own (copying them if another batch shares them).
+    mutating func makeUnique() {
+        encoded.withUnsafeMutableBytes { _ in }
     }
 
     /// Sets the sequence number and count in the header.

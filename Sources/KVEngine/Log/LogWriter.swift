@@ -166,6 +166,8 @@ final class LogWriter: Sendable {
     /// that may block.
     func append(_ batch: WriteBatch, durability: Durability, lead: Bool, ack: @escaping Ack) -> Appended {
         var batch = batch
+        // The copy sealing makes (the caller keeps its batch) is made here, not under the lock.
+        batch.makeUnique()
         while true {
             let seen = progress.generation
             let outcome = state.withLock { state -> Outcome in
@@ -219,6 +221,7 @@ final class LogWriter: Sendable {
                 do {
                     // One writer at a time: writers that each took part of what they need
                     // could hold the whole arena between them and wait for each other.
+                    storage.willWait()
                     let blocks = try allocating.withLock { _ in
                         try (0..<count).map { _ in try storage.allocator.allocate(pages: LogPages.blockPages) }
                     }
@@ -309,11 +312,16 @@ final class LogWriter: Sendable {
                         }
                     } catch {
                         let failure = KVError.io(error, while: "allocate log pages")
-                        state.withLock { state in
-                            state.failure = state.failure ?? failure
+                        // The log cannot go on after an unfinished record: it fails, and so
+                        // does every write still waiting in it.
+                        let orphans = state.withLock { state -> [Ack] in
                             state.streaming = false
+                            guard state.failure == nil else { return [] }
+                            state.failure = failure
+                            return state.commits.fail()
                         }
                         progress.signal()
+                        for orphan in orphans { orphan(.failure(failure)) }
                         ack(.failure(failure))
                         return .waiting(lead: nil)
                     }
@@ -442,7 +450,11 @@ final class LogWriter: Sendable {
             }
             if retiredZeroFill { state.space.zeroFillRetired() }
             guard state.failure == nil else { return nil }
-            if state.commits.waiters.isEmpty { visibleSequence.store(state.lastSequence, ordering: .releasing) }
+            // A streaming record's sequence numbers are taken but not in the memtable yet:
+            // they become visible when it is in.
+            if state.commits.waiters.isEmpty && !state.streaming {
+                visibleSequence.store(state.lastSequence, ordering: .releasing)
+            }
             state.pages.releaseWritten(durable: state.commits.durableBytes) { storage.allocator.free($0) }
             return startChainIfDue(&state)
         }
@@ -536,6 +548,9 @@ final class LogWriter: Sendable {
         for buffer in buffers { storage.allocator.free(buffer) }
         try log.close(end: end)
     }
+
+    /// Whether a record is streaming (appends wait for it).
+    var isStreaming: Bool { state.withLock { $0.streaming } }
 
     /// The highest sequence number appended (acknowledged or not).
     var lastSequence: UInt64 { state.withLock { $0.lastSequence } }
