@@ -24,6 +24,16 @@
 # The databases live under BENCH_DIR (default ./bench-data), one file system for all,
 # one directory per engine; they are removed at the end unless KEEP=1.
 #
+# Durable commits at several writer counts (group commit):
+#
+#   SYNC_THREADS="1 4 16 64" scripts/compare-peers.sh                 # after the workloads
+#   BENCHMARKS=none SYNC_THREADS="1 4 16 64" scripts/compare-peers.sh # only those
+#
+# runs, in each round after BENCHMARKS, fillsync with --threads=T for each T, SYNC_WRITES
+# (1000) durable puts per writer, reported as fillsync-T; with the ops/s table comes one
+# of commit latency (p50 and p99, microseconds, medians over rounds) for every workload
+# that reports it (kvctl from an HDR histogram, peerbench from all samples sorted).
+#
 # Other knobs: RUNS (3), READS (NUM), THREADS (1), WRITES (fillsync's --writes; default
 # NUM/1000), SEED (kvctl's default 301).
 set -euo pipefail
@@ -38,12 +48,16 @@ BENCH_DIR=${BENCH_DIR:-bench-data}
 ENGINES=(kvengine leveldb rocksdb lmdb)
 SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
 
+SYNC_THREADS=${SYNC_THREADS:-}
+SYNC_WRITES=${SYNC_WRITES:-1000}
 case ",$BENCHMARKS" in
+  ,none) [ -n "$SYNC_THREADS" ] || { echo "compare-peers: BENCHMARKS=none needs SYNC_THREADS" >&2; exit 2; } ;;
   ,fillseq,* | ,fillrandom,* | ,fillsync,* | ,fillseq | ,fillrandom | ,fillsync) ;;
   *) echo "compare-peers: BENCHMARKS must start with a fill (fillseq, fillrandom or fillsync): $BENCHMARKS" >&2; exit 2 ;;
 esac
 for b in ${BENCHMARKS//,/ }; do
   case $b in
+    none) ;;
     fillseq | fillrandom | overwrite | fillsync | readrandom | readseq | seekrandom) ;;
     *) echo "compare-peers: '$b' is not one of fillseq fillrandom overwrite fillsync readrandom readseq seekrandom" >&2; exit 2 ;;
   esac
@@ -84,26 +98,42 @@ KVFLAGS=()   # kvctl only: the peers have no such flag and keep their libraries'
 if [ -n "${CACHE_SIZE:-}" ]; then KVFLAGS+=(--cache_size="$CACHE_SIZE"); fi
 
 # One invocation: "ops ENGINE WORKLOAD OPS/S" per report line (a workload that runs again
-# in the same invocation is WORKLOAD2 the second time), "version ENGINE TEXT" from the
-# header line, then "size ENGINE BYTES".
+# in the same invocation is WORKLOAD2 the second time; SUFFIX is appended to every name),
+# "lat ENGINE WORKLOAD P50 P99" where a line reports latency, "version ENGINE TEXT" from
+# the header line, then "size ENGINE BYTES" (only with the main FLAGS).
 run() {
-  local engine=$1 db="$BENCH_DIR/peers-$1"
-  echo "  $engine" >&2
+  local engine=$1 suffix=$2 db="$BENCH_DIR/peers-$1"
+  shift 2
+  local flags=("$@")
+  echo "  $engine${suffix:+ ($suffix)}" >&2
   if [ "$engine" = kvengine ]; then
-    "$KVCTL" bench --db="$db" "${FLAGS[@]}" ${KVFLAGS[@]+"${KVFLAGS[@]}"}
+    "$KVCTL" bench --db="$db" "${flags[@]}" ${KVFLAGS[@]+"${KVFLAGS[@]}"}
   else
-    "$PEER" --engine="$engine" --db="$db" "${FLAGS[@]}"
-  fi | awk -v e="$engine" '
+    "$PEER" --engine="$engine" --db="$db" "${flags[@]}"
+  fi | awk -v e="$engine" -v suffix="$suffix" '
     NR == 1 && $1 == "peerbench" { line = $0; sub(/^peerbench /, "", line); sub(/: keys .*/, "", line); print "version", e, line }
-    / ops\/sec / { n = $1; if (seen[n]++) n = n seen[n]; print "ops", e, n, $5 }'
-  echo "size $engine $(du -s -B1 "$db" | cut -f1)"
+    / ops\/sec / {
+      n = $1; if (seen[n]++) n = n seen[n]; n = n suffix; print "ops", e, n, $5
+      for (i = 1; i < NF; i++) { if ($i == "p50") p50 = $(i + 1); if ($i == "p99") p99 = $(i + 1) }
+      if ($0 ~ /latency us/) print "lat", e, n, p50, p99
+    }'
+  if [ -z "$suffix" ]; then echo "size $engine $(du -s -B1 "$db" | cut -f1)"; fi
 }
 
 echo "# $RUNS rounds of: $BENCHMARKS; num=$NUM reads=$READS threads=$THREADS${CACHE_SIZE:+ kvctl cache_size=$CACHE_SIZE}" >&2
 for round in $(seq 1 "$RUNS"); do
   echo "round $round/$RUNS" >&2
-  for i in "${!ENGINES[@]}"; do
-    run "${ENGINES[$(((i + round - 1) % ${#ENGINES[@]}))]}" >> "$results"
+  if [ "$BENCHMARKS" != none ]; then
+    for i in "${!ENGINES[@]}"; do
+      run "${ENGINES[$(((i + round - 1) % ${#ENGINES[@]}))]}" "" "${FLAGS[@]}" >> "$results"
+    done
+  fi
+  for writers in $SYNC_THREADS; do
+    sync_flags=(--num="$NUM" --value_size=100 --key_size=16 --threads="$writers" --writes="$SYNC_WRITES" --benchmarks=fillsync)
+    if [ -n "${SEED:-}" ]; then sync_flags+=(--seed="$SEED"); fi
+    for i in "${!ENGINES[@]}"; do
+      run "${ENGINES[$(((i + round - 1) % ${#ENGINES[@]}))]}" "-$writers" "${sync_flags[@]}" >> "$results"
+    done
   done
 done
 
@@ -126,6 +156,7 @@ awk -v benchmarks="$BENCHMARKS" '
   $1 == "version" { line = $0; sub(/^version [a-z]+ /, "", line); version[$2] = line; next }
   $1 == "ops" { if (!(($3) in known)) { known[$3] = 1; order[++workloads] = $3 }; runs[$3, $2] = runs[$3, $2] " " $4; next }
   $1 == "size" { sizes[$2] = sizes[$2] " " $3; next }
+  $1 == "lat" { if (!(($3) in latKnown)) { latKnown[$3] = 1; latOrder[++latWorkloads] = $3 }; p50s[$3, $2] = p50s[$3, $2] " " $4; p99s[$3, $2] = p99s[$3, $2] " " $5; next }
   END {
     ne = split("kvengine leveldb rocksdb lmdb", engine, " ")
     printf "# peers: %s; %s; %s\n", version["leveldb"], version["rocksdb"], version["lmdb"]
@@ -148,6 +179,25 @@ awk -v benchmarks="$BENCHMARKS" '
     printf "%-14s", "MiB on disk"
     for (e = 1; e <= ne; e++) { s = median(sizes[engine[e]]); printf " %12s", s == "" ? "-" : sprintf("%.1f", s / 1048576) }
     printf "   (du after each run, median)\n"
+    if (latWorkloads > 0) {
+      print ""
+      printf "%-14s", "latency us"
+      for (e = 1; e <= ne; e++) printf " %12s", engine[e]
+      printf "   %s\n", "kv p99 / best peer p99 (lower is better)"
+      for (w = 1; w <= latWorkloads; w++) {
+        name = latOrder[w]
+        printf "%-14s", name
+        bestp99 = ""
+        for (e = 1; e <= ne; e++) {
+          a = median(p50s[name, engine[e]]); b = median(p99s[name, engine[e]]); q99[engine[e]] = b
+          printf " %12s", a == "" ? "-" : sprintf("%.0f/%.0f", a, b)
+          if (e > 1 && b != "" && (bestp99 == "" || b + 0 < bestp99 + 0)) { bestp99 = b; bestname = engine[e] }
+        }
+        ratio = (q99["kvengine"] != "" && bestp99 + 0 > 0) ? sprintf("%.2f (%s)", q99["kvengine"] / bestp99, bestname) : "-"
+        printf "   %s\n", ratio
+      }
+      print "(p50/p99 per engine, medians over rounds)"
+    }
     print ""
     print "runs (ops/s, in round order):"
     for (w = 1; w <= workloads; w++)

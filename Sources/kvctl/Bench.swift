@@ -1,4 +1,5 @@
 import ArgumentParser
+import Histogram
 import Dispatch
 import Foundation
 import KVEngine
@@ -229,12 +230,21 @@ struct Bench: ParsableCommand {
     ) throws -> ThreadResult {
         let (num, keySize) = (self.num, self.keySize)
         var value = [UInt8](repeating: 0, count: valueSize)
+        // Durable writes are timed one by one: their latency is what a caller waits.
+        var latencies: Histogram<UInt64>? = durability == .sync ? Histogram(numberOfSignificantValueDigits: .three) : nil
         for index in 0..<count {
             let keyIndex = sequential ? index : Int(random.next() % UInt64(num))
             random.fill(&value)
-            try db.put(BenchKeys.key(keyIndex, size: keySize), value, durability: durability)
+            let key = BenchKeys.key(keyIndex, size: keySize)
+            if latencies != nil {
+                let began = DispatchTime.now().uptimeNanoseconds
+                try db.put(key, value, durability: durability)
+                _ = latencies!.record((DispatchTime.now().uptimeNanoseconds - began + 500) / 1000)
+            } else {
+                try db.put(key, value, durability: durability)
+            }
         }
-        return ThreadResult(operations: count, bytes: count * (keySize + valueSize), found: nil)
+        return ThreadResult(operations: count, bytes: count * (keySize + valueSize), found: nil, latencies: latencies)
     }
 
     /// Runs `body` on `threads` threads at once and merges their results.
@@ -266,6 +276,10 @@ struct Bench: ParsableCommand {
             merged.operations += thread.operations
             merged.bytes += thread.bytes
             if let found = thread.found { merged.found = (merged.found ?? 0) + found }
+            if let latencies = thread.latencies {
+                if merged.latencies == nil { merged.latencies = Histogram(numberOfSignificantValueDigits: .three) }
+                merged.latencies!.add(latencies)
+            }
         }
         return merged
     }
@@ -292,6 +306,8 @@ struct ThreadResult: Sendable {
     var operations: Int
     var bytes: Int
     var found: Int?
+    /// Microseconds each operation took (durable writes only).
+    var latencies: Histogram<UInt64>? = nil
 }
 
 /// A benchmark's merged result, printed as db_bench prints it.
@@ -301,8 +317,10 @@ struct BenchResult {
     var operations = 0
     var bytes = 0
     var found: Int?
+    var latencies: Histogram<UInt64>?
 
-    /// `name : X micros/op N ops/sec S seconds N operations; M MB/s (F of R found)`
+    /// `name : X micros/op N ops/sec S seconds N operations; M MB/s (F of R found)`, and
+    /// for durable writes `; latency us p50 A p99 B p99.9 C max D`.
     func line(_ name: String) -> String {
         let micros = operations == 0 ? 0 : threadSeconds * 1e6 / Double(operations)
         let perSecond = elapsedSeconds > 0 ? Int(Double(operations) / elapsedSeconds) : 0
@@ -311,6 +329,10 @@ struct BenchResult {
                                    micros, perSecond, elapsedSeconds, operations)
         if bytes > 0 { text += String(format: " %6.1f MB/s", Double(bytes) / 1_048_576 / elapsedSeconds) }
         if let found { text += " (\(found) of \(operations) found)" }
+        if let latencies, latencies.totalCount > 0 {
+            text += "; latency us p50 \(latencies.valueAtPercentile(50)) p99 \(latencies.valueAtPercentile(99))"
+                + " p99.9 \(latencies.valueAtPercentile(99.9)) max \(latencies.max)"
+        }
         return text
     }
 }

@@ -93,6 +93,7 @@ struct CrashRun {
         // Buffered chains start at every full page, so they are in flight (and held back
         // by the disk) while sync writers lead their own chains.
         options.bufferedChainPages = 1
+        options.logChainsInFlight = 4
         options.inlineBackgroundWork = true
         if tinyLSM {
             options.allowTinySizes = true

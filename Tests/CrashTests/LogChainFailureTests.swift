@@ -21,6 +21,7 @@ final class LogChainFailureTests: XCTestCase {
         options.bufferedFlushIntervalMs = 60_000
         options.logPreallocateBytes = 64 << 10
         options.bufferedChainPages = 1
+        options.logChainsInFlight = 4
         options.inlineBackgroundWork = true
         let db = try Database(path: "/sim/db", options: options, storage: storage)
         try db.put(bytes("before"), bytes("x"))

@@ -448,6 +448,9 @@ struct job {
     uint64_t seed;
     long operations, bytes, found;
     double seconds;
+    /* fillsync: each durable put's latency in microseconds (all kept, then sorted: the
+     * percentiles printed are exact, not estimated). */
+    double *latencies;
 };
 
 static double now(void) {
@@ -469,13 +472,20 @@ static void *run_job(void *argument) {
     case FILLSEQ: case FILLRANDOM: case OVERWRITE: case FILLSYNC: {
         int sync = job->workload == FILLSYNC, sequential = job->workload == FILLSEQ;
         long count = !sync ? flags.num : flags.writes >= 0 ? flags.writes : (flags.num / 1000 > 0 ? flags.num / 1000 : 1);
+        if (sync) job->latencies = checked_malloc((size_t)(count > 0 ? count : 1) * sizeof(double));
         for (long i = 0; i < count; i++) {
             make_key(sequential ? (uint64_t)i : splitmix(&random) % num, key);
             for (size_t b = 0; b < value_size; b += 8) {
                 uint64_t word = splitmix(&random);
                 memcpy(value + b, &word, 8);
             }
-            engine_put(key, key_size, value, value_size, sync);
+            if (sync) {
+                double put_began = now();
+                engine_put(key, key_size, value, value_size, sync);
+                job->latencies[i] = (now() - put_began) * 1e6;
+            } else {
+                engine_put(key, key_size, value, value_size, sync);
+            }
         }
         job->operations = count;
         job->bytes = count * (long)(key_size + value_size);
@@ -512,6 +522,19 @@ static void *run_job(void *argument) {
     return NULL;
 }
 
+static int compare_doubles(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The value at `percentile` of `n` sorted samples (nearest rank). */
+static double rank(const double *sorted, long n, double percentile) {
+    long index = (long)(percentile / 100.0 * (double)n + 0.999999) - 1;
+    if (index < 0) index = 0;
+    if (index >= n) index = n - 1;
+    return sorted[index];
+}
+
 static void run_benchmark(enum workload workload, int ordinal) {
     const char *name = workload_names[workload];
     uint64_t hash = 0xCBF29CE484222325ULL; /* FNV-1a of the name, as kvctl bench */
@@ -541,6 +564,19 @@ static void run_benchmark(enum workload workload, int ordinal) {
            elapsed > 0 ? (long)((double)operations / elapsed) : 0L, elapsed, operations);
     if (bytes > 0) printf(" %6.1f MB/s", (double)bytes / 1048576.0 / elapsed);
     if (jobs[0].found >= 0) printf(" (%ld of %ld found)", found, operations);
+    if (jobs[0].latencies && operations > 0) {
+        double *all = checked_malloc((size_t)operations * sizeof(double));
+        long n = 0;
+        for (int t = 0; t < threads; t++) {
+            memcpy(all + n, jobs[t].latencies, (size_t)jobs[t].operations * sizeof(double));
+            n += jobs[t].operations;
+        }
+        qsort(all, (size_t)n, sizeof(double), compare_doubles);
+        printf("; latency us p50 %.0f p99 %.0f p99.9 %.0f max %.0f", rank(all, n, 50), rank(all, n, 99), rank(all, n, 99.9),
+               all[n - 1]);
+        free(all);
+    }
+    for (int t = 0; t < threads; t++) free(jobs[t].latencies);
     printf("\n");
     fflush(stdout);
     free(jobs);

@@ -106,6 +106,10 @@ public struct Options: Sendable {
     /// log's pages, two table writers, compaction read-ahead and lookups at once. A
     /// smaller `pageStore.arenaBytes` is raised to it (`stats` shows the arena in use).
     public static let minimumArenaBytes = 48 << 20
+    /// Log commit chains in flight at once (`LogWriter.maxChainsInFlight` by default). The
+    /// crash tests raise it so that chains complete out of order and one fails while
+    /// others are in flight.
+    var logChainsInFlight = LogWriter.maxChainsInFlight
     /// Full log pages that start a chain when only buffered writes wait (the crash tests
     /// lower it so buffered chains are in flight beside sync ones).
     var bufferedChainPages = LogPages.blockPages

@@ -15,7 +15,7 @@
 /// - A refused reservation stops further ones: the log then grows as it is written.
 struct LogSpace {
     /// Zeros written ahead of the tail at a time.
-    static let zeroChunkBytes = 256 << 10
+    static let zeroChunkBytes = 1 << 20
 
     /// Bytes by which the reservation grows (0: the log grows as it is written).
     let reservationStep: Int64

@@ -12,8 +12,8 @@ import Glibc
 /// Writers encode their batch into the log's in-memory pages and insert it into the
 /// memtable under one lock (so the memtable has one writer, and log order is sequence
 /// order). The pages go to disk as **commit chains**: linked writes then an fdatasync,
-/// one ``IORequest/commit(_:_:)``. Up to `maxChainsInFlight` chains are in flight (one when
-/// the log is not O_DIRECT: see `chainsInFlightMax`); while
+/// one ``IORequest/commit(_:_:)``. Up to `Options.logChainsInFlight` chains are in flight
+/// (one by default, and always one when the log is not O_DIRECT: see `chainsInFlightMax`); while
 /// they are, the next pages gather, and a completion starts the next chain. A sync writer
 /// runs the chain it starts on its own thread (`lead`), the others go through the ring
 /// thread. Chains are retired, and writes acknowledged, strictly in log order: a write is
@@ -66,18 +66,21 @@ final class LogWriter: Sendable {
     /// SQEs of the longest chain: every block, a zero-fill and the fdatasync
     /// (`Options.validate` checks the ring can hold it).
     static let largestChainSQEs = maxChainBlocks + 2
-    /// Chains in flight at once. A new one starts while earlier ones are on their way, so
-    /// writers that arrive during a chain need not wait for it to finish; acknowledgements
-    /// still go out strictly in log order. (Measured with fillsync: 4 beats 2 at 4 writers
-    /// and 8 at 16 writers.)
-    static let maxChainsInFlight = 4
+    /// Chains in flight at once by default (`Options.logChainsInFlight`). More than one
+    /// lets a chain start while earlier ones are on their way, acknowledgements still
+    /// strictly in log order; but fdatasyncs of one file do not overlap in the file
+    /// system, so here each extra chain only splits a group. Measured with fillsync
+    /// (docs/BENCHMARKS.md): one chain gave 27-29k commits/s at 16 writers against 20-22k
+    /// with four and 16-17k with eight, and 39k at 64 writers against 32-33k with four;
+    /// equal at 4 writers.
+    static let maxChainsInFlight = 1
     /// Records longer than this are streamed: cut into pages a few blocks at a time and
     /// written as they are cut, instead of cut whole into pages first (see `stream`).
     static let streamThresholdBytes = 2 << 20
     /// Most blocks the log holds while a record streams (8 MiB): what is being written and
     /// what is being filled. A record of any length then needs no more of the page arena.
     static let streamMaxBlocks = 32
-    /// Chains this log keeps in flight: `maxChainsInFlight` with O_DIRECT, one without.
+    /// Chains this log keeps in flight: `Options.logChainsInFlight` with O_DIRECT, one without.
     /// Through the page cache, a page's write-back error is reported to whichever
     /// fdatasync on the file looks first, so one in flight beside another could return 0
     /// although pages it covered were lost; one at a time, each fdatasync answers for every
@@ -129,7 +132,7 @@ final class LogWriter: Sendable {
         self.memtable = memtable
         self.memtableLimitBytes = options.memtableBytes
         self.bufferedChainPages = max(1, options.bufferedChainPages)
-        self.chainsInFlightMax = log.directIO ? LogWriter.maxChainsInFlight : 1
+        self.chainsInFlightMax = log.directIO ? max(1, options.logChainsInFlight) : 1
         self.visibleSequence = ManagedAtomic(lastSequence)
         self.state = Mutex(State(
             pages: LogPages(lastSequence: lastSequence), commits: CommitQueue(lastSequence: lastSequence),

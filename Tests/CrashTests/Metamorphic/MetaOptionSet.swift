@@ -52,8 +52,9 @@ struct MetaOptionSet: Sendable {
         MetaOptionSet(name: "deep", options: tiny { $0.levelBaseBytes = 4 << 10; $0.tableTargetBytes = 4 << 10; $0.level0CompactionTrigger = 1 }),
         MetaOptionSet(name: "tiny-cache", options: tiny { $0.cacheBytes = 4 << 10; $0.memtableBytes = 12 << 10 }),
         MetaOptionSet(name: "huge-cache", options: tiny { $0.cacheBytes = 1 << 30; $0.memtableBytes = 8 << 10 }),
-        // Buffered chains start at every full page; several frozen memtables wait.
-        MetaOptionSet(name: "chains", options: tiny { $0.bufferedChainPages = 1; $0.maxFrozenMemtables = 3; $0.batchReadDepth = 1; $0.flushOnClose = false }),
+        // Buffered chains start at every full page, up to four in flight; several frozen
+        // memtables wait.
+        MetaOptionSet(name: "chains", options: tiny { $0.bufferedChainPages = 1; $0.logChainsInFlight = 4; $0.maxFrozenMemtables = 3; $0.batchReadDepth = 1; $0.flushOnClose = false }),
         // Real flush and compaction threads: answers must not depend on their timing (nor
         // on which of a few open tables the cache closes while they run).
         MetaOptionSet(name: "background", options: tiny { $0.inlineBackgroundWork = false; $0.memtableBytes = 8 << 10; $0.maxOpenTables = 4 }),
