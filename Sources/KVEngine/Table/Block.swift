@@ -96,7 +96,8 @@ final class Block: CacheCharged, @unchecked Sendable {
         let bytes = self.bytes
         var p = restart(index)
         guard p < restartsOffset, let shared = Coding.varint(bytes, &p), shared == 0, let unshared = Coding.varint(bytes, &p),
-            Coding.varint(bytes, &p) != nil, unshared >= UInt64(InternalKey.tagBytes), unshared <= UInt64(restartsOffset - p)
+            Coding.varint(bytes, &p) != nil, p <= restartsOffset, unshared >= UInt64(InternalKey.tagBytes),
+            unshared <= UInt64(restartsOffset - p)
         else { return nil }
         return UnsafeRawBufferPointer(rebasing: bytes[p..<(p + Int(unshared))])
     }
@@ -140,7 +141,8 @@ final class Block: CacheCharged, @unchecked Sendable {
             while p < limit {
                 guard let shared = Coding.varint(bytes, &p), let unshared = Coding.varint(bytes, &p),
                     let valueLength = Coding.varint(bytes, &p),
-                    Int(shared) <= keyLength, unshared <= UInt64(limit - p), valueLength <= UInt64(limit - p) - unshared,
+                    // In this order: each check keeps the next one's arithmetic in range.
+                    p <= limit, shared <= UInt64(keyLength), unshared <= UInt64(limit - p), valueLength <= UInt64(limit - p) - unshared,
                     shared + unshared >= UInt64(InternalKey.tagBytes)
                 else { return .corrupt }
                 (scratch.baseAddress! + Int(shared)).copyMemory(from: bytes.baseAddress! + p, byteCount: Int(unshared))
@@ -221,7 +223,9 @@ final class BlockCursor {
         var p = position
         guard let shared = Coding.varint(bytes, &p), let unshared = Coding.varint(bytes, &p),
             let valueLength = Coding.varint(bytes, &p),
-            Int(shared) <= key.count, unshared <= UInt64(limit - p), valueLength <= UInt64(limit - p) - unshared,
+            // In this order: each check keeps the next one's arithmetic in range (the
+            // varints may run into the restart array of a malformed block).
+            p <= limit, shared <= UInt64(key.count), unshared <= UInt64(limit - p), valueLength <= UInt64(limit - p) - unshared,
             shared + unshared >= UInt64(InternalKey.tagBytes)
         else {
             corrupt = true
