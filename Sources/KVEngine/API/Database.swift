@@ -49,7 +49,7 @@ public final class Database: Sendable {
     /// Nil when opened on a simulated storage (no real directory to lock).
     let lock: DirectoryLock
     /// What readers see: memtables and tables (replaced whole on every change).
-    let view: Mutex<View>
+    let view: PlainLock<View>
     let versions: VersionSet
     let cache: BlockCache
     let snapshots = SnapshotList()
@@ -169,14 +169,14 @@ public final class Database: Sendable {
         self.fullAtOpen = fullAtOpen
         guard let (log, memtable, immutables) = started else {
             // Read-only: what the logs held stays in memtables (none is flushed).
-            view = Mutex(View(
+            view = PlainLock(View(
                 log: nil, memtable: Memtable(), immutables: recovery.frozen(nextLog: manifest.logNumber), version: version,
                 readOnlySequence: recovery.lastSequence))
             flusher = nil
             backgroundThreads = nil
             return
         }
-        view = Mutex(View(log: log, memtable: memtable, immutables: immutables, version: version, readOnlySequence: 0))
+        view = PlainLock(View(log: log, memtable: memtable, immutables: immutables, version: version, readOnlySequence: 0))
         flusher = FlushTimer(intervalMs: options.bufferedFlushIntervalMs)
         backgroundThreads = options.inlineBackgroundWork ? nil : BackgroundThreads()
         // What the logs held goes into a level-0 table before the open returns, and the

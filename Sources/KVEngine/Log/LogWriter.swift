@@ -48,7 +48,7 @@ final class LogWriter: Sendable {
     private let memtableLimitBytes: Int
     private let bufferedChainPages: Int
     private let counters: EngineCounters
-    private let state: Mutex<State>
+    private let state: PlainLock<State>
     /// Signalled, once the log is closing, as its chains and reservations complete:
     /// what `close()` waits on.
     private let drained = ChangeSignal()
@@ -134,7 +134,7 @@ final class LogWriter: Sendable {
         self.bufferedChainPages = max(1, options.bufferedChainPages)
         self.chainsInFlightMax = log.directIO ? max(1, options.logChainsInFlight) : 1
         self.visibleSequence = ManagedAtomic(lastSequence)
-        self.state = Mutex(State(
+        self.state = PlainLock(State(
             pages: LogPages(lastSequence: lastSequence), commits: CommitQueue(lastSequence: lastSequence),
             space: space, lastSequence: lastSequence))
     }
