@@ -166,7 +166,10 @@ struct Bench: ParsableCommand {
             return try parallel(stream) { thread, random in try write(db, count: num, sequential: false, random: &random, durability: nil) }
         case "fillsync":
             let count = writes < 0 ? max(1, num / 1000) : writes
-            return try parallel(stream) { thread, random in try write(db, count: count, sequential: false, random: &random, durability: .sync) }
+            let chainsBefore = db.stats.logChains
+            var result = try parallel(stream) { thread, random in try write(db, count: count, sequential: false, random: &random, durability: .sync) }
+            result.chains = db.stats.logChains - chainsBefore
+            return result
         case "readrandom":
             return try parallel(stream) { _, random in
                 var found = 0
@@ -318,9 +321,11 @@ struct BenchResult {
     var bytes = 0
     var found: Int?
     var latencies: Histogram<UInt64>?
+    /// Log chains (write + fdatasync) the run's commits took, for durable writes.
+    var chains: Int?
 
     /// `name : X micros/op N ops/sec S seconds N operations; M MB/s (F of R found)`, and
-    /// for durable writes `; latency us p50 A p99 B p99.9 C max D`.
+    /// for durable writes `; latency us p50 A p99 B p99.9 C max D; commits per chain E`.
     func line(_ name: String) -> String {
         let micros = operations == 0 ? 0 : threadSeconds * 1e6 / Double(operations)
         let perSecond = elapsedSeconds > 0 ? Int(Double(operations) / elapsedSeconds) : 0
@@ -333,6 +338,7 @@ struct BenchResult {
             text += "; latency us p50 \(latencies.valueAtPercentile(50)) p99 \(latencies.valueAtPercentile(99))"
                 + " p99.9 \(latencies.valueAtPercentile(99.9)) max \(latencies.max)"
         }
+        if let chains, chains > 0 { text += String(format: "; commits per chain %.1f", Double(operations) / Double(chains)) }
         return text
     }
 }
