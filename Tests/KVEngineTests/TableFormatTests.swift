@@ -320,10 +320,10 @@ final class TableFormatTests: XCTestCase {
             try key.withUnsafeBytes { key in try value.withUnsafeBytes { try builder.add(key, tag: UInt64(index + 1) << 8 | 1, value: $0) } }
         }
         let table = try Table.open(storage: store, directory: dir.path, meta: try builder.finish(), cache: BlockCache(capacityBytes: 1 << 20))
-        XCTAssertGreaterThan(table.blockCount, 3 * Table.sampleStride, "several strides of the sampled search")
+        XCTAssertGreaterThan(table.blockCount, 3 * TableIndex.sampleStride, "several strides of the sampled search")
         func walk(_ key: [UInt8], _ tag: UInt64) -> Int {
             key.withUnsafeBytes { key in
-                (0..<table.blockCount).first { InternalKey.compare(table.indexKey($0), key, tag) >= 0 } ?? table.blockCount
+                (0..<table.blockCount).first { InternalKey.compare(table.index.key($0), key, tag) >= 0 } ?? table.blockCount
             }
         }
         var probes = sorted + [[], Array("tenant".utf8), Array("tenant/".utf8), Array("tenant0".utf8), Array("tenan".utf8), Array("zzz".utf8), [0]]
@@ -333,7 +333,7 @@ final class TableFormatTests: XCTestCase {
         for probe in probes {
             let tags: [UInt64] = [.max, 1 << 8 | 1, UInt64(random.below(4000)) << 8 | 0xFF]
             for tag in tags {
-                let found = probe.withUnsafeBytes { table.findBlock($0, tag: tag) }
+                let found = probe.withUnsafeBytes { table.index.findBlock($0, tag: tag) }
                 XCTAssertEqual(found, walk(probe, tag), "probe \(probe) tag \(tag), seed \(seed)")
             }
         }

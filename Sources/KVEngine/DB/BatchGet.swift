@@ -97,7 +97,7 @@ extension Database {
                     lookup.next += 1
                     continue
                 }
-                let block = keys[lookup.index].withUnsafeBytes { table.findBlock($0, tag: tag) }
+                let block = keys[lookup.index].withUnsafeBytes { table.index.findBlock($0, tag: tag) }
                 guard block < table.blockCount else {
                     lookup.next += 1
                     continue

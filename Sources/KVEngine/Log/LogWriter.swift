@@ -23,7 +23,10 @@ import Glibc
 /// The writer orchestrates three values, each changed only under its lock: `LogPages`
 /// (the tail in memory, fragments in pages), `CommitQueue` (chains in flight, waiters,
 /// acknowledgements in log order) and `LogSpace` (reservation and zero-fill ahead of the
-/// tail); `LogFile` creates and closes the file.
+/// tail); `LogFile` creates and closes the file. This file takes appends and syncs;
+/// `LogWriter+Chains.swift` runs the chains, `LogWriter+Stream.swift` streams long
+/// records. Their shared state is internal only so those files can reach it: nothing
+/// else touches it.
 ///
 /// Invariants:
 /// - A page is written once. A chain takes every page up to the fill position; when it
@@ -44,52 +47,33 @@ final class LogWriter: Sendable {
     let log: LogFile
     var number: UInt64 { log.number }
     let memtable: Memtable
-    private let storage: any Storage
-    private let memtableLimitBytes: Int
-    private let bufferedChainPages: Int
-    private let counters: EngineCounters
-    private let state: PlainLock<State>
+    let storage: any Storage
+    let memtableLimitBytes: Int
+    let bufferedChainPages: Int
+    let counters: EngineCounters
+    let state: PlainLock<State>
     /// Signalled, once the log is closing, as its chains and reservations complete:
     /// what `close()` waits on.
-    private let drained = ChangeSignal()
+    let drained = ChangeSignal()
     /// Signalled as a streamed record moves on (a chain completes while one is streaming)
     /// and when it is in: what writers waiting for it, and the streaming writer waiting for
     /// room, wait on.
-    private let progress = ChangeSignal()
+    let progress = ChangeSignal()
     /// Held while a writer takes log blocks from the page arena.
     private let allocating = Mutex(())
     /// The newest sequence number readers may see.
     let visibleSequence: ManagedAtomic<UInt64>
 
-    /// Most segments (blocks) one chain writes.
-    static let maxChainBlocks = 128
-    /// SQEs of the longest chain: every block, a zero-fill and the fdatasync
-    /// (`Options.validate` checks the ring can hold it).
-    static let largestChainSQEs = maxChainBlocks + 2
-    /// Chains in flight at once by default (`Options.logChainsInFlight`). More than one
-    /// lets a chain start while earlier ones are on their way, acknowledgements still
-    /// strictly in log order; but fdatasyncs of one file do not overlap in the file
-    /// system, so here each extra chain only splits a group. Measured with fillsync
-    /// (docs/BENCHMARKS.md): one chain gave 27-29k commits/s at 16 writers against 20-22k
-    /// with four and 16-17k with eight, and 39k at 64 writers against 32-33k with four;
-    /// equal at 4 writers.
-    static let maxChainsInFlight = 1
-    /// Records longer than this are streamed: cut into pages a few blocks at a time and
-    /// written as they are cut, instead of cut whole into pages first (see `stream`).
-    static let streamThresholdBytes = 2 << 20
-    /// Most blocks the log holds while a record streams (8 MiB): what is being written and
-    /// what is being filled. A record of any length then needs no more of the page arena.
-    static let streamMaxBlocks = 32
     /// Chains this log keeps in flight: `Options.logChainsInFlight` with O_DIRECT, one without.
     /// Through the page cache, a page's write-back error is reported to whichever
     /// fdatasync on the file looks first, so one in flight beside another could return 0
     /// although pages it covered were lost; one at a time, each fdatasync answers for every
     /// page written before it.
-    private let chainsInFlightMax: Int
+    let chainsInFlightMax: Int
 
     typealias Ack = CommitQueue.Ack
 
-    private struct State {
+    struct State {
         var pages: LogPages
         var commits: CommitQueue
         var space: LogSpace
@@ -108,12 +92,6 @@ final class LogWriter: Sendable {
         var streaming = false
     }
 
-    /// A commit chain of log pages: what it writes and what its completion makes durable.
-    struct Chain: Sendable {
-        let id: Int
-        let segments: [IOSegment]
-        let reserve: (offset: Int64, length: Int64)?
-    }
 
     /// Creates log `number` in `directory` (see `LogFile.create`) for writes into
     /// `memtable` after `lastSequence`.
@@ -198,13 +176,7 @@ final class LogWriter: Sendable {
                     state.pages.append(record, lastSequence: state.lastSequence, durableBytes: state.commits.durableBytes, logNumber: number)
                     memtable.apply(batch: record)
                 }
-                var immediate = false
-                if durability == .buffered && state.commits.waiters.isEmpty {
-                    visibleSequence.store(state.lastSequence, ordering: .releasing)
-                    immediate = true
-                } else {
-                    state.commits.wait(.init(lastSequence: state.lastSequence, sync: durability == .sync, ack: ack))
-                }
+                let immediate = acknowledgeOrQueue(through: state.lastSequence, durability: durability, ack: ack, &state)
                 return .appended(immediate: immediate, chain: startChainIfDue(&state))
             }
             switch outcome {
@@ -240,235 +212,40 @@ final class LogWriter: Sendable {
                     return .waiting(lead: nil)
                 }
             case .appended(let immediate, let chain):
-                // A write acknowledged at once leaves a due chain to the ring thread too.
-                if let chain, !lead || immediate {
-                    submit(chain)
-                    return immediate ? .acknowledged : .waiting(lead: nil)
-                }
-                return immediate ? .acknowledged : .waiting(lead: chain)
+                return handOver(chain, acknowledged: immediate, lead: lead)
             }
         }
     }
 
-    /// Appends a long record (sealed, its sequence numbers taken, `streaming` set) a few
-    /// blocks at a time: cuts what the blocks in hand hold, hands the whole pages to
-    /// chains, and waits for room (at most `streamMaxBlocks` held) before taking more
-    /// blocks. Once the last fragment is cut the record goes into the memtable and is
-    /// acknowledged as any other.
-    ///
-    /// A crash in between leaves a record with no last fragment at the tail, which
-    /// recovery drops as a torn tail (it was never acknowledged). A failed chain ends the
-    /// stream with the log's failure: no later record follows the unfinished one.
-    private func stream(_ batch: WriteBatch, lastSequence: UInt64, durability: Durability, lead: Bool, ack: @escaping Ack) -> Appended {
-        enum Step {
-            case failed(KVError)
-            case more(blocks: Int, chain: Chain?)
-            case done(immediate: Bool, chain: Chain?, closing: Bool)
+    /// Acknowledges a write whose record is in (sequence numbers through `lastSequence`)
+    /// at once, or queues `ack` for the chain that makes it durable: a buffered write is
+    /// acknowledged, and visible, at once unless an earlier write still waits (readers
+    /// never see a write before an earlier one). True: acknowledged now.
+    func acknowledgeOrQueue(through lastSequence: UInt64, durability: Durability, ack: @escaping Ack, _ state: inout State) -> Bool {
+        if durability == .buffered && state.commits.waiters.isEmpty {
+            publish(state.lastSequence)
+            return true
         }
-        var offset = 0
-        return batch.encoded.withUnsafeBytes { record -> Appended in
-            while true {
-                let seen = progress.generation
-                let step = state.withLock { state -> Step in
-                    if let failure = state.failure {
-                        state.streaming = false
-                        return .failed(failure)
-                    }
-                    offset = state.pages.append(
-                        record, from: offset, lastSequence: lastSequence, durableBytes: state.commits.durableBytes, logNumber: number)
-                    guard offset == record.count else {
-                        let chain = startChainIfDue(&state)
-                        let remaining = (record.count - offset) / LogPages.blockBytes + 1
-                        return .more(blocks: min(remaining, max(0, LogWriter.streamMaxBlocks - state.pages.heldBlocks)), chain: chain)
-                    }
-                    state.streaming = false
-                    memtable.apply(batch: record)
-                    var immediate = false
-                    if durability == .buffered && state.commits.waiters.isEmpty {
-                        visibleSequence.store(state.lastSequence, ordering: .releasing)
-                        immediate = true
-                    } else {
-                        state.commits.wait(.init(lastSequence: lastSequence, sync: durability == .sync, ack: ack))
-                    }
-                    return .done(immediate: immediate, chain: startChainIfDue(&state), closing: state.closing)
-                }
-                switch step {
-                case .failed(let error):
-                    progress.signal()
-                    ack(.failure(error))
-                    return .waiting(lead: nil)
-                case .more(let count, let chain):
-                    if let chain { submit(chain) }
-                    guard count > 0 else {
-                        // Every block it may hold is in hand: wait for a chain to free some.
-                        storage.willWait()
-                        progress.wait(past: seen, timeoutMs: 10)
-                        continue
-                    }
-                    do {
-                        // The pages come back as chains complete (a storage that holds
-                        // completions back delivers them now).
-                        storage.willWait()
-                        for _ in 0..<count {
-                            let block = try storage.allocator.allocate(pages: LogPages.blockPages)
-                            state.withLock { $0.pages.addSpare([block]) }
-                        }
-                    } catch {
-                        let failure = KVError.io(error, while: "allocate log pages")
-                        // The log cannot go on after an unfinished record: it fails, and so
-                        // does every write still waiting in it.
-                        let orphans = state.withLock { state -> [Ack] in
-                            state.streaming = false
-                            guard state.failure == nil else { return [] }
-                            state.failure = failure
-                            return state.commits.fail()
-                        }
-                        progress.signal()
-                        for orphan in orphans { orphan(.failure(failure)) }
-                        ack(.failure(failure))
-                        return .waiting(lead: nil)
-                    }
-                case .done(let immediate, let chain, let closing):
-                    progress.signal()
-                    if closing { drained.signal() }
-                    if let chain, !lead || immediate {
-                        submit(chain)
-                        return immediate ? .acknowledged : .waiting(lead: nil)
-                    }
-                    return immediate ? .acknowledged : .waiting(lead: chain)
-                }
-            }
-        }
+        state.commits.wait(.init(lastSequence: lastSequence, sync: durability == .sync, ack: ack))
+        return false
     }
 
-    // MARK: chains
-
-    /// Starts a chain when there is room for one and one is due: a sync write waits, a
-    /// flush was asked for, or whole pages are ready (those go without the partly filled
-    /// page).
-    private func startChainIfDue(_ state: inout State) -> Chain? {
-        guard state.commits.chainsInFlight < chainsInFlightMax, state.failure == nil else { return nil }
-        if state.streaming {
-            // The pages a streaming record has filled go as they fill, and only whole
-            // pages: the partly filled one is the record's next fragment's.
-            guard state.pages.fullPagesPending > 0 else { return nil }
-            return makeChain(includePartialPage: false, &state)
+    /// What a caller of `append` or `sync` gets once its write is in: a due chain goes to
+    /// the ring thread unless the caller leads it, and a write acknowledged at once leads
+    /// nothing.
+    func handOver(_ chain: Chain?, acknowledged: Bool, lead: Bool) -> Appended {
+        if let chain, !lead || acknowledged {
+            submit(chain)
+            return acknowledged ? .acknowledged : .waiting(lead: nil)
         }
-        let urgent = state.flushRequested || state.commits.hasSyncWaiter
-        if !urgent {
-            // Only buffered writes wait: their bound is the flush interval, so full pages go
-            // out a block at a time, one chain at a time, not an fdatasync per page.
-            guard state.commits.isIdle, state.pages.fullPagesPending >= bufferedChainPages else { return nil }
-        }
-        return makeChain(includePartialPage: urgent, &state)
+        return acknowledged ? .acknowledged : .waiting(lead: chain)
     }
 
-    private func makeChain(includePartialPage: Bool, _ state: inout State) -> Chain? {
-        if let end = state.pages.pendingEnd(includePartialPage: includePartialPage), state.space.blocksData(endingAt: end) {
-            return nil
-        }
-        guard let taken = state.pages.takePages(includePartialPage: includePartialPage, maxSegments: LogWriter.maxChainBlocks)
-        else { return nil }
-        var segments = taken.segments
-        // The zero-fill goes inside the chain: linked after the data it never overlaps,
-        // synced by the same fdatasync.
-        let (zeroFill, reserve) = state.space.plan(chainEndingAt: taken.end, alone: state.commits.isIdle)
-        if let zeroFill {
-            segments.append(IOSegment(offsetBytes: zeroFill.from, buffer: log.zeros.slice(offset: 0, count: Int(zeroFill.bytes))))
-        }
-        if includePartialPage { state.flushRequested = false }
-        // Without the partial page the chain covers only records that end in sealed pages.
-        // (With it, taking the page has just sealed everything.)
-        let id = state.commits.start(endOffset: taken.end, lastSequence: state.pages.sealedSequence, carriesZeroFill: zeroFill != nil)
-        return Chain(id: id, segments: segments, reserve: reserve)
-    }
-
-    /// Asks for the reservation `chain` carries, if any. Growing the reservation never
-    /// touches written data, so it need not be ordered with the chain; a failure here
-    /// shows up as a failed write later.
-    private func reserveSpace(_ chain: Chain) {
-        guard let (offset, length) = chain.reserve else { return }
-        storage.submit(.allocate(log.file, offsetBytes: offset, lengthBytes: length)) { [self] result in
-            let closing = state.withLock { state -> Bool in
-                state.space.reservationCompleted(offset: offset, length: length, succeeded: (try? result.get()) != nil)
-                return state.closing
-            }
-            if closing { drained.signal() }
-        }
-    }
-
-    /// Runs `chain` through the ring thread; its completion may start the next one.
-    private func submit(_ chain: Chain) {
-        reserveSpace(chain)
-        storage.submit(.commit(log.file, chain.segments)) { [self] result in
-            if let next = completed(chain, result) { submit(next) }
-        }
-    }
-
-    /// Runs `chain` on the calling thread, then, while `waiting()` says the caller's own
-    /// write is still not durable, the chains that fall due meanwhile: no hand-off to the
-    /// ring thread, so the device gets the next chain as soon as the last one is done.
-    /// Once the caller's write is durable, a due chain goes to the ring thread and the
-    /// caller returns. Only for callers that may block.
-    func lead(_ chain: Chain, while waiting: () -> Bool) {
-        var current = chain
-        while true {
-            reserveSpace(current)
-            let result: IOResult
-            do {
-                result = .success(try storage.performBlocking(.commit(log.file, current.segments)))
-            } catch {
-                result = .failure(error as? PageStoreError ?? PageStoreError(kind: .io, operation: "commit", path: log.path, detail: "\(error)"))
-            }
-            guard let next = completed(current, result) else { return }
-            guard waiting() else {
-                submit(next)
-                return
-            }
-            current = next
-        }
-    }
-
-    /// Retires completed chains in log order, acknowledges the writes they made durable,
-    /// and returns the next chain that is due (for the caller to run).
-    private func completed(_ chain: Chain, _ result: IOResult) -> Chain? {
-        var acks: [(Ack, Result<Void, KVError>)] = []
-        var closing = false
-        var streaming = false
-        let next = state.withLock { state -> Chain? in
-            closing = state.closing
-            streaming = state.streaming
-            if case .failure(let error) = result, state.failure == nil {
-                // At once, not when the chain's turn to retire comes: without O_DIRECT the
-                // kernel reports a write-back error to one of the fdatasyncs in flight on
-                // the file, not necessarily to the one whose pages it lost, so no chain
-                // still in flight (earlier ones included) is trusted after it.
-                let failure = KVError.io(error, while: "log commit to \(log.path)")
-                state.failure = failure
-                acks += state.commits.fail().map { ($0, .failure(failure)) }
-            }
-            let retiredZeroFill = state.commits.complete(chain.id, result, trusting: state.failure == nil) { waiter in
-                visibleSequence.store(waiter.lastSequence, ordering: .releasing)
-                acks.append((waiter.ack, .success(())))
-            }
-            if retiredZeroFill { state.space.zeroFillRetired() }
-            guard state.failure == nil else { return nil }
-            // A streaming record's sequence numbers are taken but not in the memtable yet:
-            // they become visible when it is in.
-            if state.commits.waiters.isEmpty && !state.streaming {
-                visibleSequence.store(state.lastSequence, ordering: .releasing)
-            }
-            state.pages.releaseWritten(durable: state.commits.durableBytes) { storage.allocator.free($0) }
-            return startChainIfDue(&state)
-        }
-        if case .success(let bytes) = result {
-            counters.logChains.add()
-            counters.logBytes.add(bytes)
-        }
-        for (ack, result) in acks { ack(result) }
-        if closing { drained.signal() }
-        if streaming { progress.signal() }
-        return next
+    /// Makes every sequence number through `sequence` visible to readers. Called under
+    /// the lock, in log order.
+    func publish(_ sequence: UInt64) {
+        precondition(sequence >= visibleSequence.load(ordering: .relaxed), "visibility never goes back")
+        visibleSequence.store(sequence, ordering: .releasing)
     }
 
     // MARK: flushing and closing
@@ -498,12 +275,7 @@ final class LogWriter: Sendable {
             return (false, nil, startChainIfDue(&state))
         }
         if let failure { ack(.failure(failure)) }
-        if done { return .acknowledged }
-        if let chain, !lead {
-            submit(chain)
-            return .waiting(lead: nil)
-        }
-        return .waiting(lead: chain)
+        return handOver(chain, acknowledged: done, lead: lead)
     }
 
     /// Turns appends away from now on (`Appended.rotate`): the memtable is about to

@@ -203,7 +203,7 @@ final class TableIterator: InternalIterator {
     }
 
     func prepareSeek(_ key: UnsafeRawBufferPointer, tag: UInt64) -> (table: Table, block: Int)? {
-        let index = table.findBlock(key, tag: tag)
+        let index = table.index.findBlock(key, tag: tag)
         guard index < table.blockCount, !alwaysReadAhead else {
             prepared = (index, nil)
             return nil
@@ -220,7 +220,7 @@ final class TableIterator: InternalIterator {
     }
 
     func seek(_ key: UnsafeRawBufferPointer, tag: UInt64) {
-        let (index, block) = prepared ?? (table.findBlock(key, tag: tag), nil)
+        let (index, block) = prepared ?? (table.index.findBlock(key, tag: tag), nil)
         prepared = nil
         guard load(index, sequential: alwaysReadAhead, block: block) else { return }
         cursor!.seek(key, tag: tag)

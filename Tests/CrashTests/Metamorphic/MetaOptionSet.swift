@@ -7,6 +7,9 @@ struct MetaOptionSet: Sendable {
     let options: Options
     /// Writes, reads and syncs go through the async API (`await db.write`, `get`, `sync`).
     var asyncAPI = false
+    /// A run that starts under this set keeps its database in a ``MemoryStorage`` instead
+    /// of on the simulated disk: a crash there loses nothing and the memory never fills.
+    var inMemory = false
 
     /// What every set shares: no timer (every flush of buffered pages comes from the
     /// operations), small log reservations, and flushes and compactions on the calling
@@ -63,6 +66,9 @@ struct MetaOptionSet: Sendable {
         MetaOptionSet(name: "async", options: tiny { $0.memtableBytes = 8 << 10 }, asyncAPI: true),
         // Tables in table format 1 (the whole-array bloom filter): what databases written
         // before table format 2 hold, and must still answer from.
+        // In memory (`Options.storage`, a `MemoryStorage`): the engine as a cache or a
+        // test double runs it.
+        MetaOptionSet(name: "memory", options: tiny { $0.memtableBytes = 8 << 10 }, inMemory: true),
         MetaOptionSet(name: "table-format-1", options: tiny { $0.tableFormatVersion = 1; $0.memtableBytes = 8 << 10 }),
     ]
 

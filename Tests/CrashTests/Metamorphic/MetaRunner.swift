@@ -13,7 +13,8 @@ struct MetaFailure: CustomStringConvertible {
     var description: String { "operation \(index + 1): \(message)" }
 }
 
-/// Carries out a list of operations on a database on a simulated disk, under one option
+/// Carries out a list of operations on a database on a simulated disk (or, when the run
+/// starts under an option set with `inMemory`, on a ``MemoryStorage``), under one option
 /// set, checking every answer against `MetaModel` and recording each operation's output
 /// (what the database said) for the comparison between option sets.
 ///
@@ -37,6 +38,9 @@ final class MetaRunner {
     private(set) var isDeterministic: Bool
 
     private var disk: SimulatedDisk?
+    /// The run's storage when it is in memory (`MetaOptionSet.inMemory` of the set it
+    /// starts under; a reopen under another set keeps it).
+    private var memory: MemoryStorage?
     private var db: Database?
     private var model = MetaModel()
     private var snapshots: [Int: Snapshot] = [:]
@@ -57,9 +61,16 @@ final class MetaRunner {
     func run() {
         defer { tearDown() }
         do {
-            let disk = try SimulatedDisk(seed: random.next(), plan: drawPlan(), directories: [MetaRunner.directory])
-            self.disk = disk
-            db = try open(disk)
+            // The same draws either way, so what follows draws the same too.
+            let (diskSeed, plan) = (random.next(), drawPlan())
+            if optionSet.inMemory {
+                let memory = try MemoryStorage()
+                try memory.createDirectory(atPath: MetaRunner.directory)
+                self.memory = memory
+            } else {
+                disk = try SimulatedDisk(seed: diskSeed, plan: plan, directories: [MetaRunner.directory])
+            }
+            db = try open()
         } catch {
             failure = MetaFailure(index: 0, message: "cannot open the database: \(error)")
             return
@@ -107,8 +118,12 @@ final class MetaRunner {
         return plan
     }
 
-    private func open(_ disk: SimulatedDisk) throws -> Database {
-        try Database(path: MetaRunner.path, options: optionSet.options, storage: disk)
+    private func open() throws -> Database {
+        guard let memory else { return try Database(path: MetaRunner.path, options: optionSet.options, storage: try simulatedDisk) }
+        // In memory through the public seam, as a user would.
+        var options = optionSet.options
+        options.storage = memory
+        return try Database(path: MetaRunner.path, options: options)
     }
 
     private var database: Database {
@@ -210,17 +225,16 @@ final class MetaRunner {
                 isDeterministic = isDeterministic && next.isDeterministic
             }
             try closeDatabase()
-            let db = try open(try simulatedDisk)
+            let db = try open()
             self.db = db
             let recovered = db.currentView.log?.lastSequence ?? db.currentView.visibleSequence
             return "reopen: through \(recovered); " + (try checkWholeState("reopen"))
         case .reopenReadOnly:
             try closeDatabase()
-            let disk = try simulatedDisk
-            let before = try MetaRunner.files(disk)
+            let before = try files()
             var options = optionSet.options
             options.readOnly = true
-            let reader = try Database(path: MetaRunner.path, options: options, storage: disk)
+            let reader = try Database(path: MetaRunner.path, options: options, storage: try storage)
             db = reader
             let state = try checkWholeState("read-only open")
             var refused: KVError.Code? = nil
@@ -230,18 +244,17 @@ final class MetaRunner {
             }
             try reader.close()
             db = nil
-            let after = try MetaRunner.files(disk)
+            let after = try files()
             guard before == after else { throw MetaMismatch("a read-only open changed the directory: \(before) -> \(after)") }
-            db = try open(disk)
+            db = try open()
             return "read-only: " + state
         case .salvage:
             try closeDatabase()
-            let disk = try simulatedDisk
-            let report = try Database.salvage(path: MetaRunner.path, options: optionSet.options, storage: disk)
+            let report = try Database.salvage(path: MetaRunner.path, options: optionSet.options, storage: try storage)
             guard report.dropped.isEmpty, report.setAside.isEmpty, report.keys == model.sortedEntries.count else {
                 throw MetaMismatch("salvage of an undamaged database: \(report)")
             }
-            db = try open(disk)
+            db = try open()
             return "salvage: \(report.keys) keys; " + (try checkWholeState("salvage"))
         case .ingest(let entries):
             let pairs = entries.compactMap { entry -> (key: [UInt8], value: [UInt8])? in
@@ -261,6 +274,8 @@ final class MetaRunner {
                 return "refused"
             }
         case .noRoom(let key, let value, let sync):
+            // Memory does not fill: the put goes in as any other.
+            guard memory == nil else { return try commit([.put(key, value)], sync: sync) }
             let disk = try simulatedDisk
             disk.failNext("write", pathContaining: "", errno: ENOSPC)
             var output: String
@@ -283,6 +298,16 @@ final class MetaRunner {
             return output
         case .crash:
             dropHandles()
+            if memory != nil {
+                // Memory loses nothing at a crash: what a clean close keeps, which the
+                // model must accept as one of a crash's outcomes.
+                try closeDatabase()
+                let db = try open()
+                self.db = db
+                let recovered = db.currentView.log?.lastSequence ?? db.currentView.visibleSequence
+                if let problem = model.recover(sequence: recovered) { throw MetaMismatch("after the crash: \(problem)") }
+                return "crash: recovered through \(recovered); " + (try checkWholeState("crash"))
+            }
             let old = try simulatedDisk
             old.cutPower()
             try? db?.close()  // fails on the dead disk, as it would after a power cut
@@ -290,7 +315,7 @@ final class MetaRunner {
             // What survives of the unsynced writes follows the old disk's plan.
             let disk = old.restarted(plan: drawPlan(), seed: random.next())
             self.disk = disk
-            let db = try open(disk)
+            let db = try open()
             self.db = db
             let recovered = db.currentView.log?.lastSequence ?? db.currentView.visibleSequence
             if let problem = model.recover(sequence: recovered) { throw MetaMismatch("after the crash: \(problem)") }
@@ -358,10 +383,31 @@ final class MetaRunner {
         try db.waitForFlushes()
     }
 
-    /// Every file of the database directory with its size and a digest of its bytes.
-    private static func files(_ disk: SimulatedDisk) throws -> [String] {
-        try disk.contentsOfDirectory(atPath: path).sorted().map { name in
-            "\(name):\(disk.digest(ofFile: path + "/" + name))"
+    /// Every file of the database directory with a digest of its bytes.
+    private func files() throws -> [String] {
+        let storage = try storage
+        return try storage.contentsOfDirectory(atPath: MetaRunner.path).sorted().map { name in
+            let file = try storage.openFile(atPath: MetaRunner.path + "/" + name, mode: .readOnly)
+            defer { try? storage.closeFile(file) }
+            // In aligned pieces through the arena, as the engine reads (files need not end
+            // on a sector).
+            let piece = try storage.allocator.allocate(pages: 64)
+            defer { storage.allocator.free(piece) }
+            var bytes: [UInt8] = []
+            while true {
+                let got = try storage.read(file, offsetBytes: Int64(bytes.count), into: piece)
+                bytes += piece.bytes[0..<got]
+                if got < piece.count { break }
+            }
+            return "\(name):\(bytes.count)/\(String(bytes.withUnsafeBytes { Checksum.xxh3($0, seed: 0) }, radix: 16))"
+        }
+    }
+
+    /// The storage the run's database is on.
+    private var storage: any Storage {
+        get throws {
+            if let memory { return memory }
+            return try simulatedDisk
         }
     }
 
