@@ -11,6 +11,8 @@ func compareInternal(_ aKey: UnsafeRawBufferPointer, _ aTag: UInt64, _ bKey: Uns
 /// No two sources of one consistent view hold the same (key, tag).
 final class MergingIterator: InternalIterator {
     private let children: [any InternalIterator]
+    /// `children`, unretained, for the calls made once per entry.
+    private let refs: [IteratorRef]
     /// Each child's validity, key and tag as of its last move: picking the next entry
     /// compares these without calling into the children.
     private let valid: UnsafeMutableBufferPointer<Bool>
@@ -23,6 +25,7 @@ final class MergingIterator: InternalIterator {
 
     init(_ children: [any InternalIterator]) {
         self.children = children
+        refs = children.map(IteratorRef.init)
         valid = .allocate(capacity: children.count)
         valid.initialize(repeating: false)
         keys = .allocate(capacity: children.count)
@@ -39,21 +42,21 @@ final class MergingIterator: InternalIterator {
 
     @inline(__always)
     private func refresh(_ index: Int) {
-        let child = children[index]
+        let child = refs[index]
         if child.isValid {
             valid[index] = true
             keys[index] = child.key
             tags[index] = child.tag
         } else {
             valid[index] = false
-            if child.error != nil { failed = true }
+            if children[index].error != nil { failed = true }
         }
     }
 
     var isValid: Bool { current >= 0 }
     var key: UnsafeRawBufferPointer { keys[current] }
     var tag: UInt64 { tags[current] }
-    var value: UnsafeRawBufferPointer { children[current].value }
+    var value: UnsafeRawBufferPointer { refs[current].value }
     var error: KVError? {
         for child in children { if let error = child.error { return error } }
         return nil
@@ -120,7 +123,7 @@ final class MergingIterator: InternalIterator {
             }
             forward = true
         }
-        children[current].next()
+        refs[current].next()
         refresh(current)
         pickSmallest()
     }
@@ -144,7 +147,7 @@ final class MergingIterator: InternalIterator {
             }
             forward = false
         }
-        children[current].prev()
+        refs[current].prev()
         refresh(current)
         pickLargest()
     }
@@ -157,7 +160,11 @@ final class LevelIterator: InternalIterator {
     /// The table `walk` walks (`tables[index]`).
     private var walking: TableFile?
     private var index = 0
-    private var walk: TableIterator?
+    private var walk: TableIterator? {
+        didSet { walkRef = walk.map(Unmanaged.passUnretained) }
+    }
+    /// `walk`, unretained, for the calls made once per entry (`walk` keeps it alive).
+    private var walkRef: Unmanaged<TableIterator>?
     private var failure: KVError?
     private let readaheadPages: Int
     private let alwaysReadAhead: Bool
@@ -170,10 +177,10 @@ final class LevelIterator: InternalIterator {
         self.fillCache = fillCache
     }
 
-    var isValid: Bool { walk?.isValid ?? false }
-    var key: UnsafeRawBufferPointer { walk!.key }
-    var tag: UInt64 { walk!.tag }
-    var value: UnsafeRawBufferPointer { walk!.value }
+    var isValid: Bool { walkRef?._withUnsafeGuaranteedRef { $0.isValid } ?? false }
+    var key: UnsafeRawBufferPointer { walkRef!._withUnsafeGuaranteedRef { $0.key } }
+    var tag: UInt64 { walkRef!._withUnsafeGuaranteedRef { $0.tag } }
+    var value: UnsafeRawBufferPointer { walkRef!._withUnsafeGuaranteedRef { $0.value } }
     var error: KVError? { failure ?? walk?.error }
 
     private func open(_ position: Int) -> Bool {
@@ -200,7 +207,7 @@ final class LevelIterator: InternalIterator {
     }
 
     private func skipForward() {
-        while let walk, !walk.isValid, walk.error == nil {
+        while let walk = walkRef, walk._withUnsafeGuaranteedRef({ !$0.isValid && $0.error == nil }) {
             guard open(index + 1) else { return }
             self.walk!.seekToFirst()
         }
@@ -263,12 +270,12 @@ final class LevelIterator: InternalIterator {
     }
 
     func next() {
-        walk!.next()
+        walkRef!._withUnsafeGuaranteedRef { $0.next() }
         skipForward()
     }
 
     func prev() {
-        walk!.prev()
+        walkRef!._withUnsafeGuaranteedRef { $0.prev() }
         skipBackward()
     }
 }

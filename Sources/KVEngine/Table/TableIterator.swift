@@ -107,7 +107,11 @@ final class Readahead {
 final class TableIterator: InternalIterator {
     let table: Table
     private var blockIndex = 0
-    private var cursor: BlockCursor?
+    private var cursor: BlockCursor? {
+        didSet { cursorRef = cursor.map(Unmanaged.passUnretained) }
+    }
+    /// `cursor`, unretained, for the calls made once per entry (`cursor` keeps it alive).
+    private var cursorRef: Unmanaged<BlockCursor>?
     private(set) var error: KVError?
     /// Sequential block loads in a row; reading ahead starts after a few.
     private var sequentialLoads = 0
@@ -130,10 +134,10 @@ final class TableIterator: InternalIterator {
         self.fillCache = fillCache && !alwaysReadAhead
     }
 
-    var isValid: Bool { cursor?.isValid ?? false }
-    var key: UnsafeRawBufferPointer { InternalKey.userKey(cursor!.key.bytes) }
-    var tag: UInt64 { InternalKey.tag(cursor!.key.bytes) }
-    var value: UnsafeRawBufferPointer { cursor!.value }
+    var isValid: Bool { cursorRef?._withUnsafeGuaranteedRef { $0.isValid } ?? false }
+    var key: UnsafeRawBufferPointer { cursorRef!._withUnsafeGuaranteedRef { InternalKey.userKey($0.key.bytes) } }
+    var tag: UInt64 { cursorRef!._withUnsafeGuaranteedRef { InternalKey.tag($0.key.bytes) } }
+    var value: UnsafeRawBufferPointer { cursorRef!._withUnsafeGuaranteedRef { $0.value } }
 
     private func load(_ index: Int, sequential: Bool, block known: Block? = nil) -> Bool {
         guard error == nil, index >= 0, index < table.blockCount else {
@@ -165,7 +169,7 @@ final class TableIterator: InternalIterator {
     }
 
     private func checkCorrupt() {
-        if let cursor, cursor.corrupt {
+        if let cursor = cursorRef, cursor._withUnsafeGuaranteedRef({ $0.corrupt }) {
             error = table.corruption(TableProblem(offset: table.handles[blockIndex].offset, reason: "malformed block entry"))
             self.cursor = nil
         }
@@ -173,7 +177,7 @@ final class TableIterator: InternalIterator {
 
     /// Moves past empty ends of blocks going forward.
     private func skipForward() {
-        while let cursor, !cursor.isValid, !cursor.corrupt {
+        while let cursor = cursorRef, cursor._withUnsafeGuaranteedRef({ !$0.isValid && !$0.corrupt }) {
             guard load(blockIndex + 1, sequential: true) else { return }
             self.cursor!.seekToFirst()
         }
@@ -228,12 +232,12 @@ final class TableIterator: InternalIterator {
     }
 
     func next() {
-        cursor!.advance()
+        cursorRef!._withUnsafeGuaranteedRef { $0.advance() }
         skipForward()
     }
 
     func prev() {
-        cursor!.retreat()
+        cursorRef!._withUnsafeGuaranteedRef { $0.retreat() }
         skipBackward()
     }
 }

@@ -27,3 +27,53 @@ extension InternalIterator {
     func prepareSeek(_ key: UnsafeRawBufferPointer, tag: UInt64) -> (table: Table, block: Int)? { nil }
     func supplyPrepared(_ block: Block) {}
 }
+
+/// An unretained reference to an iterator that its owner keeps alive, for the loops that
+/// step iterators once per entry: a call through it takes no retain and release, where
+/// one through an array element or an optional `var` takes both (in a scan those were
+/// half the time: docs/BENCHMARKS.md). The owner must outlive every use.
+struct IteratorRef {
+    private enum Kind {
+        case memtable(Unmanaged<MemtableIterator>)
+        case table(Unmanaged<TableIterator>)
+        case level(Unmanaged<LevelIterator>)
+        case merging(Unmanaged<MergingIterator>)
+        /// Any other kind: called as an existential (retained for each call).
+        case other(Unowned)
+    }
+    /// Unowned, so that copying an `IteratorRef` never touches a reference count.
+    private struct Unowned {
+        unowned(unsafe) let base: any InternalIterator
+    }
+    private let kind: Kind
+
+    init(_ iterator: any InternalIterator) {
+        switch iterator {
+        case let iterator as MemtableIterator: kind = .memtable(.passUnretained(iterator))
+        case let iterator as TableIterator: kind = .table(.passUnretained(iterator))
+        case let iterator as LevelIterator: kind = .level(.passUnretained(iterator))
+        case let iterator as MergingIterator: kind = .merging(.passUnretained(iterator))
+        default: kind = .other(Unowned(base: iterator))
+        }
+    }
+
+    /// Runs `body` with the iterator, unretained (each case's concrete type is known to
+    /// the optimizer there, so the calls in `body` are direct).
+    @inline(__always)
+    private func with<R>(_ body: (any InternalIterator) -> R) -> R {
+        switch kind {
+        case .memtable(let it): return it._withUnsafeGuaranteedRef { body($0) }
+        case .table(let it): return it._withUnsafeGuaranteedRef { body($0) }
+        case .level(let it): return it._withUnsafeGuaranteedRef { body($0) }
+        case .merging(let it): return it._withUnsafeGuaranteedRef { body($0) }
+        case .other(let it): return body(it.base)
+        }
+    }
+
+    var isValid: Bool { @inline(__always) get { with { $0.isValid } } }
+    var key: UnsafeRawBufferPointer { @inline(__always) get { with { $0.key } } }
+    var tag: UInt64 { @inline(__always) get { with { $0.tag } } }
+    var value: UnsafeRawBufferPointer { @inline(__always) get { with { $0.value } } }
+    @inline(__always) func next() { with { $0.next() } }
+    @inline(__always) func prev() { with { $0.prev() } }
+}
