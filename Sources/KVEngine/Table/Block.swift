@@ -197,15 +197,19 @@ final class KeyBuffer {
 /// unlikely but not impossible: a bug, or a collision) end the walk and set `corrupt`.
 final class BlockCursor {
     let block: Block
-    let key = KeyBuffer()
+    let key: KeyBuffer
     /// Offset of the current entry; `block.restartsOffset` when past the end.
     private(set) var offset: Int
     private(set) var next: Int
     private(set) var valueRange: Range<Int> = 0..<0
     private(set) var corrupt = false
 
-    init(_ block: Block) {
+    /// A cursor over `block`, not positioned. `key`: the buffer it rebuilds keys in,
+    /// handed on from the walk's previous cursor (which must not be used afterwards) so
+    /// that a walk allocates it once.
+    init(_ block: Block, key: KeyBuffer = KeyBuffer()) {
         self.block = block
+        self.key = key
         offset = block.restartsOffset
         next = block.restartsOffset
     }

@@ -130,6 +130,9 @@ final class ClockCache<Key: CacheKey, Value: CacheCharged>: Sendable {
     let capacity: Int
     private let shardCapacity: Int
     private let shards: [ShardBox]
+    /// `shards`, unretained (`shards` keeps them): a lookup takes no reference count on
+    /// its shard.
+    private let shardRefs: [Unmanaged<ShardBox>]
 
     /// A cache of at most `capacity` summed charge, split evenly over `shardCount` shards
     /// (a value is kept only when it fits its shard's share).
@@ -137,14 +140,17 @@ final class ClockCache<Key: CacheKey, Value: CacheCharged>: Sendable {
         self.capacity = capacity
         shardCapacity = max(0, capacity / shardCount)
         shards = (0..<shardCount).map { _ in ShardBox() }
+        shardRefs = shards.map(Unmanaged.passUnretained)
     }
 
-    private func shard(_ key: Key) -> ShardBox {
-        shards[Int(key.shardHash % UInt64(shards.count))]
+    /// Runs `body` holding the lock of `key`'s shard.
+    @inline(__always)
+    private func withShard<R>(_ key: Key, _ body: (inout Shard) -> R) -> R {
+        shardRefs[Int(key.shardHash % UInt64(shardRefs.count))]._withUnsafeGuaranteedRef { $0.state.withLock { body(&$0) } }
     }
 
     func lookup(_ key: Key) -> Value? {
-        shard(key).state.withLock { shard -> Value? in
+        withShard(key) { shard -> Value? in
             guard let index = shard.find(key) else {
                 shard.misses += 1
                 return nil
@@ -164,7 +170,7 @@ final class ClockCache<Key: CacheKey, Value: CacheCharged>: Sendable {
         guard charge <= shardCapacity else { return value }
         // Evicted values are released outside the lock.
         var evicted: [Value] = []
-        let kept = shard(key).state.withLock { shard -> Value in
+        let kept = withShard(key) { shard -> Value in
             if let index = shard.find(key), let resident = shard.buckets[index].value { return resident }
             var steps = 0
             let limit = 3 * shard.buckets.count
@@ -197,7 +203,7 @@ final class ClockCache<Key: CacheKey, Value: CacheCharged>: Sendable {
     @discardableResult
     func insertIfRoom(_ key: Key, _ value: Value) -> Bool {
         let charge = value.charge
-        return shard(key).state.withLock { shard -> Bool in
+        return withShard(key) { shard -> Bool in
             guard shard.usage + charge <= shardCapacity, shard.find(key) == nil else { return false }
             shard.place(key, value)
             shard.usage += charge
@@ -207,7 +213,7 @@ final class ClockCache<Key: CacheKey, Value: CacheCharged>: Sendable {
 
     /// Drops what the cache holds under `key` (released outside the lock).
     func remove(_ key: Key) {
-        let removed = shard(key).state.withLock { shard -> Value? in
+        let removed = withShard(key) { shard -> Value? in
             guard let index = shard.find(key) else { return nil }
             return shard.remove(at: index)
         }

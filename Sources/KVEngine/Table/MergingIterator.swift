@@ -12,12 +12,15 @@ func compareInternal(_ aKey: UnsafeRawBufferPointer, _ aTag: UInt64, _ bKey: Uns
 final class MergingIterator: InternalIterator {
     private let children: [any InternalIterator]
     /// `children`, unretained, for the calls made once per entry.
-    private let refs: [IteratorRef]
+    private let refs: UnsafeMutableBufferPointer<IteratorRef>
     /// Each child's validity, key and tag as of its last move: picking the next entry
     /// compares these without calling into the children.
     private let valid: UnsafeMutableBufferPointer<Bool>
     private let keys: UnsafeMutableBufferPointer<UnsafeRawBufferPointer>
     private let tags: UnsafeMutableBufferPointer<UInt64>
+    /// The one allocation `refs`, `keys`, `tags` and `valid` share (a seek makes a
+    /// merging iterator, so it allocates little).
+    private let storage: UnsafeMutableRawPointer
     private var current = -1
     private var forward = true
     /// A child stopped on an error: the walk ends.
@@ -25,19 +28,27 @@ final class MergingIterator: InternalIterator {
 
     init(_ children: [any InternalIterator]) {
         self.children = children
-        refs = children.map(IteratorRef.init)
-        valid = .allocate(capacity: children.count)
-        valid.initialize(repeating: false)
-        keys = .allocate(capacity: children.count)
+        let count = children.count
+        // Every part's size is a multiple of 8, and each type aligns to at most 8.
+        let refBytes = (count * MemoryLayout<IteratorRef>.stride + 7) & ~7
+        let keyBytes = count * MemoryLayout<UnsafeRawBufferPointer>.stride
+        let tagBytes = count * MemoryLayout<UInt64>.stride
+        storage = .allocate(byteCount: max(1, refBytes + keyBytes + tagBytes + count), alignment: 16)
+        refs = UnsafeMutableBufferPointer(start: storage.bindMemory(to: IteratorRef.self, capacity: count), count: count)
+        for (index, child) in children.enumerated() { (refs.baseAddress! + index).initialize(to: child.unretained) }
+        keys = UnsafeMutableBufferPointer(
+            start: (storage + refBytes).bindMemory(to: UnsafeRawBufferPointer.self, capacity: count), count: count)
         keys.initialize(repeating: UnsafeRawBufferPointer(start: nil, count: 0))
-        tags = .allocate(capacity: children.count)
+        tags = UnsafeMutableBufferPointer(start: (storage + refBytes + keyBytes).bindMemory(to: UInt64.self, capacity: count), count: count)
         tags.initialize(repeating: 0)
+        valid = UnsafeMutableBufferPointer(
+            start: (storage + refBytes + keyBytes + tagBytes).bindMemory(to: Bool.self, capacity: count), count: count)
+        valid.initialize(repeating: false)
     }
 
     deinit {
-        valid.deallocate()
-        keys.deallocate()
-        tags.deallocate()
+        _ = refs.deinitialize()
+        storage.deallocate()
     }
 
     @inline(__always)

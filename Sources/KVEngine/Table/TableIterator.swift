@@ -159,7 +159,8 @@ final class TableIterator: InternalIterator {
                 }
             }
             if block == nil { block = try table.block(index, fillCache: fillCache) }
-            cursor = BlockCursor(block!)
+            // The new cursor takes over the old one's key buffer (the old one goes now).
+            cursor = BlockCursor(block!, key: cursor?.key ?? KeyBuffer())
             return true
         } catch {
             self.error = error

@@ -20,12 +20,31 @@ protocol InternalIterator: AnyObject {
     func prepareSeek(_ key: UnsafeRawBufferPointer, tag: UInt64) -> (table: Table, block: Int)?
     /// The block `prepareSeek` asked for, read by the caller (with other sources' blocks).
     func supplyPrepared(_ block: Block)
+    /// An unretained reference to this iterator (see `IteratorRef`).
+    var unretained: IteratorRef { get }
 }
 
 extension InternalIterator {
     var error: KVError? { nil }
     func prepareSeek(_ key: UnsafeRawBufferPointer, tag: UInt64) -> (table: Table, block: Int)? { nil }
     func supplyPrepared(_ block: Block) {}
+    var unretained: IteratorRef { IteratorRef(other: self) }
+}
+
+extension MemtableIterator {
+    var unretained: IteratorRef { IteratorRef(.memtable(.passUnretained(self))) }
+}
+
+extension TableIterator {
+    var unretained: IteratorRef { IteratorRef(.table(.passUnretained(self))) }
+}
+
+extension LevelIterator {
+    var unretained: IteratorRef { IteratorRef(.level(.passUnretained(self))) }
+}
+
+extension MergingIterator {
+    var unretained: IteratorRef { IteratorRef(.merging(.passUnretained(self))) }
 }
 
 /// An unretained reference to an iterator that its owner keeps alive, for the loops that
@@ -33,7 +52,7 @@ extension InternalIterator {
 /// one through an array element or an optional `var` takes both (in a scan those were
 /// half the time: docs/BENCHMARKS.md). The owner must outlive every use.
 struct IteratorRef {
-    private enum Kind {
+    fileprivate enum Kind {
         case memtable(Unmanaged<MemtableIterator>)
         case table(Unmanaged<TableIterator>)
         case level(Unmanaged<LevelIterator>)
@@ -42,20 +61,15 @@ struct IteratorRef {
         case other(Unowned)
     }
     /// Unowned, so that copying an `IteratorRef` never touches a reference count.
-    private struct Unowned {
+    fileprivate struct Unowned {
         unowned(unsafe) let base: any InternalIterator
     }
     private let kind: Kind
 
-    init(_ iterator: any InternalIterator) {
-        switch iterator {
-        case let iterator as MemtableIterator: kind = .memtable(.passUnretained(iterator))
-        case let iterator as TableIterator: kind = .table(.passUnretained(iterator))
-        case let iterator as LevelIterator: kind = .level(.passUnretained(iterator))
-        case let iterator as MergingIterator: kind = .merging(.passUnretained(iterator))
-        default: kind = .other(Unowned(base: iterator))
-        }
-    }
+    fileprivate init(_ kind: Kind) { self.kind = kind }
+
+    /// A reference to an iterator of a kind `Kind` does not name.
+    fileprivate init(other iterator: any InternalIterator) { kind = .other(Unowned(base: iterator)) }
 
     /// Runs `body` with the iterator, unretained (each case's concrete type is known to
     /// the optimizer there, so the calls in `body` are direct).
