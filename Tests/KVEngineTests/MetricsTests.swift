@@ -40,6 +40,9 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(chains, Int64(db.stats.logChains))
         XCTAssertGreaterThanOrEqual(chains, 2, "two sync writes; the second chain also carried the buffered write")
         XCTAssertGreaterThanOrEqual(try metrics.expectCounter(db.counters.logBytes.counter).totalValue, chains * 4096)
+        let chainMicros = try metrics.expectCounter(db.counters.logChainMicros.counter).totalValue
+        XCTAssertEqual(chainMicros, db.stats.logChainMicroseconds)
+        XCTAssertGreaterThan(chainMicros, 0, "a write and an fdatasync take time")
         // Background work is counted once, for stats and metrics alike.
         try db.compactRange()
         let stats = db.stats

@@ -128,7 +128,6 @@ final class RandomizedTests: XCTestCase {
                 }
             }
             XCTAssertLessThan(db.stats.logChains, threads * perThread, "writers shared chains (group commit)")
-            print("group commit: \(threads * perThread) writes in \(db.stats.logChains) chains")
             try db.close()
         }
         let db = try Database(path: dir.path, options: testOptions())

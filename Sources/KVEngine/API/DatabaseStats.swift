@@ -22,7 +22,7 @@ extension Database {
             memtableBytes: view.memtable.approximateBytes, memtableEntries: view.memtable.count,
             frozenMemtables: view.immutables.count,
             lastSequence: view.log?.lastSequence ?? view.visibleSequence, visibleSequence: view.visibleSequence,
-            logChains: counters.logChains.total, levels: levels,
+            logChains: counters.logChains.total, logChainMicroseconds: Int64(counters.logChainMicros.total), levels: levels,
             userBytes: Int64(counters.userBytes.total),
             flushes: counters.flushes.total, bytesFlushed: Int64(flushBytes),
             compactions: counters.compactions.total,
@@ -66,6 +66,10 @@ public struct DatabaseStats: Sendable {
     public var visibleSequence: UInt64
     /// Log commit chains completed since open (each ends in an fdatasync).
     public var logChains: Int
+    /// Microseconds those chains took from submission to completion, summed (the
+    /// device's write and fdatasync, and the ring's delivery): against the time the
+    /// chains covered, what group commit spends outside the device.
+    public var logChainMicroseconds: Int64
     /// Tables and bytes per level.
     public var levels: [LevelStats]
     /// Bytes of write batches acknowledged since open (what the user wrote).

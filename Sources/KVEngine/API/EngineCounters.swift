@@ -57,6 +57,7 @@ final class EngineCounters: Sendable {
     let scans = Tally("kvengine_scans_total")
     let logChains = Tally("kvengine_log_chains_total")
     let logBytes = Tally("kvengine_log_bytes_total")
+    let logChainMicros = Tally("kvengine_log_chain_microseconds_total")
     let flushes = Tally("kvengine_flushes_total")
     let flushBytes = Tally("kvengine_flush_bytes_total")
     let compactions = Tally("kvengine_compactions_total")

@@ -1,3 +1,4 @@
+import Dispatch
 import PageStore
 
 // The commit pipeline: when a chain of log pages is due, what it writes, who runs it, and
@@ -24,6 +25,8 @@ extension LogWriter {
         let id: Int
         let segments: [IOSegment]
         let reserve: (offset: Int64, length: Int64)?
+        /// When the chain was made (it is submitted at once), in uptime nanoseconds.
+        let madeNanos: UInt64
     }
 
     /// Starts a chain when there is room for one and one is due: a sync write waits, a
@@ -63,7 +66,7 @@ extension LogWriter {
         // Without the partial page the chain covers only records that end in sealed pages.
         // (With it, taking the page has just sealed everything.)
         let id = state.commits.start(endOffset: taken.end, lastSequence: state.pages.sealedSequence, carriesZeroFill: zeroFill != nil)
-        return Chain(id: id, segments: segments, reserve: reserve)
+        return Chain(id: id, segments: segments, reserve: reserve, madeNanos: DispatchTime.now().uptimeNanoseconds)
     }
 
     /// Asks for the reservation `chain` carries, if any. Growing the reservation never
@@ -145,6 +148,7 @@ extension LogWriter {
         if case .success(let bytes) = result {
             counters.logChains.add()
             counters.logBytes.add(bytes)
+            counters.logChainMicros.add(Int((DispatchTime.now().uptimeNanoseconds - chain.madeNanos) / 1000))
         }
         for (ack, result) in acks { ack(result) }
         if closing { drained.signal() }
