@@ -91,14 +91,16 @@ final class TableFormatTests: XCTestCase {
     }
 
     /// A block whose checksum holds but whose entries do not (a bug or a crafted file) is
-    /// corrupt, never a trap: here an entry's varints run into the restart array, and
-    /// another claims a shared prefix and lengths far past the block.
+    /// corrupt, never a trap: here an entry's varints run into the restart array, another
+    /// claims lengths far past the block, and a third a shared prefix of over 2^63 bytes
+    /// (which converted to `Int` trapped).
     func testMalformedEntriesAreCorruptNotATrap() throws {
         let restartArray: [UInt8] = [0, 0, 0, 0, 1, 0, 0, 0]
         let overrun = try XCTUnwrap(([0x80, 0x80, 0x80] + restartArray).withUnsafeBytes { Block(copying: $0) })
         let huge: [UInt8] = [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]
         let lengths = try XCTUnwrap(([0x00] + huge + huge + [0x00] + restartArray).withUnsafeBytes { Block(copying: $0) })
-        for block in [overrun, lengths] {
+        let shared = try XCTUnwrap((huge + [0x00, 0x00] + restartArray).withUnsafeBytes { Block(copying: $0) })
+        for block in [overrun, lengths, shared] {
             guard case .corrupt = Array("k".utf8).withUnsafeBytes({ block.pointSearch($0, tag: Tag.make(1, .put)) }) else {
                 return XCTFail("a malformed entry must read as corrupt")
             }

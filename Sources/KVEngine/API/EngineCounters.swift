@@ -37,6 +37,7 @@ struct Tally: Sendable {
 /// | `kvengine_scans_total` | counter | cursors opened |
 /// | `kvengine_log_chains_total` | counter | log commit chains completed (each ends in an fdatasync) |
 /// | `kvengine_log_bytes_total` | counter | log bytes written by those chains |
+/// | `kvengine_log_chain_microseconds_total` | counter | time those chains took, submission to completion |
 /// | `kvengine_flushes_total` | counter | memtables flushed to level 0 |
 /// | `kvengine_flush_bytes_total` | counter | table bytes those flushes wrote |
 /// | `kvengine_compactions_total` | counter | compactions that rewrote tables |

@@ -25,8 +25,6 @@ extension LogWriter {
         let id: Int
         let segments: [IOSegment]
         let reserve: (offset: Int64, length: Int64)?
-        /// When the chain was made (it is submitted at once), in uptime nanoseconds.
-        let madeNanos: UInt64
     }
 
     /// Starts a chain when there is room for one and one is due: a sync write waits, a
@@ -66,7 +64,7 @@ extension LogWriter {
         // Without the partial page the chain covers only records that end in sealed pages.
         // (With it, taking the page has just sealed everything.)
         let id = state.commits.start(endOffset: taken.end, lastSequence: state.pages.sealedSequence, carriesZeroFill: zeroFill != nil)
-        return Chain(id: id, segments: segments, reserve: reserve, madeNanos: DispatchTime.now().uptimeNanoseconds)
+        return Chain(id: id, segments: segments, reserve: reserve)
     }
 
     /// Asks for the reservation `chain` carries, if any. Growing the reservation never
@@ -86,8 +84,9 @@ extension LogWriter {
     /// Runs `chain` through the ring thread; its completion may start the next one.
     func submit(_ chain: Chain) {
         reserveSpace(chain)
+        let submitted = DispatchTime.now().uptimeNanoseconds
         storage.submit(.commit(log.file, chain.segments)) { [self] result in
-            if let next = completed(chain, result) { submit(next) }
+            if let next = completed(chain, result, submittedNanos: submitted) { submit(next) }
         }
     }
 
@@ -101,12 +100,13 @@ extension LogWriter {
         while true {
             reserveSpace(current)
             let result: IOResult
+            let submitted = DispatchTime.now().uptimeNanoseconds
             do {
                 result = .success(try storage.performBlocking(.commit(log.file, current.segments)))
             } catch {
                 result = .failure(error as? PageStoreError ?? PageStoreError(kind: .io, operation: "commit", path: log.path, detail: "\(error)"))
             }
-            guard let next = completed(current, result) else { return }
+            guard let next = completed(current, result, submittedNanos: submitted) else { return }
             guard waiting() else {
                 submit(next)
                 return
@@ -117,7 +117,9 @@ extension LogWriter {
 
     /// Retires completed chains in log order, acknowledges the writes they made durable,
     /// and returns the next chain that is due (for the caller to run).
-    func completed(_ chain: Chain, _ result: IOResult) -> Chain? {
+    /// `submittedNanos`: when the chain went to the storage (uptime), for the time chains
+    /// take.
+    func completed(_ chain: Chain, _ result: IOResult, submittedNanos: UInt64) -> Chain? {
         var acks: [(Ack, Result<Void, KVError>)] = []
         var closing = false
         var streaming = false
@@ -148,7 +150,7 @@ extension LogWriter {
         if case .success(let bytes) = result {
             counters.logChains.add()
             counters.logBytes.add(bytes)
-            counters.logChainMicros.add(Int((DispatchTime.now().uptimeNanoseconds - chain.madeNanos) / 1000))
+            counters.logChainMicros.add(Int((DispatchTime.now().uptimeNanoseconds - submittedNanos) / 1000))
         }
         for (ack, result) in acks { ack(result) }
         if closing { drained.signal() }

@@ -222,6 +222,7 @@ final class LogWriter: Sendable {
     /// acknowledged, and visible, at once unless an earlier write still waits (readers
     /// never see a write before an earlier one). True: acknowledged now.
     func acknowledgeOrQueue(through lastSequence: UInt64, durability: Durability, ack: @escaping Ack, _ state: inout State) -> Bool {
+        precondition(lastSequence == state.lastSequence, "a write is acknowledged or queued as the log's newest")
         if durability == .buffered && state.commits.waiters.isEmpty {
             publish(state.lastSequence)
             return true

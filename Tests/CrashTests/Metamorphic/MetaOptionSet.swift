@@ -66,10 +66,11 @@ struct MetaOptionSet: Sendable {
         MetaOptionSet(name: "async", options: tiny { $0.memtableBytes = 8 << 10 }, asyncAPI: true),
         // Tables in table format 1 (the whole-array bloom filter): what databases written
         // before table format 2 hold, and must still answer from.
-        // In memory (`Options.storage`, a `MemoryStorage`): the engine as a cache or a
-        // test double runs it.
-        MetaOptionSet(name: "memory", options: tiny { $0.memtableBytes = 8 << 10 }, inMemory: true),
         MetaOptionSet(name: "table-format-1", options: tiny { $0.tableFormatVersion = 1; $0.memtableBytes = 8 << 10 }),
+        // In memory (`Options.storage`, a `MemoryStorage`): the engine as a cache or a
+        // test double runs it. (Added 2026-12-03: seeds drawn before then picked their
+        // option sets from one set fewer, so they now run under others.)
+        MetaOptionSet(name: "memory", options: tiny { $0.memtableBytes = 8 << 10 }, inMemory: true),
     ]
 
     static func named(_ name: String) -> MetaOptionSet? { all.first { $0.name == name } }
