@@ -51,10 +51,10 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("write_buffer_size"), help: "Memtable bytes (default: the library's, Options.memtableBytes).")
     var writeBufferSize = -1
 
-    @Option(name: .customLong("target_file_size_base"), help: "Bytes at which compaction cuts its output tables (Options.tableTargetBytes; default 64 MiB).")
+    @Option(name: .customLong("target_file_size_base"), help: "Bytes at which compaction cuts its output tables (Options.tableTargetBytes; default 8 MiB).")
     var targetFileSizeBase = -1
 
-    @Option(name: .customLong("max_bytes_for_level_base"), help: "Bytes of level 1 (Options.levelBaseBytes; default 256 MiB).")
+    @Option(name: .customLong("max_bytes_for_level_base"), help: "Bytes of level 1 (Options.levelBaseBytes; default 32 MiB).")
     var maxBytesForLevelBase: Int64 = -1
 
     @Option(name: .customLong("open_files"), help: "Tables held open at once (Options.maxOpenTables; default: the engine's, see Tuning).")
