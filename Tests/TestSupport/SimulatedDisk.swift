@@ -276,15 +276,6 @@ package final class SimulatedDisk: Storage, @unchecked Sendable {
         }
     }
 
-    /// Size and XXH3 of a file as the running system sees it ("missing" when absent).
-    package func digest(ofFile path: String) -> String {
-        state.withLock { state in
-            guard let inode = state.names[path], let bytes = state.inodes[inode]?.volatile else { return "missing" }
-            let hash = bytes.withUnsafeBytes { Checksum.xxh3($0, seed: 0) }
-            return "\(bytes.count)/\(String(hash, radix: 16))"
-        }
-    }
-
     /// Writes random bytes over part of a durable file: one unaligned run of up to 64
     /// bytes, one 512-byte sector, or one 4 KiB page, at a random place.
     package func overwriteWithGarbage(in filter: (String) -> Bool) -> String? {

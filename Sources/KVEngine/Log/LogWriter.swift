@@ -48,7 +48,7 @@ final class LogWriter: Sendable {
     var number: UInt64 { log.number }
     let memtable: Memtable
     let storage: any Storage
-    let memtableLimitBytes: Int
+    private let memtableLimitBytes: Int
     let bufferedChainPages: Int
     let counters: EngineCounters
     let state: PlainLock<State>

@@ -20,7 +20,8 @@ protocol InternalIterator: AnyObject {
     func prepareSeek(_ key: UnsafeRawBufferPointer, tag: UInt64) -> (table: Table, block: Int)?
     /// The block `prepareSeek` asked for, read by the caller (with other sources' blocks).
     func supplyPrepared(_ block: Block)
-    /// An unretained reference to this iterator (see `IteratorRef`).
+    /// An unretained reference to this iterator (see `IteratorRef`; each kind of
+    /// iterator names itself there).
     var unretained: IteratorRef { get }
 }
 
@@ -28,7 +29,6 @@ extension InternalIterator {
     var error: KVError? { nil }
     func prepareSeek(_ key: UnsafeRawBufferPointer, tag: UInt64) -> (table: Table, block: Int)? { nil }
     func supplyPrepared(_ block: Block) {}
-    var unretained: IteratorRef { IteratorRef(other: self) }
 }
 
 extension MemtableIterator {
@@ -57,19 +57,10 @@ struct IteratorRef {
         case table(Unmanaged<TableIterator>)
         case level(Unmanaged<LevelIterator>)
         case merging(Unmanaged<MergingIterator>)
-        /// Any other kind: called as an existential (retained for each call).
-        case other(Unowned)
-    }
-    /// Unowned, so that copying an `IteratorRef` never touches a reference count.
-    fileprivate struct Unowned {
-        unowned(unsafe) let base: any InternalIterator
     }
     private let kind: Kind
 
     fileprivate init(_ kind: Kind) { self.kind = kind }
-
-    /// A reference to an iterator of a kind `Kind` does not name.
-    fileprivate init(other iterator: any InternalIterator) { kind = .other(Unowned(base: iterator)) }
 
     /// Runs `body` with the iterator, unretained (each case's concrete type is known to
     /// the optimizer there, so the calls in `body` are direct).
@@ -80,7 +71,6 @@ struct IteratorRef {
         case .table(let it): return it._withUnsafeGuaranteedRef { body($0) }
         case .level(let it): return it._withUnsafeGuaranteedRef { body($0) }
         case .merging(let it): return it._withUnsafeGuaranteedRef { body($0) }
-        case .other(let it): return body(it.base)
         }
     }
 
