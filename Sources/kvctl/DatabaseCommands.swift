@@ -142,10 +142,9 @@ struct Scan: ParsableCommand {
         let db = try database.openReadOnly()
         defer { try? db.close() }
         let cursor = db.scan(options)
-        for (key, value) in cursor {
+        while let (key, value) = try cursor.next() {
             print(encoding.line(key: key, value: keysOnly ? nil : value))
         }
-        if let error = cursor.error { throw error }
     }
 }
 

@@ -43,11 +43,11 @@ struct KVCtl: ParsableCommand {
 
     static func exitCode(for code: KVError.Code) -> Int32 {
         switch code {
-        case .invalidArgument: return 65
+        case .invalidArgument, .decoding: return 65
         case .notADatabase: return 66
         case .alreadyExists: return 73
         case .io: return 74
-        case .locked: return 75
+        case .locked, .conflict: return 75
         case .corruption, .newerFormat: return 76
         case .readOnly, .full, .closed: return 77
         }

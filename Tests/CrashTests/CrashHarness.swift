@@ -305,7 +305,7 @@ struct CrashRun {
         let expected = expectedState(appendedPrefix: prefix)
         var actual: [[UInt8]: [UInt8]] = [:]
         let cursor = db.scan()
-        for (key, value) in cursor { actual[key] = value }
+        do { while let (key, value) = try cursor.next() { actual[key] = value } } catch {}
         if let error = cursor.error {
             // Damage in a table shows when the block is read: detected, never a value.
             if corruption != nil, [.corruption, .io].contains(error.code) { return }

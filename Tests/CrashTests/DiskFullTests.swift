@@ -103,7 +103,7 @@ final class DiskFullTests: XCTestCase {
                 let restarted = disk.restarted(plan: SimulatedDisk.FaultPlan(), seed: UInt64(room))
                 let reopened = try Database(path: path, options: options, storage: restarted)
                 for index in acknowledged { XCTAssertEqual(try reopened.get(key(index)), value(index), "\(what): key \(index)") }
-                XCTAssertEqual(Array(reopened.scan()).count, acknowledged.count, what)
+                XCTAssertEqual(try reopened.scan().collect().count, acknowledged.count, what)
                 try reopened.close()
             }
         }
@@ -137,7 +137,7 @@ final class DiskFullTests: XCTestCase {
         let restarted = disk.restarted(plan: SimulatedDisk.FaultPlan(), seed: 6)
         let reopened = try Database(path: path, options: options, storage: restarted)
         for index in Array(0..<40) + [41, 50] { XCTAssertEqual(try reopened.get(key(index)), value(index), "after the power cut: key \(index)") }
-        XCTAssertEqual(Array(reopened.scan()).count, 42)
+        XCTAssertEqual(try reopened.scan().collect().count, 42)
         try reopened.close()
     }
 
@@ -169,10 +169,10 @@ final class DiskFullTests: XCTestCase {
             try db.close()
             let reopened = try Database(path: path, options: options, storage: disk)
             XCTAssertNil(try reopened.get(key(1000)), what)
-            XCTAssertEqual(Array(reopened.scan()).count, 41, what)
+            XCTAssertEqual(try reopened.scan().collect().count, 41, what)
             XCTAssertEqual(try reopened.ingest(sorted: ingested).entries, 1000, what)
             XCTAssertEqual(try reopened.get(key(1500)), value(1500), what)
-            XCTAssertEqual(Array(reopened.scan()).count, 1041, what)
+            XCTAssertEqual(try reopened.scan().collect().count, 1041, what)
             try reopened.close()
         }
     }
@@ -226,7 +226,7 @@ final class DiskFullTests: XCTestCase {
             try db.put(key(9999), value(9999))
             acknowledged.append(9999)
             for index in acknowledged { XCTAssertEqual(try db.get(key(index)), value(index), "\(what): resumed: key \(index)") }
-            XCTAssertEqual(Array(db.scan()).count, acknowledged.count, "\(what): resumed")
+            XCTAssertEqual(try db.scan().collect().count, acknowledged.count, "\(what): resumed")
             disk.setCapacity(disk.usedBytes)  // and full again
             try? db.close()  // its flush may fail on the full disk too: the log stays
         }
@@ -234,7 +234,7 @@ final class DiskFullTests: XCTestCase {
         do {
             let db = try Database(path: path, options: options, storage: disk)
             for index in acknowledged { XCTAssertEqual(try db.get(key(index)), value(index), "\(what): reopened full: key \(index)") }
-            XCTAssertEqual(Array(db.scan()).count, acknowledged.count, "\(what)")
+            XCTAssertEqual(try db.scan().collect().count, acknowledged.count, "\(what)")
             try? db.close()
         }
         // Room again: a reopen takes writes, and the next one finds them all.
@@ -246,7 +246,7 @@ final class DiskFullTests: XCTestCase {
         }
         let db = try Database(path: path, options: options, storage: disk)
         for index in acknowledged + [9998] { XCTAssertEqual(try db.get(key(index)), value(index), "\(what): after room: key \(index)") }
-        XCTAssertEqual(Array(db.scan()).count, acknowledged.count + 1, "\(what)")
+        XCTAssertEqual(try db.scan().collect().count, acknowledged.count + 1, "\(what)")
         try db.close()
         let path = failure?.path ?? ""
         if path.hasSuffix(".log") { return "log" }

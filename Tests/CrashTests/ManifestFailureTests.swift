@@ -75,7 +75,7 @@ final class ManifestFailureTests: XCTestCase {
             try reopened.close()
             let again = try Database(path: path, options: options, storage: next)
             XCTAssertEqual(try again.get(key(99)), value(99), file: file, line: line)
-            XCTAssertEqual(Array(again.scan()).count, 21, file: file, line: line)
+            XCTAssertEqual(try again.scan().collect().count, 21, file: file, line: line)
             try again.close()
         }
     }

@@ -56,7 +56,7 @@ final class DatabaseTests: XCTestCase {
         try db.put("table", "in a table")
         try db.put("gone", "soon deleted")
         try db.compactRange()
-        let before = db.snapshot()
+        let before = try db.snapshot()
         try db.put("memtable", "in the memtable")
         try db.delete("gone")
         for key in ["table", "memtable", "gone", "never"] {
@@ -255,16 +255,16 @@ final class DatabaseTests: XCTestCase {
         let db = try Database(path: dir.path, options: testOptions())
         try db.put("k", "old")
         try db.put("gone", "here")
-        let snapshot = db.snapshot()
+        let snapshot = try db.snapshot()
         try db.put("k", "new")
         try db.delete("gone")
         try db.put("added", "later")
         XCTAssertEqual(try db.get(Array("k".utf8), snapshot: snapshot), bytes("old"))
         XCTAssertEqual(try db.get(Array("gone".utf8), snapshot: snapshot), bytes("here"))
         XCTAssertNil(try db.get(Array("added".utf8), snapshot: snapshot))
-        let keys = db.scan(snapshot: snapshot).map { String(decoding: $0.key, as: UTF8.self) }
+        let keys = try db.scan(snapshot: snapshot).collect().map { String(decoding: $0.key, as: UTF8.self) }
         XCTAssertEqual(keys, ["gone", "k"])
-        XCTAssertEqual(db.scan().map { String(decoding: $0.key, as: UTF8.self) }, ["added", "k"])
+        XCTAssertEqual(try db.scan().collect().map { String(decoding: $0.key, as: UTF8.self) }, ["added", "k"])
     }
 
     func testBufferedWritesAreFlushedWithinTheInterval() throws {
@@ -294,8 +294,8 @@ final class DatabaseTests: XCTestCase {
         try await db.sync()
         let batch = try await db.get(keys: (0..<100).map { bytes("task\($0)") } + [bytes("absent")])
         XCTAssertEqual(batch, (0..<100).map { bytes("value\($0)") } + [nil])
-        XCTAssertEqual(db.scan().reduce(0) { count, _ in count + 1 }, 100)
-        try db.close()
+        XCTAssertEqual(try db.scan().collect().reduce(0) { count, _ in count + 1 }, 100)
+        try await db.close()
     }
 }
 
@@ -329,7 +329,7 @@ final class ReadOnlyOpenTests: XCTestCase {
             XCTAssertEqual(try first.get("k\(index)"), "v\(index)")
             XCTAssertEqual(try second.get("k\(index)"), "v\(index)")
         }
-        XCTAssertEqual(Array(second.scan()).count, 50)
+        XCTAssertEqual(try second.scan().collect().count, 50)
         XCTAssertThrowsError(try first.put("x", "y")) { error in
             XCTAssertEqual((error as! KVError).code, .readOnly)
             XCTAssertTrue((error as! KVError).message.contains("Options.readOnly"), "\(error)")

@@ -33,7 +33,7 @@ final class IngestTests: XCTestCase {
         try db.compactRange()
         for index in 300..<400 { try db.delete(key(index)) }  // tombstones in the memtable
         try db.put(key(450), bytes("memtable"))
-        let before = db.snapshot()
+        let before = try db.snapshot()
         let report = try db.ingest(sorted: entries(stride(from: 200, to: 500, by: 2), "new"))
         XCTAssertEqual(report.entries, 150)
         XCTAssertEqual(report.tables, 1, "over the level-0 table of the memtable's flush, the ingest goes to level 0 as one table")
@@ -108,7 +108,7 @@ final class IngestTests: XCTestCase {
             return entries(index..<(index + 1), tag)[0].value
         }
         for index in Array(0..<50) + Array(60..<70) { XCTAssertEqual(try db.get(key(index)), expected(index), "key \(index)") }
-        XCTAssertEqual(Array(db.scan()).map(\.value), (Array(0..<50) + Array(60..<70)).map(expected))
+        XCTAssertEqual(try db.scan().collect().map(\.value), (Array(0..<50) + Array(60..<70)).map(expected))
         try db.close()
     }
 

@@ -27,7 +27,7 @@ final class MetricsTests: XCTestCase {
         XCTAssertThrowsError(try db.put([], [1]))
         _ = try db.get("b")
         _ = try db.get("missing")
-        _ = Array(db.scan())
+        _ = try db.scan().collect()
         try db.sync()
         XCTAssertEqual(try metrics.expectCounter(db.counters.syncWrites.counter).totalValue, 2)
         XCTAssertEqual(try metrics.expectCounter(db.counters.bufferedWrites.counter).totalValue, 1)

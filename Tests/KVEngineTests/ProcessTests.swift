@@ -79,7 +79,7 @@ final class ProcessTests: XCTestCase {
             XCTAssertEqual(result.status, 0, result.stderr)
         }
         let db = try Database(path: dir.path, options: testOptions())
-        XCTAssertEqual(db.scan().map { String(decoding: $0.value, as: UTF8.self) }, (0..<5).map { "value\($0)" })
+        XCTAssertEqual(try db.scan().collect().map { String(decoding: $0.value, as: UTF8.self) }, (0..<5).map { "value\($0)" })
     }
 
     func testReadOfMissingDatabaseCreatesNothing() throws {
@@ -360,7 +360,7 @@ final class ProcessTests: XCTestCase {
         }
         do {
             let db = try Database(path: path, options: options)
-            XCTAssertEqual(Array(db.scan()).count, acknowledged, "reopened on the full volume")
+            XCTAssertEqual(try db.scan().collect().count, acknowledged, "reopened on the full volume")
             try? db.close()
         }
         let count = try run([path, "count"])
@@ -401,7 +401,7 @@ final class ProcessTests: XCTestCase {
         XCTAssertEqual(try db.get("after"), "room")
         XCTAssertEqual(try db.get("small1999"), String(repeating: "v", count: 2000))
         XCTAssertNil(try db.get("big0"))
-        XCTAssertEqual(Array(db.scan()).count, acknowledged + 1 + 2_000)
+        XCTAssertEqual(try db.scan().collect().count, acknowledged + 1 + 2_000)
         try db.close()
     }
 }

@@ -26,7 +26,7 @@ final class RandomizedTests: XCTestCase {
         return keys.map { ($0, oracle[$0]!) }
     }
 
-    private func checkScans(_ db: Database, _ oracle: [[UInt8]: [UInt8]], _ random: inout SplitMix, seed: UInt64, snapshot: Snapshot? = nil) {
+    private func checkScans(_ db: Database, _ oracle: [[UInt8]: [UInt8]], _ random: inout SplitMix, seed: UInt64, snapshot: Snapshot? = nil) throws {
         for _ in 0..<20 {
             var options = ScanOptions()
             if random.below(2) == 0 { options.start = randomKey(&random) }
@@ -34,7 +34,7 @@ final class RandomizedTests: XCTestCase {
             if random.below(3) == 0 { options.prefix = Array(randomKey(&random).prefix(1 + random.below(2))) }
             options.reverse = random.below(2) == 0
             if random.below(3) == 0 { options.limit = random.below(10) }
-            let got = db.scan(options, snapshot: snapshot).map { ($0.key, $0.value) }
+            let got = try db.scan(options, snapshot: snapshot).collect().map { ($0.key, $0.value) }
             let want = expectedScan(oracle, options)
             XCTAssertEqual(got.map(\.0), want.map(\.0), "scan \(options) seed \(seed)")
             XCTAssertEqual(got.map(\.1), want.map(\.1), "scan values \(options) seed \(seed)")
@@ -90,11 +90,11 @@ final class RandomizedTests: XCTestCase {
                         let key = randomKey(&random)
                         XCTAssertEqual(try db.get(key), oracle[key], "get \(key) round \(round) step \(step) seed \(seed)")
                     }
-                    if step % 100 == 0 { snapshots.append((db.snapshot(), oracle)) }
+                    if step % 100 == 0 { snapshots.append((try db.snapshot(), oracle)) }
                 }
-                checkScans(db, oracle, &random, seed: seed)
+                try checkScans(db, oracle, &random, seed: seed)
                 for (snapshot, state) in snapshots {
-                    checkScans(db, state, &random, seed: seed, snapshot: snapshot)
+                    try checkScans(db, state, &random, seed: seed, snapshot: snapshot)
                 }
                 // Reopen: by close, or by dropping the handle.
                 if round % 2 == 0 { try db.close() }
@@ -102,7 +102,7 @@ final class RandomizedTests: XCTestCase {
             handle = nil
             let reopened = try Database(path: dir.path, options: testOptions())
             for (key, value) in oracle { XCTAssertEqual(try reopened.get(key), value, "after reopen, seed \(seed)") }
-            XCTAssertEqual(reopened.scan().map(\.key).count, oracle.count, "seed \(seed)")
+            XCTAssertEqual(try reopened.scan().collect().map(\.key).count, oracle.count, "seed \(seed)")
             handle = reopened
         }
     }

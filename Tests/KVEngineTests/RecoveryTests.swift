@@ -352,8 +352,7 @@ extension RecoveryTests {
             defer { try? db.close() }
             var found: [String: String] = [:]
             let cursor = db.scan()
-            for (key, value) in cursor { found[String(decoding: key, as: UTF8.self)] = String(decoding: value, as: UTF8.self) }
-            if let error = cursor.error { throw error }
+            while let (key, value) = try cursor.next() { found[String(decoding: key, as: UTF8.self)] = String(decoding: value, as: UTF8.self) }
             for key in found.keys { _ = try db.get(key) }
             for index in 0..<120 where found["key\(index)"] == nil {
                 if let value = try db.get("key\(index)") { found["key\(index)"] = value }

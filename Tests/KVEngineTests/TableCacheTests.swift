@@ -72,7 +72,7 @@ final class TableCacheTests: XCTestCase {
         }
         var seen = 0
         let cursor = db.scan()
-        for (key, value) in cursor {
+        while let (key, value) = try cursor.next() {
             XCTAssertEqual(key, self.key(seen))
             XCTAssertEqual(value, self.value(seen, seen % 3 == 0 ? 1 : 0))
             seen += 1
@@ -98,7 +98,7 @@ final class TableCacheTests: XCTestCase {
         var refused: KVError? = nil
         for index in stride(from: 0, to: 12_000, by: 12_000 / (ceiling + 10)) {
             let cursor = db.scan(ScanOptions(start: key(index)))
-            if cursor.next() == nil {
+            if (try? cursor.next()) == nil {
                 refused = cursor.error
                 break
             }
@@ -113,7 +113,7 @@ final class TableCacheTests: XCTestCase {
         XCTAssertEqual(try db.get(key(11_999)), value(11_999, 0))
         XCTAssertEqual(try db.get(key(1_999)), value(1_999, 1))
         try db.compactRange()
-        XCTAssertEqual(Array(db.scan()).count, 12_000)
+        XCTAssertEqual(try db.scan().collect().count, 12_000)
         try db.close()
     }
 

@@ -1,4 +1,8 @@
 /// What a scan covers and how it walks.
+///
+///     ScanOptions(prefix: "user:")                      // keys that begin with "user:"
+///     ScanOptions(start: "a", end: "m", reverse: true)  // [a, m), from the last key
+///     ScanOptions(after: lastKeyOfPage, limit: 100)     // the next page
 public struct ScanOptions: Sendable {
     /// First key included (nil: from the first key).
     public var start: [UInt8]?
@@ -8,21 +12,29 @@ public struct ScanOptions: Sendable {
     public var prefix: [UInt8]?
     /// Walk from the last key to the first.
     public var reverse = false
-    /// Stop after this many entries.
+    /// Stop after this many entries (nil: no limit; zero or less: none).
     public var limit: Int?
     /// Whether the table blocks this scan reads enter the block cache (as in LevelDB and
     /// RocksDB, on by default). Turn it off for a one-off scan of much more data than the
     /// cache holds (an export, a backup) so that it does not push out the hot blocks.
     public var fillCache = true
 
-    /// A scan of `[start, end)` (and `prefix`), forward unless `reverse`.
+    /// A scan of `[start, end)` (and `prefix`), forward unless `reverse`. Keys are any
+    /// ``KVBytes`` (`[UInt8]`, `String`, `Data`...). `after` starts just past a key (the
+    /// exclusive start a paging loop needs: the smallest key greater than `after` is
+    /// `after` followed by a zero byte); with `start` too, the later of the two applies.
     public init(
-        start: [UInt8]? = nil, end: [UInt8]? = nil, prefix: [UInt8]? = nil,
-        reverse: Bool = false, limit: Int? = nil, fillCache: Bool = true
+        start: (any KVBytes)? = nil, after: (any KVBytes)? = nil, end: (any KVBytes)? = nil,
+        prefix: (any KVBytes)? = nil, reverse: Bool = false, limit: Int? = nil, fillCache: Bool = true
     ) {
-        self.start = start
-        self.end = end
-        self.prefix = prefix
+        var lower = start?.kvArray
+        if let after = after?.kvArray {
+            let past = after + [0]
+            if lower.map({ $0.lexicographicallyPrecedes(past) }) ?? true { lower = past }
+        }
+        self.start = lower
+        self.end = end?.kvArray
+        self.prefix = prefix?.kvArray
         self.reverse = reverse
         self.limit = limit
         self.fillCache = fillCache
@@ -32,12 +44,32 @@ public struct ScanOptions: Sendable {
 /// An ordered walk over the database's keys and values at one snapshot.
 ///
 /// A cursor sees exactly the state at the sequence number it was opened with, however
-/// much is written meanwhile. It is a `Sequence`: `for (key, value) in db.scan(...)`.
+/// much is written meanwhile. Read it with `next()`, which throws when a table cannot be
+/// read or is corrupt (an error is never mistaken for the end of the range):
+///
+///     let cursor = db.scan(ScanOptions(prefix: "user:"))
+///     while let (key, value) = try cursor.next() { ... }
+///
+/// or, from async code, as an `AsyncSequence`, whose reads run on the database's own
+/// threads, a batch of entries at a time, never blocking Swift's cooperative pool:
+///
+///     for try await (key, value) in db.scan(ScanOptions(prefix: "user:")) { ... }
+///
+/// `next()` walks once (nil at the end, and from then on; ``restart()`` walks again).
+/// Each `for try await` loop is a walk of its own from the start, at the same snapshot.
+/// A scan of a closed database throws ``KVError/Code/closed`` from its first `next()`.
 /// Not thread-safe: use one cursor from one task at a time.
-public final class Cursor: Sequence, IteratorProtocol {
+public final class Cursor: AsyncSequence {
+    /// A key and its value.
     public typealias Element = (key: [UInt8], value: [UInt8])
+    /// What a walk throws.
+    public typealias Failure = KVError
 
-    private let source: any InternalIterator
+    /// What the walk reads, kept so that it can walk again; nil when the scan failed at
+    /// its start (`failure`).
+    private let view: View?
+    private let database: Database?
+    private var source: any InternalIterator
     private let snapshot: UInt64
     private let options: ScanOptions
     /// Upper bound (exclusive): the smaller of `end` and the prefix's successor.
@@ -51,30 +83,77 @@ public final class Cursor: Sequence, IteratorProtocol {
     /// Forward: the key last handed out or skipped as deleted; its older versions follow.
     private let skipKey = KeyBuffer()
     private var hasSkipKey = false
-    /// Why the walk ended early: a table could not be read, or a block failed its
-    /// checksum. Nil when the cursor reached the end of its range (or has not yet).
+    /// Why the walk ended early: a table could not be read, a block failed its checksum,
+    /// or the database was closed when the scan began. Nil when the cursor reached the end
+    /// of its range (or has not yet). `next()` throws it.
     public private(set) var error: KVError?
 
-    init(source: any InternalIterator, snapshot: UInt64, options: ScanOptions) {
-        self.source = source
+    init(view: View, database: Database, snapshot: UInt64, options: ScanOptions) {
+        self.view = view
+        self.database = database
+        self.source = view.makeIterator(fillCache: options.fillCache)
         self.snapshot = snapshot
         self.options = options
-        var lower = options.start
-        var upper = options.end
-        if let prefix = options.prefix {
-            if lower.map({ $0.lexicographicallyPrecedes(prefix) }) ?? true { lower = prefix }
-            if let successor = Cursor.successor(of: prefix),
-                upper.map({ successor.lexicographicallyPrecedes($0) }) ?? true
-            {
-                upper = successor
-            }
-        }
-        self.lower = lower
-        self.upper = upper
+        (self.lower, self.upper) = Cursor.bounds(options)
     }
 
-    /// The next entry, or nil at the end of the range.
-    public func next() -> Element? {
+    /// A cursor whose walk fails at once with `failure`.
+    init(failing failure: KVError, options: ScanOptions) {
+        self.view = nil
+        self.database = nil
+        self.source = Memtable().makeIterator()
+        self.snapshot = 0
+        self.options = options
+        (self.lower, self.upper) = Cursor.bounds(options)
+        self.error = failure
+    }
+
+    /// A fresh walk over what this one reads (the same sources and snapshot).
+    private init(again cursor: Cursor) {
+        self.view = cursor.view
+        self.database = cursor.database
+        self.source = cursor.view?.makeIterator(fillCache: cursor.options.fillCache) ?? Memtable().makeIterator()
+        self.snapshot = cursor.snapshot
+        self.options = cursor.options
+        self.lower = cursor.lower
+        self.upper = cursor.upper
+        if cursor.view == nil { self.error = cursor.error }
+    }
+
+    private static func bounds(_ options: ScanOptions) -> (lower: [UInt8]?, upper: [UInt8]?) {
+        let range = KeyRange(options)
+        return (range.lower, range.upper)
+    }
+
+    /// The next entry, or nil at the end of the range; throws when a table cannot be read
+    /// or is corrupt (and again on every later call).
+    public func next() throws(KVError) -> Element? {
+        if let error { throw error }
+        let entry = nextEntry()
+        if let error { throw error }
+        return entry
+    }
+
+    /// The entries from here to the end of the range (or the limit).
+    public func collect() throws(KVError) -> [Element] {
+        var entries: [Element] = []
+        while let entry = try next() { entries.append(entry) }
+        return entries
+    }
+
+    /// Starts the walk again from the beginning of the range, at the same snapshot.
+    public func restart() {
+        let fresh = Cursor(again: self)
+        source = fresh.source
+        returned = 0
+        started = false
+        positioned = false
+        hasSkipKey = false
+        error = fresh.error
+    }
+
+    /// The next entry without the error check (`error` says why it is nil early).
+    private func nextEntry() -> Element? {
         if options.reverse {
             guard withinLimit() else { return nil }
             let entry = previousVisible()
@@ -85,19 +164,98 @@ public final class Cursor: Sequence, IteratorProtocol {
         return (Array(source.key), Array(source.value))
     }
 
+    /// Up to `count` entries or about `bytes` of them (at least one), for the async walk.
+    fileprivate func nextBatch(count: Int, bytes: Int) -> [Element] {
+        var batch: [Element] = []
+        var taken = 0
+        while batch.count < count && taken < bytes, let entry = nextEntry() {
+            taken += entry.key.count + entry.value.count + 32
+            batch.append(entry)
+        }
+        return batch
+    }
+
+    /// Whether a walk reads only memtables (no table, so no block read that could block).
+    fileprivate var readsOnlyMemory: Bool {
+        guard let view else { return true }
+        return view.immutables.isEmpty && view.version.tableCount == 0
+    }
+
+    /// A walk of its own, from the start of the range.
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(Cursor(again: self))
+    }
+
+    /// One async walk: entries are read a batch at a time (256 entries or 256 KiB) on the
+    /// database's read threads, then handed out from memory.
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        private let walk: WalkBox
+        private var buffered: [Element] = []
+        private var position = 0
+        private var finished = false
+
+        fileprivate init(_ cursor: Cursor) { walk = WalkBox(cursor) }
+
+        /// The next entry, or nil at the end of the range.
+        public mutating func next(isolation actor: isolated (any Actor)?) async throws(KVError) -> Element? {
+            if position < buffered.count {
+                defer { position += 1 }
+                return buffered[position]
+            }
+            if finished { return nil }
+            let walk = self.walk
+            let batch: [Element]
+            if walk.cursor.readsOnlyMemory || walk.cursor.database == nil {
+                batch = try walk.fill()
+            } else {
+                batch = try await walk.cursor.database!.blockingReads.run { () throws(KVError) -> [Element] in try walk.fill() }
+            }
+            buffered = batch
+            position = 0
+            if batch.isEmpty {
+                finished = true
+                return nil
+            }
+            position = 1
+            return batch[0]
+        }
+
+        /// The next entry, or nil at the end of the range.
+        public mutating func next() async throws(KVError) -> Element? {
+            try await next(isolation: nil)
+        }
+    }
+
+    /// The walk of an async iterator, handed to a read thread for a batch at a time; only
+    /// one thread touches it at once (the iterator awaits each batch).
+    fileprivate final class WalkBox: @unchecked Sendable {
+        let cursor: Cursor
+        init(_ cursor: Cursor) { self.cursor = cursor }
+
+        func fill() throws(KVError) -> [Element] {
+            if let error = cursor.error { throw error }
+            let batch = cursor.nextBatch(count: 256, bytes: 256 << 10)
+            if batch.isEmpty, let error = cursor.error { throw error }
+            return batch
+        }
+    }
+
     /// Calls `body` with each remaining entry's key and value, without copying them; the
-    /// buffers are valid only during the call. Return false from `body` to stop.
-    public func forEach(_ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool) rethrows {
+    /// buffers are valid only during the call. Return false from `body` to stop. Throws
+    /// what `body` throws, or the cursor's ``error`` when the walk fails.
+    public func forEach(_ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool) throws {
+        if let error { throw error }
         if options.reverse {
-            while let (key, value) = next() {
+            while let (key, value) = nextEntry() {
                 let proceed = try key.withUnsafeBytes { k in try value.withUnsafeBytes { v in try body(k, v) } }
                 if !proceed { return }
             }
-            return
+        } else {
+            while advance() {
+                if try !body(source.key, source.value) { return }
+            }
         }
-        while advance() {
-            if try !body(source.key, source.value) { return }
-        }
+        if let error { throw error }
     }
 
     private func withinLimit() -> Bool {

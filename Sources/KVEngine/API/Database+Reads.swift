@@ -57,28 +57,34 @@ extension Database {
     }
 
     /// Takes a snapshot: reads through it see the database as it is now, and compaction
-    /// keeps the versions it needs until it is released.
-    public func snapshot() -> Snapshot {
-        snapshots.take { currentView.visibleSequence }
+    /// keeps the versions it needs until it is released. Throws `.closed` after `close()`.
+    public func snapshot() throws(KVError) -> Snapshot {
+        try checkOpen()
+        return snapshots.take { currentView.visibleSequence }
     }
 
     /// An ordered walk over the keys in `options`' range, at `snapshot` (default: now).
+    /// Nothing is read until the cursor's first `next()` (or the first step of a
+    /// `for try await` loop); after `close()` that step throws `.closed`.
     public func scan(_ options: ScanOptions = ScanOptions(), snapshot: Snapshot? = nil) -> Cursor {
+        do throws(KVError) {
+            try checkOpen()
+        } catch {
+            return Cursor(failing: error, options: options)
+        }
         counters.scans.add()
         let view = currentView
-        return Cursor(source: view.makeIterator(fillCache: options.fillCache), snapshot: snapshot?.sequence ?? view.visibleSequence, options: options)
+        return Cursor(view: view, database: self, snapshot: snapshot?.sequence ?? view.visibleSequence, options: options)
     }
 
     /// Calls `body` with each key and value in `options`' range, in order, without copying
     /// them (the buffers are valid only during the call); return false to stop. Throws
-    /// when a table cannot be read or is corrupt.
+    /// when a table cannot be read or is corrupt, and `.closed` after `close()`.
     public func forEach(
         _ options: ScanOptions = ScanOptions(), snapshot: Snapshot? = nil,
         _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool
     ) throws {
-        let cursor = scan(options, snapshot: snapshot)
-        try cursor.forEach(body)
-        if let error = cursor.error { throw error }
+        try scan(options, snapshot: snapshot).forEach(body)
     }
 
     /// The newest sequence number readers see.

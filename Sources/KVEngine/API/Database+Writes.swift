@@ -64,7 +64,7 @@ extension Database {
 
     /// Blocks until what `appended` says the log took is acknowledged, first running on
     /// this thread the chain it handed back.
-    private func settle(_ appended: LogWriter.Appended, on log: LogWriter, _ done: OneShot<Result<Void, KVError>>) throws(KVError) {
+    func settle(_ appended: LogWriter.Appended, on log: LogWriter, _ done: OneShot<Result<Void, KVError>>) throws(KVError) {
         guard case .waiting(let chain) = appended else { return }
         if let chain { log.lead(chain, while: { !done.isFulfilled }) }
         storage.willWait()

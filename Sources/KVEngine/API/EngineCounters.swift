@@ -47,6 +47,8 @@ struct Tally: Sendable {
 /// | `kvengine_stalls_total` | counter | writes held until background work caught up |
 /// | `kvengine_slowdowns_total` | counter | writes delayed by a millisecond |
 /// | `kvengine_stall_microseconds_total` | counter | time writers spent in stalls and slowdowns |
+/// | `kvengine_transactions_total` | counter, dimension `outcome` | transaction commits that wrote (`committed`) and commit attempts refused by a conflict (`conflicted`) |
+/// | `kvengine_transaction_retries_total` | counter | transaction bodies run again after a conflict |
 /// | `kvengine_commit_duration` | timer | time from a sync write's call to its acknowledgement |
 final class EngineCounters: Sendable {
     let syncWrites = Tally("kvengine_writes_total", dimensions: [("durability", "sync")])
@@ -68,5 +70,8 @@ final class EngineCounters: Sendable {
     let stalls = Tally("kvengine_stalls_total")
     let slowdowns = Tally("kvengine_slowdowns_total")
     let stallMicros = Tally("kvengine_stall_microseconds_total")
+    let transactionsCommitted = Tally("kvengine_transactions_total", dimensions: [("outcome", "committed")])
+    let transactionsConflicted = Tally("kvengine_transactions_total", dimensions: [("outcome", "conflicted")])
+    let transactionRetries = Tally("kvengine_transaction_retries_total")
     let commitDuration = Metrics.Timer(label: "kvengine_commit_duration")
 }

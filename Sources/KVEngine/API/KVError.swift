@@ -31,7 +31,43 @@ public struct KVError: Error, Sendable, CustomStringConvertible {
         /// that hit it; later writes fail too until there is room again, and then go on
         /// (the next write tries, at most every 0.1 s; ``Database/resumeWrites()`` tries now).
         case full
+        /// A transaction's commit found that a key it read or wrote (or a key in a range it
+        /// scanned) was written by another commit after its snapshot, and the attempts
+        /// ``TransactionOptions/maxAttempts`` allows ran out; nothing of it was applied.
+        case conflict
+        /// A stored value is not what it was asked for as: a `String` from bytes that are
+        /// not UTF-8, or a `Codable` value its decoder refused (the decoder's error is in
+        /// the message). A value that could not be encoded is refused with this code too.
+        case decoding
     }
+
+    // Each code as a static member, so that a catch can name it: `catch KVError.locked`
+    // (matched by `~=` below), as Foundation's `CocoaError.fileNoSuchFile` is.
+
+    /// Matches `.invalidArgument` in a `catch` (`catch KVError.invalidArgument`).
+    public static let invalidArgument = Code.invalidArgument
+    /// Matches `.notADatabase` in a `catch`.
+    public static let notADatabase = Code.notADatabase
+    /// Matches `.alreadyExists` in a `catch`.
+    public static let alreadyExists = Code.alreadyExists
+    /// Matches `.locked` in a `catch`.
+    public static let locked = Code.locked
+    /// Matches `.corruption` in a `catch`.
+    public static let corruption = Code.corruption
+    /// Matches `.io` in a `catch`.
+    public static let io = Code.io
+    /// Matches `.newerFormat` in a `catch`.
+    public static let newerFormat = Code.newerFormat
+    /// Matches `.closed` in a `catch`.
+    public static let closed = Code.closed
+    /// Matches `.readOnly` in a `catch`.
+    public static let readOnly = Code.readOnly
+    /// Matches `.full` in a `catch`.
+    public static let full = Code.full
+    /// Matches `.conflict` in a `catch`.
+    public static let conflict = Code.conflict
+    /// Matches `.decoding` in a `catch`.
+    public static let decoding = Code.decoding
 
     /// The class of failure.
     public let code: Code
@@ -69,6 +105,13 @@ public struct KVError: Error, Sendable, CustomStringConvertible {
     public var errno: Int32? { underlying?.errno }
 
     public var description: String { message }
+}
+
+extension KVError.Code {
+    /// Whether `error` is a ``KVError`` with this code: what `catch KVError.locked` uses.
+    public static func ~= (code: KVError.Code, error: any Error) -> Bool {
+        (error as? KVError)?.code == code
+    }
 }
 
 /// Runs page store calls, turning their errors into `.io` errors saying what was being done.

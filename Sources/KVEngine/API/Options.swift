@@ -175,8 +175,59 @@ public struct Options: Sendable {
         case openReadOnly
     }
 
-    /// The defaults: create if missing, sync writes, 4 MiB memtable.
-    public init() {}
+    /// The defaults, with any of the public options given by label; an argument left out
+    /// (or nil) keeps its default:
+    ///
+    ///     let options = Options(createIfMissing: false, defaultDurability: .buffered)
+    public init(
+        createIfMissing: Bool? = nil,
+        errorIfExists: Bool? = nil,
+        readOnly: Bool? = nil,
+        defaultDurability: Durability? = nil,
+        memtableBytes: Int? = nil,
+        maxFrozenMemtables: Int? = nil,
+        cacheBytes: Int? = nil,
+        maxOpenTables: Int? = nil,
+        batchReadDepth: Int? = nil,
+        tableTargetBytes: Int? = nil,
+        level0CompactionTrigger: Int? = nil,
+        level0SlowdownTrigger: Int? = nil,
+        level0StopTrigger: Int? = nil,
+        levelBaseBytes: Int64? = nil,
+        levelMultiplier: Int? = nil,
+        pendingCompactionSlowdownBytes: Int64? = nil,
+        pendingCompactionStopBytes: Int64? = nil,
+        bufferedFlushIntervalMs: Int? = nil,
+        logPreallocateBytes: Int64? = nil,
+        onLogCorruption: CorruptionPolicy? = nil,
+        flushOnClose: Bool? = nil,
+        storage: (any Storage)? = nil,
+        pageStore: PageStoreOptions? = nil
+    ) {
+        if let createIfMissing { self.createIfMissing = createIfMissing }
+        if let errorIfExists { self.errorIfExists = errorIfExists }
+        if let readOnly { self.readOnly = readOnly }
+        if let defaultDurability { self.defaultDurability = defaultDurability }
+        if let memtableBytes { self.memtableBytes = memtableBytes }
+        if let maxFrozenMemtables { self.maxFrozenMemtables = maxFrozenMemtables }
+        if let cacheBytes { self.cacheBytes = cacheBytes }
+        if let maxOpenTables { self.maxOpenTables = maxOpenTables }
+        if let batchReadDepth { self.batchReadDepth = batchReadDepth }
+        if let tableTargetBytes { self.tableTargetBytes = tableTargetBytes }
+        if let level0CompactionTrigger { self.level0CompactionTrigger = level0CompactionTrigger }
+        if let level0SlowdownTrigger { self.level0SlowdownTrigger = level0SlowdownTrigger }
+        if let level0StopTrigger { self.level0StopTrigger = level0StopTrigger }
+        if let levelBaseBytes { self.levelBaseBytes = levelBaseBytes }
+        if let levelMultiplier { self.levelMultiplier = levelMultiplier }
+        if let pendingCompactionSlowdownBytes { self.pendingCompactionSlowdownBytes = pendingCompactionSlowdownBytes }
+        if let pendingCompactionStopBytes { self.pendingCompactionStopBytes = pendingCompactionStopBytes }
+        if let bufferedFlushIntervalMs { self.bufferedFlushIntervalMs = bufferedFlushIntervalMs }
+        if let logPreallocateBytes { self.logPreallocateBytes = logPreallocateBytes }
+        if let onLogCorruption { self.onLogCorruption = onLogCorruption }
+        if let flushOnClose { self.flushOnClose = flushOnClose }
+        if let storage { self.storage = storage }
+        if let pageStore { self.pageStore = pageStore }
+    }
 
     func validate() throws(KVError) {
         let tiny = allowTinySizes ? 1 << 12 : 1 << 16

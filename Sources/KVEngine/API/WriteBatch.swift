@@ -1,3 +1,5 @@
+import Foundation
+
 /// Puts and deletes applied together: after a crash either all of them are present or
 /// none is, and readers never see some without the others.
 ///
@@ -18,8 +20,30 @@ public struct WriteBatch: Sendable {
     /// An empty batch.
     public init() {}
 
-    /// Adds a put of `value` under `key`; a later entry for the same key wins.
-    public mutating func put(_ key: some Collection<UInt8>, _ value: some Collection<UInt8>) {
+    /// Adds a put of `value` under `key` (each any ``KVBytes``: `[UInt8]`, `Data`,
+    /// `String`...); a later entry for the same key wins.
+    public mutating func put(_ key: some KVBytes, _ value: some KVBytes) {
+        key.withKVBytes { key in value.withKVBytes { value in append(put: key, value) } }
+    }
+
+    /// Adds a put of `value` encoded by `encoder` (JSON by default) under `key`; throws
+    /// ``KVError/Code/decoding`` when the value cannot be encoded (the batch is unchanged).
+    public mutating func put<T: Encodable>(_ key: some KVBytes, encoding value: T, using encoder: some KVValueEncoder = JSONEncoder()) throws(KVError) {
+        put(key, try ValueCoding.encode(value, using: encoder))
+    }
+
+    /// Adds a delete of `key`.
+    public mutating func delete(_ key: some KVBytes) {
+        key.withKVBytes { key in
+            count += 1
+            guard checkSizes(keyBytes: key.count, valueBytes: 0, adding: key.count + 6) else { return }
+            encoded.append(EntryType.delete.rawValue)
+            Coding.putVarint(UInt64(key.count), into: &encoded)
+            encoded.append(contentsOf: key)
+        }
+    }
+
+    private mutating func append(put key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) {
         count += 1
         // A batch over a limit is refused when written: its bytes need not be copied.
         guard checkSizes(keyBytes: key.count, valueBytes: value.count, adding: key.count + value.count + 9) else { return }
@@ -29,21 +53,6 @@ public struct WriteBatch: Sendable {
         Coding.putVarint(UInt64(value.count), into: &encoded)
         encoded.append(contentsOf: value)
     }
-
-    /// Adds a delete of `key`.
-    public mutating func delete(_ key: some Collection<UInt8>) {
-        count += 1
-        guard checkSizes(keyBytes: key.count, valueBytes: 0, adding: key.count + 6) else { return }
-        encoded.append(EntryType.delete.rawValue)
-        Coding.putVarint(UInt64(key.count), into: &encoded)
-        encoded.append(contentsOf: key)
-    }
-
-    /// Adds a put with UTF-8 key and value.
-    public mutating func put(_ key: String, _ value: String) { put(Array(key.utf8), Array(value.utf8)) }
-
-    /// Adds a delete of a UTF-8 key.
-    public mutating func delete(_ key: String) { delete(Array(key.utf8)) }
 
     /// Removes every entry.
     public mutating func removeAll() {

@@ -144,8 +144,14 @@ final class LogWriter: Sendable {
     /// Appends `batch`; `ack` runs once the write is acknowledged at `durability` (or has
     /// failed). With `lead`, a chain that becomes due is returned for the caller to run on
     /// its own thread (`lead(_:)`) instead of going to the ring thread: only for callers
-    /// that may block.
-    func append(_ batch: WriteBatch, durability: Durability, lead: Bool, ack: @escaping Ack) -> Appended {
+    /// that may block. `precondition`, when given, runs under the lock just before the
+    /// batch would take its sequence numbers, with the memtable every earlier write of
+    /// this log is in: an error it returns fails the append (`ack` gets it) and nothing is
+    /// written (a transaction's last conflict check).
+    func append(
+        _ batch: WriteBatch, durability: Durability, lead: Bool,
+        precondition: ((Memtable) -> KVError?)? = nil, ack: @escaping Ack
+    ) -> Appended {
         var batch = batch
         // The copy sealing makes (the caller keeps its batch) is made here, not under the lock.
         batch.makeUnique()
@@ -162,6 +168,7 @@ final class LogWriter: Sendable {
                 if memtable.count > 0 && memtable.approximateBytes + batch.encodedBytes + batch.count * 48 > memtableLimitBytes {
                     return .rotate
                 }
+                if let precondition, let refusal = precondition(memtable) { return .failed(refusal) }
                 if batch.encodedBytes > LogWriter.streamThresholdBytes {
                     batch.seal(firstSequence: state.lastSequence + 1)
                     state.lastSequence += UInt64(batch.count)

@@ -197,7 +197,9 @@ final class LevelIterator: InternalIterator {
     private func open(_ position: Int) -> Bool {
         if let error = walk?.error { failure = failure ?? error }
         guard failure == nil, position >= 0, position < tables.count else {
+            // No walk, so no table walked: a later seek opens its table again.
             walk = nil
+            walking = nil
             return false
         }
         index = position

@@ -26,10 +26,14 @@ final class BlockingPool: @unchecked Sendable {
 
     /// Runs `body` on a pool thread and suspends until it returns.
     func run<T: Sendable>(_ body: @escaping @Sendable () throws(KVError) -> T) async throws(KVError) -> T {
-        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, KVError>, Never>) in
+        try await runResult(body).get()
+    }
+
+    /// Runs `body` on a pool thread and suspends until it returns, with its outcome.
+    func runResult<T: Sendable>(_ body: @escaping @Sendable () throws(KVError) -> T) async -> Result<T, KVError> {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, KVError>, Never>) in
             submit { continuation.resume(returning: Result { () throws(KVError) in try body() }) }
         }
-        return try result.get()
     }
 
     private func submit(_ job: @escaping @Sendable () -> Void) {

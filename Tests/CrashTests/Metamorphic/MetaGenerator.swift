@@ -58,7 +58,7 @@ struct MetaGenerator {
     /// The operation kinds and their weights.
     private enum Kind: CaseIterable {
         case put, delete, batch, get, getMany, takeSnapshot, releaseSnapshot, openCursor, next, closeCursor, scan
-        case flush, compactAll, compactRange, sync, reopen, reopenWithOptions, reopenReadOnly, salvage, crash, ingest, noRoom
+        case flush, compactAll, compactRange, sync, reopen, reopenWithOptions, reopenReadOnly, salvage, crash, ingest, noRoom, transaction
 
         var weight: Int {
             switch self {
@@ -84,6 +84,7 @@ struct MetaGenerator {
             case .crash: return 20
             case .ingest: return 12
             case .noRoom: return 10
+            case .transaction: return 40
             }
         }
     }
@@ -173,12 +174,35 @@ struct MetaGenerator {
             }
             return .ingest(keys.map { .put($0, value()) })
         case .noRoom: return .noRoom(key: key(), value: value(), sync: durability())
+        case .transaction:
+            // Keys the engine takes (no empty key): a read, write or meanwhile of one
+            // would fail the whole transaction, which tells nothing about conflicts.
+            let reads = (0..<random.below(4)).map { _ in nonEmptyKey() }
+            var writes: [MetaBatchEntry] = []
+            for _ in 0..<random.below(4) {
+                let key = !reads.isEmpty && random.chance(0.4) ? reads[random.below(reads.count)] : nonEmptyKey()
+                writes.append(random.chance(0.25) ? .delete(key) : .put(key, value()))
+            }
+            let scan = random.chance(0.4) ? scan() : nil
+            var meanwhile: MetaBatchEntry? = nil
+            if random.chance(0.6) {
+                // Often a key the transaction touches, so that conflicts are common.
+                let touched = reads + writes.map(\.key)
+                let key = !touched.isEmpty && random.chance(0.5) ? touched[random.below(touched.count)] : nonEmptyKey()
+                meanwhile = random.chance(0.3) ? .delete(key) : .put(key, value())
+            }
+            return .transaction(MetaTransaction(sync: durability(), reads: reads, scan: scan, writes: writes, meanwhile: meanwhile))
         }
     }
 
     private mutating func dropHandles() {
         liveSnapshots.removeAll()
         liveCursors.removeAll()
+    }
+
+    private mutating func nonEmptyKey() -> [UInt8] {
+        let key = key()
+        return key.isEmpty ? [0x61] : key
     }
 
     private mutating func key() -> [UInt8] {

@@ -16,6 +16,7 @@ import Foundation
 ///     next c1 3 | close c1
 ///     scan start=- end=xff prefix=x00 forward limit=- @-
 ///     flush | compact x61 - | sync | reopen | reopen opts=tiny | reopen ro | salvage | crash
+///     txn sync read x61 ; scan start=- end=- prefix=- forward limit=2 ; put x61 v5/3 ; meanwhile del x61
 enum MetaOp: Equatable, CustomStringConvertible {
     case put(key: [UInt8], value: MetaValue, sync: Bool)
     case delete(key: [UInt8], sync: Bool)
@@ -51,6 +52,8 @@ enum MetaOp: Equatable, CustomStringConvertible {
     /// a manifest's, whichever comes first): when the put fails with `.full` it is tried
     /// again after `resumeWrites()`, and writes must go on as if the disk had never filled.
     case noRoom(key: [UInt8], value: MetaValue, sync: Bool)
+    /// `Database.transaction` (see `MetaTransaction`).
+    case transaction(MetaTransaction)
 
     var description: String {
         switch self {
@@ -75,6 +78,7 @@ enum MetaOp: Equatable, CustomStringConvertible {
         case .crash: return "crash"
         case .ingest(let entries): return "ingest " + entries.map(\.description).joined(separator: " ; ")
         case .noRoom(let key, let value, let sync): return "noroom \(MetaText.key(key)) \(value) \(MetaText.durability(sync))"
+        case .transaction(let transaction): return transaction.description
         }
     }
 
@@ -157,6 +161,7 @@ enum MetaOp: Equatable, CustomStringConvertible {
                 throw fail("ingest put KEY VALUE ; put KEY VALUE ...")
             }
             self = .ingest(entries)
+        case "txn": self = .transaction(try MetaTransaction(parsing: words, line))
         default: throw fail("unknown operation \(verb)")
         }
     }
@@ -175,6 +180,8 @@ enum MetaOp: Equatable, CustomStringConvertible {
         case .put(let key, _, _), .delete(let key, _), .get(let key, _): return [key]
         case .batch(let entries, _): return entries.map(\.key)
         case .getMany(let keys, _): return keys
+        case .transaction(let transaction):
+            return transaction.reads + transaction.writes.map(\.key) + (transaction.meanwhile.map { [$0.key] } ?? [])
         default: return []
         }
     }

@@ -180,7 +180,7 @@ final class MetaRunner {
             guard let cursor = cursors[id] else { return "skip" }
             var seen: [String] = []
             for step in 0..<count {
-                let got = cursor.next()
+                let got = (try? cursor.next()) ?? nil
                 if let error = cursor.error { throw MetaMismatch("cursor c\(id) failed: \(error)") }
                 let expected = model.nextEntry(cursor: id)
                 try expectEntry(got, expected, "next c\(id) (step \(step + 1))")
@@ -296,6 +296,8 @@ final class MetaRunner {
             db.compacting.withLock { _ in }
             try db.resumeWrites()
             return output
+        case .transaction(let transaction):
+            return try run(transaction)
         case .crash:
             dropHandles()
             if memory != nil {
@@ -320,6 +322,79 @@ final class MetaRunner {
             let recovered = db.currentView.log?.lastSequence ?? db.currentView.visibleSequence
             if let problem = model.recover(sequence: recovered) { throw MetaMismatch("after the crash: \(problem)") }
             return "crash: recovered through \(recovered); " + (try checkWholeState("crash"))
+        }
+    }
+
+    /// Runs a transaction (async when the option set says so) whose first attempt lets
+    /// the meanwhile write in between its reads and its commit; checks each attempt's
+    /// reads against the model and the number of attempts against the conflict rules.
+    private func run(_ transaction: MetaTransaction) throws -> String {
+        let db = try database
+        let scanned = transaction.scan.map { model.scan($0, snapshot: nil) } ?? []
+        let expectedAttempts = transaction.meanwhileConflicts(scanned: scanned) ? 2 : 1
+        let attempts = Mutex(0)
+        let options = TransactionOptions(maxAttempts: 2, durability: transaction.sync ? .sync : .buffered)
+        // The body's checks, shared by both forms: the model is consulted as each attempt
+        // reads, so a second attempt expects the meanwhile write.
+        let check = { (got: [UInt8]?, key: [UInt8]) throws in
+            try self.expect(got, self.model.value(key, snapshot: nil), "txn read \(MetaText.key(key))")
+        }
+        let interfere = { () throws in
+            let attempt = attempts.withLock { value -> Int in
+                value += 1
+                return value
+            }
+            if attempt == 1, let meanwhile = transaction.meanwhile { _ = try self.commit([meanwhile], sync: transaction.sync) }
+        }
+        if optionSet.asyncAPI {
+            let box = UncheckedBox((check, interfere))
+            let scanOptions = transaction.scan.map(scanOptions)
+            let model = UncheckedBox(self)
+            try awaitAsync {
+                try await db.transaction(options) { tx in
+                    for key in transaction.reads { try box.value.0(try await tx.get(key), key) }
+                    if let scan = transaction.scan, let scanOptions {
+                        try model.value.expectEntries(try await tx.scan(scanOptions), model.value.model.scan(scan, snapshot: nil), "txn scan")
+                    }
+                    try MetaRunner.write(transaction.writes, to: tx)
+                    try box.value.1()
+                }
+            }
+        } else {
+            try db.transaction(options) { tx in
+                for key in transaction.reads { try check(try tx.get(key), key) }
+                if let scan = transaction.scan {
+                    try expectEntries(try tx.scan(scanOptions(scan)), model.scan(scan, snapshot: nil), "txn scan")
+                }
+                try MetaRunner.write(transaction.writes, to: tx)
+                try interfere()
+            }
+        }
+        let taken = attempts.withLock { $0 }
+        guard taken == expectedAttempts else {
+            throw MetaMismatch("the transaction took \(taken) attempts, expected \(expectedAttempts)")
+        }
+        guard !transaction.writes.isEmpty else { return "read-only, 1 attempt" }
+        let sequence = db.currentView.log?.lastSequence ?? 0
+        model.commit(transaction.writes, sync: transaction.sync, sequence: sequence)
+        return "ok seq=\(sequence), \(taken) attempts"
+    }
+
+    /// A transaction's writes, then a read of each back through it (its own writes win).
+    private static func write(_ writes: [MetaBatchEntry], to tx: Transaction) throws {
+        var latest: [[UInt8]: [UInt8]?] = [:]
+        for entry in writes {
+            switch entry {
+            case .put(let key, let value):
+                try tx.put(key, value.bytes)
+                latest[key] = .some(value.bytes)
+            case .delete(let key):
+                try tx.delete(key)
+                latest[key] = .some(nil)
+            }
+        }
+        for (key, value) in latest where try tx.get(key) != value {
+            throw MetaMismatch("a transaction's read of \(MetaText.key(key)) does not see its own write")
         }
     }
 
@@ -454,10 +529,10 @@ final class MetaRunner {
         let expected = model.sortedEntries
         var forward: [(key: [UInt8], value: [UInt8])] = []
         let cursor = db.scan()
-        while let entry = cursor.next() { forward.append(entry) }
+        while let entry = (try? cursor.next()) ?? nil { forward.append(entry) }
         if let error = cursor.error { throw MetaMismatch("\(what): full scan failed: \(error)") }
         try expectEntries(forward, expected, "\(what): full scan")
-        let reverse = Array(db.scan(ScanOptions(reverse: true)))
+        let reverse = try db.scan(ScanOptions(reverse: true)).collect()
         try expectEntries(reverse, expected.reversed(), "\(what): full reverse scan")
         return "\(expected.count) keys, digest \(MetaText.digest(expected))"
     }
