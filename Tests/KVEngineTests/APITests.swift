@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import XCTest
 
 @testable import KVEngine
@@ -143,9 +144,19 @@ final class APITests: XCTestCase {
         XCTAssertNil(try all.next(), "used up")
         all.restart()
         XCTAssertEqual(try all.collect().count, 3_100)
+        let visited = Mutex(0)
+        try await db.forEach(ScanOptions(prefix: "key01")) { _, _ in
+            visited.withLock { $0 += 1 }
+            return true
+        }
+        XCTAssertEqual(visited.withLock { $0 }, 1000)
+        let report = try await db.ingest(sorted: [(key: bytes("zz1"), value: bytes("a")), (key: bytes("zz2"), value: bytes("b"))])
+        XCTAssertEqual(report.entries, 2)
+        let ingested = try await db.get("zz2")
+        XCTAssertEqual(ingested, "b")
         var reversed: [[UInt8]] = []
         for try await (key, _) in db.scan(ScanOptions(reverse: true, limit: 3)) { reversed.append(key) }
-        XCTAssertEqual(reversed.map { String(decoding: $0, as: UTF8.self) }, ["key03099", "key03098", "key03097"])
+        XCTAssertEqual(reversed.map { String(decoding: $0, as: UTF8.self) }, ["zz2", "zz1", "key03099"])
         try await db.close()
     }
 

@@ -43,7 +43,7 @@ extension Database {
         try get(key.withUnsafeBytes { Array($0) }, snapshot: snapshot)
     }
 
-    /// ``withValue(forKey:snapshot:_:)`` for a key of any ``KVBytes`` type.
+    /// `withValue(forKey:snapshot:_:)` for a key of any ``KVBytes`` type.
     public func withValue<R>(
         forKey key: some KVBytes, snapshot: Snapshot? = nil, _ body: (_ value: UnsafeRawBufferPointer?) throws -> R
     ) throws -> R {
@@ -123,7 +123,7 @@ extension Database {
         return try await blockingReads.run { () throws(KVError) -> [[UInt8]?] in try self.get(keys: keys, snapshot: snapshot) }
     }
 
-    /// ``withValue(forKey:snapshot:_:)`` suspending while a block is read: `body` runs on
+    /// `withValue(forKey:snapshot:_:)` suspending while a block is read: `body` runs on
     /// one of the database's read threads, with the value valid only during the call.
     public func withValue<R: Sendable>(
         forKey key: some KVBytes, snapshot: Snapshot? = nil,
@@ -140,6 +140,24 @@ extension Database {
             }
         }
         return try outcome.get()
+    }
+
+    /// ``forEach(_:snapshot:_:)`` suspending while its blocks are read: `body` runs on one
+    /// of the database's read threads, with buffers valid only during each call.
+    public func forEach(
+        _ options: ScanOptions = ScanOptions(), snapshot: Snapshot? = nil,
+        _ body: @escaping @Sendable (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool
+    ) async throws {
+        let outcome = try await blockingReads.run { () throws(KVError) -> Result<Void, any Error> in
+            do {
+                return .success(try self.forEach(options, snapshot: snapshot, body))
+            } catch let error as KVError {
+                throw error
+            } catch {
+                return .failure(error)
+            }
+        }
+        try outcome.get()
     }
 
     // MARK: async writes
@@ -184,19 +202,26 @@ extension Database {
 
     // MARK: async maintenance
 
-    /// ``close()``, suspending (on one of the database's threads) while the memtables
+    /// `close()`, suspending (on one of the database's threads) while the memtables
     /// are flushed and the files closed.
     public func close() async throws(KVError) {
         try await blocking.run { () throws(KVError) in try self.close() }
     }
 
-    /// ``compactRange(start:end:)``, suspending while it runs on one of the database's
+    /// `compactRange(start:end:)`, suspending while it runs on one of the database's
     /// threads.
     public func compactRange(start: [UInt8]? = nil, end: [UInt8]? = nil) async throws(KVError) {
         try await blocking.run { () throws(KVError) in try self.compactRange(start: start, end: end) }
     }
 
-    /// ``resumeWrites()``, suspending while it runs on one of the database's threads.
+    /// `ingest(sorted:)`, suspending while it runs on one of the database's threads.
+    @discardableResult
+    public func ingest<Entries: Sequence & Sendable>(sorted entries: Entries) async throws(KVError) -> IngestReport
+    where Entries.Element == (key: [UInt8], value: [UInt8]) {
+        try await blocking.run { () throws(KVError) -> IngestReport in try self.ingest(sorted: entries) }
+    }
+
+    /// `resumeWrites()`, suspending while it runs on one of the database's threads.
     public func resumeWrites() async throws(KVError) -> Bool {
         try await blocking.run { () throws(KVError) -> Bool in try self.resumeWrites() }
     }

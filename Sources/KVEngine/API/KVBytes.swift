@@ -96,7 +96,7 @@ extension String: KVValue {
     }
 }
 
-/// An encoder for ``Database/put(_:encoding:using:durability:)`` and the other `Codable`
+/// An encoder for `put(_:encoding:using:durability:)` and the other `Codable`
 /// paths: `JSONEncoder` (the default) and `PropertyListEncoder` conform, and so can any
 /// encoder with this method.
 public protocol KVValueEncoder {
@@ -104,7 +104,7 @@ public protocol KVValueEncoder {
     func encode<T: Encodable>(_ value: T) throws -> Data
 }
 
-/// A decoder for ``Database/get(_:decoding:using:snapshot:)``: `JSONDecoder` (the
+/// A decoder for `get(_:decoding:using:snapshot:)`: `JSONDecoder` (the
 /// default) and `PropertyListDecoder` conform.
 public protocol KVValueDecoder {
     /// The value of type `type` encoded in `data`.

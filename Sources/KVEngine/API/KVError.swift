@@ -29,7 +29,7 @@ public struct KVError: Error, Sendable, CustomStringConvertible {
         /// No room on the device (`ENOSPC`) or in the quota (`EDQUOT`): the write that hit it
         /// failed and nothing of it is visible. The database stays readable in the process
         /// that hit it; later writes fail too until there is room again, and then go on
-        /// (the next write tries, at most every 0.1 s; ``Database/resumeWrites()`` tries now).
+        /// (the next write tries, at most every 0.1 s; `resumeWrites()` tries now).
         case full
         /// A transaction's commit found that a key it read or wrote (or a key in a range it
         /// scanned) was written by another commit after its snapshot, and the attempts

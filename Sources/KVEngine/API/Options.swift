@@ -99,10 +99,10 @@ public struct Options: Sendable {
     /// `avoid_flush_during_shutdown`).
     public var flushOnClose = true
     /// Where the database's files live, when not in a page store of its own: a
-    /// ``MemoryStorage`` (a database in memory, gone with the storage; for tests and
-    /// caches), or any ``Storage`` (a wrapper that injects faults, say). The caller owns
+    /// `MemoryStorage` (a database in memory, gone with the storage; for tests and
+    /// caches), or any `Storage` (a wrapper that injects faults, say). The caller owns
     /// it: the database neither configures it (`pageStore` is not used) nor shuts it down.
-    /// The directory lock goes through it too (``Storage/lockFile(atPath:shared:holder:)``).
+    /// The directory lock goes through it too (`Storage.lockFile(atPath:shared:holder:)`).
     /// LevelDB's `Options::env`, Pebble's `vfs.FS`.
     public var storage: (any Storage)? = nil
     /// How the page store reaches the disk (io_uring, O_DIRECT, fixed buffers, arena).
