@@ -34,8 +34,9 @@ demo: build
 	run $(DEMO_DB) stats
 
 # Builds everything (failing on any warning in this project's own code), runs every
-# test target, then builds and runs the example package that uses KVEngine as a
-# dependency (so the public API cannot break unnoticed). The suites are XCTest; Swift Testing's runner is off so that the
+# test target, then builds (failing on any warning in its code, Swift 6 strict
+# concurrency) and runs the example package that uses KVEngine as a dependency (so the
+# public API cannot break unnoticed). The suites are XCTest; Swift Testing's runner is off so that the
 # run ends on XCTest's summary line (switch it on when a Swift Testing test is added).
 test: deps
 	@$(SWIFT) build --build-tests > .build-test.log 2>&1; status=$$?; cat .build-test.log; \
@@ -45,7 +46,12 @@ test: deps
 	@rm -f .build-test.log
 	@$(SWIFT) test --skip-build --disable-swift-testing 2>&1 | tee .build/test.log; \
 		grep -q "^Test Suite 'All tests' passed" .build/test.log || { echo "error: tests failed"; exit 1; }
-	cd Examples/NoteStore && $(SWIFT) run -q NoteStore
+	@cd Examples/NoteStore && $(SWIFT) build > .build-example.log 2>&1; status=$$?; \
+		if [ $$status != 0 ]; then cat .build-example.log; rm -f .build-example.log; exit $$status; fi; \
+		if grep -E '^[^ ]*Examples/NoteStore/Sources/[^ ]*: warning:' .build-example.log; then \
+			echo "error: the example has warnings (see above)"; rm -f .build-example.log; exit 1; fi; \
+		rm -f .build-example.log
+	cd Examples/NoteStore && $(SWIFT) run -q --skip-build NoteStore
 	@awk '/Executed [0-9]+ tests?, with/ { line = $$0 } END { \
 		match(line, /Executed [0-9]+/); n = substr(line, RSTART + 9, RLENGTH - 9); \
 		s = 0; if (match(line, /[0-9]+ tests? skipped/)) { s = substr(line, RSTART, RLENGTH) + 0 } \

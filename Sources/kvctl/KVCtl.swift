@@ -38,7 +38,7 @@ struct KVCtl: ParsableCommand {
         exit codes: 0 ok; 1 not found (get) or damage found (check); 64 usage (unknown command, \
         bad flag, malformed hex or base64); 65 bad data (empty or oversized key or value); \
         66 no database at the path; 69 a required feature is unavailable; 73 database already \
-        exists; 74 I/O error; 75 locked by another process; 76 corruption; 77 read-only or full
+        exists; 74 I/O error; 75 locked by another process (or a transaction conflict); 76 corruption; 77 read-only or full
         """
 
     static func exitCode(for code: KVError.Code) -> Int32 {

@@ -92,6 +92,8 @@ final class APITests: XCTestCase {
         let dir = TestPath()
         let db = try Database(path: dir.path, options: testOptions())
         try await db.put("k", "v")
+        let early = db.scan()
+        XCTAssertEqual(try early.collect().count, 1)
         try await db.close()
         expectClosed("get") { _ = try db.get("k") as String? }
         expectClosed("put") { try db.put("k", "v") }
@@ -101,6 +103,8 @@ final class APITests: XCTestCase {
         expectClosed("forEach") { try db.forEach { _, _ in true } }
         expectClosed("transaction") { try db.transaction { _ in } }
         expectClosed("sync") { try db.sync() }
+        early.restart()
+        XCTAssertThrowsError(try early.next()) { XCTAssertEqual(($0 as? KVError)?.code, .closed, "a walk begun after close") }
         var refused = 0
         do {
             for try await _ in db.scan() {}

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import XCTest
 
 @testable import KVEngine
@@ -222,6 +223,7 @@ final class TransactionTests: XCTestCase {
                 for index in 0..<100 { try tx.put("key\(index)", "value\(index)") }
             }
             XCTAssertEqual(db.stats.lastSequence, 100)
+            XCTAssertEqual(db.stats.liveSnapshots, 0, "the transaction's snapshot went with its attempt")
             try db.close()
         }
         let db = try Database(path: dir.path, options: testOptions())
@@ -265,5 +267,65 @@ final class TransactionTests: XCTestCase {
             try tx.put("k0", "changed")
         }
         XCTAssertEqual(try db.get("k0"), "changed")
+    }
+
+    /// A write between the check over the whole database and the check under the log's
+    /// lock is seen by the second: here the first check passes, and only the second can
+    /// find it.
+    func testAWriteBetweenTheTwoChecksIsAConflict() throws {
+        let dir = TestPath()
+        let db = try Database(path: dir.path, options: testOptions())
+        try db.put("k", "0")
+        let fired = Mutex(false)
+        db.betweenConflictChecks.withLock {
+            $0 = { if !fired.withLock({ let was = $0; $0 = true; return was }) { try! db.put("k", "between") } }
+        }
+        var runs = 0
+        try db.transaction { tx in
+            runs += 1
+            let seen = try tx.get("k") ?? ""
+            try tx.put("k", seen + "+tx")
+        }
+        XCTAssertEqual(runs, 2)
+        XCTAssertEqual(try db.get("k"), "between+tx")
+    }
+
+    /// The same when the write went to another memtable and on into a table (a rotation
+    /// and a flush between the checks): the append meets a sealed log and the checks run
+    /// again over the new view.
+    func testAWriteFlushedBetweenTheTwoChecksIsAConflict() throws {
+        let dir = TestPath()
+        let db = try Database(path: dir.path, options: testOptions())
+        try db.put("k", "0")
+        let fired = Mutex(false)
+        db.betweenConflictChecks.withLock {
+            $0 = {
+                guard !fired.withLock({ let was = $0; $0 = true; return was }) else { return }
+                try! db.put("k", "between")
+                try! db.compactRange()
+            }
+        }
+        var runs = 0
+        try db.transaction { tx in
+            runs += 1
+            _ = try tx.get("k")
+            try tx.put("other", "x")
+        }
+        XCTAssertEqual(runs, 2)
+    }
+
+    /// A transaction's snapshot goes when its attempt ends, even if the transaction is kept.
+    func testTheSnapshotIsReleasedWhenTheAttemptEnds() async throws {
+        let dir = TestPath()
+        let db = try Database(path: dir.path, options: testOptions())
+        var kept: [Transaction] = []
+        try await db.transaction { tx in kept.append(tx); try tx.put("a", "1") }
+        try await db.transaction { tx in kept.append(tx); _ = try await tx.get("a") }
+        XCTAssertEqual(kept.count, 2)
+        XCTAssertEqual(db.stats.liveSnapshots, 0)
+        // In async code a body without await still runs the async form (it does not block
+        // a cooperative thread through the commit).
+        try await db.transaction { tx in kept.append(tx); try tx.put("b", "2") }
+        XCTAssertEqual(db.stats.liveSnapshots, 0)
     }
 }

@@ -126,8 +126,10 @@ public final class Cursor: AsyncSequence {
     }
 
     /// The next entry, or nil at the end of the range; throws when a table cannot be read
-    /// or is corrupt (and again on every later call).
+    /// or is corrupt (and again on every later call), and `.closed` when a walk starts
+    /// (the first call, or the first after `restart()`) after the database was closed.
     public func next() throws(KVError) -> Element? {
+        if !started { checkOpen() }
         if let error { throw error }
         let entry = nextEntry()
         if let error { throw error }
@@ -162,6 +164,13 @@ public final class Cursor: AsyncSequence {
         }
         guard advance() else { return nil }
         return (Array(source.key), Array(source.value))
+    }
+
+    /// Fails the walk with `.closed` if the database was closed (a cursor opened before
+    /// the close keeps the tables it reads, but a new walk, or an async batch, refuses).
+    fileprivate func checkOpen() {
+        guard error == nil, let database else { return }
+        do throws(KVError) { try database.checkOpen() } catch { self.error = error }
     }
 
     /// Up to `count` entries or about `bytes` of them (at least one), for the async walk.
@@ -233,6 +242,7 @@ public final class Cursor: AsyncSequence {
         init(_ cursor: Cursor) { self.cursor = cursor }
 
         func fill() throws(KVError) -> [Element] {
+            cursor.checkOpen()
             if let error = cursor.error { throw error }
             let batch = cursor.nextBatch(count: 256, bytes: 256 << 10)
             if batch.isEmpty, let error = cursor.error { throw error }
@@ -244,6 +254,7 @@ public final class Cursor: AsyncSequence {
     /// buffers are valid only during the call. Return false from `body` to stop. Throws
     /// what `body` throws, or the cursor's ``error`` when the walk fails.
     public func forEach(_ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool) throws {
+        if !started { checkOpen() }
         if let error { throw error }
         if options.reverse {
             while let (key, value) = nextEntry() {

@@ -76,6 +76,9 @@ public final class Database: Sendable {
     let compactPointers = Mutex<[[UInt8]?]>(Array(repeating: nil, count: Version.levelCount))
     /// Test hook: holds background compactions (a test of write stalls).
     let compactionPaused = ManagedAtomic<Bool>(false)
+    /// Test hook: runs in a transaction's commit between its check over the whole view and
+    /// its check under the log's lock (a write or a rotation made there must be seen).
+    let betweenConflictChecks = Mutex<(@Sendable () -> Void)?>(nil)
     /// When writes stopped by a full disk last tried to resume, or when the stop was first
     /// met (uptime nanoseconds; 0: writes are not known to be stopped).
     let resumeAttempt = Mutex<UInt64>(0)

@@ -63,8 +63,8 @@ extension KVBytes {
 /// What a stored value can be read back as: `[UInt8]`, `Data`, `String` (UTF-8, checked),
 /// `ContiguousArray<UInt8>`.
 ///
-///     let data: Data? = try db.get(key)              // or db.get(key, as: Data.self)
-///     let text = try db.get(key, as: String.self)
+///     let data = try db.get(key, as: Data.self)      // Data?
+///     let text = try db.get(key, as: String.self)    // String? (.decoding if not UTF-8)
 public protocol KVValue {
     /// The value made from stored bytes; throws ``KVError/Code/decoding`` when the bytes
     /// are not a value of this type.

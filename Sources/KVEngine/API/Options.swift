@@ -1,3 +1,4 @@
+import Atomics
 import Glibc
 import PageStore
 
@@ -309,11 +310,18 @@ public final class Snapshot: Sendable {
     /// The last sequence number the snapshot includes.
     public let sequence: UInt64
     private let list: SnapshotList?
+    private let released = ManagedAtomic(false)
 
     init(sequence: UInt64, list: SnapshotList? = nil) {
         self.sequence = sequence
         self.list = list
     }
 
-    deinit { list?.release(sequence) }
+    /// Lets compaction drop what only this snapshot needed (once; a transaction's
+    /// snapshot goes when its attempt ends).
+    func release() {
+        if !released.exchange(true, ordering: .relaxed) { list?.release(sequence) }
+    }
+
+    deinit { release() }
 }

@@ -39,9 +39,19 @@ public struct TransactionOptions: Sendable {
 ///
 /// A transaction is valid only inside the body it was given to; it is not thread-safe.
 public final class Transaction {
+    /// Hands the transaction to a read thread while its caller awaits the result (one
+    /// thread touches it at a time).
+    private struct UnsafeTransfer: @unchecked Sendable {
+        let value: Transaction
+        init(_ value: Transaction) { self.value = value }
+    }
+
     let database: Database
-    /// The snapshot every read sees (held, so compaction keeps what it needs).
-    public let snapshot: Snapshot
+    /// The snapshot every read sees (held, so compaction keeps what it needs, until the
+    /// attempt ends).
+    let snapshot: Snapshot
+    /// The sequence number of the snapshot every read sees.
+    public var snapshotSequence: UInt64 { snapshot.sequence }
     /// The writes so far, by key: a value, or nil for a delete.
     private(set) var writes: [[UInt8]: [UInt8]?] = [:]
     /// Keys read from the database (not from `writes`).
@@ -99,32 +109,35 @@ public final class Transaction {
     /// else the whole range.
     public func scan(_ options: ScanOptions = ScanOptions()) throws(KVError) -> [Cursor.Element] {
         try checkActive()
-        var unlimited = options
-        unlimited.limit = nil
-        let stored = try database.scan(unlimited, snapshot: snapshot).collect()
-        return record(merge(stored, options: options), options: options)
+        return record(try merged(options), options: options)
     }
 
-    /// The merge of `stored` (the snapshot's entries in the range, in walk order) with
-    /// this transaction's writes there, cut at the limit.
-    private func merge(_ stored: [Cursor.Element], options: ScanOptions) -> [Cursor.Element] {
+    /// The snapshot's entries of `options`' range merged with this transaction's writes
+    /// there, cut at the limit: the stored entries are read only as far as the merge
+    /// needs them.
+    private func merged(_ options: ScanOptions) throws(KVError) -> [Cursor.Element] {
+        var unlimited = options
+        unlimited.limit = nil
+        let stored = database.scan(unlimited, snapshot: snapshot)
         let range = KeyRange(options)
         let reverse = options.reverse
         let precedes: ([UInt8], [UInt8]) -> Bool = { reverse ? $1.lexicographicallyPrecedes($0) : $0.lexicographicallyPrecedes($1) }
         let local = writes.keys.filter { range.contains($0) }.sorted(by: precedes)
         let limit = options.limit ?? Int.max
         var merged: [Cursor.Element] = []
-        var i = 0
+        var next = try stored.next()
         var j = 0
-        while merged.count < limit && (i < stored.count || j < local.count) {
-            if j < local.count && (i == stored.count || !precedes(stored[i].key, local[j])) {
+        while merged.count < limit {
+            if j < local.count, next.map({ !precedes($0.key, local[j]) }) ?? true {
                 let key = local[j]
-                if i < stored.count && stored[i].key == key { i += 1 }  // the own write wins
+                if next?.key == key { next = try stored.next() }  // the own write wins
                 if let value = writes[key]! { merged.append((key, value)) }
                 j += 1
+            } else if let entry = next {
+                merged.append(entry)
+                next = try stored.next()
             } else {
-                merged.append(stored[i])
-                i += 1
+                break
             }
         }
         return merged
@@ -148,7 +161,11 @@ public final class Transaction {
         try checkActive()
         let key = key.kvArray
         try Transaction.checkKey(key)
-        writes[key] = .some(value.kvArray)
+        let value = value.kvArray
+        if value.count > Limits.maxValueBytes {
+            throw KVError(.invalidArgument, "transaction write rejected: value of \(value.count) bytes exceeds the limit of \(Limits.maxValueBytes)")
+        }
+        writes[key] = .some(value)
     }
 
     /// Stores `value` encoded by `encoder` (JSON by default) under `key` at commit.
@@ -205,15 +222,9 @@ public final class Transaction {
     /// ``scan(_:)``, suspending while its blocks are read (on the database's read threads).
     nonisolated(nonsending) public func scan(_ options: ScanOptions = ScanOptions()) async throws(KVError) -> [Cursor.Element] {
         try checkActive()
-        var whole = options
-        whole.limit = nil
-        let unlimited = whole
-        let database = self.database
-        let snapshot = self.snapshot
-        let stored = try await database.blockingReads.run { () throws(KVError) -> [Cursor.Element] in
-            try database.scan(unlimited, snapshot: snapshot).collect()
-        }
-        return record(merge(stored, options: options), options: options)
+        let this = UnsafeTransfer(self)
+        let entries = try await database.blockingReads.run { () throws(KVError) -> [Cursor.Element] in try this.value.merged(options) }
+        return record(entries, options: options)
     }
 
     /// The batch the commit writes (keys in order), or nil when nothing was written.
@@ -239,6 +250,9 @@ extension Database {
     /// call throws ``KVError/Code/conflict``. What `body` throws ends the transaction
     /// (nothing is applied) and is thrown; what it returns is returned. Keep `body` free
     /// of effects outside the transaction: it may run more than once.
+    // Disfavored: in async code a body without `await` would otherwise pick this form and
+    // block a cooperative thread through the commit; there the async form is chosen.
+    @_disfavoredOverload
     public func transaction<R>(
         _ options: TransactionOptions = TransactionOptions(), _ body: (Transaction) throws -> R
     ) throws -> R {
@@ -246,6 +260,10 @@ extension Database {
         var attempt = 1
         while true {
             let tx = Transaction(database: self, snapshot: try snapshot())
+            // Held until the attempt ends (its commit check included: a newer version, a
+            // tombstone say, of a key it read stays until then), not for as long as
+            // something keeps the transaction.
+            defer { tx.snapshot.release() }
             let result: R
             do {
                 defer { tx.active = false }
@@ -279,6 +297,10 @@ extension Database {
         var attempt = 1
         while true {
             let tx = Transaction(database: self, snapshot: try snapshot())
+            // Held until the attempt ends (its commit check included: a newer version, a
+            // tombstone say, of a key it read stays until then), not for as long as
+            // something keeps the transaction.
+            defer { tx.snapshot.release() }
             let result: R
             do {
                 defer { tx.active = false }
@@ -292,7 +314,7 @@ extension Database {
                 try self.commit(batch, checking: conflicts, since: sequence, durability: durability)
             }
             guard case .failure(let error) = committed else { return result }
-            try? await Task.sleep(nanoseconds: UInt64(try backoffMicroseconds(after: error, attempt: &attempt, options)) * 1000)
+            try await Task.sleep(nanoseconds: UInt64(try backoffMicroseconds(after: error, attempt: &attempt, options)) * 1000)
         }
     }
 }

@@ -79,37 +79,18 @@ extension Database {
     }
 
     /// Writes `batch` atomically if no key or range of `conflicts` has a version newer
-    /// than `snapshot`, else throws `.conflict` and writes nothing.
+    /// than `snapshot`, else throws `.conflict` and writes nothing. Writes stopped by a full
+    /// disk go on first if there is room again, as a plain write's would.
     func commit(_ batch: WriteBatch, checking conflicts: ConflictSet, since snapshot: UInt64, durability: Durability?) throws(KVError) {
         let durability = durability ?? options.defaultDurability
         let started = DispatchTime.now().uptimeNanoseconds
         do throws(KVError) {
             try validateForAsync(batch)
-            try makeRoomForWrite()
-            while true {
-                let log = try writableLog()
-                let view = currentView
-                guard view.log === log else { continue }
-                if let key = try conflicts.firstConflict(in: view.makeIterator(fillCache: true), since: snapshot) {
-                    throw conflicts.conflictError(key, snapshot: snapshot)
-                }
-                let done = OneShot<Result<Void, KVError>>()
-                let appended = log.append(
-                    batch, durability: durability, lead: durability == .sync,
-                    precondition: { memtable in
-                        do throws(KVError) {
-                            guard let key = try conflicts.firstConflict(in: memtable.makeIterator(), since: snapshot) else { return nil }
-                            return conflicts.conflictError(key, snapshot: snapshot)
-                        } catch {
-                            return error
-                        }
-                    }, ack: { done.fulfil($0) })
-                if case .rotate = appended {
-                    try rotate(from: log)
-                    continue
-                }
-                try settle(appended, on: log, done)
-                break
+            do throws(KVError) {
+                try checkAndAppend(batch, checking: conflicts, since: snapshot, durability: durability)
+            } catch where error.isFull {
+                guard try resumeAfterFullDisk() else { throw error }
+                try checkAndAppend(batch, checking: conflicts, since: snapshot, durability: durability)
             }
         } catch {
             if error.code == .conflict { counters.transactionsConflicted.add() } else { counters.writeErrors.add() }
@@ -117,5 +98,36 @@ extension Database {
         }
         counters.transactionsCommitted.add()
         countWrite(batch, durability: durability, startedNanos: started)
+    }
+
+    /// The two checks and the append, again from the first check after a rotation.
+    private func checkAndAppend(_ batch: WriteBatch, checking conflicts: ConflictSet, since snapshot: UInt64, durability: Durability) throws(KVError) {
+        try makeRoomForWrite()
+        while true {
+            let log = try writableLog()
+            let view = currentView
+            guard view.log === log else { continue }
+            if let key = try conflicts.firstConflict(in: view.makeIterator(fillCache: true), since: snapshot) {
+                throw conflicts.conflictError(key, snapshot: snapshot)
+            }
+            betweenConflictChecks.withLock { $0 }?()
+            let done = OneShot<Result<Void, KVError>>()
+            let appended = log.append(
+                batch, durability: durability, lead: durability == .sync,
+                precondition: { memtable in
+                    do throws(KVError) {
+                        guard let key = try conflicts.firstConflict(in: memtable.makeIterator(), since: snapshot) else { return nil }
+                        return conflicts.conflictError(key, snapshot: snapshot)
+                    } catch {
+                        return error
+                    }
+                }, ack: { done.fulfil($0) })
+            if case .rotate = appended {
+                try rotate(from: log)
+                continue
+            }
+            try settle(appended, on: log, done)
+            return
+        }
     }
 }
