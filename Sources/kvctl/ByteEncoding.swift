@@ -11,7 +11,7 @@ struct ByteEncoding: ParsableArguments {
     @Flag(help: "Keys and values, given and printed, as base64.")
     var base64 = false
 
-    @Flag(help: "Print results as JSON lines: {\"key\": ..., \"value\": ...} (strings in the chosen encoding).")
+    @Flag(help: "Print results as JSON lines: {\"key\": ..., \"value\": ...}, UTF-8 as JSON strings, other bytes as \"key_base64\"/\"value_base64\" (with --hex or --base64: strings in that encoding).")
     var json = false
 
     func validate() throws {
@@ -20,90 +20,98 @@ struct ByteEncoding: ParsableArguments {
 
     /// The bytes `text` stands for; a clear error names `what` when it is malformed.
     func decode(_ text: String, _ what: String) throws -> [UInt8] {
+        try decode(bytes: Array(text.utf8), what)
+    }
+
+    /// The bytes the text `utf8` stands for, in the chosen encoding.
+    func decode(bytes utf8: [UInt8], _ what: String) throws -> [UInt8] {
+        if hex { return try TextCodec.parseHex(utf8, what) }
+        if base64 { return try TextCodec.parseBase64(utf8, what) }
+        return try TextCodec.parseText(utf8, what)
+    }
+
+    /// `bytes` in the chosen encoding, appended to `out`.
+    func append(_ bytes: some Collection<UInt8>, to out: inout [UInt8]) {
         if hex {
-            let digits = Array(text.utf8)
-            guard digits.count % 2 == 0 else { throw ValidationError("malformed hex in \(what): odd number of digits in '\(text)'") }
-            var bytes: [UInt8] = []
-            for index in stride(from: 0, to: digits.count, by: 2) {
-                guard let byte = UInt8(String(decoding: digits[index..<(index + 2)], as: UTF8.self), radix: 16) else {
-                    throw ValidationError("malformed hex in \(what): '\(text)' has a non-hex digit at position \(index)")
-                }
-                bytes.append(byte)
-            }
-            return bytes
+            TextCodec.appendHex(bytes, to: &out)
+        } else if base64 {
+            TextCodec.appendBase64(bytes, to: &out)
+        } else {
+            TextCodec.appendText(bytes, to: &out)
         }
-        if base64 {
-            guard let data = Data(base64Encoded: text) else { throw ValidationError("malformed base64 in \(what): '\(text)'") }
-            return Array(data)
-        }
-        return try ByteEncoding.unescape(text, what)
-    }
-
-    /// Text form back to bytes: UTF-8, with `\\xNN` for any byte and `\\\\` for a backslash
-    /// (exactly what `encode` writes, so output can be fed back in).
-    static func unescape(_ text: String, _ what: String) throws -> [UInt8] {
-        let utf8 = Array(text.utf8)
-        if !utf8.contains(UInt8(ascii: "\\")) { return utf8 }  // nothing escaped
-        var bytes: [UInt8] = []
-        var input = utf8[...]
-        while let byte = input.popFirst() {
-            guard byte == UInt8(ascii: "\\") else {
-                bytes.append(byte)
-                continue
-            }
-            switch input.popFirst() {
-            case UInt8(ascii: "\\"):
-                bytes.append(byte)
-            case UInt8(ascii: "x"):
-                guard let value = ByteEncoding.hexByte(&input) else {
-                    throw ValidationError("malformed escape in \(what): \\x needs two hex digits in '\(text)'")
-                }
-                bytes.append(value)
-            default:
-                throw ValidationError("malformed escape in \(what): only \\xNN and \\\\ are escapes, in '\(text)'")
-            }
-        }
-        return bytes
-    }
-
-    /// The byte of the two hex digits at the front of `input` (consumed), or nil.
-    static func hexByte(_ input: inout ArraySlice<UInt8>) -> UInt8? {
-        let digits = String(decoding: input.prefix(2), as: UTF8.self)
-        guard digits.count == 2, let value = UInt8(digits, radix: 16) else { return nil }
-        input = input.dropFirst(2)
-        return value
     }
 
     /// `bytes` in the chosen encoding.
     func encode(_ bytes: [UInt8]) -> String {
-        if hex { return bytes.map { String(format: "%02x", $0) }.joined() }
-        if base64 { return Data(bytes).base64EncodedString() }
-        return displayBytes(bytes)
+        var out: [UInt8] = []
+        append(bytes, to: &out)
+        return String(decoding: out, as: UTF8.self)
     }
 
-    /// One result line: `KEY<TAB>VALUE`, or a JSON object with the fields given.
+    /// One result line (no newline): `KEY<TAB>VALUE` in the chosen encoding, or a JSON
+    /// object (see `appendJSON`).
     func line(key: [UInt8]?, value: [UInt8]?) -> String {
-        if json {
-            var fields: [String] = []
-            if let key { fields.append("\"key\": \(jsonString(encode(key)))") }
-            if let value { fields.append("\"value\": \(jsonString(encode(value)))") }
-            return "{" + fields.joined(separator: ", ") + "}"
-        }
-        return [key, value].compactMap { $0.map(encode) }.joined(separator: "\t")
+        var out: [UInt8] = []
+        appendLine(key: key, value: value, to: &out)
+        return String(decoding: out, as: UTF8.self)
     }
 
-    private func jsonString(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 { out += String(format: "\\u%04x", scalar.value) } else { out.unicodeScalars.append(scalar) }
+    /// `line(key:value:)` appended to `out`, without a newline.
+    func appendLine(key: (some Collection<UInt8>)?, value: (some Collection<UInt8>)?, to out: inout [UInt8]) {
+        if json {
+            out.append(UInt8(ascii: "{"))
+            if let key { appendJSONField("key", key, to: &out) }
+            if let value {
+                if key != nil { out += Array(", ".utf8) }
+                appendJSONField("value", value, to: &out)
             }
+            out.append(UInt8(ascii: "}"))
+            return
         }
-        return out + "\""
+        if let key { append(key, to: &out) }
+        if let value {
+            if key != nil { out.append(0x09) }
+            append(value, to: &out)
+        }
+    }
+
+    /// `"name": "..."`: with --hex or --base64 the string holds that encoding; otherwise it
+    /// is the bytes themselves as a JSON string when they are valid UTF-8, and
+    /// `"name_base64": "..."` when they are not.
+    private func appendJSONField(_ name: String, _ bytes: some Collection<UInt8>, to out: inout [UInt8]) {
+        let bytes = Array(bytes)
+        if hex || base64 {
+            var encoded: [UInt8] = []
+            append(bytes, to: &encoded)
+            out += Array("\"\(name)\": ".utf8)
+            TextCodec.appendJSONString(encoded, to: &out)
+        } else if TextCodec.isValidUTF8(bytes) {
+            out += Array("\"\(name)\": ".utf8)
+            TextCodec.appendJSONString(bytes, to: &out)
+        } else {
+            out += Array("\"\(name)_base64\": ".utf8)
+            var encoded: [UInt8] = []
+            TextCodec.appendBase64(bytes, to: &encoded)
+            TextCodec.appendJSONString(encoded, to: &out)
+        }
+    }
+
+    /// The key and value of one JSON line as `appendLine` writes it (or as jq writes the
+    /// same object: any spacing and field order; `key` or `key_base64`, `value` or
+    /// `value_base64`).
+    func parseJSONLine(_ line: [UInt8], number: Int) throws -> (key: [UInt8], value: [UInt8]) {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else {
+            throw ValidationError("line \(number): expected {\"key\": \"...\", \"value\": \"...\"} (a JSON object)")
+        }
+        func field(_ name: String) throws -> [UInt8] {
+            if let text = object[name] as? String {
+                return hex || base64 ? try decode(text, "line \(number) \(name)") : Array(text.utf8)
+            }
+            if let text = object[name + "_base64"] as? String {
+                return try TextCodec.parseBase64(Array(text.utf8), "line \(number) \(name)_base64")
+            }
+            throw ValidationError("line \(number): no string field \"\(name)\" or \"\(name)_base64\"")
+        }
+        return (try field("key"), try field("value"))
     }
 }

@@ -48,19 +48,6 @@ func writeRaw(_ bytes: [UInt8], to path: String) throws {
     }
 }
 
-/// Bytes shown as text: printable ASCII as is, everything else as \xNN.
-func displayBytes(_ bytes: [UInt8]) -> String {
-    var text = ""
-    for byte in bytes {
-        switch byte {
-        case 0x5C: text += "\\\\"
-        case 0x20..<0x7F: text.append(Character(UnicodeScalar(byte)))
-        default: text += String(format: "\\x%02x", byte)
-        }
-    }
-    return text
-}
-
 struct Get: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print the value of KEY (exit 1 when absent).")
     @OptionGroup var database: DatabaseOptions

@@ -13,7 +13,7 @@ enum LineFormat: String, ExpressibleByArgument, CaseIterable {
 struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write every key and value to stdout, in key order, as JSON lines or TSV.",
-        discussion: "Keys and values in the chosen encoding (text with \\\\xNN escapes, --hex or --base64); `import` with the same flags reads it back exactly.")
+        discussion: "JSON lines: UTF-8 keys and values as JSON strings, other bytes as key_base64/value_base64 fields; TSV: keys and values in the text form (UTF-8 as itself, \\\\ \\t \\n \\r and \\xNN escapes); with --hex or --base64 both formats hold that encoding. `import` with the same flags reads it back exactly.")
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var encoding: ByteEncoding
     @Option(help: "jsonl or tsv.") var format: LineFormat = .jsonl
@@ -23,20 +23,22 @@ struct Export: ParsableCommand {
         lineEncoding.json = format == .jsonl
         let db = try database.openReadOnly()
         defer { try? db.close() }
-        var out = Data()
+        var out: [UInt8] = []
+        out.reserveCapacity(1 << 20 + 4096)
         var progress = Progress("exported")
         var count = 0
-        try db.forEach { key, value in
-            out.append(contentsOf: (lineEncoding.line(key: Array(key), value: Array(value)) + "\n").utf8)
+        try db.forEach(ScanOptions(fillCache: false)) { key, value in
+            lineEncoding.appendLine(key: key, value: value, to: &out)
+            out.append(0x0A)
             count += 1
             if out.count >= 1 << 20 {
-                FileHandle.standardOutput.write(out)
+                out.withUnsafeBytes { FileHandle.standardOutput.write(Data($0)) }
                 out.removeAll(keepingCapacity: true)
                 progress.update(count)
             }
             return true
         }
-        FileHandle.standardOutput.write(out)
+        out.withUnsafeBytes { FileHandle.standardOutput.write(Data($0)) }
         progress.finish(count)
     }
 }
@@ -58,28 +60,27 @@ struct Import: ParsableCommand {
     func run() throws {
         var entries: [([UInt8], [UInt8])] = []
         var number = 0
-        while let line = readLine(strippingNewline: true) {
+        var lines = LineReader(FileHandle.standardInput)
+        while let line = try lines.next() {
             number += 1
             if line.isEmpty { continue }
-            let (key, value): (String, String)
+            let entry: (key: [UInt8], value: [UInt8])
             switch format {
             case .tsv:
-                let fields = line.split(separator: "\t", omittingEmptySubsequences: false)
-                guard fields.count == 2 else { throw ValidationError("line \(number): expected KEY<TAB>VALUE") }
-                (key, value) = (String(fields[0]), String(fields[1]))
+                guard let tab = line.firstIndex(of: 0x09), !line[(tab + 1)...].contains(0x09) else {
+                    throw ValidationError("line \(number): expected KEY<TAB>VALUE, one tab (a tab inside a key or value is written \\t)")
+                }
+                entry = (try encoding.decode(bytes: Array(line[..<tab]), "line \(number) key"),
+                         try encoding.decode(bytes: Array(line[(tab + 1)...]), "line \(number) value"))
             case .jsonl:
-                guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                    let k = object["key"] as? String, let v = object["value"] as? String
-                else { throw ValidationError("line \(number): expected {\"key\": \"...\", \"value\": \"...\"}") }
-                (key, value) = (k, v)
+                entry = try encoding.parseJSONLine(Array(line), number: number)
             }
-            let entry = (try encoding.decode(key, "line \(number) key"), try encoding.decode(value, "line \(number) value"))
-            if entry.0.isEmpty { throw ValidationError("line \(number): empty key") }
-            if entry.0.count > Limits.maxKeyBytes {
-                throw ValidationError("line \(number): key of \(entry.0.count) bytes exceeds the limit of \(Limits.maxKeyBytes)")
+            if entry.key.isEmpty { throw ValidationError("line \(number): empty key") }
+            if entry.key.count > Limits.maxKeyBytes {
+                throw ValidationError("line \(number): key of \(entry.key.count) bytes exceeds the limit of \(Limits.maxKeyBytes)")
             }
-            if entry.1.count > Limits.maxValueBytes {
-                throw ValidationError("line \(number): value of \(entry.1.count) bytes exceeds the limit of \(Limits.maxValueBytes)")
+            if entry.value.count > Limits.maxValueBytes {
+                throw ValidationError("line \(number): value of \(entry.value.count) bytes exceeds the limit of \(Limits.maxValueBytes)")
             }
             entries.append(entry)
         }
@@ -100,5 +101,36 @@ struct Import: ParsableCommand {
         let report = try db.ingest(sorted: unique)
         try db.close()
         print("imported \(report.entries) entries (\(report.tables) tables, \(report.bytes) bytes)")
+    }
+}
+
+/// Lines of a file read in 1 MiB chunks (a line's bytes without its newline; a carriage
+/// return before the newline is kept, as it is data).
+struct LineReader {
+    private let handle: FileHandle
+    private var buffer: [UInt8] = []
+    private var start = 0
+    private var atEnd = false
+
+    init(_ handle: FileHandle) { self.handle = handle }
+
+    mutating func next() throws -> ArraySlice<UInt8>? {
+        while true {
+            if let newline = buffer[start...].firstIndex(of: 0x0A) {
+                let line = buffer[start..<newline]
+                start = newline + 1
+                return line
+            }
+            if atEnd {
+                guard start < buffer.count else { return nil }
+                let line = buffer[start...]
+                start = buffer.count
+                return line
+            }
+            buffer.removeSubrange(0..<start)
+            start = 0
+            let chunk = try handle.read(upToCount: 1 << 20) ?? Data()
+            if chunk.isEmpty { atEnd = true } else { buffer += chunk }
+        }
     }
 }

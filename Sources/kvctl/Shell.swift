@@ -76,7 +76,7 @@ struct Shell: ParsableCommand {
         switch String(decoding: command, as: UTF8.self) {
         case "get":
             try want(1, "get KEY")
-            emit(try db.get(arguments[0]).map(displayBytes) ?? "(not found)")
+            emit(try db.get(arguments[0]).map(TextCodec.text) ?? "(not found)")
         case "put":
             try want(2, "put KEY VALUE")
             try db.put(arguments[0], arguments[1])
@@ -113,7 +113,7 @@ struct Shell: ParsableCommand {
             options.end = positional.count == 2 ? positional[1] : nil
             var lines: [String] = []
             try db.forEach(options) { key, value in
-                lines.append(keysOnly ? displayBytes(Array(key)) : displayBytes(Array(key)) + "\t" + displayBytes(Array(value)))
+                lines.append(keysOnly ? TextCodec.text(key) : TextCodec.text(key) + "\t" + TextCodec.text(value))
                 return true
             }
             if !lines.isEmpty { emit(lines.joined(separator: "\n")) }
@@ -179,8 +179,9 @@ enum ShellWords {
                 switch next {
                 case UInt8(ascii: "n"): current.append(0x0A)
                 case UInt8(ascii: "t"): current.append(0x09)
+                case UInt8(ascii: "r"): current.append(0x0D)
                 case UInt8(ascii: "x"):
-                    guard let value = ByteEncoding.hexByte(&bytes) else {
+                    guard let value = TextCodec.hexByte(&bytes) else {
                         throw ShellError("\\x must be followed by two hex digits")
                     }
                     current.append(value)

@@ -282,6 +282,64 @@ final class ProcessTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: target.path), "a malformed import writes nothing")
     }
 
+    /// Export then import is identity for the shapes real data has (accents, tabs,
+    /// backslashes, quotes, emoji, NUL, newlines, bytes that are not UTF-8) in every format
+    /// and encoding; UTF-8 prints as itself, and `--json` is JSON a parser reads back.
+    func testRealWorldTextSurvivesEveryFormat() throws {
+        let source = TestPath()
+        let shapes: [([UInt8], [UInt8])] = [
+            (bytes("clé"), bytes("café au lait")),
+            (bytes("tab\tkey"), bytes("a\tb\tc")),
+            (bytes("path"), bytes("C:\\Users\\x41 \\n not an escape")),
+            (bytes("quote\""), bytes("say \"hi\"")),
+            (bytes("emoji 🙂"), bytes("👍🏽 ok")),
+            (bytes("nul"), [0x61, 0x00, 0x62]),
+            (bytes("lines"), bytes("one\ntwo\r\nthree")),
+            ([0xFF, 0xFE, 0x41], [0xC3, 0x28, 0xE2, 0x82]),
+            (bytes("summary"), bytes("A \\ backslash, a / slash and \u{7F} DEL")),
+        ]
+        let db = try Database(path: source.path, options: testOptions())
+        for (key, value) in shapes { try db.put(key, value) }
+        try db.close()
+        for flags in [[], ["--hex"], ["--base64"]] {
+            for format in ["jsonl", "tsv"] {
+                let exported = try run([source.path, "export", "--format", format] + flags)
+                XCTAssertEqual(exported.status, 0, exported.stderr)
+                let target = TestPath()
+                let imported = try run([target.path, "import", "--format", format] + flags, input: exported.stdout)
+                XCTAssertEqual(imported.status, 0, "\(format) \(flags): \(imported.stderr)")
+                let copy = try Database(path: target.path, options: testOptions())
+                for (key, value) in shapes {
+                    XCTAssertEqual(try copy.get(key), value, "\(format) \(flags): \(key)")
+                }
+                XCTAssertEqual(try copy.scan().collect().count, shapes.count)
+                try copy.close()
+            }
+        }
+        // Text prints as itself; escapes only where bytes are not printable text.
+        XCTAssertEqual(try run([source.path, "get", "clé"]).stdout, "café au lait\n")
+        XCTAssertEqual(try run([source.path, "get", "tab\\tkey"]).stdout, "a\\tb\\tc\n")
+        XCTAssertEqual(try run([source.path, "get", "nul"]).stdout, "a\\x00b\n")
+        // --json is JSON: a parser gets the text back exactly, no escape soup.
+        let json = try run([source.path, "get", "--json", "path"])
+        let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: String]
+        XCTAssertEqual(object?["value"], "C:\\Users\\x41 \\n not an escape", json.stdout)
+        let binary = try run([source.path, "scan", "--json", "--reverse", "--limit", "1"])
+        XCTAssertTrue(binary.stdout.contains("\"key_base64\": \"//5B\""), binary.stdout)
+        // What jq writes (other spacing and order, \u escapes, an escaped slash) imports.
+        let target = TestPath()
+        let jq = #"{"value":"caf\u00e9 \/ \\x41","key":"k\u00e9"}"# + "\n"
+        let imported = try run([target.path, "import"], input: jq)
+        XCTAssertEqual(imported.status, 0, imported.stderr)
+        let copy = try Database(path: target.path, options: testOptions())
+        XCTAssertEqual(try copy.get("ké"), "café / \\x41")
+        try copy.close()
+        // A TSV line with two tabs says how a tab inside a field is written.
+        let bad = try run([TestPath().path, "import", "--format", "tsv"], input: "a\tb\tc\n")
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("line 1: expected KEY<TAB>VALUE, one tab (a tab inside a key or value is written \\t)"), bad.stderr)
+    }
+
     /// Runs a system tool; returns its exit status and standard error.
     @discardableResult
     private func system(_ tool: String, _ arguments: [String]) throws -> (status: Int32, stderr: String) {
