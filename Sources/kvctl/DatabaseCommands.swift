@@ -8,15 +8,10 @@ struct DatabaseOptions: ParsableArguments {
     @Option(name: .customLong("db"), help: "Database directory (`kvctl DBPATH COMMAND ...` sets it).")
     var path: String
 
-    @Flag(name: .customLong("buffered"), help: "Acknowledge writes once in memory (default: when durable).")
-    var buffered = false
-
-    /// Opens the database for a write command (`create`: made when missing).
-    func open(create: Bool) throws -> Database {
-        var options = Options()
-        options.createIfMissing = create
-        options.defaultDurability = buffered ? .buffered : .sync
-        return try Database(path: path, options: options)
+    /// Opens the database for a write command (`create`: made when missing; `buffered`:
+    /// writes acknowledged once in memory).
+    func open(create: Bool, buffered: Bool = false) throws -> Database {
+        try Database(path: path, options: Options(createIfMissing: create, defaultDurability: buffered ? .buffered : .sync))
     }
 
     /// Opens the database for a read command: read-only, so it creates and changes
@@ -26,6 +21,12 @@ struct DatabaseOptions: ParsableArguments {
         options.readOnly = true
         return try Database(path: path, options: options)
     }
+}
+
+/// How a write command acknowledges (only the commands that write take it).
+struct WriteOptions: ParsableArguments {
+    @Flag(name: .customLong("buffered"), help: "Acknowledge writes once in memory (default: when durable).")
+    var buffered = false
 }
 
 /// The bytes of the file at `path` ("-": standard input), or a one-line error naming it.
@@ -73,6 +74,7 @@ struct Get: ParsableCommand {
 struct Put: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Store VALUE under KEY.")
     @OptionGroup var database: DatabaseOptions
+    @OptionGroup var write: WriteOptions
     @OptionGroup var encoding: ByteEncoding
     @Argument(help: "The key.") var key: String
     @Argument(help: "The value (or --value-file).") var value: String?
@@ -89,7 +91,7 @@ struct Put: ParsableCommand {
         if valueBytes.count > Limits.maxValueBytes {
             throw ValidationError("value of \(valueBytes.count) bytes exceeds the limit of \(Limits.maxValueBytes)")
         }
-        let db = try database.open(create: true)
+        let db = try database.open(create: true, buffered: write.buffered)
         try db.put(keyBytes, valueBytes)
         try db.close()
         print("OK")
@@ -99,12 +101,13 @@ struct Put: ParsableCommand {
 struct Del: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Remove KEY.")
     @OptionGroup var database: DatabaseOptions
+    @OptionGroup var write: WriteOptions
     @OptionGroup var encoding: ByteEncoding
     @Argument(help: "The key.") var key: String
 
     func run() throws {
         let keyBytes = try encoding.decode(key, "KEY")
-        let db = try database.open(create: true)
+        let db = try database.open(create: true, buffered: write.buffered)
         try db.delete(keyBytes)
         try db.close()
         print("OK")
@@ -119,7 +122,11 @@ struct Scan: ParsableCommand {
     @Argument(help: "End key (exclusive).") var end: String?
     @Option(help: "Only keys with this prefix.") var prefix: String?
     @Flag(help: "Last key first.") var reverse = false
-    @Option(help: "At most this many entries.") var limit: Int?
+    @Option(parsing: .unconditional, help: "At most this many entries (0 or more).") var limit: Int?
+
+    func validate() throws {
+        if let limit, limit < 0 { throw ValidationError("--limit must be 0 or more, not \(limit)") }
+    }
     @Flag(name: .customLong("keys-only"), help: "Print keys only.") var keysOnly = false
 
     func run() throws {
@@ -281,6 +288,7 @@ struct Batch: ParsableCommand {
         abstract: "Apply 'put KEY VALUE' and 'del KEY' lines from stdin as one atomic batch.",
         discussion: "Words as in the shell (quotes, \\xNN escapes). A bad line applies nothing and names the line.")
     @OptionGroup var database: DatabaseOptions
+    @OptionGroup var write: WriteOptions
 
     func run() throws {
         var batch = WriteBatch()
@@ -295,7 +303,7 @@ struct Batch: ParsableCommand {
             default: throw ValidationError("line \(number): expected 'put KEY VALUE' or 'del KEY': \(line)")
             }
         }
-        let db = try database.open(create: true)
+        let db = try database.open(create: true, buffered: write.buffered)
         try db.write(batch)
         try db.close()
         print("OK (\(batch.count) entries)")

@@ -14,6 +14,19 @@ struct KVCtl: ParsableCommand {
             return handler
         }
         let arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.isEmpty {
+            FileHandle.standardError.write(Data((helpMessage() + "\n").utf8))
+            Foundation.exit(64)
+        }
+        if let first = arguments.first, databaseCommands.contains(first), !arguments.contains("--db"),
+            !arguments.contains(where: { $0 == "--help" || $0 == "-h" })
+        {
+            fail("missing DBPATH: the database comes first, as in kvctl DBPATH \(first) ...", code: 64)
+        }
+        if let help = commandHelp(rewrite(arguments)) {
+            print(help)
+            return
+        }
         if arguments.count >= 2, !arguments[0].hasPrefix("-"), !toolNames.contains(arguments[0]),
             !databaseCommands.contains(arguments[0]), !arguments[1].hasPrefix("-"), !databaseCommands.contains(arguments[1])
         {
@@ -62,13 +75,28 @@ struct KVCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kvctl",
         abstract: "Shell and operator tools for a KVEngine database.",
-        usage: "kvctl DBPATH [get|put|del|scan|count|batch|import|export|check|dump|stats|shell] ...\n       kvctl (bench|stress|pagestore) ...",
+        usage: "kvctl DBPATH [get|put|del|scan|count|batch|import|export|check|dump|stats|compact|salvage|shell] ...\n       kvctl (bench|stress|pagestore) ...",
         discussion: "kvctl DBPATH alone opens a shell on the database.\n\n" + exitCodesHelp,
         subcommands: [
             Get.self, Put.self, Del.self, Scan.self, Count.self, Batch.self, Import.self, Export.self, Check.self,
             Dump.self, Stats.self, Compact.self, Salvage.self, Shell.self,
             Bench.self, Stress.self, PageStoreCommand.self,
         ])
+
+    /// The help of a database command, when `arguments` (rewritten) ask for it, with the
+    /// usage as users type it: `kvctl DBPATH COMMAND ...`, not the `--db` form the
+    /// commands are parsed in.
+    static func commandHelp(_ arguments: [String]) -> String? {
+        guard let name = arguments.first, databaseCommands.contains(name),
+            arguments.contains(where: { $0 == "--help" || $0 == "-h" }),
+            let command = configuration.subcommands.first(where: { $0._commandName == name })
+        else { return nil }
+        var text = helpMessage(for: command)
+        text = text.replacingOccurrences(of: "kvctl \(name) --db <db>", with: "kvctl DBPATH \(name)")
+        text = text.replacingOccurrences(
+            of: "--db <db>", with: "DBPATH (first)")
+        return text
+    }
 
     /// Subcommands that do not take a database path first.
     static let toolNames: Set<String> = ["bench", "stress", "pagestore", "help"]

@@ -18,6 +18,7 @@ struct Shell: ParsableCommand {
         abstract: "Open an interactive session (also: kvctl DBPATH with no command).")
 
     @OptionGroup var database: DatabaseOptions
+    @OptionGroup var write: WriteOptions
 
     static let help = """
         commands:
@@ -35,7 +36,7 @@ struct Shell: ParsableCommand {
         """
 
     func run() throws {
-        let db = try database.open(create: true)
+        let db = try database.open(create: true, buffered: write.buffered)
         defer { try? db.close() }
         let interactive = isatty(STDIN_FILENO) == 1
         let history = ProcessInfo.processInfo.environment["HOME"].map { $0 + "/.kvctl_history" }

@@ -228,6 +228,29 @@ final class ProcessTests: XCTestCase {
         try db.close()
     }
 
+    /// What a user who mistypes gets: usage (exit 64) for a bare kvctl, the DBPATH named
+    /// when it is missing, negative limits and write-only flags refused with one line, and
+    /// per-command help in the form users type.
+    func testUsageMessagesSayWhatToType() throws {
+        let dir = TestPath()
+        XCTAssertEqual(try run([dir.path, "put", "k", "v"]).status, 0)
+        let bare = try run([])
+        XCTAssertEqual(bare.status, 64)
+        XCTAssertTrue(bare.stderr.contains("USAGE: kvctl DBPATH [get|put|del|scan|count|batch|import|export|check|dump|stats|compact|salvage|shell]"), bare.stderr)
+        let noPath = try run(["get", dir.path, "k"])
+        XCTAssertEqual(noPath.status, 64)
+        XCTAssertEqual(noPath.stderr, "kvctl: missing DBPATH: the database comes first, as in kvctl DBPATH get ...\n")
+        let negative = try run([dir.path, "scan", "--limit", "-3"])
+        XCTAssertEqual(negative.status, 64)
+        XCTAssertEqual(negative.stderr, "kvctl: --limit must be 0 or more, not -3\n")
+        XCTAssertEqual(try run([dir.path, "get", "--buffered", "k"]).status, 64, "--buffered is for writes")
+        XCTAssertEqual(try run([dir.path, "put", "--buffered", "k2", "v"]).status, 0)
+        let help = try run([dir.path, "scan", "--help"])
+        XCTAssertEqual(help.status, 0)
+        XCTAssertTrue(help.stdout.contains("USAGE: kvctl DBPATH scan "), help.stdout)
+        XCTAssertFalse(help.stdout.contains("--db"), help.stdout)
+    }
+
     /// get, scan, count, export and stats open read-only: they change no byte, no name and
     /// no modification time of the directory, and run while another reader holds it; a
     /// write command waits its turn (refused with exit 75).
