@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Drives `kvctl DBPATH` (the interactive shell) through a real terminal with tmux and
-# checks the prompt, a result, history (Up), and an error that does not end the session.
+# checks the prompt, a result, history (Up), an error that does not end the session, an
+# unknown flag refused, --json inside the shell, a continuation line inside quotes, and
+# Ctrl-C stopping a long scan (the session goes on).
 #
 #   scripts/shell-tty-test.sh        # exits 0 and prints "shell-tty-test: ok", or names what failed
 set -euo pipefail
@@ -13,6 +15,8 @@ DB=$(mktemp -d)/db
 SESSION=kvctl-tty-$$
 trap 'tmux kill-session -t "$SESSION" 2>/dev/null || true; rm -rf "$(dirname "$DB")"' EXIT
 
+# Enough keys that a scan to the terminal runs for seconds.
+seq 1 200000 | awk '{ printf "bulk%07d\tvalue %d\n", $1, $1 }' | "$KVCTL" "$DB" import --format tsv >/dev/null
 tmux new-session -d -s "$SESSION" -x 120 -y 30 "HOME=$(dirname "$DB") $KVCTL $DB"
 screen() { tmux capture-pane -p -t "$SESSION"; }
 wait_for() { # text
@@ -31,8 +35,29 @@ for _ in $(seq 100); do [ "$(screen | grep -cx 'hello, tty')" -ge 2 ] && break; 
 tmux send-keys -t "$SESSION" 'frobnicate' Enter
 wait_for "error: unknown command 'frobnicate' (type help)"
 tmux send-keys -t "$SESSION" 'count' Enter
-for _ in $(seq 100); do [ "$(screen | grep -c '^kvengine>')" -ge 6 ] && break; sleep 0.1; done
-screen | grep -qx "1" || { echo "shell-tty-test: count did not print 1 after the error"; screen; exit 1; }
+for _ in $(seq 100); do screen | grep -qx "200001" && break; sleep 0.1; done
+screen | grep -qx "200001" || { echo "shell-tty-test: count did not print 200001 after the error"; screen; exit 1; }
+tmux send-keys -t "$SESSION" 'scan --frobnicate' Enter
+wait_for "error: Unknown option '--frobnicate'"
+tmux send-keys -t "$SESSION" 'GET --json greeting' Enter
+wait_for '{"key": "greeting", "value": "hello, tty"}'
+tmux send-keys -t "$SESSION" 'put "two' Enter
+wait_for "...>"
+tmux send-keys -t "$SESSION" 'lines" v2' Enter
+tmux send-keys -t "$SESSION" 'get "two\nlines"' Enter
+wait_for "v2"
+tmux send-keys -t "$SESSION" 'scan' Enter
+wait_for "bulk00"
+tmux send-keys -t "$SESSION" C-c
+wait_for "interrupted"
+tmux send-keys -t "$SESSION" 'clear-screen-marker' Enter
+wait_for "error: unknown command 'clear-screen-marker'"
+tmux has-session -t "$SESSION" 2>/dev/null || { echo "shell-tty-test: Ctrl-C ended the session"; exit 1; }
+# Ctrl-C at the prompt does not end the session either.
+tmux send-keys -t "$SESSION" C-c
+sleep 0.3
+tmux send-keys -t "$SESSION" 'after-ctrl-c' Enter
+wait_for "error: unknown command 'after-ctrl-c'"
 tmux send-keys -t "$SESSION" 'quit' Enter
 for _ in $(seq 50); do tmux has-session -t "$SESSION" 2>/dev/null || break; sleep 0.1; done
 tmux has-session -t "$SESSION" 2>/dev/null && { echo "shell-tty-test: quit did not end the session"; exit 1; }

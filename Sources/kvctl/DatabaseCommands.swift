@@ -5,7 +5,7 @@ import Synchronization
 
 /// Where the database is and how to open it, shared by the one-shot commands.
 struct DatabaseOptions: ParsableArguments {
-    @Option(name: .customLong("db"), help: "Database directory (`kvctl DBPATH COMMAND ...` sets it).")
+    @Option(name: .customLong("db"), help: ArgumentHelp("Database directory (`kvctl DBPATH COMMAND ...` sets it).", visibility: .hidden))
     var path: String
 
     /// Opens the database for a write command (`create`: made when missing; `buffered`:
@@ -20,6 +20,35 @@ struct DatabaseOptions: ParsableArguments {
         var options = Options()
         options.readOnly = true
         return try Database(path: path, options: options)
+    }
+}
+
+/// Standard output through one buffer: written out at 256 KiB, and at every line on a
+/// terminal (so long output shows as it is produced).
+struct OutputBuffer {
+    var bytes: [UInt8] = []
+    private let lineByLine = isatty(STDOUT_FILENO) == 1
+
+    init() { bytes.reserveCapacity(256 << 10 + 4096) }
+
+    mutating func endLine() {
+        bytes.append(0x0A)
+        if lineByLine || bytes.count >= 256 << 10 { flush() }
+    }
+
+    /// `text` and a newline.
+    mutating func line(_ text: String) {
+        bytes += text.utf8
+        endLine()
+    }
+
+    /// Whether Ctrl-C asked the running shell command to stop (long walks check it).
+    var interrupted: Bool { Interrupt.requested }
+
+    mutating func flush() {
+        guard !bytes.isEmpty else { return }
+        bytes.withUnsafeBytes { FileHandle.standardOutput.write(Data($0)) }
+        bytes.removeAll(keepingCapacity: true)
     }
 }
 
@@ -49,7 +78,7 @@ func writeRaw(_ bytes: [UInt8], to path: String) throws {
     }
 }
 
-struct Get: ParsableCommand {
+struct Get: DatabaseCommand {
     static let configuration = CommandConfiguration(abstract: "Print the value of KEY (exit 1 when absent).")
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var encoding: ByteEncoding
@@ -57,21 +86,25 @@ struct Get: ParsableCommand {
     @Option(name: .customLong("output"), help: "Write the value's raw bytes to this file ('-': standard output) instead of printing it encoded.")
     var output: String?
 
-    func run() throws {
+    var access: DatabaseAccess { .read }
+
+    func run(on db: Database, _ out: inout OutputBuffer) throws {
         let keyBytes = try encoding.decode(key, "KEY")
-        let db = try database.openReadOnly()
-        let value = try db.get(keyBytes)
-        try db.close()
-        guard let value else { KVCtl.fail("not found: \(key)", code: 1) }
+        guard let value = try db.get(keyBytes) else { throw NotFound(key: key) }
         if let output {
             try writeRaw(value, to: output)
             return
         }
-        print(encoding.json ? encoding.line(key: keyBytes, value: value) : encoding.encode(value))
+        if encoding.json {
+            encoding.appendLine(key: keyBytes, value: value, to: &out.bytes)
+        } else {
+            encoding.append(value, to: &out.bytes)
+        }
+        out.endLine()
     }
 }
 
-struct Put: ParsableCommand {
+struct Put: DatabaseCommand {
     static let configuration = CommandConfiguration(abstract: "Store VALUE under KEY.")
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var write: WriteOptions
@@ -85,36 +118,35 @@ struct Put: ParsableCommand {
         if (value == nil) == (valueFile == nil) { throw ValidationError("give either VALUE or --value-file, not both or neither") }
     }
 
-    func run() throws {
+    var access: DatabaseAccess { .write(create: true, buffered: write.buffered) }
+
+    func run(on db: Database, _ out: inout OutputBuffer) throws {
         let keyBytes = try encoding.decode(key, "KEY")
         let valueBytes = try valueFile.map(readRaw) ?? encoding.decode(value!, "VALUE")
         if valueBytes.count > Limits.maxValueBytes {
             throw ValidationError("value of \(valueBytes.count) bytes exceeds the limit of \(Limits.maxValueBytes)")
         }
-        let db = try database.open(create: true, buffered: write.buffered)
         try db.put(keyBytes, valueBytes)
-        try db.close()
-        print("OK")
+        out.line("OK")
     }
 }
 
-struct Del: ParsableCommand {
+struct Del: DatabaseCommand {
     static let configuration = CommandConfiguration(abstract: "Remove KEY.")
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var write: WriteOptions
     @OptionGroup var encoding: ByteEncoding
     @Argument(help: "The key.") var key: String
 
-    func run() throws {
-        let keyBytes = try encoding.decode(key, "KEY")
-        let db = try database.open(create: true, buffered: write.buffered)
-        try db.delete(keyBytes)
-        try db.close()
-        print("OK")
+    var access: DatabaseAccess { .write(create: true, buffered: write.buffered) }
+
+    func run(on db: Database, _ out: inout OutputBuffer) throws {
+        try db.delete(try encoding.decode(key, "KEY"))
+        out.line("OK")
     }
 }
 
-struct Scan: ParsableCommand {
+struct Scan: DatabaseCommand {
     static let configuration = CommandConfiguration(abstract: "Print keys and values in order: KEY<TAB>VALUE per line.")
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var encoding: ByteEncoding
@@ -129,20 +161,23 @@ struct Scan: ParsableCommand {
     }
     @Flag(name: .customLong("keys-only"), help: "Print keys only.") var keysOnly = false
 
-    func run() throws {
+    var access: DatabaseAccess { .read }
+
+    func run(on db: Database, _ out: inout OutputBuffer) throws {
         let options = ScanOptions(
             start: try start.map { try encoding.decode($0, "START") }, end: try end.map { try encoding.decode($0, "END") },
             prefix: try prefix.map { try encoding.decode($0, "--prefix") }, reverse: reverse, limit: limit)
-        let db = try database.openReadOnly()
-        defer { try? db.close() }
-        let cursor = db.scan(options)
-        while let (key, value) = try cursor.next() {
-            print(encoding.line(key: key, value: keysOnly ? nil : value))
+        var scan = options
+        scan.fillCache = false  // a one-off walk: its blocks stay out of the cache
+        try db.forEach(scan) { key, value in
+            encoding.appendLine(key: key, value: keysOnly ? nil : value, to: &out.bytes)
+            out.endLine()
+            return !out.interrupted
         }
     }
 }
 
-struct Compact: ParsableCommand {
+struct Compact: DatabaseCommand {
     static let configuration = CommandConfiguration(
         abstract: "Compact every table meeting [START, END] down into the deepest level.",
         discussion: "Drops overwritten versions and deletions that no snapshot needs. Shows progress on a terminal.")
@@ -151,9 +186,9 @@ struct Compact: ParsableCommand {
     @Argument(help: "First key of the range (default: the first key).") var start: String?
     @Argument(help: "Last key of the range, included (default: the last key).") var end: String?
 
-    func run() throws {
-        let db = try database.open(create: false)
-        defer { try? db.close() }
+    var access: DatabaseAccess { .write(create: false, buffered: false) }
+
+    func run(on db: Database, _ out: inout OutputBuffer) throws {
         let start = try start.map { try encoding.decode($0, "START") }
         let end = try end.map { try encoding.decode($0, "END") }
         let before = db.stats
@@ -161,7 +196,7 @@ struct Compact: ParsableCommand {
         try db.compactRange(start: start, end: end)
         ticker.stop()
         let after = db.stats
-        print("OK: \(before.tableBytes) -> \(after.tableBytes) table bytes; \(levelSummary(after))")
+        out.line("OK: \(before.tableBytes) -> \(after.tableBytes) table bytes; \(levelSummary(after))")
     }
 }
 
@@ -198,30 +233,29 @@ final class Ticker: @unchecked Sendable {
     }
 }
 
-struct Stats: ParsableCommand {
+struct Stats: DatabaseCommand {
     static let configuration = CommandConfiguration(abstract: "Print the engine's and the page store's counters.")
     @OptionGroup var database: DatabaseOptions
+    var access: DatabaseAccess { .read }
 
-    func run() throws {
-        let db = try database.openReadOnly()
-        defer { try? db.close() }
-        print(describe(db.stats))
+    func run(on db: Database, _ out: inout OutputBuffer) throws {
+        out.line(describe(db.stats))
     }
 }
 
-struct Count: ParsableCommand {
+struct Count: DatabaseCommand {
     static let configuration = CommandConfiguration(abstract: "Print the number of keys.")
     @OptionGroup var database: DatabaseOptions
+    var access: DatabaseAccess { .read }
 
-    func run() throws {
-        let db = try database.openReadOnly()
-        defer { try? db.close() }
+    func run(on db: Database, _ out: inout OutputBuffer) throws {
         var count = 0
-        try db.forEach { _, _ in
+        // A one-off walk of everything: its blocks stay out of the cache.
+        try db.forEach(ScanOptions(fillCache: false)) { _, _ in
             count += 1
-            return true
+            return count % 4096 != 0 || !out.interrupted
         }
-        print(count)
+        out.line(String(count))
     }
 }
 
@@ -296,10 +330,11 @@ struct Batch: ParsableCommand {
         while let line = readLine(strippingNewline: true) {
             number += 1
             let words = try ShellWords.split(line)
-            guard let command = words.first.map({ String(decoding: $0, as: UTF8.self) }) else { continue }
+            guard let command = words.first?.lowercased() else { continue }
+            func bytes(_ word: String) throws -> [UInt8] { try TextCodec.parseText(Array(word.utf8), "line \(number)") }
             switch (command, words.count) {
-            case ("put", 3): batch.put(words[1], words[2])
-            case ("del", 2), ("delete", 2): batch.delete(words[1])
+            case ("put", 3): batch.put(try bytes(words[1]), try bytes(words[2]))
+            case ("del", 2), ("delete", 2): batch.delete(try bytes(words[1]))
             default: throw ValidationError("line \(number): expected 'put KEY VALUE' or 'del KEY': \(line)")
             }
         }

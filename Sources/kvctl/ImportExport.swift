@@ -10,7 +10,7 @@ enum LineFormat: String, ExpressibleByArgument, CaseIterable {
     case tsv
 }
 
-struct Export: ParsableCommand {
+struct Export: DatabaseCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write every key and value to stdout, in key order, as JSON lines or TSV.",
         discussion: "JSON lines: UTF-8 keys and values as JSON strings, other bytes as key_base64/value_base64 fields; TSV: keys and values in the text form (UTF-8 as itself, \\\\ \\t \\n \\r and \\xNN escapes); with --hex or --base64 both formats hold that encoding. `import` with the same flags reads it back exactly.")
@@ -18,27 +18,20 @@ struct Export: ParsableCommand {
     @OptionGroup var encoding: ByteEncoding
     @Option(help: "jsonl or tsv.") var format: LineFormat = .jsonl
 
-    func run() throws {
+    var access: DatabaseAccess { .read }
+
+    func run(on db: Database, _ out: inout OutputBuffer) throws {
         var lineEncoding = encoding
         lineEncoding.json = format == .jsonl
-        let db = try database.openReadOnly()
-        defer { try? db.close() }
-        var out: [UInt8] = []
-        out.reserveCapacity(1 << 20 + 4096)
         var progress = Progress("exported")
         var count = 0
         try db.forEach(ScanOptions(fillCache: false)) { key, value in
-            lineEncoding.appendLine(key: key, value: value, to: &out)
-            out.append(0x0A)
+            lineEncoding.appendLine(key: key, value: value, to: &out.bytes)
+            out.endLine()
             count += 1
-            if out.count >= 1 << 20 {
-                out.withUnsafeBytes { FileHandle.standardOutput.write(Data($0)) }
-                out.removeAll(keepingCapacity: true)
-                progress.update(count)
-            }
-            return true
+            if count % 65536 == 0 { progress.update(count) }
+            return !out.interrupted
         }
-        out.withUnsafeBytes { FileHandle.standardOutput.write(Data($0)) }
         progress.finish(count)
     }
 }

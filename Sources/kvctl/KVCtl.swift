@@ -35,6 +35,8 @@ struct KVCtl: ParsableCommand {
         do {
             var command = try parseAsRoot(rewrite(arguments))
             try command.run()
+        } catch let error as NotFound {
+            fail("not found: \(error.key)", code: 1)
         } catch let error as KVError {
             fail(String(describing: error), code: exitCode(for: error.code))
         } catch {
@@ -91,11 +93,8 @@ struct KVCtl: ParsableCommand {
             arguments.contains(where: { $0 == "--help" || $0 == "-h" }),
             let command = configuration.subcommands.first(where: { $0._commandName == name })
         else { return nil }
-        var text = helpMessage(for: command)
-        text = text.replacingOccurrences(of: "kvctl \(name) --db <db>", with: "kvctl DBPATH \(name)")
-        text = text.replacingOccurrences(
-            of: "--db <db>", with: "DBPATH (first)")
-        return text
+        // (--db is hidden from help: users give the path first.)
+        return helpMessage(for: command).replacingOccurrences(of: "USAGE: kvctl \(name)", with: "USAGE: kvctl DBPATH \(name)")
     }
 
     /// Subcommands that do not take a database path first.

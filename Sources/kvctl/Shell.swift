@@ -20,20 +20,31 @@ struct Shell: ParsableCommand {
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var write: WriteOptions
 
-    static let help = """
-        commands:
-          get KEY                      print the value (or "(not found)")
-          put KEY VALUE                store VALUE under KEY; prints OK once durable
-          del KEY                      remove KEY; prints OK once durable
-          scan [START [END]] [--prefix P] [--reverse] [--limit N] [--keys-only]
-          count                        number of keys
-          sync                         make every buffered write durable
-          stats                        engine and page store counters
-          compact [START [END]]        compact tables meeting the range into the deepest level
-          help                         this text
-          quit | exit                  end the session
-        Keys and values are UTF-8 words or "quoted strings"; \\xNN, \\n, \\t, \\" and \\\\ escape bytes.
-        """
+    /// The commands the shell runs through their one-shot definitions (the same flags).
+    static let commands: [String: any DatabaseCommand.Type] = [
+        "get": Get.self, "put": Put.self, "del": Del.self, "scan": Scan.self, "count": Count.self,
+        "stats": Stats.self, "compact": Compact.self, "export": Export.self,
+    ]
+    /// Commands that take the key and value flags (`mode` adds its flag to them).
+    static let encodedCommands: Set<String> = ["get", "put", "del", "scan", "compact", "export"]
+
+    static var help: String {
+        var lines = ["commands (case does not matter; `help COMMAND` for its flags):"]
+        for name in commands.keys.sorted() {
+            lines.append("  " + name.padding(toLength: 10, withPad: " ", startingAt: 0) + commands[name]!.configuration.abstract)
+        }
+        lines += [
+            "  delete    Remove KEY (as del).",
+            "  sync      Make every buffered write durable.",
+            "  mode      mode text|hex|base64|json: how keys and values are given and printed from now on.",
+            "  timing    timing on|off: print each command's time on stderr.",
+            "  help      This text; help COMMAND: that command's usage and flags.",
+            "  quit      End the session (also exit, or Ctrl-D). Ctrl-C stops a running command.",
+            "Keys and values are words or \"quoted strings\" (a quote left open goes on to the next",
+            "line); \\\\ \\t \\n \\r and \\xNN escape bytes, \\\" a quote.",
+        ]
+        return lines.joined(separator: "\n")
+    }
 
     func run() throws {
         let db = try database.open(create: true, buffered: write.buffered)
@@ -43,106 +54,118 @@ struct Shell: ParsableCommand {
         if interactive {
             emit("kvengine shell on \(database.path); type help for commands")
             if let history { _ = read_history(history) }
+            Interrupt.install()
         }
-        defer {
-            if interactive, let history { _ = write_history(history) }
-        }
+        var session = Session(path: database.path)
         while true {
-            guard let line = interactive ? readInteractive() : readLine(strippingNewline: true) else { break }
+            guard var line = read(interactive, prompt: "kvengine> ") else { break }
+            // A quote left open: the line goes on.
+            while ShellWords.endsInsideQuotes(line), let more = read(interactive, prompt: "     ...> ") {
+                line += "\n" + more
+            }
+            if interactive, !line.trimmingCharacters(in: .whitespaces).isEmpty {
+                _ = add_history(line)
+                if let history { _ = write_history(history) }  // kept as it grows
+            }
+            Interrupt.reset()
             do {
-                if try !execute(line, db) { break }
+                if try !session.execute(line, db) { break }
             } catch {
-                FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+                FileHandle.standardError.write(Data("error: \(Shell.describe(error))\n".utf8))
             }
         }
     }
 
-    /// A line from the terminal with editing and history (libedit).
-    private func readInteractive() -> String? {
-        guard let raw = readline("kvengine> ") else { return nil }
-        defer { free(raw) }
-        let line = String(cString: raw)
-        if !line.trimmingCharacters(in: .whitespaces).isEmpty { _ = add_history(line) }
-        return line
-    }
-
-    /// Runs one command line; false ends the session.
-    private func execute(_ line: String, _ db: Database) throws -> Bool {
-        let words = try ShellWords.split(line)
-        guard let command = words.first else { return true }
-        let arguments = Array(words.dropFirst())
-        func want(_ count: Int, _ usage: String) throws {
-            guard arguments.count == count else { throw ShellError("usage: \(usage)") }
-        }
-        switch String(decoding: command, as: UTF8.self) {
-        case "get":
-            try want(1, "get KEY")
-            emit(try db.get(arguments[0]).map(TextCodec.text) ?? "(not found)")
-        case "put":
-            try want(2, "put KEY VALUE")
-            try db.put(arguments[0], arguments[1])
-            emit("OK")
-        case "del", "delete":
-            try want(1, "del KEY")
-            try db.delete(arguments[0])
-            emit("OK")
-        case "scan":
-            var options = ScanOptions()
-            var keysOnly = false
-            var positional: [[UInt8]] = []
-            var index = 0
-            while index < arguments.count {
-                switch String(decoding: arguments[index], as: UTF8.self) {
-                case "--prefix":
-                    index += 1
-                    guard index < arguments.count else { throw ShellError("--prefix needs a value") }
-                    options.prefix = arguments[index]
-                case "--limit":
-                    index += 1
-                    guard index < arguments.count, let limit = Int(String(decoding: arguments[index], as: UTF8.self)), limit >= 0 else {
-                        throw ShellError("--limit needs a non-negative number")
-                    }
-                    options.limit = limit
-                case "--reverse": options.reverse = true
-                case "--keys-only": keysOnly = true
-                default: positional.append(arguments[index])
+    /// A line from the terminal with editing and history (libedit), or from the pipe.
+    private func read(_ interactive: Bool, prompt: String) -> String? {
+        guard interactive else { return readLine(strippingNewline: true) }
+        while true {
+            guard let raw = readline(prompt) else {
+                // Ctrl-C at the prompt interrupts the read: a fresh prompt, not the end.
+                if Interrupt.requested {
+                    Interrupt.reset()
+                    FileHandle.standardOutput.write(Data("\n".utf8))
+                    continue
                 }
-                index += 1
+                return nil
             }
-            guard positional.count <= 2 else { throw ShellError("usage: scan [START [END]] [--prefix P] [--reverse] [--limit N] [--keys-only]") }
-            options.start = positional.first
-            options.end = positional.count == 2 ? positional[1] : nil
-            var lines: [String] = []
-            try db.forEach(options) { key, value in
-                lines.append(keysOnly ? TextCodec.text(key) : TextCodec.text(key) + "\t" + TextCodec.text(value))
-                return true
-            }
-            if !lines.isEmpty { emit(lines.joined(separator: "\n")) }
-        case "count":
-            try want(0, "count")
-            var count = 0
-            try db.forEach(ScanOptions(fillCache: false)) { _, _ in
-                count += 1
-                return true
-            }
-            emit(String(count))
-        case "sync":
-            try db.sync()
-            emit("OK")
-        case "stats":
-            emit(describe(db.stats))
-        case "compact":
-            guard arguments.count <= 2 else { throw ShellError("usage: compact [START [END]]") }
-            try db.compactRange(start: arguments.first, end: arguments.count == 2 ? arguments[1] : nil)
-            emit("OK: \(levelSummary(db.stats))")
-        case "help":
-            emit(Shell.help)
-        case "quit", "exit":
-            return false
-        default:
-            throw ShellError("unknown command '\(String(decoding: command, as: UTF8.self))' (type help)")
+            defer { free(raw) }
+            return String(cString: raw)
         }
-        return true
+    }
+
+    /// One line for an error: ArgumentParser's first line, a KVError's message.
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? KVError { return error.message }
+        if error is ShellError || error is ValidationError { return "\(error)" }
+        let message = KVCtl.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+        return message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message
+    }
+
+    /// What a session remembers between commands.
+    struct Session {
+        let path: String
+        var mode = "text"
+        var timing = false
+
+        /// Runs one command line; false ends the session.
+        mutating func execute(_ line: String, _ db: Database) throws -> Bool {
+            let words = try ShellWords.split(line)
+            guard let first = words.first else { return true }
+            let name = first.lowercased()
+            let arguments = Array(words.dropFirst())
+            let started = DispatchTime.now().uptimeNanoseconds
+            defer {
+                if timing {
+                    let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+                    FileHandle.standardError.write(Data(String(format: "time: %.6f s\n", seconds).utf8))
+                }
+            }
+            switch name {
+            case "quit", "exit":
+                return false
+            case "help":
+                if let topic = arguments.first?.lowercased(), let command = Shell.commands[topic == "delete" ? "del" : topic] {
+                    emit(KVCtl.helpMessage(for: command).replacingOccurrences(of: "USAGE: kvctl ", with: "USAGE: ")
+                        .trimmingCharacters(in: .newlines))
+                } else if let topic = arguments.first {
+                    throw ShellError("no command '\(topic)' (type help)")
+                } else {
+                    emit(Shell.help)
+                }
+            case "sync":
+                guard arguments.isEmpty else { throw ShellError("usage: sync") }
+                try db.sync()
+                emit("OK")
+            case "mode":
+                guard arguments.count == 1, ["text", "hex", "base64", "json"].contains(arguments[0]) else {
+                    throw ShellError("usage: mode text|hex|base64|json (now \(mode))")
+                }
+                mode = arguments[0]
+                emit("OK")
+            case "timing":
+                guard arguments.count == 1, ["on", "off"].contains(arguments[0]) else { throw ShellError("usage: timing on|off") }
+                timing = arguments[0] == "on"
+                emit("OK")
+            default:
+                let command = name == "delete" ? "del" : name
+                guard Shell.commands[command] != nil else {
+                    throw ShellError("unknown command '\(first)' (type help)")
+                }
+                let flags = Shell.encodedCommands.contains(command) && mode != "text" ? ["--\(mode)"] : []
+                let parsed = try KVCtl.parseAsRoot([command, "--db", path] + flags + arguments)
+                guard let runnable = parsed as? any DatabaseCommand else { throw ShellError("'\(first)' does not run in the shell") }
+                var out = OutputBuffer()
+                do {
+                    try runnable.run(on: db, &out)
+                } catch is NotFound {
+                    out.line("(not found)")
+                }
+                out.flush()
+                if Interrupt.requested { FileHandle.standardError.write(Data("interrupted\n".utf8)) }
+            }
+            return true
+        }
     }
 }
 
@@ -152,11 +175,13 @@ struct ShellError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// Splits a shell line into byte words: whitespace separates, "double quotes" group, and
-/// \xNN, \n, \t, \", \\ escape bytes (inside quotes and out).
+/// Splits a shell line into words: whitespace separates, "double quotes" group (a
+/// newline inside them is part of the word), `\"` is a quote; every other escape is left
+/// in the word for the text form to read (`\\` `\t` `\n` `\r` `\xNN`), so the shell, `batch`
+/// and the one-shot commands take the same escapes.
 enum ShellWords {
-    static func split(_ line: String) throws -> [[UInt8]] {
-        var words: [[UInt8]] = []
+    static func split(_ line: String) throws -> [String] {
+        var words: [String] = []
         var current: [UInt8] = []
         var inWord = false
         var quoted = false
@@ -166,27 +191,21 @@ enum ShellWords {
             case UInt8(ascii: "\""):
                 quoted.toggle()
                 inWord = true
-            case UInt8(ascii: " "), UInt8(ascii: "\t"):
+            case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\n"):
                 if quoted {
                     current.append(byte)
                 } else if inWord {
-                    words.append(current)
+                    words.append(String(decoding: current, as: UTF8.self))
                     current = []
                     inWord = false
                 }
             case UInt8(ascii: "\\"):
                 guard let next = bytes.popFirst() else { throw ShellError("a line cannot end in a backslash") }
                 inWord = true
-                switch next {
-                case UInt8(ascii: "n"): current.append(0x0A)
-                case UInt8(ascii: "t"): current.append(0x09)
-                case UInt8(ascii: "r"): current.append(0x0D)
-                case UInt8(ascii: "x"):
-                    guard let value = TextCodec.hexByte(&bytes) else {
-                        throw ShellError("\\x must be followed by two hex digits")
-                    }
-                    current.append(value)
-                default: current.append(next)
+                if next == UInt8(ascii: "\"") {
+                    current.append(next)
+                } else {
+                    current += [byte, next]
                 }
             default:
                 current.append(byte)
@@ -194,9 +213,39 @@ enum ShellWords {
             }
         }
         if quoted { throw ShellError("unterminated quote") }
-        if inWord { words.append(current) }
+        if inWord { words.append(String(decoding: current, as: UTF8.self)) }
         return words
     }
+
+    /// Whether `line` leaves a quote open (the shell reads on).
+    static func endsInsideQuotes(_ line: String) -> Bool {
+        var quoted = false
+        var escaped = false
+        for byte in line.utf8 {
+            if escaped {
+                escaped = false
+            } else if byte == UInt8(ascii: "\\") {
+                escaped = true
+            } else if byte == UInt8(ascii: "\"") {
+                quoted.toggle()
+            }
+        }
+        return quoted
+    }
+}
+
+/// Ctrl-C in the shell: a flag the running command's walk checks (it stops, and the shell
+/// goes back to its prompt) instead of the end of the process.
+enum Interrupt {
+    nonisolated(unsafe) private static var flag: sig_atomic_t = 0
+
+    static func install() {
+        signal(SIGINT) { _ in Interrupt.flag = 1 }
+    }
+
+    static func reset() { flag = 0 }
+
+    static var requested: Bool { flag != 0 }
 }
 
 /// "N tables, B bytes (L0 a, L1 b, ...)".

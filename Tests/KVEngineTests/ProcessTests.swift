@@ -228,6 +228,38 @@ final class ProcessTests: XCTestCase {
         try db.close()
     }
 
+    /// The shell runs the one-shot commands' definitions: their flags work (and unknown
+    /// ones are refused), names are case-insensitive, a quote left open goes on to the next
+    /// line, `mode` switches the encoding, `help COMMAND` shows the command's flags.
+    func testTheShellSharesTheOneShotParser() throws {
+        let dir = TestPath()
+        let script = """
+            PUT greeting "hello, shell"
+            get --json greeting
+            scan --frobnicate
+            put "two
+            lines" v2
+            get "two\\nlines"
+            mode hex
+            get 6772656574696e67
+            mode text
+            Scan --keys-only --limit 1
+            help count
+            get missing
+
+            """
+        let result = try run([dir.path], input: script)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        XCTAssertEqual(Array(lines.prefix(8)), [
+            "OK", #"{"key": "greeting", "value": "hello, shell"}"#, "OK", "v2", "OK",
+            "68656c6c6f2c207368656c6c", "OK", "greeting",
+        ], result.stdout)
+        XCTAssertTrue(result.stdout.contains("USAGE: count"), result.stdout)
+        XCTAssertTrue(result.stdout.hasSuffix("(not found)\n"), result.stdout)
+        XCTAssertEqual(result.stderr, "error: Unknown option '--frobnicate'\n")
+    }
+
     /// What a user who mistypes gets: usage (exit 64) for a bare kvctl, the DBPATH named
     /// when it is missing, negative limits and write-only flags refused with one line, and
     /// per-command help in the form users type.

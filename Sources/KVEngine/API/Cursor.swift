@@ -69,7 +69,9 @@ public final class Cursor: AsyncSequence {
     /// its start (`failure`).
     private let view: View?
     private let database: Database?
-    private var source: any InternalIterator
+    /// A `let`: the walk's hot loop reads it without a retain and a release per access
+    /// (`restart` seeks it again rather than replacing it).
+    private let source: any InternalIterator
     private let snapshot: UInt64
     private let options: ScanOptions
     /// Upper bound (exclusive): the smaller of `end` and the prefix's successor.
@@ -145,13 +147,11 @@ public final class Cursor: AsyncSequence {
 
     /// Starts the walk again from the beginning of the range, at the same snapshot.
     public func restart() {
-        let fresh = Cursor(again: self)
-        source = fresh.source
         returned = 0
-        started = false
+        started = false  // the next step seeks `source` to the start of the range again
         positioned = false
         hasSkipKey = false
-        error = fresh.error
+        error = view == nil ? error : source.error
     }
 
     /// The next entry without the error check (`error` says why it is nil early).

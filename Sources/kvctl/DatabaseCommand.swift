@@ -1,0 +1,50 @@
+import ArgumentParser
+import Foundation
+import KVEngine
+
+/// A command that works on an open database, defined once for both of its forms: one-shot
+/// (`kvctl DBPATH NAME ...`, which opens the database around it) and inside the shell (on
+/// the shell's open database). Both parse the same ArgumentParser definition, so every
+/// flag works in both and an unknown one is an error in both.
+protocol DatabaseCommand: ParsableCommand {
+    var database: DatabaseOptions { get }
+    /// How the one-shot form opens the database.
+    var access: DatabaseAccess { get }
+    /// Runs on `db`, writing its results to `out`.
+    func run(on db: Database, _ out: inout OutputBuffer) throws
+}
+
+/// How a one-shot command opens its database.
+enum DatabaseAccess {
+    /// Read-only: creates and changes nothing; runs beside other readers.
+    case read
+    /// For writing: `create` when missing; `buffered` acknowledges writes once in memory.
+    case write(create: Bool, buffered: Bool)
+}
+
+extension DatabaseCommand {
+    /// The one-shot form: open, run, close, and only then print (a write's `OK` follows
+    /// its close, which makes it durable).
+    func run() throws {
+        let db: Database
+        switch access {
+        case .read: db = try database.openReadOnly()
+        case .write(let create, let buffered): db = try database.open(create: create, buffered: buffered)
+        }
+        var out = OutputBuffer()
+        do {
+            try run(on: db, &out)
+        } catch {
+            out.flush()
+            try? db.close()
+            throw error
+        }
+        try db.close()
+        out.flush()
+    }
+}
+
+/// `get` of a key that is not there: exit 1 one-shot, `(not found)` in the shell.
+struct NotFound: Error {
+    let key: String
+}
