@@ -70,7 +70,8 @@ public final class PageAllocator: @unchecked Sendable {
         // faulting in) 2 MiB pages costs a small fraction of pinning 4 KiB ones; a
         // short-lived open (one kvctl get) spent half its time there.
         let huge = PageAllocator.hugePageBytes
-        let reserved = bytes + huge
+        let mapped = (bytes + 4095) & ~4095  // what the kernel maps: whole 4 KiB pages
+        let reserved = mapped + huge
         let mapping = mmap(nil, reserved, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
         guard let mapping, mapping != MAP_FAILED else {
             throw PageStoreError.io("mmap page arena of \(bytes) bytes", path: nil, errno: Glibc.errno)
@@ -78,8 +79,8 @@ public final class PageAllocator: @unchecked Sendable {
         let start = (Int(bitPattern: mapping) + huge - 1) & ~(huge - 1)
         let lead = start - Int(bitPattern: mapping)
         if lead > 0 { munmap(mapping, lead) }
-        let trail = reserved - lead - bytes
-        if trail > 0 { munmap(mapping + lead + bytes, trail) }
+        let trail = reserved - lead - mapped
+        if trail > 0 { munmap(mapping + lead + mapped, trail) }
         let arena = mapping + lead
         _ = madvise(arena, bytes, MADV_HUGEPAGE)  // advice only: without huge pages, 4 KiB ones
         self.arena = arena

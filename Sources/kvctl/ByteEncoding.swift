@@ -100,7 +100,13 @@ struct ByteEncoding: ParsableArguments {
     /// same object: any spacing and field order; `key` or `key_base64`, `value` or
     /// `value_base64`).
     func parseJSONLine(_ line: [UInt8], number: Int) throws -> (key: [UInt8], value: [UInt8]) {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else {
+        let parsed: Any
+        do {
+            parsed = try JSONSerialization.jsonObject(with: Data(line))
+        } catch {
+            throw ValidationError("line \(number): expected {\"key\": \"...\", \"value\": \"...\"} (a JSON object): \((error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String ?? "not JSON")")
+        }
+        guard let object = parsed as? [String: Any] else {
             throw ValidationError("line \(number): expected {\"key\": \"...\", \"value\": \"...\"} (a JSON object)")
         }
         func field(_ name: String) throws -> [UInt8] {

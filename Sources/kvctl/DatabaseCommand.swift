@@ -23,15 +23,18 @@ enum DatabaseAccess {
 }
 
 extension DatabaseCommand {
-    /// The one-shot form: open, run, close, and only then print (a write's `OK` follows
-    /// its close, which makes it durable).
+    /// The one-shot form: open, run, close. A write command prints only after the close
+    /// (its `OK` follows what makes it durable); a read command streams its output as it
+    /// goes (at every line on a terminal).
     func run() throws {
         let db: Database
         switch access {
         case .read: db = try database.openReadOnly()
         case .write(let create, let buffered): db = try database.open(create: create, buffered: buffered)
         }
-        var out = OutputBuffer()
+        var writes = false
+        if case .write = access { writes = true }
+        var out = OutputBuffer(streaming: !writes)
         do {
             try run(on: db, &out)
         } catch {

@@ -27,13 +27,19 @@ struct DatabaseOptions: ParsableArguments {
 /// terminal (so long output shows as it is produced).
 struct OutputBuffer {
     var bytes: [UInt8] = []
-    private let lineByLine = isatty(STDOUT_FILENO) == 1
+    private let lineByLine: Bool
+    private let streaming: Bool
 
-    init() { bytes.reserveCapacity(256 << 10 + 4096) }
+    /// `streaming`: written out as it grows (else held until `flush`).
+    init(streaming: Bool = true) {
+        self.streaming = streaming
+        lineByLine = streaming && isatty(STDOUT_FILENO) == 1
+        bytes.reserveCapacity(256 << 10 + 4096)
+    }
 
     mutating func endLine() {
         bytes.append(0x0A)
-        if lineByLine || bytes.count >= 256 << 10 { flush() }
+        if lineByLine || (streaming && bytes.count >= 256 << 10) { flush() }
     }
 
     /// `text` and a newline.

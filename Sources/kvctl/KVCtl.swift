@@ -19,7 +19,7 @@ struct KVCtl: ParsableCommand {
             Foundation.exit(64)
         }
         if let first = arguments.first, databaseCommands.contains(first), !arguments.contains("--db"),
-            !arguments.contains(where: { $0 == "--help" || $0 == "-h" })
+            !arguments.prefix(while: { $0 != "--" }).contains(where: { $0 == "--help" || $0 == "-h" })
         {
             fail("missing DBPATH: the database comes first, as in kvctl DBPATH \(first) ...", code: 64)
         }
@@ -90,7 +90,7 @@ struct KVCtl: ParsableCommand {
     /// commands are parsed in.
     static func commandHelp(_ arguments: [String]) -> String? {
         guard let name = arguments.first, databaseCommands.contains(name),
-            arguments.contains(where: { $0 == "--help" || $0 == "-h" }),
+            arguments.prefix(while: { $0 != "--" }).contains(where: { $0 == "--help" || $0 == "-h" }),
             let command = configuration.subcommands.first(where: { $0._commandName == name })
         else { return nil }
         // (--db is hidden from help: users give the path first.)

@@ -2,6 +2,7 @@ import ArgumentParser
 import CLibedit
 import Foundation
 import KVEngine
+import Synchronization
 
 /// `kvctl DBPATH` with no command: a shell over an open database.
 ///
@@ -39,9 +40,10 @@ struct Shell: ParsableCommand {
             "  mode      mode text|hex|base64|json: how keys and values are given and printed from now on.",
             "  timing    timing on|off: print each command's time on stderr.",
             "  help      This text; help COMMAND: that command's usage and flags.",
-            "  quit      End the session (also exit, or Ctrl-D). Ctrl-C stops a running command.",
-            "Keys and values are words or \"quoted strings\" (a quote left open goes on to the next",
-            "line); \\\\ \\t \\n \\r and \\xNN escape bytes, \\\" a quote.",
+            "  quit      End the session (also exit, or Ctrl-D). Ctrl-C stops a running scan, count or export.",
+            "Keys and values are words or \"quoted strings\" (on a terminal a quote left open goes on",
+            "to the next line); \\\\ \\t \\n \\r and \\xNN escape bytes, \\\" a quote. A word that begins",
+            "with - is taken as a flag: put such keys and values after --, as in: put -- -5 minus-five",
         ]
         return lines.joined(separator: "\n")
     }
@@ -59,8 +61,9 @@ struct Shell: ParsableCommand {
         var session = Session(path: database.path)
         while true {
             guard var line = read(interactive, prompt: "kvengine> ") else { break }
-            // A quote left open: the line goes on.
-            while ShellWords.endsInsideQuotes(line), let more = read(interactive, prompt: "     ...> ") {
+            // A quote left open on a terminal: the line goes on (from a pipe it is an error,
+            // so that one bad line cannot swallow the rest of a script).
+            while interactive, ShellWords.endsInsideQuotes(line), let more = read(interactive, prompt: "     ...> ") {
                 line += "\n" + more
             }
             if interactive, !line.trimmingCharacters(in: .whitespaces).isEmpty {
@@ -153,15 +156,22 @@ struct Shell: ParsableCommand {
                     throw ShellError("unknown command '\(first)' (type help)")
                 }
                 let flags = Shell.encodedCommands.contains(command) && mode != "text" ? ["--\(mode)"] : []
+                let options = arguments.prefix { $0 != "--" }
+                if options.contains("--buffered") {
+                    throw ShellError("--buffered is set for the whole session: kvctl DBPATH --buffered")
+                }
+                if zip(options, options.dropFirst()).contains(where: { $0 == "--value-file" && $1 == "-" }) || options.contains("--value-file=-") {
+                    throw ShellError("--value-file - would read the shell's own input; give a file")
+                }
                 let parsed = try KVCtl.parseAsRoot([command, "--db", path] + flags + arguments)
                 guard let runnable = parsed as? any DatabaseCommand else { throw ShellError("'\(first)' does not run in the shell") }
                 var out = OutputBuffer()
+                defer { out.flush() }  // what a failing command printed before its error, too
                 do {
                     try runnable.run(on: db, &out)
                 } catch is NotFound {
                     out.line("(not found)")
                 }
-                out.flush()
                 if Interrupt.requested { FileHandle.standardError.write(Data("interrupted\n".utf8)) }
             }
             return true
@@ -237,15 +247,17 @@ enum ShellWords {
 /// Ctrl-C in the shell: a flag the running command's walk checks (it stops, and the shell
 /// goes back to its prompt) instead of the end of the process.
 enum Interrupt {
-    nonisolated(unsafe) private static var flag: sig_atomic_t = 0
+    /// Lock-free, so the handler may store to it from any thread the signal lands on.
+    private static let flag = Atomic<Int32>(0)
 
     static func install() {
-        signal(SIGINT) { _ in Interrupt.flag = 1 }
+        reset()  // the static is made here, not first in the handler
+        signal(SIGINT) { _ in Interrupt.flag.store(1, ordering: .relaxed) }
     }
 
-    static func reset() { flag = 0 }
+    static func reset() { flag.store(0, ordering: .relaxed) }
 
-    static var requested: Bool { flag != 0 }
+    static var requested: Bool { flag.load(ordering: .relaxed) != 0 }
 }
 
 /// "N tables, B bytes (L0 a, L1 b, ...)".

@@ -181,15 +181,6 @@ enum TextCodec {
         return length
     }
 
-    /// The byte of the two hex digits at the front of `input` (consumed), or nil.
-    static func hexByte(_ input: inout ArraySlice<UInt8>) -> UInt8? {
-        guard input.count >= 2, let high = hexValue(input[input.startIndex]), let low = hexValue(input[input.startIndex + 1]) else {
-            return nil
-        }
-        input = input.dropFirst(2)
-        return high << 4 | low
-    }
-
     private static func hexValue(_ digit: UInt8) -> UInt8? {
         switch digit {
         case UInt8(ascii: "0")...UInt8(ascii: "9"): return digit - UInt8(ascii: "0")
