@@ -142,7 +142,7 @@ extension Database {
         return try outcome.get()
     }
 
-    /// ``forEach(_:snapshot:_:)`` suspending while its blocks are read: `body` runs on one
+    /// `forEach(_:snapshot:_:)` suspending while its blocks are read: `body` runs on one
     /// of the database's read threads, with buffers valid only during each call.
     public func forEach(
         _ options: ScanOptions = ScanOptions(), snapshot: Snapshot? = nil,

@@ -1,6 +1,6 @@
 import PageStore
 
-/// What ``Database/ingest(sorted:)`` added.
+/// What `ingest(sorted:)` added.
 public struct IngestReport: Sendable, Equatable {
     /// Entries added.
     public var entries: Int
