@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Drives `kvctl DBPATH` (the interactive shell) through a real terminal with tmux and
-# checks the prompt, a result, history (Up), an error that does not end the session, an
-# unknown flag refused, --json inside the shell, a continuation line inside quotes, and
+# checks the prompt, a result, history (Up), an error that does not end the session, tab
+# completion of a command and of a key, an unknown flag refused, --json inside the shell, a continuation line inside quotes, and
 # Ctrl-C stopping a long scan (the session goes on).
 #
 #   scripts/shell-tty-test.sh        # exits 0 and prints "shell-tty-test: ok", or names what failed
@@ -37,6 +37,14 @@ wait_for "error: unknown command 'frobnicate' (type help)"
 tmux send-keys -t "$SESSION" 'count' Enter
 for _ in $(seq 100); do screen | grep -qx "200001" && break; sleep 0.1; done
 screen | grep -qx "200001" || { echo "shell-tty-test: count did not print 200001 after the error"; screen; exit 1; }
+# Tab completes a command name, then a key.
+tmux send-keys -t "$SESSION" 'sta' Tab
+wait_for "kvengine> stats"
+tmux send-keys -t "$SESSION" C-u 'get gree' Tab
+wait_for "kvengine> get greeting"
+tmux send-keys -t "$SESSION" Enter
+for _ in $(seq 100); do [ "$(screen | grep -cx 'hello, tty')" -ge 3 ] && break; sleep 0.1; done
+[ "$(screen | grep -cx 'hello, tty')" -ge 3 ] || { echo "shell-tty-test: the completed 'get greeting' did not run"; screen; exit 1; }
 tmux send-keys -t "$SESSION" 'scan --frobnicate' Enter
 wait_for "error: Unknown option '--frobnicate'"
 tmux send-keys -t "$SESSION" 'GET --json greeting' Enter

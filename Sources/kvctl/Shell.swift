@@ -41,6 +41,7 @@ struct Shell: ParsableCommand {
             "  timing    timing on|off: print each command's time on stderr.",
             "  help      This text; help COMMAND: that command's usage and flags.",
             "  quit      End the session (also exit, or Ctrl-D). Ctrl-C stops a running scan, count or export.",
+            "Tab completes a command name, or a key of the database that begins with what is typed.",
             "Keys and values are words or \"quoted strings\" (on a terminal a quote left open goes on",
             "to the next line); \\\\ \\t \\n \\r and \\xNN escape bytes, \\\" a quote. A word that begins",
             "with - is taken as a flag: put such keys and values after --, as in: put -- -5 minus-five",
@@ -57,6 +58,7 @@ struct Shell: ParsableCommand {
             emit("kvengine shell on \(database.path); type help for commands")
             if let history { _ = read_history(history) }
             Interrupt.install()
+            Completion.install(db)
         }
         var session = Session(path: database.path)
         while true {
@@ -241,6 +243,45 @@ enum ShellWords {
             }
         }
         return quoted
+    }
+}
+
+/// Tab completion at the prompt (libedit): the first word completes to a command name,
+/// later words to keys of the open database that begin with what is typed (a prefix scan
+/// of at most 200 keys, in the text form; as redis-cli does).
+enum Completion {
+    // Touched only on the shell's thread, inside readline.
+    nonisolated(unsafe) private static var database: Database?
+    nonisolated(unsafe) private static var candidates: [String] = []
+
+    static let words = (Array(Shell.commands.keys) + ["delete", "sync", "mode", "timing", "help", "quit", "exit"]).sorted()
+
+    static func install(_ db: Database) {
+        database = db
+        kvctl_set_completion { text, start, _ in
+            let typed = text.map { String(cString: $0) } ?? ""
+            Completion.candidates = start == 0 ? Completion.words.filter { $0.hasPrefix(typed.lowercased()) } : Completion.keys(typed)
+            kvctl_completion_over()  // no file names when nothing matches
+            guard let text else { return nil }
+            return rl_completion_matches(text, { _, state in
+                guard state >= 0, Int(state) < Completion.candidates.count else { return nil }
+                return strdup(Completion.candidates[Int(state)])
+            })
+        }
+    }
+
+    /// Keys beginning with `typed` (in the text form), or none when it does not parse.
+    private static func keys(_ typed: String) -> [String] {
+        guard let database, !typed.hasPrefix("-"), let prefix = try? TextCodec.parseText(Array(typed.utf8), "the word") else { return [] }
+        var found: [String] = []
+        try? database.forEach(ScanOptions(prefix: prefix, limit: 200, fillCache: false)) { key, _ in
+            // Keys with spaces or quotes would need quoting to be typed: offered only as
+            // far as the text form goes without them.
+            let text = TextCodec.text(key)
+            if !text.contains(" ") && !text.contains("\"") { found.append(text) }
+            return true
+        }
+        return found
     }
 }
 
