@@ -158,6 +158,8 @@ final class APITests: XCTestCase {
         XCTAssertEqual(report.entries, 2)
         let ingested = try await db.get("zz2")
         XCTAssertEqual(ingested, "b")
+        let length = try await db.withValue(forKey: "zz2") { $0?.count ?? -1 }
+        XCTAssertEqual(length, 1, "the async borrowing read")
         var reversed: [[UInt8]] = []
         for try await (key, _) in db.scan(ScanOptions(reverse: true, limit: 3)) { reversed.append(key) }
         XCTAssertEqual(reversed.map { String(decoding: $0, as: UTF8.self) }, ["zz2", "zz1", "key03099"])

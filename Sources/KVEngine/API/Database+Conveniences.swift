@@ -130,16 +130,7 @@ extension Database {
         _ body: @escaping @Sendable (_ value: UnsafeRawBufferPointer?) throws -> R
     ) async throws -> R {
         let key = key.kvArray
-        let outcome = try await blockingReads.run { () throws(KVError) -> Result<R, any Error> in
-            do {
-                return .success(try self.withValue(forKey: key, snapshot: snapshot, body))
-            } catch let error as KVError {
-                throw error
-            } catch {
-                return .failure(error)
-            }
-        }
-        return try outcome.get()
+        return try await blockingReads.runThrowing { try self.withValue(forKey: key, snapshot: snapshot, body) }
     }
 
     /// `forEach(_:snapshot:_:)` suspending while its blocks are read: `body` runs on one
@@ -148,16 +139,7 @@ extension Database {
         _ options: ScanOptions = ScanOptions(), snapshot: Snapshot? = nil,
         _ body: @escaping @Sendable (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool
     ) async throws {
-        let outcome = try await blockingReads.run { () throws(KVError) -> Result<Void, any Error> in
-            do {
-                return .success(try self.forEach(options, snapshot: snapshot, body))
-            } catch let error as KVError {
-                throw error
-            } catch {
-                return .failure(error)
-            }
-        }
-        try outcome.get()
+        try await blockingReads.runThrowing { try self.forEach(options, snapshot: snapshot, body) }
     }
 
     // MARK: async writes

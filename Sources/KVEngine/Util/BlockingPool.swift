@@ -36,6 +36,14 @@ final class BlockingPool: @unchecked Sendable {
         }
     }
 
+    /// `run` for a body that may throw any error (a caller's closure inside it).
+    func runThrowing<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, any Error>, Never>) in
+            submit { continuation.resume(returning: Result { try body() }) }
+        }
+        return try result.get()
+    }
+
     private func submit(_ job: @escaping @Sendable () -> Void) {
         condition.lock()
         jobs.append(job)
