@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Drives `kvctl DBPATH` (the interactive shell) through a real terminal with tmux and
 # checks the prompt, a result, history (Up), an error that does not end the session, tab
-# completion of a command and of a key, an unknown flag refused, --json inside the shell, a continuation line inside quotes, and
-# Ctrl-C stopping a long scan (the session goes on).
+# completion of a command and of a key, an unknown flag refused, --json inside the shell, a continuation line inside quotes,
+# Ctrl-C stopping a long scan (the session goes on), and a long scan through the pager
+# (less shows one screen; q returns to the prompt).
 #
 #   scripts/shell-tty-test.sh        # exits 0 and prints "shell-tty-test: ok", or names what failed
 set -euo pipefail
@@ -54,6 +55,8 @@ wait_for "...>"
 tmux send-keys -t "$SESSION" 'lines" v2' Enter
 tmux send-keys -t "$SESSION" 'get "two\nlines"' Enter
 wait_for "v2"
+tmux send-keys -t "$SESSION" 'pager off' Enter
+wait_for "OK"
 tmux send-keys -t "$SESSION" 'scan' Enter
 wait_for "bulk00"
 tmux send-keys -t "$SESSION" C-c
@@ -66,6 +69,18 @@ tmux send-keys -t "$SESSION" C-c
 sleep 0.3
 tmux send-keys -t "$SESSION" 'after-ctrl-c' Enter
 wait_for "error: unknown command 'after-ctrl-c'"
+# Long output goes through the pager (less, PAGER being unset): one screen of it, and the
+# scan stops when q quits the pager.
+tmux send-keys -t "$SESSION" 'pager on' Enter
+sleep 0.3
+tmux send-keys -t "$SESSION" 'scan bulk0100000' Enter
+wait_for "bulk0100020"
+sleep 0.5
+screen | grep -q "bulk0100040" && { echo "shell-tty-test: the scan ran past the screen instead of through the pager"; screen; exit 1; }
+tmux send-keys -t "$SESSION" q
+sleep 0.3
+tmux send-keys -t "$SESSION" 'after-pager' Enter
+wait_for "error: unknown command 'after-pager'"
 tmux send-keys -t "$SESSION" 'quit' Enter
 for _ in $(seq 50); do tmux has-session -t "$SESSION" 2>/dev/null || break; sleep 0.1; done
 tmux has-session -t "$SESSION" 2>/dev/null && { echo "shell-tty-test: quit did not end the session"; exit 1; }

@@ -25,7 +25,7 @@ enum DatabaseAccess {
 extension DatabaseCommand {
     /// The one-shot form: open, run, close. A write command prints only after the close
     /// (its `OK` follows what makes it durable); a read command streams its output as it
-    /// goes (at every line on a terminal).
+    /// goes (at every line on a terminal, through `$PAGER` once it passes the screen).
     func run() throws {
         let db: Database
         switch access {
@@ -34,16 +34,16 @@ extension DatabaseCommand {
         }
         var writes = false
         if case .write = access { writes = true }
-        var out = OutputBuffer(streaming: !writes)
+        var out = OutputBuffer(streaming: !writes, paged: !writes)
         do {
             try run(on: db, &out)
         } catch {
-            out.flush()
+            out.finish()
             try? db.close()
             throw error
         }
         try db.close()
-        out.flush()
+        out.finish()
     }
 }
 

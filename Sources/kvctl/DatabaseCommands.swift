@@ -24,21 +24,30 @@ struct DatabaseOptions: ParsableArguments {
 }
 
 /// Standard output through one buffer: written out at 256 KiB, and at every line on a
-/// terminal (so long output shows as it is produced).
+/// terminal (so long output shows as it is produced). With a `Pager`, output to a
+/// terminal is held until it fills the screen, and then goes through the pager instead.
 struct OutputBuffer {
     var bytes: [UInt8] = []
     private let lineByLine: Bool
     private let streaming: Bool
+    private let pager: Pager?
 
-    /// `streaming`: written out as it grows (else held until `flush`).
-    init(streaming: Bool = true) {
+    /// `streaming`: written out as it grows (else held until `flush`); `paged`: through
+    /// `$PAGER` once it exceeds the screen (only when stdout is a terminal and a pager is
+    /// set or `less` is there).
+    init(streaming: Bool = true, paged: Bool = false) {
         self.streaming = streaming
-        lineByLine = streaming && isatty(STDOUT_FILENO) == 1
+        let terminal = isatty(STDOUT_FILENO) == 1
+        lineByLine = streaming && terminal
+        pager = streaming && paged && terminal ? Pager.make() : nil
         bytes.reserveCapacity(256 << 10 + 4096)
     }
 
     mutating func endLine() {
         bytes.append(0x0A)
+        if let pager {
+            if pager.add(&bytes) { return }  // held for the screen, or sent to the pager
+        }
         if lineByLine || (streaming && bytes.count >= 256 << 10) { flush() }
     }
 
@@ -48,13 +57,102 @@ struct OutputBuffer {
         endLine()
     }
 
-    /// Whether Ctrl-C asked the running shell command to stop (long walks check it).
-    var interrupted: Bool { Interrupt.requested }
+    /// Whether Ctrl-C asked the running command to stop, or the pager was quit (long
+    /// walks check it).
+    var interrupted: Bool { Interrupt.requested || pager?.quit == true }
 
+    /// Writes out what is held (to the pager, once it runs).
     mutating func flush() {
         guard !bytes.isEmpty else { return }
+        if let pager, pager.send(&bytes) { return }
         bytes.withUnsafeBytes { FileHandle.standardOutput.write(Data($0)) }
         bytes.removeAll(keepingCapacity: true)
+    }
+
+    /// Writes out the rest; with a pager running, waits until the user quits it.
+    mutating func finish() {
+        flush()
+        pager?.close()
+    }
+}
+
+/// Long output on a terminal through `$PAGER` (`less` when unset; none when set empty),
+/// as git and psql do: what fits on the screen prints as it is, and the pager starts once
+/// the output passes the screen's last row. `LESS` defaults to `FRX` (quit when it fits,
+/// keep colours and the screen).
+final class Pager {
+    private let command: String
+    private let rows: Int
+    private let columns: Int
+    private var rowsHeld = 0
+    private var lineStart = 0
+    private var pipe: UnsafeMutablePointer<FILE>? = nil
+    /// The pager ended (the user quit it) before the output did.
+    private(set) var quit = false
+
+    private init(command: String, rows: Int, columns: Int) {
+        self.command = command
+        self.rows = rows
+        self.columns = columns
+    }
+
+    /// A pager for standard output, or nil when there is none to use.
+    static func make() -> Pager? {
+        let environment = ProcessInfo.processInfo.environment
+        let command: String
+        if let set = environment["PAGER"] {
+            command = set.trimmingCharacters(in: .whitespaces)
+        } else {
+            let path = (environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":")
+            command = path.contains { access("\($0)/less", X_OK) == 0 } ? "less" : ""
+        }
+        guard !command.isEmpty, command != "cat" else { return nil }
+        var size = winsize()
+        guard ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &size) == 0, size.ws_row > 1 else { return nil }
+        return Pager(command: command, rows: Int(size.ws_row), columns: max(1, Int(size.ws_col)))
+    }
+
+    /// Takes the line that `bytes` now ends with: true when the buffer is held (it still
+    /// fits on the screen) or was sent to the running pager.
+    func add(_ bytes: inout [UInt8]) -> Bool {
+        if pipe != nil || quit { return send(&bytes) }
+        let length = bytes.count - 1 - lineStart
+        rowsHeld += max(1, (length + columns - 1) / columns)
+        lineStart = bytes.count
+        // The last row is the prompt's.
+        guard rowsHeld >= rows else { return true }
+        start()
+        return send(&bytes)
+    }
+
+    /// Writes `bytes` to the pager when it runs (true), else leaves them (false).
+    func send(_ bytes: inout [UInt8]) -> Bool {
+        if quit {
+            bytes.removeAll(keepingCapacity: true)
+            return true
+        }
+        guard let pipe else { return false }
+        let written = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, pipe) }
+        if written < bytes.count || fflush(pipe) != 0 { quit = true }
+        bytes.removeAll(keepingCapacity: true)
+        return true
+    }
+
+    private func start() {
+        // A pager quit early makes writes fail with EPIPE instead of killing kvctl.
+        signal(SIGPIPE, SIG_IGN)
+        setenv("LESS", "FRX", 0)
+        // Ctrl-C in the pager goes to kvctl too: it stops the walk (the pager stays).
+        Interrupt.catchSignal()
+        pipe = popen(command, "w")
+        if pipe == nil { quit = true }
+    }
+
+    /// Waits for the pager to end.
+    func close() {
+        guard let pipe else { return }
+        pclose(pipe)
+        self.pipe = nil
     }
 }
 
@@ -255,6 +353,11 @@ struct Count: DatabaseCommand {
     var access: DatabaseAccess { .read }
 
     func run(on db: Database, _ out: inout OutputBuffer) throws {
+        // Loaded or compacted whole, the tables' properties give the count outright.
+        if let counted = try db.countFromProperties() {
+            out.line(String(counted))
+            return
+        }
         var count = 0
         // A one-off walk of everything: its blocks stay out of the cache.
         try db.forEach(ScanOptions(fillCache: false)) { _, _ in

@@ -39,6 +39,7 @@ struct Shell: ParsableCommand {
             "  sync      Make every buffered write durable.",
             "  mode      mode text|hex|base64|json: how keys and values are given and printed from now on.",
             "  timing    timing on|off: print each command's time on stderr.",
+            "  pager     pager on|off: output longer than the screen goes through $PAGER (less) (on).",
             "  help      This text; help COMMAND: that command's usage and flags.",
             "  quit      End the session (also exit, or Ctrl-D). Ctrl-C stops a running scan, count or export.",
             "Tab completes a command name, or a key of the database that begins with what is typed.",
@@ -60,7 +61,7 @@ struct Shell: ParsableCommand {
             Interrupt.install()
             Completion.install(db)
         }
-        var session = Session(path: database.path)
+        var session = Session(path: database.path, interactive: interactive)
         while true {
             guard var line = read(interactive, prompt: "kvengine> ") else { break }
             // A quote left open on a terminal: the line goes on (from a pipe it is an error,
@@ -110,8 +111,11 @@ struct Shell: ParsableCommand {
     /// What a session remembers between commands.
     struct Session {
         let path: String
+        /// On a terminal (long output may then go through the pager).
+        var interactive = false
         var mode = "text"
         var timing = false
+        var pager = true
 
         /// Runs one command line; false ends the session.
         mutating func execute(_ line: String, _ db: Database) throws -> Bool {
@@ -152,6 +156,12 @@ struct Shell: ParsableCommand {
                 guard arguments.count == 1, ["on", "off"].contains(arguments[0]) else { throw ShellError("usage: timing on|off") }
                 timing = arguments[0] == "on"
                 emit("OK")
+            case "pager":
+                guard arguments.count == 1, ["on", "off"].contains(arguments[0]) else {
+                    throw ShellError("usage: pager on|off (now \(pager ? "on" : "off"))")
+                }
+                pager = arguments[0] == "on"
+                emit("OK")
             default:
                 let command = name == "delete" ? "del" : name
                 guard Shell.commands[command] != nil else {
@@ -167,8 +177,8 @@ struct Shell: ParsableCommand {
                 }
                 let parsed = try KVCtl.parseAsRoot([command, "--db", path] + flags + arguments)
                 guard let runnable = parsed as? any DatabaseCommand else { throw ShellError("'\(first)' does not run in the shell") }
-                var out = OutputBuffer()
-                defer { out.flush() }  // what a failing command printed before its error, too
+                var out = OutputBuffer(paged: interactive && pager)
+                defer { out.finish() }  // what a failing command printed before its error, too
                 do {
                     try runnable.run(on: db, &out)
                 } catch is NotFound {
@@ -254,7 +264,7 @@ enum Completion {
     nonisolated(unsafe) private static var database: Database?
     nonisolated(unsafe) private static var candidates: [String] = []
 
-    static let words = (Array(Shell.commands.keys) + ["delete", "sync", "mode", "timing", "help", "quit", "exit"]).sorted()
+    static let words = (Array(Shell.commands.keys) + ["delete", "sync", "mode", "timing", "pager", "help", "quit", "exit"]).sorted()
 
     static func install(_ db: Database) {
         database = db
@@ -293,6 +303,12 @@ enum Interrupt {
 
     static func install() {
         reset()  // the static is made here, not first in the handler
+        catchSignal()
+    }
+
+    /// Ctrl-C sets the flag from now on (a request already made stays).
+    static func catchSignal() {
+        _ = requested
         signal(SIGINT) { _ in Interrupt.flag.store(1, ordering: .relaxed) }
     }
 

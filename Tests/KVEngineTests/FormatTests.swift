@@ -101,7 +101,7 @@ final class FormatTests: XCTestCase {
         let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: dir.path + "/KVENGINE")))
         XCTAssertEqual(bytes.count, 4096)
         let head = bytes[0..<24].map { String(format: "%02x", $0) }.joined()
-        XCTAssertEqual(head, "4b56454e47494e45" + "04000000" + "00000000" + "6e08a810b2c05779", "magic, version 4, zero, XXH3-64 of bytes 0..<16 (little-endian)")
+        XCTAssertEqual(head, "4b56454e47494e45" + "05000000" + "00000000" + "4412c38c9ff4d31e", "magic, version 5, zero, XXH3-64 of bytes 0..<16 (little-endian)")
         XCTAssertTrue(bytes[24...].allSatisfy { $0 == 0 })
     }
 }

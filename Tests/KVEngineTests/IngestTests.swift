@@ -135,6 +135,22 @@ final class IngestTests: XCTestCase {
             XCTAssertEqual(try db.get(key(1)), bytes("kept"), name)
             XCTAssertNil(try db.get(key(0)), name)
         }
+        // A source that fails part way (after enough entries for several tables): its own
+        // error comes back and nothing is added.
+        struct SourceFailed: Error {}
+        let many = entries(0..<20_000, "streamed")
+        var position = 0
+        XCTAssertThrowsError(try db.ingest(sortedFrom: { () throws -> (key: [UInt8], value: [UInt8])? in
+            guard position < many.count else { throw SourceFailed() }
+            position += 1
+            return many[position - 1]
+        })) { error in
+            XCTAssertTrue(error is SourceFailed, "the source's error, not a wrapper: \(error)")
+        }
+        XCTAssertEqual(position, many.count)
+        XCTAssertEqual(try db.get(key(1)), bytes("kept"))
+        XCTAssertNil(try db.get(key(0)))
+        XCTAssertNil(try db.get(key(19_999)))
         XCTAssertTrue(tableFiles(dir.path).subtracting(tablesBefore).count <= 1, "only the flush of the memtable's one put may add a table")
         try db.put(key(2), bytes("after"))
         try db.close()
@@ -144,5 +160,46 @@ final class IngestTests: XCTestCase {
         XCTAssertNil(try reopened.get(key(0)))
         XCTAssertEqual(try reopened.ingest(sorted: []).entries, 0)
         try reopened.close()
+    }
+    /// `count()` is exact in every state; `countFromProperties()` answers (with the same
+    /// number) only where the tables' properties give it: after an ingest into an empty
+    /// database and after a whole compaction with no snapshot open, not while a memtable,
+    /// a tombstone or a second version of a key is in the way, nor for tables of table
+    /// format 2, which do not count their keys.
+    func testCountFromPropertiesOnlyWhereExact() throws {
+        let dir = TestPath()
+        let db = try Database(path: dir.path, options: options())
+        XCTAssertEqual(try db.count(), 0)
+        XCTAssertEqual(try db.countFromProperties(), 0, "nothing at all")
+        try db.ingest(sorted: entries(0..<3000, "loaded"))
+        XCTAssertEqual(try db.countFromProperties(), 3000, "an ingest into an empty database")
+        XCTAssertEqual(try db.count(), 3000)
+        try db.put(key(5000), bytes("new"))
+        XCTAssertNil(try db.countFromProperties(), "a key in the memtable")
+        XCTAssertEqual(try db.count(), 3001)
+        try db.delete(key(7))
+        try db.put(key(8), bytes("again"))
+        XCTAssertNil(try db.countFromProperties(), "a tombstone and a second version in the memtable")
+        XCTAssertEqual(try db.count(), 3000)
+        let before = try db.snapshot()
+        try db.put(key(9), bytes("after the snapshot"))
+        try db.compactRange()
+        XCTAssertNil(try db.countFromProperties(), "versions a snapshot keeps")
+        XCTAssertEqual(try db.count(snapshot: before), 3000)
+        XCTAssertEqual(try db.count(), 3000)
+        before.release()
+        // (A whole compaction rewrites a bottom-level table only where something above
+        // overlaps it: here the key written again.)
+        try db.put(key(9), bytes("third"))
+        try db.compactRange()
+        XCTAssertEqual(try db.countFromProperties(), 3000, "compacted whole with no snapshot open")
+        try db.close()
+
+        let old = TestPath()
+        let format2 = try Database(path: old.path, options: options { $0.tableFormatVersion = 2 })
+        try format2.ingest(sorted: entries(0..<500, "format 2"))
+        XCTAssertNil(try format2.countFromProperties(), "table format 2 does not count its keys")
+        XCTAssertEqual(try format2.count(), 500)
+        try format2.close()
     }
 }

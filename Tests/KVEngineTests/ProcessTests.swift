@@ -338,6 +338,50 @@ final class ProcessTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: target.path), "a malformed import writes nothing")
     }
 
+    /// An import larger than its sort buffer is sorted in runs on disk and merged: the
+    /// result is the same as an in-memory sort (the last value of a key given twice, in
+    /// whichever run), into a new database and into one that holds keys already; a
+    /// malformed line after runs were written leaves nothing; no run is left behind.
+    func testImportLargerThanItsSortBufferMergesRuns() throws {
+        let seed = testSeed()
+        var random = SplitMix(seed: seed)
+        var lines = ""
+        var expected: [String: String] = [:]
+        for number in 0..<40_000 {
+            let key = "k\(random.below(25_000))"
+            let value = "v\(number)-" + String(repeating: "x", count: random.below(40))
+            lines += "\(key)\t\(value)\n"
+            expected[key] = value
+        }
+        func tsv(_ entries: [String: String]) -> String {
+            entries.keys.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+                .map { "\($0)\t\(entries[$0]!)\n" }.joined()
+        }
+        let want = tsv(expected)
+        let fresh = TestPath()
+        let imported = try run([fresh.path, "import", "--format", "tsv", "--sort-buffer", "1"], input: lines)
+        XCTAssertEqual(imported.status, 0, imported.stderr)
+        XCTAssertEqual(try run([fresh.path, "export", "--format", "tsv"]).stdout, want, "seed \(seed)")
+
+        let existing = TestPath()
+        XCTAssertEqual(try run([existing.path, "put", "k1", "old"]).status, 0)
+        XCTAssertEqual(try run([existing.path, "put", "only-before", "kept"]).status, 0)
+        let again = try run([existing.path, "import", "--format", "tsv", "--sort-buffer", "1"], input: lines)
+        XCTAssertEqual(again.status, 0, again.stderr)
+        let merged = try run([existing.path, "export", "--format", "tsv"]).stdout
+        XCTAssertEqual(merged, tsv(expected.merging(["k1": "old", "only-before": "kept"]) { imported, _ in imported }), "seed \(seed)")
+
+        let bad = TestPath()
+        let failed = try run([bad.path, "import", "--format", "tsv", "--sort-buffer", "1"], input: lines + "no tab here\n")
+        XCTAssertNotEqual(failed.status, 0)
+        XCTAssertTrue(failed.stderr.contains("line 40001"), failed.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: bad.path), "a malformed import writes nothing")
+        for directory in [existing.path, fresh.root, bad.root] {
+            let left = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasPrefix(".kvctl-import-") }
+            XCTAssertEqual(left, [], "no sorted run is left in \(directory)")
+        }
+    }
+
     /// Export then import is identity for the shapes real data has (accents, tabs,
     /// backslashes, quotes, emoji, NUL, newlines, bytes that are not UTF-8) in every format
     /// and encoding; UTF-8 prints as itself, and `--json` is JSON a parser reads back.

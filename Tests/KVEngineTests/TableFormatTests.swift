@@ -119,7 +119,7 @@ final class TableFormatTests: XCTestCase {
         var page = [UInt8](repeating: 0xEE, count: 4096)
         page.withUnsafeMutableBytes { footer.encode(table: 9, into: $0) }
         XCTAssertEqual(Array(page[0..<8]), Array("KTABLES1".utf8))
-        XCTAssertEqual(Array(page[8..<16]), [2, 0, 0, 0, 0, 16, 0, 0], "table format version 2, page size 4096")
+        XCTAssertEqual(Array(page[8..<16]), [3, 0, 0, 0, 0, 16, 0, 0], "table format version 3, page size 4096")
         XCTAssertEqual(le64(page[16..<24]), 8192)
         XCTAssertEqual(le64(page[24..<28]), 100)
         XCTAssertEqual(le64(page[28..<32]), 30)
@@ -134,15 +134,16 @@ final class TableFormatTests: XCTestCase {
         XCTAssertEqual(try decoded.get().filterLayout, .local)
         let wrongTable = page.withUnsafeBytes { TableFormat.Footer.decode($0, table: 10, fileBytes: 6 * 4096) }
         XCTAssertThrowsError(try wrongTable.get())
-        // A version 1 footer (tables written before cache-local filters) still reads, with
-        // the whole-array filter; a version 3 one is refused.
-        for (version, readable) in [(UInt32(1), true), (3, false)] {
+        // Version 2 and 1 footers (tables written before the properties counted user keys,
+        // and before cache-local filters) still read, version 1 with the whole-array
+        // filter; a version 4 one is refused.
+        for (version, readable) in [(UInt32(2), true), (1, true), (4, false)] {
             var old = footer
             old.version = version
             page.withUnsafeMutableBytes { old.encode(table: 9, into: $0) }
             let result = page.withUnsafeBytes { TableFormat.Footer.decode($0, table: 9, fileBytes: 6 * 4096) }
             if readable {
-                XCTAssertEqual(try result.get().filterLayout, .whole)
+                XCTAssertEqual(try result.get().filterLayout, version == 1 ? .whole : .local)
             } else {
                 XCTAssertThrowsError(try result.get())
             }
@@ -165,6 +166,14 @@ final class TableFormatTests: XCTestCase {
         properties.smallest = Array("a".utf8) + [1, 1, 0, 0, 0, 0, 0, 0]
         properties.largest = Array("b".utf8) + [0, 2, 0, 0, 0, 0, 0, 0]
         XCTAssertEqual(properties.encode(), [2, 1, 40, 1, 2, 9] + properties.smallest + [9] + properties.largest)
+        // Table format 3: the count of distinct user keys follows.
+        var counted = properties
+        counted.userKeys = 2
+        XCTAssertEqual(counted.encode(), properties.encode() + [2])
+        XCTAssertEqual(counted.encode().withUnsafeBytes { TableProperties.decode($0) }, counted)
+        XCTAssertEqual(properties.encode().withUnsafeBytes { TableProperties.decode($0) }, properties, "format 2: no count")
+        counted.userKeys = 3
+        XCTAssertNil(counted.encode().withUnsafeBytes { TableProperties.decode($0) }, "more user keys than entries")
         edit.added = [.init(level: 0, meta: TableMeta(number: 5, fileBytes: 16384, properties: properties))]
         let encoded = edit.encode()
         XCTAssertEqual(Array(encoded[10..<16]), [5, 0, 5, 0x80, 0x80, 0x01])
@@ -229,7 +238,7 @@ final class TableFormatTests: XCTestCase {
     /// A table written and read back, in the format written now and in table format 1
     /// (whose filter layout differs: a lookup there must use that layout or miss keys).
     func testTableRoundTripThroughThePageStore() throws {
-        for version in [TableFormat.version, 1] { try roundTrip(formatVersion: version) }
+        for version in [TableFormat.version, 2, 1] { try roundTrip(formatVersion: version) }
     }
 
     private func roundTrip(formatVersion: UInt32) throws {
@@ -254,6 +263,8 @@ final class TableFormatTests: XCTestCase {
         let meta = try builder.finish()
         XCTAssertEqual(meta.fileBytes % 4096, 0)
         XCTAssertEqual(meta.properties.entries, UInt64(expected.count))
+        XCTAssertEqual(meta.properties.userKeys, formatVersion >= 3 ? UInt64(Set(expected.map(\.0)).count) : nil,
+                       "table format \(formatVersion): distinct user keys")
         let table = try Table.open(storage: store, directory: dir.path, meta: meta, cache: BlockCache(capacityBytes: 1 << 20))
         XCTAssertEqual(try table.verifyBlocks(), table.blockCount)
         let walk = TableIterator(table: table)

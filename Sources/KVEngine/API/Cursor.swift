@@ -269,6 +269,21 @@ public final class Cursor: AsyncSequence {
         if let error { throw error }
     }
 
+    /// Steps through the remaining entries without handing them out, and returns how
+    /// many there were.
+    func countRemaining() throws(KVError) -> Int {
+        if !started { checkOpen() }
+        if let error { throw error }
+        var count = 0
+        if options.reverse {
+            while nextEntry() != nil { count += 1 }
+        } else {
+            while advance() { count += 1 }
+        }
+        if let error { throw error }
+        return count
+    }
+
     private func withinLimit() -> Bool {
         if let limit = options.limit, returned >= limit { return false }
         if !started {

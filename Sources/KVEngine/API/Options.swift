@@ -93,6 +93,16 @@ public struct Options: Sendable {
     /// read-only mount) while a writer is refused, and a writer's open is refused while
     /// they run. Writes fail with `.readOnly`. Damage is treated per `onLogCorruption`.
     public var readOnly = false
+    /// The page arena of a read-only open (8 MiB by default, at least
+    /// ``minimumReadOnlyArenaBytes``), in place of `pageStore.arenaBytes`: such an open
+    /// writes nothing (no log, no table writer, no compaction), so its arena holds only the
+    /// reads in flight and their read-ahead, and a small one keeps a short-lived reader
+    /// (`kvctl DB get`) from spending most of its time having the kernel zero and pin
+    /// memory it never uses. Raise it for many batched gets or scans at once.
+    public var readOnlyArenaBytes = 8 << 20
+    /// The smallest arena a read-only open takes, 2 MiB: a read of the largest block read
+    /// whole (1 MiB) beside a log replay's chunk.
+    public static let minimumReadOnlyArenaBytes = 2 << 20
     /// Whether `close()` writes what the memtables hold to level-0 tables and removes the
     /// logs (default). Then the next open replays nothing, and every acknowledged write
     /// sits in checksummed table blocks. Without it `close()` only makes the log durable,
@@ -107,7 +117,8 @@ public struct Options: Sendable {
     /// LevelDB's `Options::env`, Pebble's `vfs.FS`.
     public var storage: (any Storage)? = nil
     /// How the page store reaches the disk (io_uring, O_DIRECT, fixed buffers, arena).
-    /// Its arena (64 MiB by default) is raised to ``minimumArenaBytes`` when smaller.
+    /// Its arena (64 MiB by default) is raised to ``minimumArenaBytes`` when smaller; a
+    /// read-only open uses ``readOnlyArenaBytes`` instead.
     public var pageStore = PageStoreOptions()
     /// The smallest page arena a database opens its page store with, 48 MiB: room for the
     /// log's pages, two table writers, compaction read-ahead and lookups at once. A
@@ -278,23 +289,26 @@ public struct Options: Sendable {
 
     /// The storage a database, a salvage or a check runs on: `storage` when set (checked:
     /// the engine's page size, and an arena of at least `minimumArenaBytes`, without which
-    /// a flush could wait forever for buffers), else a new page store with an arena of at
-    /// least `minimumArenaBytes`, which the caller owns and shuts down.
+    /// a flush could wait forever for buffers; `minimumReadOnlyArenaBytes` when read-only),
+    /// else a new page store with an arena of at least `minimumArenaBytes` (read-only:
+    /// `readOnlyArenaBytes`), which the caller owns and shuts down.
     func openStorage() throws(KVError) -> (storage: any Storage, owned: PageStore?) {
         if let storage {
             let allocator = storage.allocator
             guard allocator.pageSizeBytes == LogFormat.pageBytes else {
                 throw KVError(.invalidArgument, "Options.storage has \(allocator.pageSizeBytes)-byte pages; the engine's formats use \(LogFormat.pageBytes)")
             }
-            guard allocator.pageCount * allocator.pageSizeBytes >= Options.minimumArenaBytes else {
+            let minimum = readOnly ? Options.minimumReadOnlyArenaBytes : Options.minimumArenaBytes
+            guard allocator.pageCount * allocator.pageSizeBytes >= minimum else {
                 throw KVError(
                     .invalidArgument,
-                    "Options.storage's arena holds \(allocator.pageCount * allocator.pageSizeBytes) bytes; the engine needs at least Options.minimumArenaBytes (\(Options.minimumArenaBytes))")
+                    "Options.storage's arena holds \(allocator.pageCount * allocator.pageSizeBytes) bytes; the engine needs at least \(readOnly ? "Options.minimumReadOnlyArenaBytes" : "Options.minimumArenaBytes") (\(minimum))")
             }
             return (storage, nil)
         }
         var storeOptions = pageStore
-        storeOptions.arenaBytes = max(storeOptions.arenaBytes, Options.minimumArenaBytes)
+        storeOptions.arenaBytes = readOnly
+            ? max(readOnlyArenaBytes, Options.minimumReadOnlyArenaBytes) : max(storeOptions.arenaBytes, Options.minimumArenaBytes)
         let store = try io("open page store") { try PageStore(options: storeOptions) }
         return (store, store)
     }

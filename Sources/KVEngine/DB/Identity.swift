@@ -4,15 +4,16 @@ import PageStore
 /// (docs/FORMAT.md, "Identity file"). One 4096-byte page:
 ///
 ///     0   8  magic "KVENGINE"
-///     8   4  format version (4)
+///     8   4  format version (5)
 ///     12  4  zero
 ///     16  8  XXH3-64 of bytes 0..<16, seed 0
 ///     24  -  zero
 enum Identity {
     static let magic: [UInt8] = Array("KVENGINE".utf8)
-    /// 4: tables may be table format 2 (cache-local bloom filters), which earlier builds
-    /// cannot read; 3: manifests record the logs they need (`VersionEdit.createdLogs`).
-    static let formatVersion: UInt32 = 4
+    /// 5: tables may be table format 3 (properties that count user keys), which earlier
+    /// builds cannot read; 4: tables may be table format 2 (cache-local bloom filters);
+    /// 3: manifests record the logs they need (`VersionEdit.createdLogs`).
+    static let formatVersion: UInt32 = 5
 
     /// Writes the file atomically (`SmallFile.replace`).
     static func create(in directory: String, storage: any Storage) throws(KVError) {

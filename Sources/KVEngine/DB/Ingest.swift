@@ -29,6 +29,33 @@ extension Database {
     @discardableResult
     public func ingest<Entries: Sequence>(sorted entries: Entries) throws(KVError) -> IngestReport
     where Entries.Element == (key: [UInt8], value: [UInt8]) {
+        var iterator = entries.makeIterator()
+        return try ingestEntries { () throws(KVError) in iterator.next() }
+    }
+
+    /// `ingest(sorted:)` of the entries `next` returns, one at a time, until it returns
+    /// nil: for a source too large to hold in memory (a file, a merge of sorted runs) that
+    /// can fail while it is read. If `next` throws, nothing is added (the tables written so
+    /// far are removed) and its error is rethrown; otherwise the errors are those of
+    /// `ingest(sorted:)`, as `KVError`s. Memory stays that of one table being written.
+    @discardableResult
+    public func ingest(sortedFrom next: () throws -> (key: [UInt8], value: [UInt8])?) throws -> IngestReport {
+        var sourceError: (any Error)? = nil
+        do {
+            return try ingestEntries { () throws(KVError) -> (key: [UInt8], value: [UInt8])? in
+                do {
+                    return try next()
+                } catch {
+                    sourceError = error
+                    throw KVError(.invalidArgument, "the ingest's source failed: \(error)")
+                }
+            }
+        } catch {
+            throw sourceError ?? error
+        }
+    }
+
+    private func ingestEntries(_ next: () throws(KVError) -> (key: [UInt8], value: [UInt8])?) throws(KVError) -> IngestReport {
         try checkOpen()
         _ = try resumeAfterFullDisk()  // writes stopped on a full disk go on first, if there is room
         _ = try writableLog()
@@ -50,7 +77,7 @@ extension Database {
             var failure: KVError? = nil
             do throws(KVError) {
                 try waitForFlushes()
-                report = try addTables(entries, sequence: old.lastSequence + 1, logNumber: number)
+                report = try addTables(next, sequence: old.lastSequence + 1, logNumber: number)
             } catch {
                 failure = error
             }
@@ -75,18 +102,17 @@ extension Database {
         }
     }
 
-    /// Writes the entries as tables whose entries all carry `sequence` and adds them in one
+    /// Writes the entries `next` returns as tables whose entries all carry `sequence` and adds them in one
     /// edit (with `sequence` as the last in tables, and `logNumber` as the first log still
     /// needed). Called with `rotation` held and nothing in the memtables.
-    private func addTables<Entries: Sequence>(_ entries: Entries, sequence: UInt64, logNumber: UInt64) throws(KVError) -> IngestReport
-    where Entries.Element == (key: [UInt8], value: [UInt8]) {
+    private func addTables(_ next: () throws(KVError) -> (key: [UInt8], value: [UInt8])?, sequence: UInt64, logNumber: UInt64) throws(KVError) -> IngestReport {
         var outputs: [TableMeta] = []
         var builder: TableBuilder? = nil
         var previous: [UInt8]? = nil
         var count = 0
         let tag = Tag.make(sequence, .put)
         do throws(KVError) {
-            for (key, value) in entries {
+            while let (key, value) = try next() {
                 if key.isEmpty { throw KVError(.invalidArgument, "ingest entry \(count): empty key") }
                 if key.count > Limits.maxKeyBytes {
                     throw KVError(.invalidArgument, "ingest entry \(count): key of \(key.count) bytes exceeds the limit of \(Limits.maxKeyBytes)")

@@ -136,6 +136,7 @@ final class TableBuilder {
             lastHashedKey.removeAll(keepingCapacity: true)
             lastHashedKey.append(contentsOf: userKey)
             hasHashedKey = true
+            if formatVersion >= 3 { properties.userKeys = (properties.userKeys ?? 0) + 1 }
         }
         let sequence = Tag.sequence(tag)
         properties.entries += 1

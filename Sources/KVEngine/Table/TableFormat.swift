@@ -1,5 +1,6 @@
-/// The sorted table's byte grammar, table format version 2 (docs/FORMAT.md, "Table files";
-/// version 1 differs only in its filter block, and is still read).
+/// The sorted table's byte grammar, table format version 3 (docs/FORMAT.md, "Table files";
+/// version 2 differs only in its properties, which lack the count of user keys, and
+/// version 1 also in its filter block; both are still read).
 ///
 /// A table is a sequence of 4096-byte pages: data blocks, then the index block, the filter
 /// block and the properties block, each starting on a page boundary and padded with zeros
@@ -8,8 +9,9 @@
 /// block read from the wrong place or the wrong table never verifies.
 enum TableFormat {
     static let magic: UInt64 = 0x3153_454C_4241_544B  // "KTABLES1" little-endian
-    /// 2: cache-local bloom filters (`BloomFilter.Layout.local`); 1: the whole-array filter.
-    static let version: UInt32 = 2
+    /// 3: the properties count the table's distinct user keys; 2: cache-local bloom
+    /// filters (`BloomFilter.Layout.local`); 1: the whole-array filter.
+    static let version: UInt32 = 3
     static let pageBytes = LogFormat.pageBytes
     static let checksumBytes = 8
     static let footerBytes = 64
@@ -147,6 +149,10 @@ struct TableProperties: Equatable, Sendable {
     /// Smallest and largest internal keys.
     var smallest: [UInt8] = []
     var largest: [UInt8] = []
+    /// Distinct user keys among the entries (table format 3; nil in older tables). Equal
+    /// to `entries` when no key has two versions here, so that with no deletions each
+    /// entry is one live key of the table.
+    var userKeys: UInt64? = nil
 
     func encode() -> [UInt8] {
         var bytes: [UInt8] = []
@@ -157,6 +163,7 @@ struct TableProperties: Equatable, Sendable {
         bytes += smallest
         Coding.putVarint(UInt64(largest.count), into: &bytes)
         bytes += largest
+        if let userKeys { Coding.putVarint(userKeys, into: &bytes) }
         return bytes
     }
 
@@ -179,6 +186,10 @@ struct TableProperties: Equatable, Sendable {
             let key = Array(bytes[position..<(position + Int(length))])
             position += Int(length)
             if index == 0 { properties.smallest = key } else { properties.largest = key }
+        }
+        if position < bytes.count {
+            guard let userKeys = Coding.varint(bytes, &position), userKeys >= 1, userKeys <= properties.entries else { return nil }
+            properties.userKeys = userKeys
         }
         return position == bytes.count ? properties : nil
     }

@@ -57,7 +57,7 @@ struct MetaGenerator {
 
     /// The operation kinds and their weights.
     private enum Kind: CaseIterable {
-        case put, delete, batch, get, getMany, takeSnapshot, releaseSnapshot, openCursor, next, closeCursor, scan
+        case put, delete, batch, get, getMany, takeSnapshot, releaseSnapshot, openCursor, next, closeCursor, scan, count
         case flush, compactAll, compactRange, sync, reopen, reopenWithOptions, reopenReadOnly, salvage, crash, ingest, noRoom, transaction
 
         var weight: Int {
@@ -73,6 +73,7 @@ struct MetaGenerator {
             case .next: return 100
             case .closeCursor: return 20
             case .scan: return 50
+            case .count: return 15
             case .flush: return 60
             case .compactAll: return 10
             case .compactRange: return 70
@@ -139,6 +140,7 @@ struct MetaGenerator {
             guard !liveCursors.isEmpty else { return nil }
             return .closeCursor(liveCursors.remove(at: random.below(liveCursors.count)))
         case .scan: return .scan(scan(), snapshot: snapshot())
+        case .count: return .count(snapshot: snapshot())
         case .flush: return .flush
         case .compactAll: return .compact(start: nil, end: nil)
         case .compactRange:

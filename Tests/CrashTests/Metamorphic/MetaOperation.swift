@@ -30,6 +30,8 @@ enum MetaOp: Equatable, CustomStringConvertible {
     case closeCursor(Int)
     /// A whole scan at once, through `Database.forEach`.
     case scan(MetaScan, snapshot: Int?)
+    /// `Database.count(snapshot:)` (and `countFromProperties`, when it answers).
+    case count(snapshot: Int?)
     /// Freezes the memtable (empty or not) and writes it to a level-0 table.
     case flush
     /// `compactRange(start:end:)`; both nil: the whole database.
@@ -69,6 +71,7 @@ enum MetaOp: Equatable, CustomStringConvertible {
         case .next(let cursor, let count): return "next c\(cursor) \(count)"
         case .closeCursor(let id): return "close c\(id)"
         case .scan(let scan, let snapshot): return "scan \(scan)\(MetaText.at(snapshot))"
+        case .count(let snapshot): return "count\(MetaText.at(snapshot))"
         case .flush: return "flush"
         case .compact(let start, let end): return "compact \(MetaText.bound(start)) \(MetaText.bound(end))"
         case .sync: return "sync"
@@ -135,6 +138,10 @@ enum MetaOp: Equatable, CustomStringConvertible {
         case "scan":
             let snapshot = try snapshotSuffix()
             self = .scan(try MetaScan(parsing: words, line), snapshot: snapshot)
+        case "count":
+            let snapshot = try snapshotSuffix()
+            guard words.isEmpty else { throw fail("count [@sN]") }
+            self = .count(snapshot: snapshot)
         case "flush": self = .flush
         case "compact":
             guard words.count == 2 else { throw fail("compact START|- END|-") }

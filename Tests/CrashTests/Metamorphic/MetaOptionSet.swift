@@ -71,6 +71,9 @@ struct MetaOptionSet: Sendable {
         // test double runs it. (Added 2026-12-03: seeds drawn before then picked their
         // option sets from one set fewer, so they now run under others.)
         MetaOptionSet(name: "memory", options: tiny { $0.memtableBytes = 8 << 10 }, inMemory: true),
+        // Tables in table format 2 (no count of user keys in their properties): what
+        // databases written before table format 3 hold; `count` must walk them.
+        MetaOptionSet(name: "table-format-2", options: tiny { $0.tableFormatVersion = 2; $0.memtableBytes = 8 << 10 }),
     ]
 
     static func named(_ name: String) -> MetaOptionSet? { all.first { $0.name == name } }

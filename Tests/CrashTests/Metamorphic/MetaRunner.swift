@@ -205,6 +205,16 @@ final class MetaRunner {
             let expected = model.scan(scan, snapshot: snapshot)
             try expectEntries(got, expected, "scan")
             return "\(got.count) entries, digest \(MetaText.digest(got))"
+        case .count(let snapshot):
+            guard let handle = try snapshotHandle(snapshot) else { return "skip" }
+            let expected = model.scan(MetaScan(), snapshot: snapshot).count
+            let fromProperties = try database.countFromProperties(snapshot: handle.snapshot)
+            let counted = try database.count(snapshot: handle.snapshot)
+            guard counted == expected else { throw MetaMismatch("count \(counted), expected \(expected)") }
+            if let fromProperties, fromProperties != expected {
+                throw MetaMismatch("countFromProperties \(fromProperties), expected \(expected)")
+            }
+            return "\(counted) keys"
         case .flush:
             try flush(try database)
             model.markDurable()
