@@ -46,6 +46,10 @@ protocol IOBackend: AnyObject, Sendable {
     var mode: IOMode { get }
     var fixedBuffers: Bool { get }
     var ringFlags: [String] { get }
+    /// SQPOLL on the backend's ring.
+    var submissionPolling: RingModeState { get }
+    /// The backend's ring file descriptor registered.
+    var registeredRingFD: RingModeState { get }
     /// Longest request in SQEs (a commit chain must fit one submission).
     var maxRequestSQEs: Int { get }
     /// Puts `fd` into registered-file slot `slot` (-1 empties it).

@@ -27,9 +27,10 @@ final class InlineRing: @unchecked Sendable {
     /// it is not lent again.
     private(set) var isBroken = false
 
-    init(entries: Int, fileSlots: Int, allocator: PageAllocator, fixedBuffers wanted: Bool) throws {
+    /// `polled`: set up with IOPOLL, for reads and writes of O_DIRECT files only.
+    init(entries: Int, fileSlots: Int, allocator: PageAllocator, fixedBuffers wanted: Bool, polled: Bool = false) throws {
         self.allocator = allocator
-        ring = try Ring(entries: entries, preferredFlags: [UInt32(PS_SETUP_COOP_TASKRUN), 0])
+        ring = try Ring(entries: entries, preferredFlags: polled ? Ring.completionPollingAttempts : [UInt32(PS_SETUP_COOP_TASKRUN), 0])
         try ring.registerSparseFiles(count: fileSlots)
         var fixed = false
         if wanted && allocator.isRegistered {
@@ -120,10 +121,10 @@ final class InlineRingPool: Sendable {
 
     /// Runs `body` with file registration serialized against ring creation, and puts
     /// `fd` (or -1) into `slot` of every ring.
-    func register(slot: UInt32, fd: Int32, then body: () -> Void) throws {
+    func register(slot: UInt32, fd: Int32, then body: () throws -> Void) throws {
         try registration.withLock { _ in
             for ring in state.withLock({ $0.all }) { try ring.ring.updateFile(slot: slot, fd: fd) }
-            body()
+            try body()
         }
     }
 

@@ -5,7 +5,17 @@ import CPageStoreSupport
 import Logging
 import Synchronization
 
-let pageStoreLogger = Logger(label: "PageStore")
+/// The page store's log (its warnings: a refused mode, a fallback), at the level the
+/// tests may lower (`pageStoreLogLevel`).
+var pageStoreLogger: Logger {
+    var logger = Logger(label: "PageStore")
+    if let level = pageStoreLogLevel.withLock({ $0 }) { logger.logLevel = level }
+    return logger
+}
+
+/// A level for the page store's log in place of the logging system's (the tests silence
+/// the warnings they cause on purpose).
+package let pageStoreLogLevel = Mutex<Logger.Level?>(nil)
 
 /// The real ``Storage``: files on the local file system, read and written with O_DIRECT
 /// through io_uring, from page-aligned memory registered as fixed buffers.
@@ -27,6 +37,12 @@ public final class PageStore: Storage {
     public let options: PageStoreOptions
     private let backend: any IOBackend
     private let inlineRings: InlineRingPool
+    /// Inline rings with IOPOLL, for blocking reads and writes of O_DIRECT files.
+    private let polledRings: InlineRingPool
+    /// Whether those rings are used (`.on`), not asked for, or refused.
+    private let completionPolling: Mutex<RingModeState>
+    /// Whether a file's reads were tried on a polled ring yet (the device's answer).
+    private let pollingProbed = Atomic<Bool>(false)
     private let counters = IOCounters()
     private let files: Mutex<FileTable>
     private let warnedBuffered = Atomic<Bool>(false)
@@ -59,12 +75,34 @@ public final class PageStore: Storage {
             do {
                 chosen = try RingWorker.start(options: options, allocator: allocator, counters: counters)
             } catch let error as PageStoreError {
-                if options.ioUring == .required || options.fixedBuffers == .required { throw error }
+                let ringModeRequired = [options.submissionPolling, options.completionPolling, options.registeredRingFD].contains(.required)
+                if options.ioUring == .required || options.fixedBuffers == .required || ringModeRequired { throw error }
                 pageStoreLogger.warning("PageStore: \(error); falling back to pread/pwrite/fdatasync")
             }
         }
         self.backend = chosen ?? PosixWorker(counters: counters)
         self.inlineRings = InlineRingPool(maxRings: chosen == nil ? 0 : options.inlineRings)
+        var polling = RingModeState.off
+        if options.completionPolling != .disabled {
+            if chosen == nil {
+                polling = .refused(reason: "io_uring is not in use")
+            } else {
+                // The kernel's answer to an IOPOLL ring; the device's comes with the first file.
+                do {
+                    _ = try Ring(entries: 8, preferredFlags: Ring.completionPollingAttempts)
+                    polling = .on(detail: "no file yet")
+                } catch let error as PageStoreError {
+                    if options.completionPolling == .required {
+                        backend.shutdown()
+                        throw error
+                    }
+                    polling = .refused(reason: "\(error)")
+                    pageStoreLogger.warning("PageStore: \(error); blocking reads and writes wait for interrupts")
+                }
+            }
+        }
+        self.completionPolling = Mutex(polling)
+        self.polledRings = InlineRingPool(maxRings: polling.isOn ? max(1, options.inlineRings) : 0)
     }
 
     deinit {
@@ -77,6 +115,7 @@ public final class PageStore: Storage {
         guard !isShutDown.exchange(true, ordering: .acquiringAndReleasing) else { return }
         backend.shutdown()
         inlineRings.removeAll()
+        polledRings.removeAll()
         let open = files.withLock { $0.all }
         for entry in open { Glibc.close(entry.fd) }
     }
@@ -87,6 +126,11 @@ public final class PageStore: Storage {
             ioMode: backend.mode,
             fixedBuffers: backend.fixedBuffers,
             ringFlags: backend.ringFlags,
+            submissionPolling: backend.mode == .posix && options.submissionPolling != .disabled
+                ? .refused(reason: "io_uring is not in use") : backend.submissionPolling,
+            completionPolling: completionPolling.withLock { $0 },
+            registeredRingFD: backend.mode == .posix && options.registeredRingFD != .disabled
+                ? .refused(reason: "io_uring is not in use") : backend.registeredRingFD,
             bufferedFiles: counters.bufferedFiles.load(ordering: .relaxed),
             sqesSubmitted: counters.sqesSubmitted.load(ordering: .relaxed),
             enterCalls: counters.enterCalls.load(ordering: .relaxed),
@@ -111,28 +155,41 @@ public final class PageStore: Storage {
                 kind: .invalidArgument, operation: "open", path: path,
                 detail: "all \(options.maxOpenFiles) registered file slots are in use")
         }
+        var opened: FileID? = nil
         do {
             let (fd, directIO) = try openDescriptor(path, mode)
             let info = FileInfo(path: path, alignment: FileAlignment.discover(fd: fd), directIO: directIO)
             var handle: FileID? = nil
             do {
                 try backend.register(slot: slot, fd: fd)
-                try inlineRings.register(slot: slot, fd: fd) {
-                    handle = files.withLock { $0.fill(slot, FileTable.Entry(fd: fd, info: info)) }
+                try polledRings.register(slot: slot, fd: fd) {
+                    try inlineRings.register(slot: slot, fd: fd) {
+                        handle = files.withLock { $0.fill(slot, FileTable.Entry(fd: fd, info: info)) }
+                    }
                 }
             } catch {
                 try? backend.register(slot: slot, fd: -1)
+                try? polledRings.register(slot: slot, fd: -1) {}
                 try? inlineRings.register(slot: slot, fd: -1) {}
                 Glibc.close(fd)
                 throw error
             }
             if !directIO { counters.bufferedFiles.wrappingAdd(1, ordering: .relaxed) }
-            return handle!
+            opened = handle!
         } catch {
             files.withLock { $0.unreserve(slot) }
             throw error
         }
+        if let opened, openFileInfo(opened)?.directIO == true, !pollingProbed.load(ordering: .relaxed),
+            let refusal = probeCompletionPolling(opened)
+        {
+            try? closeFile(opened)
+            throw refusal
+        }
+        return opened!
     }
+
+    private func openFileInfo(_ file: FileID) -> FileInfo? { files.withLock { $0.lookup(file)?.info } }
 
     /// Opens without O_DIRECT, then switches it on with `fcntl(F_SETFL)`: a file system
     /// that refuses O_DIRECT in `open` may already have created the file, and a second
@@ -168,8 +225,10 @@ public final class PageStore: Storage {
         // After shutdown every descriptor is closed already and no ring is left to update.
         if isShutDown.load(ordering: .acquiring) { return }
         try backend.register(slot: file.slot, fd: -1)
-        try inlineRings.register(slot: file.slot, fd: -1) {
-            _ = files.withLock { $0.release(file) }
+        try polledRings.register(slot: file.slot, fd: -1) {
+            try inlineRings.register(slot: file.slot, fd: -1) {
+                _ = files.withLock { $0.release(file) }
+            }
         }
         if Glibc.close(entry.fd) != 0 && errno != EINTR {
             throw PageStoreError.io("close", path: entry.info.path, errno: errno)
@@ -211,6 +270,7 @@ public final class PageStore: Storage {
     public func performBlocking(_ request: IORequest) throws -> Int {
         let io = try resolve(request) { _ in }
         if let result = backend.executeInline(io) { return try result.get() }
+        if io.kind == .read || io.kind == .write, let result = executePolled(io, file: request.file) { return try result.get() }
         guard let ring = checkOutInlineRing() else { return try submitAndWait(request) }
         // A ring whose io_uring_enter failed is not lent again.
         defer { if !ring.isBroken { inlineRings.checkIn(ring) } }
@@ -234,14 +294,104 @@ public final class PageStore: Storage {
         return try body(queue)
     }
 
+    /// Runs a read or write of an O_DIRECT file on an IOPOLL ring, when completion polling
+    /// is on; nil when it is not (or no such ring can be had), and the caller goes on as
+    /// without it. A refusal (`EOPNOTSUPP`: the file system or device cannot poll) turns
+    /// polling off, unless it is required.
+    private func executePolled(_ io: PendingIO, file: FileID) -> IOResult? {
+        guard polledRings.maxRings > 0, completionPolling.withLock({ $0.isOn }),
+            files.withLock({ $0.lookup(file)?.info.directIO }) == true,
+            let ring = checkOutInlineRing(polled: true)
+        else { return nil }
+        let result = ring.execute(io, counters: counters)
+        if !ring.isBroken { polledRings.checkIn(ring) }
+        if case .failure(let error) = result, error.errno == EOPNOTSUPP {
+            // (A first read past the end of an empty file gives the probe no answer.)
+            let device = files.withLock { $0.lookup(file)?.fd }.map { Self.devicePolls(fd: $0) } ?? "device unknown"
+            if options.completionPolling == .required { return .failure(pollingRequired(path: io.path, device: device)) }
+            refuseCompletionPolling("\(error) (\(device))")
+            return nil
+        }
+        return result
+    }
+
+    private func pollingRequired(path: String, device: String) -> PageStoreError {
+        PageStoreError(
+            kind: .unsupported, operation: "IOPOLL read or write", path: path, errno: EOPNOTSUPP,
+            detail: "completion polling is required, and the file system or device refuses it (\(device))")
+    }
+
+    private func refuseCompletionPolling(_ reason: String) {
+        let first = completionPolling.withLock { state -> Bool in
+            defer { state = .refused(reason: reason) }
+            return state.isOn
+        }
+        if first { pageStoreLogger.warning("PageStore: IOPOLL refused (\(reason)); blocking reads and writes wait for interrupts") }
+    }
+
+    /// With completion polling on, reads the first page of the first O_DIRECT file on an
+    /// IOPOLL ring: the file system's and device's answer (`EOPNOTSUPP` turns polling
+    /// off, or, when it is required, is returned as the error the open fails with), and
+    /// whether the device polls at all (`queue/io_poll` in sysfs), for `stats`.
+    private func probeCompletionPolling(_ file: FileID) -> PageStoreError? {
+        guard let fd = files.withLock({ $0.lookup(file)?.fd }) else { return nil }
+        guard completionPolling.withLock({ $0.isOn }), !pollingProbed.exchange(true, ordering: .relaxed),
+            let page = try? allocator.tryAllocate(pages: 1)
+        else { return nil }
+        defer { allocator.free(page) }
+        let probe = (try? resolve(.read(file, IOSegment(offsetBytes: 0, buffer: page)), completion: { _ in }))
+        guard let probe, let ring = checkOutInlineRing(polled: true) else { return nil }
+        var result = ring.execute(probe, counters: counters)
+        if !ring.isBroken { polledRings.checkIn(ring) }
+        if options.refusedForTesting.contains("iopoll") {
+            result = .failure(PageStoreError(kind: .io, operation: "read", path: probe.path, offsetBytes: 0, errno: EOPNOTSUPP, detail: "simulated by the tests"))
+        }
+        let device = Self.devicePolls(fd: fd)
+        if case .failure(let error) = result, error.errno == EOPNOTSUPP {
+            if options.completionPolling == .required {
+                // Tried again at the next open.
+                pollingProbed.store(false, ordering: .relaxed)
+                return pollingRequired(path: probe.path, device: device)
+            }
+            refuseCompletionPolling("\(error) (\(device))")
+            return nil
+        }
+        completionPolling.withLock { state in
+            if state.isOn { state = .on(detail: device) }
+        }
+        return nil
+    }
+
+    /// Whether the block device under `fd` has poll queues, as sysfs says.
+    static func devicePolls(fd: Int32) -> String {
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { return "device unknown" }
+        // glibc's major() and minor().
+        let device = UInt64(info.st_dev)
+        let major = (device >> 8) & 0xFFF | (device >> 32) & 0xFFFF_F000
+        let minor = device & 0xFF | (device >> 12) & 0xFFFF_FF00
+        let name = "\(major):\(minor)"
+        for path in ["/sys/dev/block/\(name)/queue/io_poll", "/sys/dev/block/\(name)/../queue/io_poll"] {
+            guard let handle = fopen(path, "r") else { continue }
+            defer { fclose(handle) }
+            var byte: Int32 = 0
+            byte = fgetc(handle)
+            if byte == Int32(UInt8(ascii: "1")) { return "device \(name) has poll queues" }
+            if byte == Int32(UInt8(ascii: "0")) {
+                return "device \(name) has no poll queues (io_poll 0)"
+            }
+        }
+        return "device \(name): no io_poll in sysfs"
+    }
+
     /// An idle inline ring, or a new one; nil when the pool is at its limit or rings
     /// cannot be created here.
-    private func checkOutInlineRing() -> InlineRing? {
-        inlineRings.checkOut(
+    private func checkOutInlineRing(polled: Bool = false) -> InlineRing? {
+        (polled ? polledRings : inlineRings).checkOut(
             create: {
                 try InlineRing(
                     entries: options.ringEntries, fileSlots: options.maxOpenFiles + 1, allocator: allocator,
-                    fixedBuffers: backend.fixedBuffers)
+                    fixedBuffers: backend.fixedBuffers, polled: polled)
             },
             openFiles: { files.withLock { $0.slots } })
     }

@@ -30,6 +30,33 @@ public struct PageStoreOptions: Sendable {
     /// Most rings kept for blocking callers to run requests on their own thread (0: none,
     /// every request goes through the ring thread). Each registers the arena again.
     public var inlineRings: Int = 8
+    /// SQPOLL on the ring thread's ring: a kernel thread polls its submission queue, so
+    /// handing SQEs to the kernel takes no system call while the poller is awake. It
+    /// costs that thread's CPU (it spins for ``submissionPollingIdleMs`` after the last
+    /// submission), so it is off by default; the kernel may refuse it (`EPERM` without
+    /// the privilege older kernels ask for, `EINVAL`). Blocking callers' inline rings
+    /// never use it: they wait for their completion in `io_uring_enter` in any case.
+    public var submissionPolling: Requirement = .disabled
+    /// How long the SQPOLL thread spins without work before it sleeps (`sq_thread_idle`).
+    public var submissionPollingIdleMs: Int = 1000
+    /// The CPU the SQPOLL thread is pinned to (`IORING_SETUP_SQ_AFF`); nil: any.
+    public var submissionPollingCPU: Int? = nil
+    /// IOPOLL for blocking reads and writes of O_DIRECT files: completions are polled
+    /// from the device instead of signalled by its interrupt. These requests go to inline
+    /// rings set up with `IORING_SETUP_IOPOLL`; fdatasync, fallocate, commit chains,
+    /// buffered files and the ring thread's asynchronous requests stay on rings without
+    /// it (IOPOLL rings take no other operation). It pays only on devices with poll
+    /// queues (NVMe with `poll_queues`; `stats` says whether the device has them); where
+    /// the first file's reads are refused (`EOPNOTSUPP`) it is turned off. Off by default.
+    public var completionPolling: Requirement = .disabled
+    /// Registering the ring thread's ring file descriptor (`io_uring_register_ring_fd`),
+    /// so each `io_uring_enter` skips the kernel's file-descriptor lookup. Inline rings
+    /// are used from many threads, and the registration is per thread, so only the ring
+    /// thread's ring has it.
+    public var registeredRingFD: Requirement = .preferred
+    /// Ring modes the tests make the store treat as refused by the kernel ("sqpoll",
+    /// "iopoll", "ringfd"), to check each fallback on a machine that would accept them.
+    var refusedForTesting: Set<String> = []
 
     /// The defaults: io_uring, O_DIRECT and fixed buffers where possible, a 64 MiB arena.
     public init() {}

@@ -8,14 +8,45 @@ public enum IOMode: String, Sendable {
     case posix = "posix"
 }
 
+/// Whether one of the ring modes (``PageStoreOptions/submissionPolling``,
+/// ``PageStoreOptions/completionPolling``, ``PageStoreOptions/registeredRingFD``) is in use.
+public enum RingModeState: Sendable, Equatable, CustomStringConvertible {
+    /// Not asked for (the option is `.disabled`), or not applicable (posix backend).
+    case off
+    /// In use; `detail` says how (e.g. the SQPOLL thread's idle time).
+    case on(detail: String)
+    /// Asked for and refused; `reason` says by what and why.
+    case refused(reason: String)
+
+    public var description: String {
+        switch self {
+        case .off: "off"
+        case .on(let detail): detail.isEmpty ? "on" : "on (\(detail))"
+        case .refused(let reason): "refused: \(reason)"
+        }
+    }
+
+    /// Whether the mode is in use.
+    public var isOn: Bool {
+        if case .on = self { return true }
+        return false
+    }
+}
+
 /// A snapshot of a page store's counters since it was opened.
 public struct PageStoreStats: Sendable, CustomStringConvertible {
     /// The backend in use.
     public var ioMode: IOMode
     /// Whether the page arena is registered as fixed buffers.
     public var fixedBuffers: Bool
-    /// Ring setup flags the kernel accepted (empty in posix mode).
+    /// Ring setup flags the kernel accepted for the ring thread's ring (empty in posix mode).
     public var ringFlags: [String]
+    /// SQPOLL on the ring thread's ring.
+    public var submissionPolling: RingModeState = .off
+    /// IOPOLL for blocking reads and writes of O_DIRECT files.
+    public var completionPolling: RingModeState = .off
+    /// The ring thread's ring file descriptor registered.
+    public var registeredRingFD: RingModeState = .off
     /// Files opened buffered because O_DIRECT was refused.
     public var bufferedFiles: Int
     /// SQEs of requests handed to the kernel (the ring's own wake-up reads not counted).
@@ -44,6 +75,9 @@ public struct PageStoreStats: Sendable, CustomStringConvertible {
         """
         io mode: \(ioMode.rawValue)\(ringFlags.isEmpty ? "" : " (" + ringFlags.joined(separator: ",") + ")")
         fixed buffers: \(fixedBuffers ? "yes" : "no")
+        submission polling (SQPOLL): \(submissionPolling)
+        completion polling (IOPOLL): \(completionPolling)
+        registered ring fd: \(registeredRingFD)
         buffered files (O_DIRECT refused): \(bufferedFiles)
         sqes submitted: \(sqesSubmitted)
         enter calls: \(enterCalls)

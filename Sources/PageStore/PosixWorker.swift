@@ -15,6 +15,8 @@ final class PosixWorker: IOBackend {
     let mode = IOMode.posix
     let fixedBuffers = false
     let ringFlags: [String] = []
+    let submissionPolling = RingModeState.off
+    let registeredRingFD = RingModeState.off
     let maxRequestSQEs = Int.max
     private let counters: IOCounters
     private let queue = Mutex<(work: Deque<PendingIO>, stopping: Bool)>(([], false))

@@ -27,22 +27,47 @@ struct Ring: ~Copyable {
         ("COOP_TASKRUN", UInt32(PS_SETUP_COOP_TASKRUN)),
     ]
 
+    /// Every flag a ring may be set up with, by name (for stats).
+    static let flagNames: [(name: String, flag: UInt32)] = preferredFlags + [
+        ("SQPOLL", UInt32(PS_SETUP_SQPOLL)), ("SQ_AFF", UInt32(PS_SETUP_SQ_AFF)), ("IOPOLL", UInt32(PS_SETUP_IOPOLL)),
+    ]
+
     /// Flag sets tried in turn, most to fewest: all three, COOP_TASKRUN alone
     /// (DEFER_TASKRUN needs SINGLE_ISSUER), then none.
     static let defaultFlagAttempts: [UInt32] = [
         preferredFlags.reduce(UInt32(0)) { $0 | $1.flag }, UInt32(PS_SETUP_COOP_TASKRUN), 0,
     ]
 
+    /// The attempts with SQPOLL: as the default ones, without DEFER_TASKRUN (the kernel
+    /// takes it only when the submitting task runs the completions' work itself).
+    static let submissionPollingAttempts: [UInt32] = [
+        UInt32(PS_SETUP_SQPOLL | PS_SETUP_SINGLE_ISSUER | PS_SETUP_COOP_TASKRUN),
+        UInt32(PS_SETUP_SQPOLL | PS_SETUP_COOP_TASKRUN), UInt32(PS_SETUP_SQPOLL),
+    ]
+
+    /// The attempts with IOPOLL (a blocking caller's ring: any thread, one at a time).
+    static let completionPollingAttempts: [UInt32] = [
+        UInt32(PS_SETUP_IOPOLL | PS_SETUP_COOP_TASKRUN), UInt32(PS_SETUP_IOPOLL),
+    ]
+
     /// Sets up a ring of `entries` SQEs (CQ twice that), with `SINGLE_ISSUER |
     /// DEFER_TASKRUN | COOP_TASKRUN` when the kernel takes them; on `EINVAL` retries with
-    /// fewer flags. Must be called on the thread that will use the ring.
-    init(entries: Int, preferredFlags attempts: [UInt32] = Ring.defaultFlagAttempts) throws {
+    /// fewer flags. Must be called on the thread that will use the ring. With SQPOLL in
+    /// the flags, `idleMs` and `cpu` set up its thread (`cpu` adds SQ_AFF).
+    init(entries: Int, preferredFlags attempts: [UInt32] = Ring.defaultFlagAttempts, idleMs: Int = 0, cpu: Int? = nil) throws {
         raw = UnsafeMutablePointer<io_uring>.allocate(capacity: 1)
         raw.initialize(to: io_uring())
         var lastError: Int32 = 0
         var accepted: UInt32? = nil
-        for flags in attempts {
+        for var flags in attempts {
             var params = io_uring_params()
+            if flags & UInt32(PS_SETUP_SQPOLL) != 0 {
+                params.sq_thread_idle = UInt32(clamping: idleMs)
+                if let cpu {
+                    flags |= UInt32(PS_SETUP_SQ_AFF)
+                    params.sq_thread_cpu = UInt32(clamping: cpu)
+                }
+            }
             params.flags = flags | UInt32(IORING_SETUP_CQSIZE)
             params.cq_entries = UInt32(entries * 2)
             let result = io_uring_queue_init_params(UInt32(entries), raw, &params)
@@ -56,9 +81,10 @@ struct Ring: ~Copyable {
         guard let accepted else {
             raw.deinitialize(count: 1)
             raw.deallocate()
-            throw PageStoreError(
-                kind: .unsupported, operation: "io_uring_queue_init", errno: lastError,
-                detail: "io_uring is not available")
+            let detail = attempts.allSatisfy({ $0 & UInt32(PS_SETUP_SQPOLL) != 0 })
+                ? "the kernel refused SQPOLL"
+                : attempts.allSatisfy({ $0 & UInt32(PS_SETUP_IOPOLL) != 0 }) ? "the kernel refused IOPOLL" : "io_uring is not available"
+            throw PageStoreError(kind: .unsupported, operation: "io_uring_queue_init", errno: lastError, detail: detail)
         }
         setupFlags = accepted
         sqEntries = Int(raw.pointee.sq.ring_entries)
@@ -73,7 +99,16 @@ struct Ring: ~Copyable {
 
     /// Names of the accepted setup flags, for stats.
     var setupFlagNames: [String] {
-        Self.preferredFlags.filter { setupFlags & $0.flag != 0 }.map(\.name)
+        Self.flagNames.filter { setupFlags & $0.flag != 0 }.map(\.name)
+    }
+
+    /// Registers the ring's own file descriptor for this thread's `io_uring_enter` calls
+    /// (liburing uses the registered index from then on; `io_uring_queue_exit` drops it).
+    func registerRingFD() throws {
+        let result = io_uring_register_ring_fd(raw)
+        if result < 0 {
+            throw PageStoreError(kind: .unsupported, operation: "io_uring_register_ring_fd", errno: -result)
+        }
     }
 
     /// Fails with `.unsupported` naming the first opcode the kernel does not support.

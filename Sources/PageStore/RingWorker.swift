@@ -17,6 +17,8 @@ final class RingWorker: IOBackend {
     let mode = IOMode.ioUring
     let fixedBuffers: Bool
     let ringFlags: [String]
+    let submissionPolling: RingModeState
+    let registeredRingFD: RingModeState
     let maxRequestSQEs: Int
     private let inbox: RingInbox
     private let stopped = DispatchSemaphore(value: 0)
@@ -25,6 +27,8 @@ final class RingWorker: IOBackend {
         self.inbox = inbox
         self.fixedBuffers = info.fixedBuffers
         self.ringFlags = info.flags
+        self.submissionPolling = info.submissionPolling
+        self.registeredRingFD = info.registeredRingFD
         self.maxRequestSQEs = info.sqEntries - 1
     }
 
@@ -38,15 +42,38 @@ final class RingWorker: IOBackend {
         let setup = OneShot<Result<RingInfo, PageStoreError>>()
         let thread = Thread {
             let ring: Ring
+            var submissionPolling = RingModeState.off
             do {
-                ring = try Ring(entries: options.ringEntries)
+                if options.submissionPolling != .disabled {
+                    do {
+                        if options.refusedForTesting.contains("sqpoll") {
+                            throw PageStoreError(
+                                kind: .unsupported, operation: "io_uring_queue_init", errno: EPERM,
+                                detail: "the kernel refused SQPOLL (simulated by the tests)")
+                        }
+                        ring = try Ring(
+                            entries: options.ringEntries, preferredFlags: Ring.submissionPollingAttempts,
+                            idleMs: options.submissionPollingIdleMs, cpu: options.submissionPollingCPU)
+                        submissionPolling = .on(
+                            detail: "idle \(options.submissionPollingIdleMs) ms, "
+                                + (options.submissionPollingCPU.map { "cpu \($0)" } ?? "any cpu"))
+                    } catch let error as PageStoreError {
+                        if options.submissionPolling == .required { throw error }
+                        submissionPolling = .refused(reason: "\(error)")
+                        pageStoreLogger.warning("PageStore: \(error); the ring runs without SQPOLL")
+                        ring = try Ring(entries: options.ringEntries)
+                    }
+                } else {
+                    ring = try Ring(entries: options.ringEntries)
+                }
             } catch {
                 setup.fulfil(.failure(error as! PageStoreError))
                 return
             }
-            let info: RingInfo
+            var info: RingInfo
             do {
                 info = try RingInfo.prepare(ring, options: options, allocator: allocator, eventFD: eventFD)
+                info.submissionPolling = submissionPolling
             } catch {
                 setup.fulfil(.failure(error as! PageStoreError))
                 return
@@ -91,6 +118,8 @@ struct RingInfo: Sendable {
     let fixedBuffers: Bool
     let flags: [String]
     let sqEntries: Int
+    var submissionPolling = RingModeState.off
+    var registeredRingFD = RingModeState.off
 
     /// Probes opcodes, registers the sparse file table (slot 0: the wake-up eventfd) and
     /// the arena as fixed buffers, honouring `options.fixedBuffers`.
@@ -116,7 +145,23 @@ struct RingInfo: Sendable {
                     "PageStore: \(error); using non-fixed reads and writes (raise RLIMIT_MEMLOCK to register the arena)")
             }
         }
-        return RingInfo(fixedBuffers: fixed, flags: ring.setupFlagNames, sqEntries: ring.sqEntries)
+        var info = RingInfo(fixedBuffers: fixed, flags: ring.setupFlagNames, sqEntries: ring.sqEntries)
+        if options.registeredRingFD != .disabled {
+            do {
+                if options.refusedForTesting.contains("ringfd") {
+                    throw PageStoreError(
+                        kind: .unsupported, operation: "io_uring_register_ring_fd", errno: EINVAL,
+                        detail: "simulated by the tests")
+                }
+                try ring.registerRingFD()
+                info.registeredRingFD = .on(detail: "")
+            } catch let error as PageStoreError {
+                if options.registeredRingFD == .required { throw error }
+                info.registeredRingFD = .refused(reason: "\(error)")
+                pageStoreLogger.warning("PageStore: \(error); io_uring_enter looks the ring up by its descriptor")
+            }
+        }
+        return info
     }
 }
 

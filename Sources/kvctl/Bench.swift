@@ -72,6 +72,9 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("use_direct_reads"), help: "Accepted for db_bench compatibility: reads are always O_DIRECT.")
     var useDirectReads = "true"
 
+    @Option(name: .customLong("ring_mode"), help: ArgumentHelp(RingMode.help + " Not a db_bench flag."))
+    var ringMode: RingMode = .default
+
     @Option(name: .customLong("seed"), help: "Seed of the key sequences.")
     var seed: UInt64 = 301
 
@@ -93,7 +96,8 @@ struct Bench: ParsableCommand {
         if targetFileSizeBase > 0 { options.tableTargetBytes = targetFileSizeBase }
         if openFiles > 0 { options.maxOpenTables = openFiles }
         if maxBytesForLevelBase > 0 { options.levelBaseBytes = maxBytesForLevelBase }
-        print("kvctl bench: keys \(keySize) bytes, values \(valueSize) bytes, \(num) keys x \(threads) threads, db \(db)")
+        ringMode.apply(to: &options.pageStore)
+        print("kvctl bench: keys \(keySize) bytes, values \(valueSize) bytes, \(num) keys x \(threads) threads, db \(db), ring mode \(ringMode.rawValue)")
         var database: Database? = nil
         for (ordinal, name) in benchmarks.split(separator: ",").map(String.init).enumerated() {
             if name.hasPrefix("fill") || database == nil {
@@ -139,7 +143,7 @@ struct Bench: ParsableCommand {
     /// The engine's own figures after a run: levels, write amplification, cache.
     private func printStats(_ stats: DatabaseStats) {
         let levels = stats.levels.filter { $0.tables > 0 }.map { "L\($0.level)=\($0.tables)/\($0.bytes >> 20)MiB" }
-        print("kvengine stats: levels \(levels.joined(separator: " ")); flushed \(stats.bytesFlushed >> 20) MiB in \(stats.flushes) flushes; compacted read \(stats.bytesCompactedRead >> 20) MiB, written \(stats.bytesCompactedWritten >> 20) MiB in \(stats.compactions) compactions (+\(stats.trivialMoves) moves); write-amp \(String(format: "%.2f", stats.writeAmplification)); cache hit rate \(String(format: "%.3f", stats.cacheHitRate)); stalls \(stats.stalls) (\(stats.stallMicroseconds / 1000) ms), slowdowns \(stats.slowdowns); memtable budget \(memtableBudget >> 20) MiB, cache \(cacheSize >> 20) MiB, index+filters \(stats.indexAndFilterBytes >> 20) MiB; tables open \(stats.openTables), opened \(stats.tableOpens) times; peak RSS \(peakResidentBytes() >> 20) MiB")
+        print("kvengine stats: levels \(levels.joined(separator: " ")); flushed \(stats.bytesFlushed >> 20) MiB in \(stats.flushes) flushes; compacted read \(stats.bytesCompactedRead >> 20) MiB, written \(stats.bytesCompactedWritten >> 20) MiB in \(stats.compactions) compactions (+\(stats.trivialMoves) moves); write-amp \(String(format: "%.2f", stats.writeAmplification)); cache hit rate \(String(format: "%.3f", stats.cacheHitRate)); stalls \(stats.stalls) (\(stats.stallMicroseconds / 1000) ms), slowdowns \(stats.slowdowns); memtable budget \(memtableBudget >> 20) MiB, cache \(cacheSize >> 20) MiB, index+filters \(stats.indexAndFilterBytes >> 20) MiB; tables open \(stats.openTables), opened \(stats.tableOpens) times; peak RSS \(peakResidentBytes() >> 20) MiB; ring modes \(stats.pageStore?.ringModeLine ?? "-")")
     }
 
     // MARK: workloads

@@ -55,10 +55,20 @@ struct PageStoreBench: ParsableCommand {
     @Option(help: "Seed of the offset sequence.")
     var seed: UInt64 = 1
 
+    @Option(name: .customLong("ring-mode"), help: ArgumentHelp(RingMode.help))
+    var ringMode: RingMode = .default
+
     func run() throws {
         var options = PageStoreOptions()
         options.arenaBytes = max(8 << 20, depth * blockSize * 2)
-        let store = try PageStore(options: options)
+        ringMode.apply(to: &options)
+        let store: PageStore
+        do {
+            store = try PageStore(options: options)
+        } catch {
+            print("\(workload.rawValue) depth=\(depth) driver=\(driver.rawValue) ring-mode=\(ringMode.rawValue) refused: \(error)")
+            throw ExitCode(69)
+        }
         defer { store.shutdown() }
         let handle = try store.openFile(atPath: file, mode: .existing)
         let blocks = UInt64(sizeMb) * (1 << 20) / UInt64(blockSize)
@@ -99,9 +109,9 @@ struct PageStoreBench: ParsableCommand {
         if let error = run.firstError { throw error }
         let operations = run.operations
         let meanMicros = run.meanLatencyMicros
-        print("\(workload.rawValue) depth=\(depth) driver=\(driver.rawValue) ops=\(operations) seconds=\(String(format: "%.2f", elapsed)) ops/s=\(Int(Double(operations) / elapsed)) mean_us=\(String(format: "%.2f", meanMicros))")
+        print("\(workload.rawValue) depth=\(depth) driver=\(driver.rawValue) ring-mode=\(ringMode.rawValue) ops=\(operations) seconds=\(String(format: "%.2f", elapsed)) ops/s=\(Int(Double(operations) / elapsed)) mean_us=\(String(format: "%.2f", meanMicros))")
         let stats = store.stats
-        print("stats: mode=\(stats.ioMode.rawValue) fixed=\(stats.fixedBuffers) enters=\(stats.enterCalls) sqes=\(stats.sqesSubmitted) sqes/enter=\(String(format: "%.2f", stats.meanSQEsPerSubmit)) fdatasyncs=\(stats.fdatasyncs) chains=\(stats.commitChains)")
+        print("stats: mode=\(stats.ioMode.rawValue) fixed=\(stats.fixedBuffers) \(stats.ringModeLine) enters=\(stats.enterCalls) sqes=\(stats.sqesSubmitted) sqes/enter=\(String(format: "%.2f", stats.meanSQEsPerSubmit)) fdatasyncs=\(stats.fdatasyncs) chains=\(stats.commitChains)")
         for buffer in buffers { store.allocator.free(buffer) }
         try store.closeFile(handle)
     }

@@ -103,3 +103,119 @@ final class FallbackTests: XCTestCase {
         XCTAssertEqual(store.stats.bufferedFiles, 1)
     }
 }
+
+/// The optional ring modes (SQPOLL, IOPOLL, a registered ring fd): each refused (by the
+/// kernel, or as the tests make the store believe) falls back and says why in `stats`,
+/// or fails the open when required; where this kernel and device accept one, a round
+/// trip runs in it.
+final class RingModeTests: XCTestCase {
+    override func setUp() {
+        // The refusals below are on purpose: their warnings stay out of the test output.
+        if ProcessInfo.processInfo.environment["KVENGINE_TEST_LOGS"] == nil { pageStoreLogLevel.withLock { $0 = .critical } }
+    }
+
+    override func tearDown() { pageStoreLogLevel.withLock { $0 = nil } }
+
+    private func exercise(_ store: PageStore, at path: String) throws {
+        let file = try store.openFile(atPath: path, mode: .createNew)
+        let buffer = try store.allocator.allocate(pages: 2)
+        fillPattern(buffer, seed: 11)
+        try store.commit(file, [IOSegment(offsetBytes: 8192, buffer: buffer)])
+        try store.performBlocking(.write(file, [IOSegment(offsetBytes: 0, buffer: buffer)]))
+        defer {
+            store.allocator.free(buffer)
+            try? store.closeFile(file)
+        }
+        for offset: Int64 in [0, 8192] {
+            memset(buffer.base, 0, buffer.count)
+            let got = try store.read(file, offsetBytes: offset, into: buffer)
+            XCTAssertEqual(got, buffer.count)
+            XCTAssertTrue(matchesPattern(buffer, seed: 11), "offset \(offset)")
+        }
+    }
+
+    private static var modes: [(name: String, set: (inout PageStoreOptions, PageStoreOptions.Requirement) -> Void, state: (PageStoreStats) -> RingModeState)] {[
+        ("sqpoll", { $0.submissionPolling = $1 }, \.submissionPolling),
+        ("iopoll", { $0.completionPolling = $1 }, \.completionPolling),
+        ("ringfd", { $0.registeredRingFD = $1 }, \.registeredRingFD),
+    ]}
+
+    func testEachRefusedModeFallsBackAndSaysWhy() throws {
+        for mode in Self.modes {
+            let directory = TestDirectory()
+            let store = try PageStore(options: smallOptions {
+                mode.set(&$0, .preferred)
+                $0.refusedForTesting = [mode.name]
+            })
+            defer { store.shutdown() }
+            try exercise(store, at: directory.file(mode.name))
+            guard case .refused(let reason) = mode.state(store.stats) else {
+                return XCTFail("\(mode.name): \(mode.state(store.stats)), expected refused")
+            }
+            XCTAssertTrue(reason.contains("simulated"), "\(mode.name): \(reason)")
+            XCTAssertTrue(store.stats.description.contains("refused: "), store.stats.description)
+        }
+    }
+
+    func testEachRefusedModeFailsTheOpenWhenRequired() throws {
+        for mode in Self.modes {
+            let directory = TestDirectory()
+            let options = smallOptions {
+                mode.set(&$0, .required)
+                $0.refusedForTesting = [mode.name]
+            }
+            do {
+                let store = try PageStore(options: options)
+                defer { store.shutdown() }
+                // IOPOLL's refusal comes with the first O_DIRECT file.
+                XCTAssertThrowsError(try store.openFile(atPath: directory.file(mode.name), mode: .createNew), mode.name) { error in
+                    XCTAssertEqual((error as? PageStoreError)?.kind, .unsupported, "\(mode.name): \(error)")
+                }
+                XCTAssertEqual(mode.name, "iopoll", "only IOPOLL is refused after the store opens")
+                XCTAssertEqual(store.openFileCount, 0, "the refused file is closed again")
+            } catch let error as PageStoreError {
+                XCTAssertNotEqual(mode.name, "iopoll")
+                XCTAssertEqual(error.kind, .unsupported, "\(mode.name): \(error)")
+                XCTAssertTrue("\(error)".contains("simulated"), "\(mode.name): \(error)")
+            }
+        }
+    }
+
+    /// A real refusal: SQPOLL pinned to a CPU that does not exist (`EINVAL` from the kernel).
+    func testSubmissionPollingOnAMissingCPUIsRefusedByTheKernel() throws {
+        let directory = TestDirectory()
+        let store = try PageStore(options: smallOptions {
+            $0.submissionPolling = .preferred
+            $0.submissionPollingCPU = 4095
+        })
+        defer { store.shutdown() }
+        guard case .refused(let reason) = store.stats.submissionPolling else {
+            return XCTFail("\(store.stats.submissionPolling)")
+        }
+        XCTAssertTrue(reason.contains("SQPOLL"), reason)
+        try exercise(store, at: directory.file("data"))
+    }
+
+    /// Each mode required: where the kernel (and, for IOPOLL, the file system and device)
+    /// take it, a round trip in it; where they do not, the reason is printed.
+    func testEachAcceptedModeRoundTrips() throws {
+        for mode in Self.modes {
+            let directory = TestDirectory()
+            let store: PageStore
+            do {
+                store = try PageStore(options: smallOptions { mode.set(&$0, .required) })
+            } catch {
+                print("\(mode.name): skipped, refused here: \(error)")
+                continue
+            }
+            defer { store.shutdown() }
+            do {
+                try exercise(store, at: directory.file(mode.name))
+            } catch let error as PageStoreError where mode.name == "iopoll" && error.kind == .unsupported {
+                print("\(mode.name): skipped, refused here: \(error)")
+                continue
+            }
+            XCTAssertTrue(mode.state(store.stats).isOn, "\(mode.name): \(mode.state(store.stats))")
+        }
+    }
+}
