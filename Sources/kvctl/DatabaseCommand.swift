@@ -25,7 +25,8 @@ enum DatabaseAccess {
 extension DatabaseCommand {
     /// The one-shot form: open, run, close. A write command prints only after the close
     /// (its `OK` follows what makes it durable); a read command streams its output as it
-    /// goes (at every line on a terminal, through `$PAGER` once it passes the screen).
+    /// goes (at every line on a terminal). It does not page: a pager would hold the
+    /// database open, and writers out, for as long as someone reads.
     func run() throws {
         let db: Database
         switch access {
@@ -34,7 +35,7 @@ extension DatabaseCommand {
         }
         var writes = false
         if case .write = access { writes = true }
-        var out = OutputBuffer(streaming: !writes, paged: !writes)
+        var out = OutputBuffer(streaming: !writes)
         do {
             try run(on: db, &out)
         } catch {

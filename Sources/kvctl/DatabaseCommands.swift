@@ -34,7 +34,7 @@ struct OutputBuffer {
 
     /// `streaming`: written out as it grows (else held until `flush`); `paged`: through
     /// `$PAGER` once it exceeds the screen (only when stdout is a terminal and a pager is
-    /// set or `less` is there).
+    /// set or `less` is there; the shell's).
     init(streaming: Bool = true, paged: Bool = false) {
         self.streaming = streaming
         let terminal = isatty(STDOUT_FILENO) == 1
@@ -76,16 +76,21 @@ struct OutputBuffer {
     }
 }
 
-/// Long output on a terminal through `$PAGER` (`less` when unset; none when set empty),
-/// as git and psql do: what fits on the screen prints as it is, and the pager starts once
-/// the output passes the screen's last row. `LESS` defaults to `FRX` (quit when it fits,
-/// keep colours and the screen).
+/// Long output on a terminal through `$PAGER` (`less` when unset; none when set empty
+/// or to a command that is not there), as psql does: what fits on the screen prints as it
+/// is, and the pager starts once the output passes the screen's last row. Output that
+/// comes slowly is not held: when the screen has not filled within a quarter second, what
+/// is held prints and the command goes on unpaged. `LESS` defaults to `FRX` (quit when it
+/// fits, keep colours and the screen).
 final class Pager {
     private let command: String
     private let rows: Int
     private let columns: Int
     private var rowsHeld = 0
     private var lineStart = 0
+    private var firstHeld: UInt64? = nil
+    /// The output stopped being held (it came slowly): no pager for this command.
+    private var unpaged = false
     private var pipe: UnsafeMutablePointer<FILE>? = nil
     /// The pager ended (the user quit it) before the output did.
     private(set) var quit = false
@@ -106,7 +111,12 @@ final class Pager {
             let path = (environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":")
             command = path.contains { access("\($0)/less", X_OK) == 0 } ? "less" : ""
         }
-        guard !command.isEmpty, command != "cat" else { return nil }
+        guard !command.isEmpty, command != "cat", let program = command.split(separator: " ").first else { return nil }
+        // A pager that is not there would swallow the output: then there is none.
+        let found = program.contains("/")
+            ? access(String(program), X_OK) == 0
+            : (environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":").contains { access("\($0)/\(program)", X_OK) == 0 }
+        guard found else { return nil }
         var size = winsize()
         guard ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &size) == 0, size.ws_row > 1 else { return nil }
         return Pager(command: command, rows: Int(size.ws_row), columns: max(1, Int(size.ws_col)))
@@ -116,6 +126,13 @@ final class Pager {
     /// fits on the screen) or was sent to the running pager.
     func add(_ bytes: inout [UInt8]) -> Bool {
         if pipe != nil || quit { return send(&bytes) }
+        if unpaged { return false }
+        let now = DispatchTime.now().uptimeNanoseconds
+        if firstHeld == nil { firstHeld = now }
+        if now - firstHeld! > 250_000_000 {
+            unpaged = true
+            return false
+        }
         let length = bytes.count - 1 - lineStart
         rowsHeld += max(1, (length + columns - 1) / columns)
         lineStart = bytes.count

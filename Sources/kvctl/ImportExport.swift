@@ -46,17 +46,22 @@ struct Import: ParsableCommand {
             adds, so either every entry is visible or, after any failure (a full disk: exit
             77), none is. Each imported value replaces what its key held. Memory stays
             bounded: input beyond --sort-buffer is sorted in runs written to a temporary
-            directory (inside the database directory, or beside it when it is new) and merged
-            as it is ingested, as sort(1) does.
+            directory (.kvctl-import-PID, inside the database directory when it holds a
+            database, else beside it) and merged, 64 runs at a time, as it is ingested, as
+            sort(1) does. The directory goes when the import ends, also on Ctrl-C (exit 130);
+            one left by a killed import is removed by the next.
             """)
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var encoding: ByteEncoding
     @Option(help: "jsonl or tsv.") var format: LineFormat = .jsonl
     @Option(name: .customLong("sort-buffer"), help: "MiB of entries sorted in memory before a run is written to disk.")
     var sortBufferMiB: Int = 64
+    @Option(name: .customLong("merge-width"), help: ArgumentHelp("Sorted runs merged at once (the tests lower it to merge in several passes).", visibility: .hidden))
+    var mergeWidth: Int = SortedRuns.fanIn
 
     func validate() throws {
         guard sortBufferMiB >= 1 else { throw ValidationError("--sort-buffer must be at least 1 (MiB), not \(sortBufferMiB)") }
+        guard mergeWidth >= 2 else { throw ValidationError("--merge-width must be at least 2, not \(mergeWidth)") }
     }
 
     func run() throws {
@@ -66,8 +71,10 @@ struct Import: ParsableCommand {
         defer { runs?.remove() }
         var number = 0
         var lines = LineReader(FileHandle.standardInput)
+        Interrupt.install()
         while let line = try lines.next() {
             number += 1
+            if number % 4096 == 0 { try Interrupt.check() }
             if line.isEmpty { continue }
             let entry = try parse(line, number: number)
             // What an entry costs in memory: its bytes, two array headers and the tuple.
@@ -80,13 +87,22 @@ struct Import: ParsableCommand {
                 chunkBytes = 0
             }
         }
-        let db = try database.open(create: true)
-        let report: IngestReport
-        if var spilled = runs {
-            if !chunk.isEmpty { try spilled.write(Self.sortedUnique(chunk)) }
+        if runs != nil {
+            if !chunk.isEmpty { try runs!.write(Self.sortedUnique(chunk)) }
             chunk = []
+            try runs!.reduce(to: mergeWidth)
+        }
+        let db = try database.open(create: true)
+        defer { try? db.close() }
+        let report: IngestReport
+        if let spilled = runs {
             var merge = try spilled.merge()
-            report = try db.ingest(sortedFrom: { try merge.next() })
+            var merged = 0
+            report = try db.ingest(sortedFrom: {
+                merged += 1
+                if merged % 65536 == 0 { try Interrupt.check() }
+                return try merge.next()
+            })
         } else {
             report = try db.ingest(sorted: Self.sortedUnique(chunk))
         }
@@ -140,53 +156,62 @@ struct Import: ParsableCommand {
 struct SortedRuns {
     let directory: String
     private(set) var files: [String] = []
+    private var nextNumber = 0
 
-    /// A temporary directory inside `databasePath` when it exists, else beside it (where
-    /// the database will be made).
+    /// Runs merged at once: each holds a file descriptor and a 256 KiB buffer.
+    static let fanIn = 64
+    static let prefix = ".kvctl-import-"
+
+    /// A temporary directory inside `databasePath` when it holds a database, else beside
+    /// it (an empty directory must stay empty for the database to be made in it).
+    /// Directories left by imports that were killed (their process gone) are removed.
     init(beside databasePath: String) throws {
-        var isDirectory: ObjCBool = false
-        let parent = FileManager.default.fileExists(atPath: databasePath, isDirectory: &isDirectory) && isDirectory.boolValue
-            ? databasePath : (databasePath as NSString).deletingLastPathComponent
-        directory = (parent.isEmpty ? "." : parent) + "/.kvctl-import-\(getpid())"
+        let isDatabase = FileManager.default.fileExists(atPath: databasePath + "/KVENGINE")
+        var parent = databasePath
+        if !isDatabase {
+            var trimmed = databasePath
+            while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed.removeLast() }
+            if let slash = trimmed.lastIndex(of: "/") {
+                parent = slash == trimmed.startIndex ? "/" : String(trimmed[..<slash])
+            } else {
+                parent = "."
+            }
+        }
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] where name.hasPrefix(Self.prefix) {
+            if let pid = Int32(name.dropFirst(Self.prefix.count)), pid != getpid(), kill(pid, 0) != 0, errno == ESRCH {
+                try? FileManager.default.removeItem(atPath: parent + "/" + name)
+            }
+        }
+        directory = parent + "/" + Self.prefix + "\(getpid())"
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
         } catch {
-            throw ValidationError("cannot make the temporary directory \(directory) for the import's sorted runs: \(error.localizedDescription)")
+            throw CommandFailure.io("cannot make the temporary directory \(directory) for the import's sorted runs: \(error.localizedDescription)")
         }
     }
 
     /// Writes one run (sorted, keys unique).
     mutating func write(_ entries: [(key: [UInt8], value: [UInt8])]) throws {
-        let path = directory + "/run-\(files.count)"
-        guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
-            throw ValidationError("cannot create \(path) for the import's sorted runs")
+        var writer = try RunWriter(directory + "/run-\(nextNumber)")
+        nextNumber += 1
+        for (key, value) in entries { try writer.append(key, value) }
+        try writer.finish()
+        files.append(writer.path)
+    }
+
+    /// Merges the oldest runs into one until at most `limit` are left (a later run still
+    /// wins over an earlier one: the merged run takes the place of its inputs).
+    mutating func reduce(to limit: Int) throws {
+        while files.count > limit {
+            let group = Array(files.prefix(limit))
+            var merge = try Merge(group)
+            var writer = try RunWriter(directory + "/run-\(nextNumber)")
+            nextNumber += 1
+            while let (key, value) = try merge.next() { try writer.append(key, value) }
+            try writer.finish()
+            for file in group { try? FileManager.default.removeItem(atPath: file) }
+            files = [writer.path] + files.dropFirst(limit)
         }
-        defer { try? handle.close() }
-        var buffer: [UInt8] = []
-        buffer.reserveCapacity(1 << 20 + 4096)
-        func flush() throws {
-            do { try handle.write(contentsOf: buffer) } catch {
-                throw ValidationError("cannot write \(path) (offset \((try? handle.offset()) ?? 0)) for the import's sorted runs: \(error.localizedDescription)")
-            }
-            buffer.removeAll(keepingCapacity: true)
-        }
-        func length(_ count: Int) {
-            var rest = UInt64(count)
-            while rest >= 0x80 {
-                buffer.append(UInt8(truncatingIfNeeded: rest) | 0x80)
-                rest >>= 7
-            }
-            buffer.append(UInt8(rest))
-        }
-        for (key, value) in entries {
-            length(key.count)
-            buffer += key
-            length(value.count)
-            buffer += value
-            if buffer.count >= 1 << 20 { try flush() }
-        }
-        try flush()
-        files.append(path)
     }
 
     /// The runs merged in key order; of equal keys, the one from the latest run (the
@@ -195,6 +220,55 @@ struct SortedRuns {
 
     /// Removes the directory and its runs.
     func remove() { try? FileManager.default.removeItem(atPath: directory) }
+
+    /// One run being written, through a 1 MiB buffer.
+    struct RunWriter {
+        let path: String
+        private let handle: FileHandle
+        private var buffer: [UInt8] = []
+        private var written: UInt64 = 0
+
+        init(_ path: String) throws {
+            guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
+                throw CommandFailure.io("cannot create \(path) for the import's sorted runs")
+            }
+            self.path = path
+            self.handle = handle
+            buffer.reserveCapacity(1 << 20 + 4096)
+        }
+
+        mutating func append(_ key: [UInt8], _ value: [UInt8]) throws {
+            length(key.count)
+            buffer += key
+            length(value.count)
+            buffer += value
+            if buffer.count >= 1 << 20 { try flush() }
+        }
+
+        private mutating func length(_ count: Int) {
+            var rest = UInt64(count)
+            while rest >= 0x80 {
+                buffer.append(UInt8(truncatingIfNeeded: rest) | 0x80)
+                rest >>= 7
+            }
+            buffer.append(UInt8(rest))
+        }
+
+        private mutating func flush() throws {
+            do { try handle.write(contentsOf: buffer) } catch {
+                throw CommandFailure.io("cannot write \(path) at offset \(written) (a sorted run of the import): \(error.localizedDescription)", error)
+            }
+            written += UInt64(buffer.count)
+            buffer.removeAll(keepingCapacity: true)
+        }
+
+        mutating func finish() throws {
+            try flush()
+            do { try handle.close() } catch {
+                throw CommandFailure.io("cannot close \(path) (a sorted run of the import): \(error.localizedDescription)", error)
+            }
+        }
+    }
 
     struct Merge {
         private var readers: [RunReader]
@@ -250,7 +324,7 @@ struct SortedRuns {
         }
     }
 
-    /// One run read in 1 MiB chunks.
+    /// One run read in 256 KiB chunks.
     struct RunReader {
         private let path: String
         private let handle: FileHandle
@@ -261,39 +335,52 @@ struct SortedRuns {
         private(set) var current: (key: [UInt8], value: [UInt8])? = nil
 
         init(_ path: String) throws {
-            guard let handle = FileHandle(forReadingAtPath: path) else { throw ValidationError("cannot open \(path), a sorted run of the import") }
+            guard let handle = FileHandle(forReadingAtPath: path) else { throw CommandFailure.io("cannot open \(path), a sorted run of the import") }
             self.path = path
             self.handle = handle
             try advance()
         }
 
+        /// The next entry into `current` (nil at the end of the run).
         mutating func advance() throws {
-            guard let keyLength = try length(), let key = try bytes(keyLength) else {
+            guard let keyLength = try length(atStart: true) else {
                 current = nil
+                try? handle.close()
                 return
             }
-            guard let valueLength = try length(), let value = try bytes(valueLength) else {
-                throw ValidationError("\(path) ends inside an entry (offset \(consumed + UInt64(position))): the run was changed while the import ran")
-            }
+            let key = try bytes(keyLength)
+            let value = try bytes(try length(atStart: false)!)
             current = (key, value)
         }
 
-        private mutating func length() throws -> Int? {
+        private var offset: UInt64 { consumed + UInt64(position) }
+
+        private func truncated() -> CommandFailure {
+            CommandFailure.io("\(path) ends inside an entry (offset \(offset)): the sorted run was cut short or changed while the import ran")
+        }
+
+        /// A varint length; nil only at the clean end of the run (`atStart`).
+        private mutating func length(atStart: Bool) throws -> Int? {
             var value: UInt64 = 0
             var shift: UInt64 = 0
+            var first = true
             while true {
-                guard try fill(1) else { return nil }
+                guard try fill(1) else {
+                    if first && atStart { return nil }
+                    throw truncated()
+                }
+                first = false
                 let byte = buffer[position]
                 position += 1
                 value |= UInt64(byte & 0x7F) << shift
                 if byte < 0x80 { return Int(value) }
                 shift += 7
-                guard shift < 64 else { throw ValidationError("\(path): bad length at offset \(consumed + UInt64(position))") }
+                guard shift < 64 else { throw CommandFailure.io("\(path): a malformed length at offset \(offset)") }
             }
         }
 
-        private mutating func bytes(_ count: Int) throws -> [UInt8]? {
-            guard try fill(count) else { return nil }
+        private mutating func bytes(_ count: Int) throws -> [UInt8] {
+            guard try fill(count) else { throw truncated() }
             defer { position += count }
             return Array(buffer[position..<(position + count)])
         }
@@ -306,13 +393,29 @@ struct SortedRuns {
                 buffer.removeSubrange(0..<position)
                 position = 0
                 let chunk: Data
-                do { chunk = try handle.read(upToCount: max(1 << 20, count)) ?? Data() } catch {
-                    throw ValidationError("cannot read \(path), a sorted run of the import: \(error.localizedDescription)")
+                do { chunk = try handle.read(upToCount: max(256 << 10, count)) ?? Data() } catch {
+                    throw CommandFailure.io("cannot read \(path) at offset \(offset), a sorted run of the import: \(error.localizedDescription)", error)
                 }
                 if chunk.isEmpty { atEnd = true } else { buffer += chunk }
             }
             return true
         }
+    }
+}
+
+/// A failure with its own message and exit code (kvctl's exit codes, `kvctl --help`).
+struct CommandFailure: Error, CustomStringConvertible {
+    let description: String
+    let code: Int32
+
+    /// An I/O failure: exit 77 when the disk or quota is full, else 74.
+    static func io(_ message: String, _ underlying: (any Error)? = nil) -> CommandFailure {
+        let posix = (underlying as NSError?).flatMap { error -> Int? in
+            if error.domain == NSPOSIXErrorDomain { return error.code }
+            return (error.userInfo[NSUnderlyingErrorKey] as? NSError).flatMap { $0.domain == NSPOSIXErrorDomain ? $0.code : nil }
+        }
+        let full = posix == Int(ENOSPC) || posix == Int(EDQUOT) || message.contains("No space left")
+        return CommandFailure(description: message, code: full ? 77 : 74)
     }
 }
 

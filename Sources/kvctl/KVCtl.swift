@@ -37,6 +37,8 @@ struct KVCtl: ParsableCommand {
             try command.run()
         } catch let error as NotFound {
             fail("not found: \(error.key)", code: 1)
+        } catch let error as CommandFailure {
+            fail(error.description, code: error.code)
         } catch let error as KVError {
             fail(String(describing: error), code: exitCode(for: error.code))
         } catch {

@@ -184,6 +184,7 @@ struct Shell: ParsableCommand {
                 } catch is NotFound {
                     out.line("(not found)")
                 }
+                out.finish()  // the pager, if one ran, is gone before anything else prints
                 if Interrupt.requested { FileHandle.standardError.write(Data("interrupted\n".utf8)) }
             }
             return true
@@ -315,6 +316,11 @@ enum Interrupt {
     static func reset() { flag.store(0, ordering: .relaxed) }
 
     static var requested: Bool { flag.load(ordering: .relaxed) != 0 }
+
+    /// Throws when Ctrl-C was pressed (exit 130, as a shell reports SIGINT).
+    static func check() throws {
+        if requested { throw CommandFailure(description: "interrupted", code: 130) }
+    }
 }
 
 /// "N tables, B bytes (L0 a, L1 b, ...)".

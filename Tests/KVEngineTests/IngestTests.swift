@@ -202,4 +202,21 @@ final class IngestTests: XCTestCase {
         XCTAssertEqual(try format2.count(), 500)
         try format2.close()
     }
+    /// A table whose index and filter together pass the largest read made whole (1 MiB) is
+    /// opened through ordinary memory, so a read-only open's small arena reads it too.
+    func testReadOnlyOpenReadsATableWhoseMetadataIsLargerThanABlock() throws {
+        let dir = TestPath()
+        let rows = 1_100_000
+        let db = try Database(path: dir.path, options: options { $0.tableTargetBytes = 1 << 30 })
+        let report = try db.ingest(sorted: (0..<rows).lazy.map { (key: Array(String(format: "k%08d", $0).utf8), value: [UInt8(truncatingIfNeeded: $0)]) })
+        XCTAssertEqual(report.tables, 1)
+        try db.close()
+        var readOnly = testOptions()
+        readOnly.readOnly = true
+        let reader = try Database(path: dir.path, options: readOnly)
+        defer { try? reader.close() }
+        XCTAssertEqual(try reader.get(bytes("k00777777")), [UInt8(truncatingIfNeeded: 777_777)])
+        XCTAssertNil(try reader.get(bytes("k99999999")))
+        XCTAssertEqual(try reader.count(), rows)
+    }
 }

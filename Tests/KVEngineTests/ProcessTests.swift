@@ -371,12 +371,20 @@ final class ProcessTests: XCTestCase {
         let merged = try run([existing.path, "export", "--format", "tsv"]).stdout
         XCTAssertEqual(merged, tsv(expected.merging(["k1": "old", "only-before": "kept"]) { imported, _ in imported }), "seed \(seed)")
 
+        // Into an empty directory made beforehand (it must stay empty until the database is
+        // made in it), merging two runs at a time: several passes.
+        let empty = TestPath()
+        try FileManager.default.createDirectory(atPath: empty.path, withIntermediateDirectories: false)
+        let passes = try run([empty.path, "import", "--format", "tsv", "--sort-buffer", "1", "--merge-width", "2"], input: lines)
+        XCTAssertEqual(passes.status, 0, passes.stderr)
+        XCTAssertEqual(try run([empty.path, "export", "--format", "tsv"]).stdout, want, "seed \(seed)")
+
         let bad = TestPath()
         let failed = try run([bad.path, "import", "--format", "tsv", "--sort-buffer", "1"], input: lines + "no tab here\n")
         XCTAssertNotEqual(failed.status, 0)
         XCTAssertTrue(failed.stderr.contains("line 40001"), failed.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: bad.path), "a malformed import writes nothing")
-        for directory in [existing.path, fresh.root, bad.root] {
+        for directory in [existing.path, fresh.root, bad.root, empty.root, empty.path] {
             let left = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasPrefix(".kvctl-import-") }
             XCTAssertEqual(left, [], "no sorted run is left in \(directory)")
         }

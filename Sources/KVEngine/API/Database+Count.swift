@@ -14,7 +14,9 @@ extension Database {
     /// holds one version of each of its keys, no deletion and nothing newer than the
     /// snapshot (table format 3 counts a table's keys): what a database loaded by
     /// `ingest(sorted:)` into an empty one is, and one compacted (`compactRange()`) after
-    /// its last overwrite and deletion with no snapshot open.
+    /// its last overwrite and deletion with no snapshot open. It reads the properties the
+    /// manifest records, not the tables: a missing or damaged table does not change the
+    /// answer (`check` finds those; a walk would fail on them).
     public func countFromProperties(snapshot: Snapshot? = nil) throws(KVError) -> Int? {
         try checkOpen()
         let view = currentView

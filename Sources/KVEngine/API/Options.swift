@@ -95,14 +95,16 @@ public struct Options: Sendable {
     public var readOnly = false
     /// The page arena of a read-only open (8 MiB by default, at least
     /// ``minimumReadOnlyArenaBytes``), in place of `pageStore.arenaBytes`: such an open
-    /// writes nothing (no log, no table writer, no compaction), so its arena holds only the
-    /// reads in flight and their read-ahead, and a small one keeps a short-lived reader
-    /// (`kvctl DB get`) from spending most of its time having the kernel zero and pin
-    /// memory it never uses. Raise it for many batched gets or scans at once.
+    /// writes nothing (no log, no table writer, no compaction), so its arena holds the
+    /// reads in flight (a block, a log replay's chunk, a small table's index and filter;
+    /// larger ones are read into ordinary memory) and read-ahead, which never takes its
+    /// last quarter. A small arena keeps a short-lived reader (`kvctl DB get`) from
+    /// spending most of its time having the kernel zero and pin memory it never uses.
+    /// Raise it for many batched gets or scans at once.
     public var readOnlyArenaBytes = 8 << 20
-    /// The smallest arena a read-only open takes, 2 MiB: a read of the largest block read
-    /// whole (1 MiB) beside a log replay's chunk.
-    public static let minimumReadOnlyArenaBytes = 2 << 20
+    /// The smallest arena a read-only open takes, 8 MiB: its last quarter, which
+    /// read-ahead leaves free, holds the largest read made whole (1 MiB) twice over.
+    public static let minimumReadOnlyArenaBytes = 8 << 20
     /// Whether `close()` writes what the memtables hold to level-0 tables and removes the
     /// logs (default). Then the next open replays nothing, and every acknowledged write
     /// sits in checksummed table blocks. Without it `close()` only makes the log durable,
@@ -292,7 +294,8 @@ public struct Options: Sendable {
     /// a flush could wait forever for buffers; `minimumReadOnlyArenaBytes` when read-only),
     /// else a new page store with an arena of at least `minimumArenaBytes` (read-only:
     /// `readOnlyArenaBytes`), which the caller owns and shuts down.
-    func openStorage() throws(KVError) -> (storage: any Storage, owned: PageStore?) {
+    func openStorage(forWriting: Bool = false) throws(KVError) -> (storage: any Storage, owned: PageStore?) {
+        let readOnly = readOnly && !forWriting
         if let storage {
             let allocator = storage.allocator
             guard allocator.pageSizeBytes == LogFormat.pageBytes else {

@@ -41,17 +41,22 @@ extension Database {
     @discardableResult
     public func ingest(sortedFrom next: () throws -> (key: [UInt8], value: [UInt8])?) throws -> IngestReport {
         var sourceError: (any Error)? = nil
+        var wrapped: KVError? = nil
         do {
             return try ingestEntries { () throws(KVError) -> (key: [UInt8], value: [UInt8])? in
                 do {
                     return try next()
                 } catch {
                     sourceError = error
-                    throw KVError(.invalidArgument, "the ingest's source failed: \(error)")
+                    wrapped = KVError(.invalidArgument, "the ingest's source failed: \(error)")
+                    throw wrapped!
                 }
             }
         } catch {
-            throw sourceError ?? error
+            // The source's own error, unless something after it (a log that could not be
+            // started, which stops writes) is what the call ends with.
+            if let sourceError, let wrapped, error.code == wrapped.code, error.message == wrapped.message { throw sourceError }
+            throw error
         }
     }
 

@@ -58,7 +58,7 @@ extension Database {
     /// from what is there, the first run's new tables among it.
     public static func salvage(path: String, options: Options = Options()) throws(KVError) -> SalvageReport {
         try options.validate()
-        let (storage, owned) = try options.openStorage()
+        let (storage, owned) = try options.openStorage(forWriting: true)
         defer { owned?.shutdown() }
         return try salvage(path: path, options: options, storage: storage)
     }

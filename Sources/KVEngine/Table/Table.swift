@@ -91,11 +91,35 @@ final class Table: Sendable {
         // Index, filter and properties are contiguous: one read.
         let metaStart = footer.index.offset
         let metaPages = Int((footerOffset - metaStart) / Int64(TableFormat.pageBytes))
-        let region = try Table.read(storage: storage, file: file, path: path, offset: metaStart, pages: metaPages)
-        defer { storage.allocator.free(region) }
+        // Larger than a block read whole (a big table's index and filter), they go into
+        // ordinary memory a piece at a time, as large blocks do: no arena buffer that size.
+        let region: PageBuffer?
+        let ordinary: UnsafeMutableRawBufferPointer?
+        if metaPages > Table.largeBlockPages {
+            let owned = UnsafeMutableRawBufferPointer.allocate(byteCount: metaPages * TableFormat.pageBytes, alignment: 64)
+            let got: Int
+            do throws(KVError) {
+                got = try io("read \(path) at offset \(metaStart)") { try storage.read(file, offsetBytes: metaStart, copyingInto: owned) }
+            } catch {
+                owned.deallocate()
+                throw error
+            }
+            guard got == owned.count else {
+                owned.deallocate()
+                throw KVError(.corruption, "table \(path) ends at \(metaStart + Int64(got)), inside its index", path: path, offsetBytes: metaStart + Int64(got))
+            }
+            (region, ordinary) = (nil, owned)
+        } else {
+            (region, ordinary) = (try Table.read(storage: storage, file: file, path: path, offset: metaStart, pages: metaPages), nil)
+        }
+        defer {
+            if let region { storage.allocator.free(region) }
+            ordinary?.deallocate()
+        }
+        let metaBytes = UnsafeRawBufferPointer(region?.bytes ?? ordinary!)
         func contents(_ handle: TableFormat.Handle) throws(KVError) -> UnsafeRawBufferPointer {
             let start = Int(handle.offset - metaStart)
-            let bytes = UnsafeRawBufferPointer(rebasing: region.bytes[start...])
+            let bytes = UnsafeRawBufferPointer(rebasing: metaBytes[start...])
             switch TableFormat.verify(bytes, handle: handle, table: meta.number) {
             case .success(let contents): return contents
             case .failure(let problem): throw corrupt(problem)

@@ -197,7 +197,7 @@ struct TableProperties: Equatable, Sendable {
 
 /// A bloom filter over user keys, `bitsPerKey` bits per key, probed with one XXH3-64 hash.
 ///
-/// Two layouts (docs/FORMAT.md, "Filter block"): `.local` (table format 2, written now)
+/// Two layouts (docs/FORMAT.md, "Filter block"): `.local` (table formats 2 and 3, written now)
 /// puts all of a key's probes in one 64-byte cache line, so a probe costs one memory
 /// access, as RocksDB's cache-local filters; `.whole` (table format 1, still read) spreads
 /// them over the whole bit array by double hashing. Either way the contents end with one
