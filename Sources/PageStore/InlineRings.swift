@@ -92,8 +92,18 @@ final class InlineRingPool: Sendable {
     private let state = Mutex(State())
     private let registration = Mutex(())
     let maxRings: Int
+    /// What the pool's rings are for, in its warning.
+    private let purpose: String
+    /// Why a ring could not be created (the pool then stops trying).
+    private let failure = Mutex<String?>(nil)
 
-    init(maxRings: Int) { self.maxRings = maxRings }
+    init(maxRings: Int, purpose: String = "blocking calls go through the ring thread") {
+        self.maxRings = maxRings
+        self.purpose = purpose
+    }
+
+    /// Why the pool stopped creating rings, if it did.
+    var creationFailure: String? { failure.withLock { $0 } }
 
     /// An idle ring, a new one (registering `openFiles` in it), or nil when the pool is at
     /// its limit or rings cannot be created; then the caller goes through the ring thread.
@@ -109,7 +119,8 @@ final class InlineRingPool: Sendable {
                 return ring
             } catch {
                 state.withLock { $0.disabled = true }
-                pageStoreLogger.warning("PageStore: inline rings unavailable (\(error)); blocking calls go through the ring thread")
+                failure.withLock { $0 = "\(error)" }
+                pageStoreLogger.warning("PageStore: inline rings unavailable (\(error)); \(purpose)")
                 return nil
             }
         }

@@ -80,6 +80,15 @@ public final class PageStore: Storage {
                 pageStoreLogger.warning("PageStore: \(error); falling back to pread/pwrite/fdatasync")
             }
         }
+        if chosen == nil {
+            for (name, requirement) in [
+                ("SQPOLL", options.submissionPolling), ("IOPOLL", options.completionPolling), ("a registered ring fd", options.registeredRingFD),
+            ] where requirement == .required {
+                throw PageStoreError(
+                    kind: .unsupported, operation: "open page store",
+                    detail: "\(name) is required but io_uring is \(options.ioUring == .disabled ? "disabled" : "not available")")
+            }
+        }
         self.backend = chosen ?? PosixWorker(counters: counters)
         self.inlineRings = InlineRingPool(maxRings: chosen == nil ? 0 : options.inlineRings)
         var polling = RingModeState.off
@@ -102,7 +111,9 @@ public final class PageStore: Storage {
             }
         }
         self.completionPolling = Mutex(polling)
-        self.polledRings = InlineRingPool(maxRings: polling.isOn ? max(1, options.inlineRings) : 0)
+        self.polledRings = InlineRingPool(
+            maxRings: polling.isOn ? max(1, options.inlineRings) : 0,
+            purpose: "blocking reads and writes are not polled (IOPOLL is off)")
     }
 
     deinit {
@@ -183,7 +194,7 @@ public final class PageStore: Storage {
         if let opened, openFileInfo(opened)?.directIO == true, !pollingProbed.load(ordering: .relaxed),
             let refusal = probeCompletionPolling(opened)
         {
-            try? closeFile(opened)
+            do { try closeFile(opened) } catch { pageStoreLogger.warning("PageStore: could not close \(path) after IOPOLL refused it: \(error)") }
             throw refusal
         }
         return opened!
@@ -300,9 +311,20 @@ public final class PageStore: Storage {
     /// polling off, unless it is required.
     private func executePolled(_ io: PendingIO, file: FileID) -> IOResult? {
         guard polledRings.maxRings > 0, completionPolling.withLock({ $0.isOn }),
-            files.withLock({ $0.lookup(file)?.info.directIO }) == true,
-            let ring = checkOutInlineRing(polled: true)
+            files.withLock({ $0.lookup(file)?.info.directIO }) == true
         else { return nil }
+        guard let ring = checkOutInlineRing(polled: true) else {
+            // No polled ring could be made: polling is off from now on (or, required, fails).
+            if let reason = polledRings.creationFailure {
+                if options.completionPolling == .required {
+                    return .failure(PageStoreError(
+                        kind: .unsupported, operation: "IOPOLL ring", path: io.path,
+                        detail: "completion polling is required, and no IOPOLL ring could be set up: \(reason)"))
+                }
+                refuseCompletionPolling("no IOPOLL ring could be set up: \(reason)")
+            }
+            return nil
+        }
         let result = ring.execute(io, counters: counters)
         if !ring.isBroken { polledRings.checkIn(ring) }
         if case .failure(let error) = result, error.errno == EOPNOTSUPP {
@@ -329,18 +351,21 @@ public final class PageStore: Storage {
         if first { pageStoreLogger.warning("PageStore: IOPOLL refused (\(reason)); blocking reads and writes wait for interrupts") }
     }
 
-    /// With completion polling on, reads the first page of the first O_DIRECT file on an
-    /// IOPOLL ring: the file system's and device's answer (`EOPNOTSUPP` turns polling
+    /// With completion polling on, reads the first page of the first non-empty O_DIRECT
+    /// file on an IOPOLL ring: the file system's and device's answer (`EOPNOTSUPP` turns polling
     /// off, or, when it is required, is returned as the error the open fails with), and
     /// whether the device polls at all (`queue/io_poll` in sysfs), for `stats`.
     private func probeCompletionPolling(_ file: FileID) -> PageStoreError? {
         guard let fd = files.withLock({ $0.lookup(file)?.fd }) else { return nil }
-        guard completionPolling.withLock({ $0.isOn }), !pollingProbed.exchange(true, ordering: .relaxed),
-            let page = try? allocator.tryAllocate(pages: 1)
-        else { return nil }
+        // Whatever the probe cannot get (a page, a ring) leaves it for the next open.
+        guard completionPolling.withLock({ $0.isOn }), let page = try? allocator.tryAllocate(pages: 1) else { return nil }
         defer { allocator.free(page) }
         let probe = (try? resolve(.read(file, IOSegment(offsetBytes: 0, buffer: page)), completion: { _ in }))
         guard let probe, let ring = checkOutInlineRing(polled: true) else { return nil }
+        guard !pollingProbed.exchange(true, ordering: .relaxed) else {
+            polledRings.checkIn(ring)
+            return nil
+        }
         var result = ring.execute(probe, counters: counters)
         if !ring.isBroken { polledRings.checkIn(ring) }
         if options.refusedForTesting.contains("iopoll") {
@@ -355,6 +380,14 @@ public final class PageStore: Storage {
             }
             refuseCompletionPolling("\(error) (\(device))")
             return nil
+        }
+        switch result {
+        case .success(0), .failure:
+            // An empty file (a new database's first) reads nothing and answers nothing, nor
+            // does a read that failed otherwise: the next file opened is asked instead.
+            pollingProbed.store(false, ordering: .relaxed)
+            return nil
+        case .success: break
         }
         completionPolling.withLock { state in
             if state.isOn { state = .on(detail: device) }

@@ -63,6 +63,7 @@ struct PageStoreBench: ParsableCommand {
         options.arenaBytes = max(8 << 20, depth * blockSize * 2)
         ringMode.apply(to: &options)
         let store: PageStore
+        let handle: FileID
         do {
             store = try PageStore(options: options)
         } catch {
@@ -70,7 +71,13 @@ struct PageStoreBench: ParsableCommand {
             throw ExitCode(69)
         }
         defer { store.shutdown() }
-        let handle = try store.openFile(atPath: file, mode: .existing)
+        do {
+            handle = try store.openFile(atPath: file, mode: .existing)
+        } catch let error as PageStoreError where error.kind == .unsupported {
+            // IOPOLL's answer comes with the first file.
+            print("\(workload.rawValue) depth=\(depth) driver=\(driver.rawValue) ring-mode=\(ringMode.rawValue) refused: \(error)")
+            throw ExitCode(69)
+        }
         let blocks = UInt64(sizeMb) * (1 << 20) / UInt64(blockSize)
         let pagesPerBlock = max(1, blockSize / store.allocator.pageSizeBytes)
         let buffers = try (0..<depth).map { _ in try store.allocator.allocate(pages: pagesPerBlock) }

@@ -181,6 +181,25 @@ final class RingModeTests: XCTestCase {
         }
     }
 
+    /// Without io_uring there is no ring to set up in any mode: required, the open fails;
+    /// preferred, `stats` says why it is not in use.
+    func testRingModesWithoutIOUring() throws {
+        for mode in Self.modes {
+            XCTAssertThrowsError(try PageStore(options: smallOptions {
+                $0.ioUring = .disabled
+                mode.set(&$0, .required)
+            }), mode.name) { error in
+                XCTAssertTrue("\(error)".contains("is required but io_uring is disabled"), "\(mode.name): \(error)")
+            }
+            let store = try PageStore(options: smallOptions {
+                $0.ioUring = .disabled
+                mode.set(&$0, .preferred)
+            })
+            defer { store.shutdown() }
+            XCTAssertEqual(mode.state(store.stats), .refused(reason: "io_uring is not in use"), mode.name)
+        }
+    }
+
     /// A real refusal: SQPOLL pinned to a CPU that does not exist (`EINVAL` from the kernel).
     func testSubmissionPollingOnAMissingCPUIsRefusedByTheKernel() throws {
         let directory = TestDirectory()
