@@ -4,7 +4,7 @@
 SWIFT ?= swift
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the build and the tests need.
-DEPS := liburing-dev libxxhash-dev libedit-dev pkg-config
+DEPS := liburing-dev libxxhash-dev libedit-dev liblz4-dev libzstd-dev pkg-config
 DEMO_DB ?= demo.db
 
 .PHONY: deps build demo test docs bench-pagestore clean

@@ -35,6 +35,16 @@ let package = Package(
             providers: [.apt(["libxxhash-dev"])]
         ),
         .systemLibrary(
+            name: "CLZ4",
+            pkgConfig: "liblz4",
+            providers: [.apt(["liblz4-dev"])]
+        ),
+        .systemLibrary(
+            name: "CZstd",
+            pkgConfig: "libzstd",
+            providers: [.apt(["libzstd-dev"])]
+        ),
+        .systemLibrary(
             name: "CLibedit",
             pkgConfig: "libedit",
             providers: [.apt(["libedit-dev"])]
@@ -58,6 +68,8 @@ let package = Package(
             dependencies: [
                 "PageStore",
                 "CXXHash",
+                "CLZ4",
+                "CZstd",
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),

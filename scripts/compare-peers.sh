@@ -94,7 +94,10 @@ trap cleanup EXIT
 FLAGS=(--num="$NUM" --reads="$READS" --value_size=100 --key_size=16 --threads="$THREADS" --benchmarks="$BENCHMARKS")
 if [ -n "${WRITES:-}" ]; then FLAGS+=(--writes="$WRITES"); fi
 if [ -n "${SEED:-}" ]; then FLAGS+=(--seed="$SEED"); fi
-KVFLAGS=()   # kvctl only: the peers have no such flag and keep their libraries' caches
+# kvctl only: the peers have no such flags and keep their libraries' caches. No engine
+# gets compression (the peers' drivers turn theirs off; KVEngine's default is LZ4), unless
+# COMPRESSION names kvctl's (none, lz4, zstd) for a run of its cost.
+KVFLAGS=(--compression_type="${COMPRESSION:-none}")
 if [ -n "${CACHE_SIZE:-}" ]; then KVFLAGS+=(--cache_size="$CACHE_SIZE"); fi
 
 # One invocation: "ops ENGINE WORKLOAD OPS/S" per report line (a workload that runs again

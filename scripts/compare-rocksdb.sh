@@ -26,7 +26,7 @@ make -s build >/dev/null
 KVCTL=.build/release/kvctl
 mkdir -p "$BENCH_DIR"
 
-COMMON="--num=$NUM --value_size=100 --key_size=16"
+COMMON="--num=$NUM --value_size=100 --key_size=16 --compression_type=none"
 declare -A K R
 
 # "name ops/sec" per report line; a benchmark that runs again in one invocation is named

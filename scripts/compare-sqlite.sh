@@ -3,7 +3,8 @@
 # month, rank, summary; ROWS rows, 886,323 by default, with accents, tabs, backslashes and
 # emoji in the summaries): import, count, export and a full scan, each timed, with peak
 # memory, and the ratio kvctl/sqlite3 (lower is better; the issue's bar is 2.0). count,
-# a few milliseconds, is the mean of 20 runs (RUNS_SHORT).
+# a few milliseconds, is the mean of 20 runs (RUNS_SHORT). Then the tables' size on disk
+# with each codec (none, lz4, zstd) beside sqlite3's file.
 #
 #   scripts/compare-sqlite.sh                       # generated data, release kvctl
 #   ROWS=100000 scripts/compare-sqlite.sh
@@ -77,4 +78,16 @@ row "count" "$(timed_short "'$KVCTL' '$DIR/kv.db' count")" "$(timed_short "sqlit
 row "export (tsv)" "$(timed "'$KVCTL' '$DIR/kv.db' export --format tsv")" "$(timed "sqlite3 '$DIR/index.sqlite' '.mode tabs' 'select * from pypi order by name'")"
 row "export (jsonl)" "$(timed "'$KVCTL' '$DIR/kv.db' export --format jsonl")" "$(timed "sqlite3 '$DIR/index.sqlite' '.mode json' 'select * from pypi order by name'")"
 row "scan" "$(timed "'$KVCTL' '$DIR/kv.db' scan")" "$(timed "sqlite3 '$DIR/index.sqlite' '.mode tabs' 'select name, version from pypi order by name'")"
+# Size on disk: the tables of an import with each codec beside sqlite3's file.
+echo
+printf "%-16s %12s %8s\n" "size on disk" bytes "vs sqlite"
+sq_bytes=$(stat -c %s "$DIR/index.sqlite")
+for codec in none lz4 zstd; do
+    rm -rf "$DIR/size.db"
+    "$KVCTL" "$DIR/size.db" import --format tsv --compression "$codec" < "$DIR/kv.tsv" >/dev/null
+    bytes=$(cat "$DIR"/size.db/*.sst | wc -c)
+    printf "%-16s %12s %8.2f\n" "kvctl $codec" "$bytes" "$(echo "$bytes $sq_bytes" | awk '{ print $1 / $2 }')"
+done
+rm -rf "$DIR/size.db"
+printf "%-16s %12s %8.2f\n" "sqlite3" "$sq_bytes" 1
 [ -n "${BENCH_DIR:-}" ] || rm -rf "$DIR"

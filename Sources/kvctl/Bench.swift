@@ -72,6 +72,9 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("use_direct_reads"), help: "Accepted for db_bench compatibility: reads are always O_DIRECT.")
     var useDirectReads = "true"
 
+    @Option(name: .customLong("compression_type"), help: "Data block compression: none, lz4 (the library's default), zstd (level 3).")
+    var compressionType: CompressionName = .lz4
+
     @Option(name: .customLong("ring_mode"), help: ArgumentHelp(RingMode.help + " Not a db_bench flag."))
     var ringMode: RingMode = .default
 
@@ -97,7 +100,8 @@ struct Bench: ParsableCommand {
         if openFiles > 0 { options.maxOpenTables = openFiles }
         if maxBytesForLevelBase > 0 { options.levelBaseBytes = maxBytesForLevelBase }
         ringMode.apply(to: &options.pageStore)
-        print("kvctl bench: keys \(keySize) bytes, values \(valueSize) bytes, \(num) keys x \(threads) threads, db \(db), ring mode \(ringMode.rawValue)")
+        options.compression = compressionType.compression
+        print("kvctl bench: keys \(keySize) bytes, values \(valueSize) bytes, \(num) keys x \(threads) threads, db \(db), ring mode \(ringMode.rawValue), compression \(compressionType.rawValue)")
         var database: Database? = nil
         for (ordinal, name) in benchmarks.split(separator: ",").map(String.init).enumerated() {
             if name.hasPrefix("fill") || database == nil {

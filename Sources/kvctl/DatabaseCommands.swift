@@ -10,8 +10,10 @@ struct DatabaseOptions: ParsableArguments {
 
     /// Opens the database for a write command (`create`: made when missing; `buffered`:
     /// writes acknowledged once in memory).
-    func open(create: Bool, buffered: Bool = false) throws -> Database {
-        try Database(path: path, options: Options(createIfMissing: create, defaultDurability: buffered ? .buffered : .sync))
+    func open(create: Bool, buffered: Bool = false, compression: Compression? = nil) throws -> Database {
+        var options = Options(createIfMissing: create, defaultDurability: buffered ? .buffered : .sync)
+        if let compression { options.compression = compression }
+        return try Database(path: path, options: options)
     }
 
     /// Opens the database for a read command: read-only, so it creates and changes

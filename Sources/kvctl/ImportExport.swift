@@ -56,6 +56,8 @@ struct Import: ParsableCommand {
     @Option(help: "jsonl or tsv.") var format: LineFormat = .jsonl
     @Option(name: .customLong("sort-buffer"), help: "MiB of entries sorted in memory before a run is written to disk.")
     var sortBufferMiB: Int = 64
+    @Option(help: "How the new tables' data blocks are compressed: none, lz4, zstd (level 3).")
+    var compression: CompressionName = .lz4
     @Option(name: .customLong("merge-width"), help: ArgumentHelp("Sorted runs merged at once (the tests lower it to merge in several passes).", visibility: .hidden))
     var mergeWidth: Int = SortedRuns.fanIn
 
@@ -92,7 +94,7 @@ struct Import: ParsableCommand {
             chunk = []
             try runs!.reduce(to: mergeWidth)
         }
-        let db = try database.open(create: true)
+        let db = try database.open(create: true, compression: compression.compression)
         defer { try? db.close() }
         let report: IngestReport
         if let spilled = runs {

@@ -1,5 +1,19 @@
 import ArgumentParser
+import KVEngine
 import PageStore
+
+/// A data block codec named on the command line (`--compression_type`, `--compression`).
+enum CompressionName: String, ExpressibleByArgument, CaseIterable {
+    case none, lz4, zstd
+
+    var compression: Compression {
+        switch self {
+        case .none: .none
+        case .lz4: .lz4
+        case .zstd: .zstd()
+        }
+    }
+}
 
 /// The ring modes a benchmark can run the page store with (`--ring-mode`, `--ring_mode`).
 enum RingMode: String, ExpressibleByArgument, CaseIterable {

@@ -491,6 +491,7 @@ final class ProcessTests: XCTestCase {
         var options = testOptions()
         options.memtableBytes = 4 << 20
         options.logPreallocateBytes = 64 << 20
+        options.compression = .none  // the values below would compress to nothing
         let value = [UInt8](repeating: 0x5A, count: 2000)
         func key(_ index: Int) -> [UInt8] { Array(String(format: "key%08d", index).utf8) }
         var acknowledged = 0
@@ -552,7 +553,7 @@ final class ProcessTests: XCTestCase {
             (0..<count).map { "\(name)\($0)\t\(String(repeating: "v", count: 2000))\n" }.joined()
         }
         XCTAssertLessThan(restBytes, 40 << 20, "the import below must not fit")
-        let failedImport = try run([path, "import", "--format", "tsv"], input: rows(25_000, "big"))
+        let failedImport = try run([path, "import", "--format", "tsv", "--compression", "none"], input: rows(25_000, "big"))
         XCTAssertEqual(failedImport.status, 77, "an import larger than the room: \(failedImport.stderr)")
         XCTAssertEqual(try run([path, "count"]).stdout, "\(acknowledged)\n", "nothing of the failed import")
         try FileManager.default.removeItem(atPath: filler)

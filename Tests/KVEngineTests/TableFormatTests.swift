@@ -239,14 +239,22 @@ final class TableFormatTests: XCTestCase {
     /// (whose filter layout differs: a lookup there must use that layout or miss keys).
     func testTableRoundTripThroughThePageStore() throws {
         for version in [TableFormat.version, 2, 1] { try roundTrip(formatVersion: version) }
+        for codec in [Compression.lz4, .zstd(), .zstd(level: 19)] {
+            let bytes = try roundTrip(formatVersion: TableFormat.version, compression: codec)
+            let raw = try roundTrip(formatVersion: TableFormat.version, compression: .none)
+            XCTAssertLessThan(bytes, raw * 3 / 4, "\(codec): \(bytes) bytes against \(raw) uncompressed")
+        }
     }
 
-    private func roundTrip(formatVersion: UInt32) throws {
+    /// Returns the table's size in bytes.
+    @discardableResult
+    private func roundTrip(formatVersion: UInt32, compression: Compression = .none) throws -> Int64 {
         let dir = TestPath()
         try FileManager.default.createDirectory(atPath: dir.path, withIntermediateDirectories: true)
         let store = try PageStore(options: testOptions().pageStore)
         defer { store.shutdown() }
-        let builder = try TableBuilder(storage: store, directory: dir.path, number: 12, expectedBytes: 1 << 20, formatVersion: formatVersion)
+        let builder = try TableBuilder(
+            storage: store, directory: dir.path, number: 12, expectedBytes: 1 << 20, formatVersion: formatVersion, compression: compression)
         var expected: [([UInt8], UInt64, [UInt8])] = []
         for index in 0..<5000 {
             let key = Array(String(format: "user%05d", index).utf8)
@@ -306,6 +314,50 @@ final class TableFormatTests: XCTestCase {
             let hash = Array(String(format: "user%05d", index).utf8).withUnsafeBytes { BloomFilter.hash($0) }
             XCTAssertTrue(table.mayContain(hash: hash), "table format \(formatVersion): key \(index) filtered out")
         }
+        return meta.fileBytes
+    }
+
+    /// Table format 3's data block trailer, byte for byte: raw blocks end with 0; a block
+    /// that shrinks is the compressed bytes, its raw length (u32) and the codec (1 LZ4,
+    /// 2 Zstd), and reads back to the same block; one that does not shrink is stored raw;
+    /// a trailer that lies (a codec unknown, a length wrong, bytes that do not decompress)
+    /// is corruption, never a trap.
+    func testDataBlockTrailer() throws {
+        var builder = BlockBuilder()
+        for index in 0..<60 {
+            let key = Array(String(format: "key%04d", index).utf8) + [1, 0, 0, 0, 0, 0, 0, 0]
+            let value = Array(String(repeating: "value \(index % 3) ", count: 4).utf8)
+            key.withUnsafeBytes { k in value.withUnsafeBytes { builder.add(k, $0) } }
+        }
+        let raw = builder.finish()
+        XCTAssertEqual(TableFormat.encodeDataBlock(raw, compression: .none), raw + [0])
+        for codec in [Compression.lz4, .zstd()] {
+            let stored = TableFormat.encodeDataBlock(raw, compression: codec)
+            XCTAssertLessThan(stored.count, raw.count / 2, "\(codec)")
+            XCTAssertEqual(stored.last, codec.kind)
+            XCTAssertEqual(Array(stored[(stored.count - 5)..<(stored.count - 1)]), withUnsafeBytes(of: UInt32(raw.count).littleEndian) { Array($0) })
+            let block = try stored.withUnsafeBytes { try TableFormat.dataBlock($0, hasTrailer: true).get() }
+            XCTAssertEqual(Array(block.bytes), raw, "\(codec)")
+            var lying = stored
+            lying[lying.count - 5] ^= 1  // the raw length
+            XCTAssertThrowsError(try lying.withUnsafeBytes { try TableFormat.dataBlock($0, hasTrailer: true).get() })
+            lying = stored
+            lying[0] ^= 0xFF
+            lying[1] ^= 0xFF
+            if let decoded = try? lying.withUnsafeBytes({ try TableFormat.dataBlock($0, hasTrailer: true).get() }) {
+                XCTAssertNotEqual(Array(decoded.bytes), raw, "damage that decompresses must not pass for the block")
+            }
+        }
+        var unknown = raw + [9]
+        XCTAssertThrowsError(try unknown.withUnsafeBytes { try TableFormat.dataBlock($0, hasTrailer: true).get() }) { error in
+            XCTAssertTrue("\(error)".contains("unknown compression kind 9"), "\(error)")
+        }
+        unknown = [UInt8](repeating: 7, count: 3) + [1]
+        XCTAssertThrowsError(try unknown.withUnsafeBytes { try TableFormat.dataBlock($0, hasTrailer: true).get() })
+        // Bytes that do not compress are stored raw.
+        var random = SplitMix(seed: 5)
+        let noise = (0..<4000).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+        XCTAssertEqual(TableFormat.encodeDataBlock(noise, compression: .zstd()), noise + [0])
     }
 
     /// `findBlock` narrows on 8-byte prefixes after the keys' shared prefix: it must agree

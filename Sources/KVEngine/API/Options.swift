@@ -93,6 +93,19 @@ public struct Options: Sendable {
     /// read-only mount) while a writer is refused, and a writer's open is refused while
     /// they run. Writes fail with `.readOnly`. Damage is treated per `onLogCorruption`.
     public var readOnly = false
+    /// How data blocks of new tables are compressed (LZ4 by default; docs/FORMAT.md,
+    /// "Data blocks"). A block that does not shrink by an eighth is stored raw, and the
+    /// block cache holds blocks uncompressed. Tables keep the codec they were written
+    /// with: a change applies to what flushes and compactions write from then on.
+    public var compression = Compression.lz4
+    /// Per-level exceptions to ``compression``, by level (0 to 6; the bottom level, which
+    /// holds most of the data, is 6): RocksDB's `compression_per_level` and
+    /// `bottommost_compression`, e.g. `[0: .none, 6: .zstd()]`. Ingested tables take the
+    /// bottom level's.
+    public var compressionByLevel: [Int: Compression] = [:]
+
+    /// The codec for tables written to `level`.
+    func compression(forLevel level: Int) -> Compression { compressionByLevel[level] ?? compression }
     /// The page arena of a read-only open (8 MiB by default, at least
     /// ``minimumReadOnlyArenaBytes``), in place of `pageStore.arenaBytes`: such an open
     /// writes nothing (no log, no table writer, no compaction), so its arena holds the
@@ -244,6 +257,14 @@ public struct Options: Sendable {
     }
 
     func validate() throws(KVError) {
+        for (level, codec) in [(-1, compression)] + compressionByLevel.sorted(by: { $0.key < $1.key }) {
+            if level != -1 && !(0..<Version.levelCount).contains(level) {
+                throw KVError(.invalidArgument, "compressionByLevel names level \(level); levels are 0 to \(Version.levelCount - 1)")
+            }
+            if case .zstd(let zstdLevel) = codec, !(1...19).contains(zstdLevel) {
+                throw KVError(.invalidArgument, "Zstd level \(zstdLevel)\(level == -1 ? "" : " for level \(level)") must be 1 to 19")
+            }
+        }
         let tiny = allowTinySizes ? 1 << 12 : 1 << 16
         if memtableBytes < tiny {
             throw KVError(.invalidArgument, "memtableBytes \(memtableBytes) is below the minimum of 65536")

@@ -110,7 +110,7 @@ extension Database {
                         builder = try TableBuilder(
                             storage: storage, directory: path, number: versions.newFileNumber(),
                             expectedBytes: Int64(options.tableTargetBytes) + (1 << 20), formatVersion: options.tableFormatVersion,
-                            cacheFill: (cache, .ifRoom))
+                            compression: options.compression(forLevel: plan.outputLevel), cacheFill: (cache, .ifRoom))
                     }
                     try builder!.add(key, tag: tag, value: merged.value)
                 }

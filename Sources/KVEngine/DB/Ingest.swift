@@ -135,7 +135,8 @@ extension Database {
                 if builder == nil {
                     builder = try TableBuilder(
                         storage: storage, directory: path, number: versions.newFileNumber(),
-                        expectedBytes: Int64(options.tableTargetBytes) + (1 << 20), formatVersion: options.tableFormatVersion)
+                        expectedBytes: Int64(options.tableTargetBytes) + (1 << 20), formatVersion: options.tableFormatVersion,
+                        compression: options.compression(forLevel: Version.levelCount - 1))
                 }
                 let open = builder!
                 try key.withUnsafeBytes { key in
@@ -194,7 +195,8 @@ extension Database {
     private func concatenate(_ tables: [TableMeta]) throws(KVError) -> TableMeta {
         let builder = try TableBuilder(
             storage: storage, directory: path, number: versions.newFileNumber(),
-            expectedBytes: tables.reduce(0) { $0 + $1.fileBytes }, formatVersion: options.tableFormatVersion)
+            expectedBytes: tables.reduce(0) { $0 + $1.fileBytes }, formatVersion: options.tableFormatVersion,
+            compression: options.compression(forLevel: 0))
         do throws(KVError) {
             for meta in tables {
                 let table = try Table.open(storage: storage, directory: path, meta: meta, cache: cache)

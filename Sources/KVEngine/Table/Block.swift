@@ -81,6 +81,28 @@ final class Block: CacheCharged, @unchecked Sendable {
         base.copyMemory(from: contents.baseAddress!, byteCount: count)
     }
 
+    /// Decompresses `payload` (codec `kind`, `rawLength` bytes when done) into memory of
+    /// its own; nil when it does not decompress to that length or the restart array is
+    /// malformed.
+    init?(decompressing payload: UnsafeRawBufferPointer, kind: UInt8, rawLength: Int) {
+        guard rawLength >= 4, rawLength <= BlockCodec.maxCompressedRawBytes else { return nil }
+        let memory = UnsafeMutableRawPointer.allocate(byteCount: rawLength, alignment: 16)
+        let raw = UnsafeMutableRawBufferPointer(start: memory, count: rawLength)
+        guard BlockCodec.decompress(kind: kind, payload, into: raw) else {
+            memory.deallocate()
+            return nil
+        }
+        let restarts = Int(Coding.fixed32(UnsafeRawBufferPointer(raw), at: rawLength - 4))
+        guard restarts >= 1, restarts <= (rawLength - 4) / 4 else {
+            memory.deallocate()
+            return nil
+        }
+        base = memory
+        count = rawLength
+        restartCount = restarts
+        restartsOffset = rawLength - 4 - restarts * 4
+    }
+
     deinit { base.deallocate() }
 
     var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }

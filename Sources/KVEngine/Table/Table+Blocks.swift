@@ -10,10 +10,10 @@ extension Table {
         case .failure(let problem):
             throw corruption(problem)
         case .success(let contents):
-            guard let block = Block(copying: contents) else {
-                throw corruption(TableProblem(offset: handle.offset, reason: "malformed block"))
+            switch TableFormat.dataBlock(contents, hasTrailer: hasBlockTrailers) {
+            case .success(let block): return block
+            case .failure(let problem): throw corruption(TableProblem(offset: handle.offset, reason: problem.description))
             }
-            return block
         }
     }
 

@@ -17,6 +17,8 @@ final class Table: Sendable {
     let handles: [TableFormat.Handle]
     private let filter: [UInt8]
     private let filterLayout: BloomFilter.Layout
+    /// Whether data blocks end with the compression trailer (table format 3).
+    let hasBlockTrailers: Bool
     /// Where the data blocks end (the index block starts).
     let dataEnd: Int64
     private let onClose: (@Sendable () -> Void)?
@@ -131,6 +133,7 @@ final class Table: Sendable {
         }
         filter = Array(try contents(footer.filter))
         filterLayout = footer.filterLayout
+        hasBlockTrailers = footer.version >= 3
         guard let indexBlock = Block(copying: try contents(footer.index)) else {
             throw corrupt(TableProblem(offset: footer.index.offset, reason: "malformed index block"))
         }

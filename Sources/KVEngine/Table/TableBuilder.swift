@@ -50,6 +50,13 @@ final class TableBuilder {
     /// The table format version written (the build's; tests write older ones to check
     /// that they are still read).
     private let formatVersion: UInt32
+    /// How data blocks are compressed (table format 3; older formats write none).
+    private let compression: Compression
+    /// Raw bytes at which a data block is cut: a page's worth, or with compression what
+    /// should compress to about a page.
+    private var rawBlockTarget: Int
+    /// Compressed over raw size of recent blocks.
+    private var compressionRatio = 0.5
     /// Where data blocks go as they are written, and how (see `CacheFill`).
     private let cacheFill: (cache: BlockCache, mode: CacheFill)?
 
@@ -67,11 +74,16 @@ final class TableBuilder {
 
     init(
         storage: any Storage, directory: String, number: UInt64, expectedBytes: Int64,
-        formatVersion: UInt32 = TableFormat.version, cacheFill: (cache: BlockCache, mode: CacheFill)? = nil
+        formatVersion: UInt32 = TableFormat.version, compression: Compression = .none,
+        cacheFill: (cache: BlockCache, mode: CacheFill)? = nil
     ) throws(KVError) {
         self.cacheFill = cacheFill
         precondition((1...TableFormat.version).contains(formatVersion), "a table format this build writes")
         self.formatVersion = formatVersion
+        self.compression = formatVersion >= 3 ? compression : .none
+        rawBlockTarget = formatVersion >= 3
+            ? (self.compression == .none ? TableFormat.blockTargetBytes - 1 : 2 * TableFormat.blockTargetBytes)
+            : TableFormat.blockTargetBytes
         self.storage = storage
         self.number = number
         path = directory + "/" + FileNames.table(number)
@@ -123,7 +135,7 @@ final class TableBuilder {
 
     /// Adds an entry; entries must arrive in increasing internal-key order.
     func add(_ userKey: UnsafeRawBufferPointer, tag: UInt64, value: UnsafeRawBufferPointer) throws(KVError) {
-        if !block.isEmpty && block.estimatedBytes(addingKey: userKey.count + InternalKey.tagBytes, value: value.count) > TableFormat.blockTargetBytes {
+        if !block.isEmpty && block.estimatedBytes(addingKey: userKey.count + InternalKey.tagBytes, value: value.count) > rawBlockTarget {
             // The block ends with the previous entry, whose key is still in `lastKey`.
             try finishDataBlock()
         }
@@ -147,7 +159,21 @@ final class TableBuilder {
 
     private func finishDataBlock() throws(KVError) {
         let contents = block.finish()
-        let handle = try append(contents)
+        let handle: TableFormat.Handle
+        if formatVersion >= 3 {
+            let stored = TableFormat.encodeDataBlock(contents, compression: compression)
+            handle = try append(stored)
+            if compression != .none && contents.count <= BlockCodec.maxCompressedRawBytes {
+                // The next block's raw size aims at one page once compressed, from how
+                // well the blocks so far compressed (a moving average of the ratio).
+                let ratio = Double(stored.count) / Double(contents.count)
+                compressionRatio = compressionRatio * 0.75 + ratio * 0.25
+                let target = Double(TableFormat.blockTargetBytes - 1 - BlockCodec.rawLengthBytes) / max(compressionRatio, 0.0625) * 0.95
+                rawBlockTarget = min(64 << 10, max(TableFormat.blockTargetBytes - 1, Int(target)))
+            }
+        } else {
+            handle = try append(contents)
+        }
         if let (cache, mode) = cacheFill, let copy = contents.withUnsafeBytes({ Block(copying: $0) }) {
             let key = BlockKey(table: number, offset: handle.offset)
             switch mode {

@@ -15,7 +15,9 @@ enum TableFormat {
     static let pageBytes = LogFormat.pageBytes
     static let checksumBytes = 8
     static let footerBytes = 64
-    /// Data block contents are cut at about this size (one page with its checksum).
+    /// Data block contents are cut at about this size (one page with its checksum; in
+    /// table format 3 also its trailer byte, and when compressed at about this size
+    /// after compression).
     static let blockTargetBytes = pageBytes - checksumBytes
 
     /// Where a block is: its page-aligned offset and its length with the checksum.
@@ -117,6 +119,51 @@ enum TableFormat {
             return .failure(TableProblem(offset: handle.offset, reason: "block checksum mismatch"))
         }
         return .success(contents)
+    }
+
+    /// A data block from its verified contents: table format 3 ends them with a trailer
+    /// (`0`: the block as built; `1` LZ4 or `2` Zstd: the compressed block, then its raw
+    /// length as a u32, then that byte); formats 1 and 2 hold the block as built.
+    static func dataBlock(_ contents: UnsafeRawBufferPointer, hasTrailer: Bool) -> Result<Block, BlockProblem> {
+        guard hasTrailer else {
+            return Block(copying: contents).map { .success($0) } ?? .failure(BlockProblem("malformed block"))
+        }
+        guard let kind = contents.last else { return .failure(BlockProblem("empty block")) }
+        if kind == Compression.none.kind {
+            let raw = UnsafeRawBufferPointer(rebasing: contents.dropLast())
+            return Block(copying: raw).map { .success($0) } ?? .failure(BlockProblem("malformed block"))
+        }
+        guard kind == Compression.lz4.kind || kind == Compression.zstd().kind else {
+            return .failure(BlockProblem("unknown compression kind \(kind)"))
+        }
+        guard contents.count > 1 + BlockCodec.rawLengthBytes else {
+            return .failure(BlockProblem("compressed block of \(contents.count) bytes is too short"))
+        }
+        let rawLength = Int(Coding.fixed32(contents, at: contents.count - 1 - BlockCodec.rawLengthBytes))
+        let payload = UnsafeRawBufferPointer(rebasing: contents[..<(contents.count - 1 - BlockCodec.rawLengthBytes)])
+        guard let block = Block(decompressing: payload, kind: kind, rawLength: rawLength) else {
+            return .failure(BlockProblem("\(kind == Compression.lz4.kind ? "LZ4" : "Zstd") block does not decompress to its \(rawLength) bytes"))
+        }
+        return .success(block)
+    }
+
+    /// Why a data block's verified contents are not a block.
+    struct BlockProblem: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    /// A data block's stored contents (before the checksum) in table format 3: `raw`
+    /// compressed with `compression` when that pays, else as it is, with the trailer.
+    static func encodeDataBlock(_ raw: [UInt8], compression: Compression) -> [UInt8] {
+        if let compressed = raw.withUnsafeBytes({ BlockCodec.compress($0, with: compression) }) {
+            var stored = compressed
+            stored.reserveCapacity(compressed.count + 1 + BlockCodec.rawLengthBytes)
+            withUnsafeBytes(of: UInt32(raw.count).littleEndian) { stored += $0 }
+            stored.append(compression.kind)
+            return stored
+        }
+        return raw + [Compression.none.kind]
     }
 
     static func encodeHandle(_ handle: Handle, into bytes: inout [UInt8]) {

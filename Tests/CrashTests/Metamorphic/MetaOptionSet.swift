@@ -74,6 +74,13 @@ struct MetaOptionSet: Sendable {
         // Tables in table format 2 (no count of user keys in their properties): what
         // databases written before table format 3 hold; `count` must walk them.
         MetaOptionSet(name: "table-format-2", options: tiny { $0.tableFormatVersion = 2; $0.memtableBytes = 8 << 10 }),
+        // Data blocks stored raw (every other set writes LZ4, the default), and Zstd at the
+        // bottom level with none at level 0: a compaction reads one codec and writes another.
+        MetaOptionSet(name: "uncompressed", options: tiny { $0.compression = .none; $0.memtableBytes = 8 << 10 }),
+        MetaOptionSet(name: "zstd-bottom", options: tiny {
+            $0.compressionByLevel = [0: .none, Version.levelCount - 1: .zstd()]
+            $0.memtableBytes = 8 << 10
+        }),
     ]
 
     static func named(_ name: String) -> MetaOptionSet? { all.first { $0.name == name } }
