@@ -94,7 +94,7 @@ public struct Options: Sendable {
     /// they run. Writes fail with `.readOnly`. Damage is treated per `onLogCorruption`.
     public var readOnly = false
     /// How data blocks of new tables are compressed (LZ4 by default; docs/FORMAT.md,
-    /// "Data blocks"). A block that does not shrink by an eighth is stored raw, and the
+    /// "Data blocks"). A block that does not shrink by more than an eighth is stored raw, and the
     /// block cache holds blocks uncompressed. Tables keep the codec they were written
     /// with: a change applies to what flushes and compactions write from then on.
     public var compression = Compression.lz4

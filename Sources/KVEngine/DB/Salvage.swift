@@ -202,7 +202,7 @@ extension Database {
                 if builder == nil {
                     builder = try TableBuilder(
                         storage: store, directory: path, number: next, expectedBytes: Int64(options.tableTargetBytes),
-                        formatVersion: options.tableFormatVersion, compression: options.compression(forLevel: 0))
+                        formatVersion: options.tableFormatVersion, compression: options.compression(forLevel: Version.levelCount - 1))
                     next += 1
                 }
                 try builder!.add(key, tag: merge.tag, value: merge.value)

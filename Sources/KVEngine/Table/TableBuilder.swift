@@ -57,6 +57,8 @@ final class TableBuilder {
     private var rawBlockTarget: Int
     /// Compressed over raw size of recent blocks.
     private var compressionRatio = 0.5
+    /// Zstandard's context, made with the first block it compresses.
+    private var zstdContext: ZstdContext? = nil
     /// Where data blocks go as they are written, and how (see `CacheFill`).
     private let cacheFill: (cache: BlockCache, mode: CacheFill)?
 
@@ -82,7 +84,7 @@ final class TableBuilder {
         self.formatVersion = formatVersion
         self.compression = formatVersion >= 3 ? compression : .none
         rawBlockTarget = formatVersion >= 3
-            ? (self.compression == .none ? TableFormat.blockTargetBytes - 1 : 2 * TableFormat.blockTargetBytes)
+            ? (self.compression == .none ? TableFormat.blockTargetBytes - 1 : TableBuilder.rawTarget(0.5))
             : TableFormat.blockTargetBytes
         self.storage = storage
         self.number = number
@@ -161,15 +163,17 @@ final class TableBuilder {
         let contents = block.finish()
         let handle: TableFormat.Handle
         if formatVersion >= 3 {
-            let stored = TableFormat.encodeDataBlock(contents, compression: compression)
+            if case .zstd = compression, zstdContext == nil { zstdContext = ZstdContext() }
+            let stored = TableFormat.encodeDataBlock(contents, compression: compression, context: zstdContext)
             handle = try append(stored)
             if compression != .none && contents.count <= BlockCodec.maxCompressedRawBytes {
                 // The next block's raw size aims at one page once compressed, from how
                 // well the blocks so far compressed (a moving average of the ratio).
+                // A block stored raw (the data stopped compressing) resets the average at
+                // once, so that the next blocks are a page again.
                 let ratio = Double(stored.count) / Double(contents.count)
-                compressionRatio = compressionRatio * 0.75 + ratio * 0.25
-                let target = Double(TableFormat.blockTargetBytes - 1 - BlockCodec.rawLengthBytes) / max(compressionRatio, 0.0625) * 0.95
-                rawBlockTarget = min(64 << 10, max(TableFormat.blockTargetBytes - 1, Int(target)))
+                compressionRatio = stored.last == Compression.none.kind ? 1 : compressionRatio * 0.75 + ratio * 0.25
+                rawBlockTarget = TableBuilder.rawTarget(compressionRatio)
             }
         } else {
             handle = try append(contents)
@@ -235,6 +239,14 @@ final class TableBuilder {
         let result = done.wait()
         pending[slot] = nil
         if case .failure(let error) = result { throw KVError.io(error, while: "write table \(path)") }
+    }
+
+    /// The raw size of a block that should compress, at `ratio`, to a little under a
+    /// page with its trailer and checksum (a page's worth when it does not compress, at
+    /// most 64 KiB).
+    static func rawTarget(_ ratio: Double) -> Int {
+        let target = Double(TableFormat.blockTargetBytes - 1 - BlockCodec.rawLengthBytes) / max(ratio, 0.0625) * 0.95
+        return min(64 << 10, max(TableFormat.blockTargetBytes - 1, Int(target)))
     }
 
     /// Writes the rest and the footer, fdatasyncs, and closes the file.

@@ -141,6 +141,9 @@ enum TableFormat {
         }
         let rawLength = Int(Coding.fixed32(contents, at: contents.count - 1 - BlockCodec.rawLengthBytes))
         let payload = UnsafeRawBufferPointer(rebasing: contents[..<(contents.count - 1 - BlockCodec.rawLengthBytes)])
+        guard payload.count < BlockCodec.maxCompressedRawBytes else {
+            return .failure(BlockProblem("compressed block of \(payload.count) bytes is longer than any block compressed"))
+        }
         guard let block = Block(decompressing: payload, kind: kind, rawLength: rawLength) else {
             return .failure(BlockProblem("\(kind == Compression.lz4.kind ? "LZ4" : "Zstd") block does not decompress to its \(rawLength) bytes"))
         }
@@ -155,8 +158,8 @@ enum TableFormat {
 
     /// A data block's stored contents (before the checksum) in table format 3: `raw`
     /// compressed with `compression` when that pays, else as it is, with the trailer.
-    static func encodeDataBlock(_ raw: [UInt8], compression: Compression) -> [UInt8] {
-        if let compressed = raw.withUnsafeBytes({ BlockCodec.compress($0, with: compression) }) {
+    static func encodeDataBlock(_ raw: [UInt8], compression: Compression, context: ZstdContext? = nil) -> [UInt8] {
+        if let compressed = raw.withUnsafeBytes({ BlockCodec.compress($0, with: compression, context: context) }) {
             var stored = compressed
             stored.reserveCapacity(compressed.count + 1 + BlockCodec.rawLengthBytes)
             withUnsafeBytes(of: UInt32(raw.count).littleEndian) { stored += $0 }
