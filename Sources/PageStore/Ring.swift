@@ -148,6 +148,9 @@ struct Ring: ~Copyable {
         }
     }
 
+    /// Completions in the CQ, not yet reaped (no system call).
+    var completionsReady: Int { Int(io_uring_cq_ready(raw)) }
+
     /// SQEs prepared but not yet handed to the kernel.
     var unsubmittedSQEs: Int { Int(io_uring_sq_ready(raw)) }
 

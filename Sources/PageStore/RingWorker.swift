@@ -79,7 +79,9 @@ final class RingWorker: IOBackend {
                 return
             }
             setup.fulfil(.success(info))
-            let loop = RingLoop(ring: ring, inbox: inbox, counters: counters, fixedBuffers: info.fixedBuffers)
+            let loop = RingLoop(
+                ring: ring, inbox: inbox, counters: counters, fixedBuffers: info.fixedBuffers,
+                spinNanos: submissionPolling.isOn ? RingLoop.submissionPollingSpinNanos : 0)
             loop.run()
             inbox.finished.signal()
         }

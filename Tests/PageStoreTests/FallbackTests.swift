@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import XCTest
 
 @testable import PageStore
@@ -131,6 +132,20 @@ final class RingModeTests: XCTestCase {
             let got = try store.read(file, offsetBytes: offset, into: buffer)
             XCTAssertEqual(got, buffer.count)
             XCTAssertTrue(matchesPattern(buffer, seed: 11), "offset \(offset)")
+        }
+        // Through the ring thread too (where SQPOLL and the registered ring fd apply):
+        // requests submitted with completions, many in a row.
+        for round in 0..<50 {
+            memset(buffer.base, 0, buffer.count)
+            let done = DispatchSemaphore(value: 0)
+            let result = Mutex<IOResult?>(nil)
+            store.submit(.read(file, IOSegment(offsetBytes: round % 2 == 0 ? 0 : 8192, buffer: buffer))) { outcome in
+                result.withLock { $0 = outcome }
+                done.signal()
+            }
+            done.wait()
+            XCTAssertEqual(try result.withLock { $0 }?.get(), buffer.count, "round \(round)")
+            XCTAssertTrue(matchesPattern(buffer, seed: 11), "round \(round)")
         }
     }
 
