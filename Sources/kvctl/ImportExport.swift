@@ -48,8 +48,8 @@ struct Import: ParsableCommand {
             bounded: input beyond --sort-buffer is sorted in runs written to a temporary
             directory (.kvctl-import-PID, inside the database directory when it holds a
             database, else beside it) and merged, 64 runs at a time, as it is ingested, as
-            sort(1) does. The directory goes when the import ends, also on Ctrl-C (exit 130);
-            one left by a killed import is removed by the next.
+            sort(1) does. The directory goes when the import ends, also on Ctrl-C once the
+            input is read (exit 130); one left by a killed import is removed by the next.
             """)
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var encoding: ByteEncoding
@@ -73,10 +73,8 @@ struct Import: ParsableCommand {
         defer { runs?.remove() }
         var number = 0
         var lines = LineReader(FileHandle.standardInput)
-        Interrupt.install()
         while let line = try lines.next() {
             number += 1
-            if number % 4096 == 0 { try Interrupt.check() }
             if line.isEmpty { continue }
             let entry = try parse(line, number: number)
             // What an entry costs in memory: its bytes, two array headers and the tuple.
@@ -89,6 +87,11 @@ struct Import: ParsableCommand {
                 chunkBytes = 0
             }
         }
+        // From here on Ctrl-C stops the import cleanly (exit 130, its runs and tables
+        // removed); while the input is read it ends kvctl at once, as it would `sort`
+        // (a read of the terminal is not interrupted by a caught signal), and the next
+        // import removes the runs left behind.
+        Interrupt.install()
         if runs != nil {
             if !chunk.isEmpty { try runs!.write(Self.sortedUnique(chunk)) }
             chunk = []
@@ -96,18 +99,21 @@ struct Import: ParsableCommand {
         }
         let db = try database.open(create: true, compression: compression.compression)
         defer { try? db.close() }
-        let report: IngestReport
+        var next: () throws -> (key: [UInt8], value: [UInt8])?
         if let spilled = runs {
             var merge = try spilled.merge()
-            var merged = 0
-            report = try db.ingest(sortedFrom: {
-                merged += 1
-                if merged % 65536 == 0 { try Interrupt.check() }
-                return try merge.next()
-            })
+            next = { try merge.next() }
         } else {
-            report = try db.ingest(sorted: Self.sortedUnique(chunk))
+            var entries = Self.sortedUnique(chunk).makeIterator()
+            chunk = []
+            next = { entries.next() }
         }
+        var ingested = 0
+        let report = try db.ingest(sortedFrom: {
+            ingested += 1
+            if ingested % 65536 == 0 { try Interrupt.check() }
+            return try next()
+        })
         try db.close()
         print("imported \(report.entries) entries (\(report.tables) tables, \(report.bytes) bytes)")
     }
