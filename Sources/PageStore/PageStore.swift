@@ -101,12 +101,12 @@ public final class PageStore: Storage {
                     _ = try Ring(entries: 8, preferredFlags: Ring.completionPollingAttempts)
                     polling = .on(detail: "no file yet")
                 } catch let error as PageStoreError {
-                    if options.completionPolling == .required {
+                    do {
+                        polling = try options.completionPolling.refused(error, fallback: "blocking reads and writes wait for interrupts")
+                    } catch {
                         backend.shutdown()
                         throw error
                     }
-                    polling = .refused(reason: "\(error)")
-                    pageStoreLogger.warning("PageStore: \(error); blocking reads and writes wait for interrupts")
                 }
             }
         }

@@ -61,3 +61,23 @@ public struct PageStoreOptions: Sendable {
     /// The defaults: io_uring, O_DIRECT and fixed buffers where possible, a 64 MiB arena.
     public init() {}
 }
+
+extension PageStoreOptions.Requirement {
+    /// An optional ring mode refused by the kernel: rethrown when the mode is required;
+    /// otherwise logged once, with what the store does instead (`fallback`), and the state
+    /// `stats` reports.
+    func refused(_ error: PageStoreError, fallback: String) throws -> RingModeState {
+        if self == .required { throw error }
+        pageStoreLogger.warning("PageStore: \(error); \(fallback)")
+        return .refused(reason: "\(error)")
+    }
+}
+
+extension PageStoreOptions {
+    /// Throws the refusal of `mode` the tests ask for (`refusedForTesting`), as the kernel
+    /// would.
+    func simulateRefusal(of mode: String, operation: String, errno: Int32) throws {
+        guard refusedForTesting.contains(mode) else { return }
+        throw PageStoreError(kind: .unsupported, operation: operation, errno: errno, detail: "\(mode) refused (simulated by the tests)")
+    }
+}

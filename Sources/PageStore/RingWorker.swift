@@ -46,11 +46,7 @@ final class RingWorker: IOBackend {
             do {
                 if options.submissionPolling != .disabled {
                     do {
-                        if options.refusedForTesting.contains("sqpoll") {
-                            throw PageStoreError(
-                                kind: .unsupported, operation: "io_uring_queue_init", errno: EPERM,
-                                detail: "the kernel refused SQPOLL (simulated by the tests)")
-                        }
+                        try options.simulateRefusal(of: "sqpoll", operation: "io_uring_queue_init", errno: EPERM)
                         ring = try Ring(
                             entries: options.ringEntries, preferredFlags: Ring.submissionPollingAttempts,
                             idleMs: options.submissionPollingIdleMs, cpu: options.submissionPollingCPU)
@@ -58,9 +54,7 @@ final class RingWorker: IOBackend {
                             detail: "idle \(options.submissionPollingIdleMs) ms, "
                                 + (options.submissionPollingCPU.map { "cpu \($0)" } ?? "any cpu"))
                     } catch let error as PageStoreError {
-                        if options.submissionPolling == .required { throw error }
-                        submissionPolling = .refused(reason: "\(error)")
-                        pageStoreLogger.warning("PageStore: \(error); the ring runs without SQPOLL")
+                        submissionPolling = try options.submissionPolling.refused(error, fallback: "the ring runs without SQPOLL")
                         ring = try Ring(entries: options.ringEntries)
                     }
                 } else {
@@ -150,17 +144,11 @@ struct RingInfo: Sendable {
         var info = RingInfo(fixedBuffers: fixed, flags: ring.setupFlagNames, sqEntries: ring.sqEntries)
         if options.registeredRingFD != .disabled {
             do {
-                if options.refusedForTesting.contains("ringfd") {
-                    throw PageStoreError(
-                        kind: .unsupported, operation: "io_uring_register_ring_fd", errno: EINVAL,
-                        detail: "simulated by the tests")
-                }
+                try options.simulateRefusal(of: "ringfd", operation: "io_uring_register_ring_fd", errno: EINVAL)
                 try ring.registerRingFD()
                 info.registeredRingFD = .on(detail: "")
             } catch let error as PageStoreError {
-                if options.registeredRingFD == .required { throw error }
-                info.registeredRingFD = .refused(reason: "\(error)")
-                pageStoreLogger.warning("PageStore: \(error); io_uring_enter looks the ring up by its descriptor")
+                info.registeredRingFD = try options.registeredRingFD.refused(error, fallback: "io_uring_enter looks the ring up by its descriptor")
             }
         }
         return info

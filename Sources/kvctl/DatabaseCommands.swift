@@ -106,14 +106,8 @@ final class Pager {
     /// A pager for standard output, or nil when there is none to use.
     static func make() -> Pager? {
         let environment = ProcessInfo.processInfo.environment
-        let command: String
-        if let set = environment["PAGER"] {
-            command = set.trimmingCharacters(in: .whitespaces)
-        } else {
-            let path = (environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":")
-            command = path.contains { access("\($0)/less", X_OK) == 0 } ? "less" : ""
-        }
-        guard !command.isEmpty, command != "cat", let program = command.split(separator: " ").first else { return nil }
+        let command = (environment["PAGER"] ?? "less").trimmingCharacters(in: .whitespaces)
+        guard command != "cat", let program = command.split(separator: " ").first else { return nil }
         // A pager that is not there would swallow the output: then there is none.
         let found = program.contains("/")
             ? access(String(program), X_OK) == 0
