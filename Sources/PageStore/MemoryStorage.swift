@@ -183,6 +183,17 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
         }
     }
 
+    public func linkFile(atPath source: String, toPath target: String) throws {
+        try state.withLock { state in
+            guard let file = state.files[source] else { throw PageStoreError.io("link", path: source, errno: ENOENT) }
+            guard state.files[target] == nil, !state.directories.contains(Self.normalized(target)) else {
+                throw PageStoreError.io("link", path: target, errno: EEXIST)
+            }
+            guard state.directories.contains(Self.parent(of: target)) else { throw PageStoreError.io("link", path: target, errno: ENOENT) }
+            state.files[target] = file
+        }
+    }
+
     public func removeFile(atPath path: String) throws {
         try state.withLock { state in
             if state.files.removeValue(forKey: path) != nil { return }

@@ -477,6 +477,12 @@ public final class PageStore: Storage {
         guard unlink(path) == 0 else { throw PageStoreError.io("unlink", path: path, errno: errno) }
     }
 
+    public func linkFile(atPath source: String, toPath target: String) throws {
+        guard link(source, target) == 0 else {
+            throw PageStoreError(kind: .io, operation: "link", path: source, errno: errno, detail: "to \(target)")
+        }
+    }
+
     public func createDirectory(atPath path: String) throws {
         guard mkdir(path, 0o755) == 0 || errno == EEXIST else {
             throw PageStoreError.io("mkdir", path: path, errno: errno)

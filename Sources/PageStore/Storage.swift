@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// How a file is opened by ``Storage/openFile(atPath:mode:)``.
 public struct FileOpenMode: Sendable, Equatable {
     /// Create the file when it does not exist.
@@ -95,6 +99,11 @@ public protocol Storage: AnyObject, Sendable {
     func renameFile(atPath source: String, toPath target: String) throws
     /// Removes a file.
     func removeFile(atPath path: String) throws
+    /// Gives the file at `source` a second name, `target` (a hard link: one file, two
+    /// names; its data is not copied). Fails with `EEXIST` when `target` exists, and with
+    /// `EXDEV` when the two are on different file systems, or this storage keeps no links
+    /// (the default). Durable after ``syncDirectory(atPath:)`` on `target`'s directory.
+    func linkFile(atPath source: String, toPath target: String) throws
     /// Creates a directory; succeeds when it already exists.
     func createDirectory(atPath path: String) throws
     /// Names in a directory, without `.` and `..`, sorted.
@@ -111,6 +120,11 @@ public protocol Storage: AnyObject, Sendable {
 
 extension Storage {
     public func willWait() {}
+
+    /// The default: no links (`EXDEV`), so callers copy instead.
+    public func linkFile(atPath source: String, toPath target: String) throws {
+        throw PageStoreError(kind: .io, operation: "link", path: source, errno: EXDEV, detail: "to \(target): this storage keeps no links")
+    }
 
     /// The default: submits and waits (``submitAndWait(_:)``).
     @discardableResult

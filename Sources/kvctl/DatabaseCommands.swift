@@ -350,6 +350,34 @@ final class Ticker: @unchecked Sendable {
     }
 }
 
+struct CheckpointCommand: DatabaseCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "checkpoint",
+        abstract: "Make a consistent copy of the database in DIR (hard links to its tables), which opens as a database.",
+        discussion: "DIR must not exist, or be empty. Runs while the database is in use by this shell, or, one-shot, beside readers. Restore: open DIR.")
+    @OptionGroup var database: DatabaseOptions
+    @Argument(help: "The new directory.") var directory: String
+    var access: DatabaseAccess { .read }
+
+    func run(on db: Database, _ out: inout OutputBuffer) throws {
+        out.line("OK: checkpoint in \(directory): \(try db.checkpoint(to: directory))")
+    }
+}
+
+struct BackupCommand: DatabaseCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup",
+        abstract: "Bring the backup in DIR up to date: copies the tables it lacks (all, the first time) and drops what it no longer needs.",
+        discussion: "DIR is new, empty, or a backup of this database. Restore: open DIR (which then stops being a backup).")
+    @OptionGroup var database: DatabaseOptions
+    @Argument(help: "The backup's directory.") var directory: String
+    var access: DatabaseAccess { .read }
+
+    func run(on db: Database, _ out: inout OutputBuffer) throws {
+        out.line("OK: backup in \(directory): \(try db.backup(to: directory))")
+    }
+}
+
 struct Stats: DatabaseCommand {
     static let configuration = CommandConfiguration(abstract: "Print the engine's and the page store's counters.")
     @OptionGroup var database: DatabaseOptions

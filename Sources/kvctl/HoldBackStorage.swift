@@ -33,6 +33,7 @@ final class HoldBackStorage: Storage, @unchecked Sendable {
     func syncDirectory(atPath path: String) throws { try store.syncDirectory(atPath: path) }
     func renameFile(atPath source: String, toPath target: String) throws { try store.renameFile(atPath: source, toPath: target) }
     func removeFile(atPath path: String) throws { try store.removeFile(atPath: path) }
+    func linkFile(atPath source: String, toPath target: String) throws { try store.linkFile(atPath: source, toPath: target) }
     func createDirectory(atPath path: String) throws { try store.createDirectory(atPath: path) }
     func contentsOfDirectory(atPath path: String) throws -> [String] { try store.contentsOfDirectory(atPath: path) }
     func fileExists(atPath path: String) -> Bool { store.fileExists(atPath: path) }

@@ -24,7 +24,8 @@ struct Shell: ParsableCommand {
     /// The commands the shell runs through their one-shot definitions (the same flags).
     static let commands: [String: any DatabaseCommand.Type] = [
         "get": Get.self, "put": Put.self, "del": Del.self, "scan": Scan.self, "count": Count.self,
-        "stats": Stats.self, "compact": Compact.self, "export": Export.self,
+        "stats": Stats.self, "compact": Compact.self, "export": Export.self, "checkpoint": CheckpointCommand.self,
+        "backup": BackupCommand.self,
     ]
     /// Commands that take the key and value flags (`mode` adds its flag to them).
     static let encodedCommands: Set<String> = ["get", "put", "del", "scan", "compact", "export"]

@@ -100,6 +100,7 @@ final class HeldLogCommits: Storage, @unchecked Sendable {
     func syncDirectory(atPath path: String) throws { try inner.syncDirectory(atPath: path) }
     func renameFile(atPath source: String, toPath target: String) throws { try inner.renameFile(atPath: source, toPath: target) }
     func removeFile(atPath path: String) throws { try inner.removeFile(atPath: path) }
+    func linkFile(atPath source: String, toPath target: String) throws { try inner.linkFile(atPath: source, toPath: target) }
     func createDirectory(atPath path: String) throws { try inner.createDirectory(atPath: path) }
     func contentsOfDirectory(atPath path: String) throws -> [String] { try inner.contentsOfDirectory(atPath: path) }
     func fileExists(atPath path: String) -> Bool { inner.fileExists(atPath: path) }

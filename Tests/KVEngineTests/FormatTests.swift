@@ -102,6 +102,21 @@ final class FormatTests: XCTestCase {
         XCTAssertEqual(bytes.count, 4096)
         let head = bytes[0..<24].map { String(format: "%02x", $0) }.joined()
         XCTAssertEqual(head, "4b56454e47494e45" + "05000000" + "00000000" + "4412c38c9ff4d31e", "magic, version 5, zero, XXH3-64 of bytes 0..<16 (little-endian)")
-        XCTAssertTrue(bytes[24...].allSatisfy { $0 == 0 })
+        XCTAssertTrue(bytes[24..<40].contains { $0 != 0 }, "a random database id")
+        XCTAssertEqual(bytes[40], 0, "role: a database")
+        XCTAssertTrue(bytes[41..<48].allSatisfy { $0 == 0 })
+        let idChecksum = bytes[24..<48].withUnsafeBytes { Checksum.xxh3($0, seed: 0) }
+        XCTAssertEqual(bytes[48..<56].withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }, idChecksum, "XXH3-64 of bytes 24..<48")
+        XCTAssertTrue(bytes[56...].allSatisfy { $0 == 0 })
+        // A file without an id (written before ids) still opens, and a writable open gives it one.
+        var old = bytes
+        old.replaceSubrange(24..<4096, with: [UInt8](repeating: 0, count: 4096 - 24))
+        try Data(old).write(to: URL(fileURLWithPath: dir.path + "/KVENGINE"))
+        try Database(path: dir.path, options: testOptions { $0.readOnly = true }).close()
+        XCTAssertEqual([UInt8](try Data(contentsOf: URL(fileURLWithPath: dir.path + "/KVENGINE"))), old, "a read-only open writes nothing")
+        try Database(path: dir.path, options: testOptions()).close()
+        let given = [UInt8](try Data(contentsOf: URL(fileURLWithPath: dir.path + "/KVENGINE")))
+        XCTAssertTrue(given[24..<40].contains { $0 != 0 })
+        XCTAssertEqual(Array(given[0..<24]), Array(bytes[0..<24]))
     }
 }

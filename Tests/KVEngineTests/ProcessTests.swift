@@ -269,7 +269,7 @@ final class ProcessTests: XCTestCase {
         XCTAssertEqual(try run([dir.path, "put", "k", "v"]).status, 0)
         let bare = try run([])
         XCTAssertEqual(bare.status, 64)
-        XCTAssertTrue(bare.stderr.contains("USAGE: kvctl DBPATH [get|put|del|scan|count|batch|import|export|check|dump|stats|compact|salvage|shell]"), bare.stderr)
+        XCTAssertTrue(bare.stderr.contains("USAGE: kvctl DBPATH [get|put|del|scan|count|batch|import|export|check|dump|stats|compact|checkpoint|backup|salvage|shell]"), bare.stderr)
         let noPath = try run(["get", dir.path, "k"])
         XCTAssertEqual(noPath.status, 64)
         XCTAssertEqual(noPath.stderr, "kvctl: missing DBPATH: the database comes first, as in kvctl DBPATH get ...\n")
@@ -309,6 +309,33 @@ final class ProcessTests: XCTestCase {
         XCTAssertEqual(try run([dir.path, "put", "k9", "v9"]).status, 75, "a writer waits for the readers")
         try reader.close()
         XCTAssertEqual(try listing(), before, "a read command changed the directory")
+    }
+
+    /// `kvctl DB checkpoint DIR` and `kvctl DB backup DIR` run beside a reader, change
+    /// nothing of the database, and make directories that open as it; a second backup
+    /// copies only what is new, and a checkpoint's directory is no backup.
+    func testCheckpointAndBackupCommands() throws {
+        let dir = TestPath()
+        for index in 0..<5 { XCTAssertEqual(try run([dir.path, "put", "k\(index)", "v\(index)"]).status, 0) }
+        let reader = try Database(path: dir.path, options: testOptions { $0.readOnly = true })
+        let checkpoint = try run([dir.path, "checkpoint", dir.root + "/cp"])
+        XCTAssertEqual(checkpoint.status, 0, checkpoint.stderr)
+        XCTAssertTrue(checkpoint.stdout.hasPrefix("OK: checkpoint in \(dir.root)/cp: through sequence 5, "), checkpoint.stdout)
+        let backup = try run([dir.path, "backup", dir.root + "/bk"])
+        XCTAssertEqual(backup.status, 0, backup.stderr)
+        try reader.close()
+        XCTAssertEqual(try run([dir.root + "/cp", "scan"]).stdout, "k0\tv0\nk1\tv1\nk2\tv2\nk3\tv3\nk4\tv4\n")
+        XCTAssertEqual(try run([dir.root + "/bk", "count"]).stdout, "5\n")
+        XCTAssertEqual(try run([dir.path, "put", "k5", "v5"]).status, 0)
+        let again = try run([dir.path, "backup", dir.root + "/bk"])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertTrue(again.stdout.contains("1 copied") && again.stdout.contains("kept"), again.stdout)
+        XCTAssertEqual(try run([dir.root + "/bk", "get", "k5"]).stdout, "v5\n")
+        let refused = try run([dir.path, "backup", dir.root + "/cp"])
+        XCTAssertEqual(refused.status, 65, refused.stderr)
+        XCTAssertTrue(refused.stderr.hasPrefix("kvctl: backup into \(dir.root)/cp: it is a database"), refused.stderr)
+        let busy = try run([dir.path, "checkpoint", dir.root + "/bk"])
+        XCTAssertEqual(busy.status, 73, busy.stderr)
     }
 
     func testImportThenExportIsIdentity() throws {

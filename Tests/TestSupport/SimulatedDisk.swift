@@ -479,6 +479,20 @@ package final class SimulatedDisk: Storage, @unchecked Sendable {
         }
     }
 
+    package func linkFile(atPath source: String, toPath target: String) throws {
+        try state.withLock { state in
+            try SimulatedDisk.event(&state, "link", source)
+            guard let inode = state.names[source] else { throw PageStoreError.io("link", path: source, errno: ENOENT) }
+            guard state.names[target] == nil, !state.directories.contains(target) else {
+                throw PageStoreError.io("link", path: target, errno: EEXIST)
+            }
+            guard state.directories.contains(SimulatedDisk.parent(of: target)) else {
+                throw PageStoreError.io("link", path: target, errno: ENOENT)
+            }
+            state.names[target] = inode
+        }
+    }
+
     package func removeFile(atPath path: String) throws {
         try state.withLock { state in
             try SimulatedDisk.event(&state, "unlink", path)

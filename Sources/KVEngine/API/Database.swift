@@ -83,6 +83,9 @@ public final class Database: Sendable {
     /// met (uptime nanoseconds; 0: writes are not known to be stopped).
     let resumeAttempt = Mutex<UInt64>(0)
     let closed = Mutex(false)
+    /// Logs that checkpoints and backups in progress are copying: each pins the logs from
+    /// its key up (with a count of the copies), so that no flush removes them meanwhile.
+    let logPins = Mutex<[UInt64: Int]>([:])
 
     /// Opens (or creates, per `options`) the database in directory `path`.
     ///
@@ -125,9 +128,9 @@ public final class Database: Sendable {
             try Database.prepareToCreate(path, options: options, storage: storage)
         }
         lock = try DirectoryLock(directory: path, shared: options.readOnly, storage: storage)
-        var identityVersion = Identity.formatVersion
+        var identity = Identity.Info(version: Identity.formatVersion)
         if exists {
-            identityVersion = try Identity.verify(in: path, storage: storage)
+            identity = try Identity.read(in: path, storage: storage)
         } else {
             try Identity.create(in: path, storage: storage)
             engineLogger.debug("created database at \(path)")
@@ -163,7 +166,7 @@ public final class Database: Sendable {
             do {
                 started = try Database.startWriting(
                     path: path, storage: storage, options: options, counters: counters, versions: versions,
-                    manifest: manifest, recovery: recovery, upgrade: identityVersion < Identity.formatVersion)
+                    manifest: manifest, recovery: recovery, identity: identity)
             } catch where error.isFull {
                 engineLogger.warning("\(path): no room to start a log and a manifest (\(error.message)); open read-only")
                 fullAtOpen = error
@@ -200,7 +203,7 @@ public final class Database: Sendable {
     /// manifest does not record.
     private static func startWriting(
         path: String, storage: any Storage, options: Options, counters: EngineCounters, versions: VersionSet,
-        manifest: ManifestState, recovery: Recovery.Outcome, upgrade: Bool
+        manifest: ManifestState, recovery: Recovery.Outcome, identity: Identity.Info
     ) throws(KVError) -> (log: LogWriter, memtable: Memtable, immutables: [FrozenMemtable]) {
         let logNumber = versions.newFileNumber()
         let memtable = Memtable()
@@ -219,7 +222,11 @@ public final class Database: Sendable {
             // An older database is marked with this format first: its new manifest uses
             // this format's fields, which an older build must refuse by the identity
             // rather than misread (this build reads an older manifest under a new identity).
-            if upgrade { try Identity.create(in: path, storage: storage) }
+            // One without an id gets one. A backup opened for writing becomes a database
+            // of its own (a new id), which later backups of the original then refuse.
+            if identity.version < Identity.formatVersion || identity.id == nil || identity.isBackup {
+                try Identity.create(in: path, storage: storage, id: identity.isBackup ? Identity.newID() : identity.id ?? Identity.newID())
+            }
             // Logs that held nothing are obsolete at once. The new log is recorded before
             // any write in it is acknowledged; so are the replayed logs, until the flush of
             // what they held.

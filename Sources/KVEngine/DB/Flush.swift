@@ -42,11 +42,18 @@ extension Database {
         return true
     }
 
-    private func removeObsoleteLogs(below number: UInt64) {
-        guard let names = try? storage.contentsOfDirectory(atPath: path) else { return }
-        for name in names {
-            if let log = FileNames.logNumber(name), log < number {
-                try? storage.removeFile(atPath: path + "/" + name)
+    /// Removes the logs below `number` (in tables now), but none a checkpoint or backup
+    /// in progress copies (`logPins`): those go with a later flush, or when the last copy
+    /// of them is done. Under the pins' lock, so that a copy's pin and the state it pins
+    /// are taken together (see `pinLogs`).
+    func removeObsoleteLogs(below number: UInt64) {
+        logPins.withLock { pins in
+            let floor = min(number, pins.keys.min() ?? number)
+            guard let names = try? storage.contentsOfDirectory(atPath: path) else { return }
+            for name in names {
+                if let log = FileNames.logNumber(name), log < floor {
+                    try? storage.removeFile(atPath: path + "/" + name)
+                }
             }
         }
     }

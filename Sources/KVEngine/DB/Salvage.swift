@@ -88,9 +88,11 @@ extension Database {
         /// An intact identity of an older format is rewritten too: salvage writes tables in
         /// this build's format, which an older build must refuse.
         var identityOlder = false
+        var identity: Identity.Info? = nil
         if names.contains(FileNames.identity) {
             do throws(KVError) {
-                identityOlder = try Identity.verify(in: path, storage: store) < Identity.formatVersion
+                identity = try Identity.read(in: path, storage: store)
+                identityOlder = identity!.version < Identity.formatVersion || identity!.id == nil
             } catch where error.code == .corruption {
                 identityDamaged = true
                 report.dropped.append("\(path)/\(FileNames.identity): \(error.message)")
@@ -247,7 +249,10 @@ extension Database {
                 try store.syncDirectory(atPath: path)
             }
         }
-        if identityDamaged || identityOlder || !names.contains(FileNames.identity) { try Identity.create(in: path, storage: store) }
+        // A salvaged backup is a database of its own (a new id): later backups refuse it.
+        if identityDamaged || identityOlder || identity?.isBackup == true || !names.contains(FileNames.identity) {
+            try Identity.create(in: path, storage: store, id: identity?.isBackup == false ? identity?.id ?? Identity.newID() : Identity.newID())
+        }
 
         // The new manifest: the new tables alone.
         var edit = VersionEdit()

@@ -63,6 +63,8 @@ final class LogWriter: Sendable {
     private let allocating = Mutex(())
     /// The newest sequence number readers may see.
     let visibleSequence: ManagedAtomic<UInt64>
+    /// The last sequence number before this log's first record (its records follow it).
+    let baseSequence: UInt64
 
     /// Chains this log keeps in flight: `Options.logChainsInFlight` with O_DIRECT, one without.
     /// Through the page cache, a page's write-back error is reported to whichever
@@ -112,6 +114,7 @@ final class LogWriter: Sendable {
         self.bufferedChainPages = max(1, options.bufferedChainPages)
         self.chainsInFlightMax = log.directIO ? max(1, options.logChainsInFlight) : 1
         self.visibleSequence = ManagedAtomic(lastSequence)
+        self.baseSequence = lastSequence
         self.state = PlainLock(State(
             pages: LogPages(lastSequence: lastSequence), commits: CommitQueue(lastSequence: lastSequence),
             space: space, lastSequence: lastSequence))

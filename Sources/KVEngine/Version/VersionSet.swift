@@ -61,6 +61,19 @@ final class VersionSet: Sendable {
     /// The manifest I/O error after which no edit is accepted, if one happened.
     var failure: KVError? { state.withLock { $0.failure } }
 
+    /// The whole recorded state at one instant, as a manifest's first record would hold it
+    /// (tables, log number, last sequence in tables, live logs), and the version, whose
+    /// tables stay on disk while it is held: what a checkpoint copies.
+    func recordedState() -> (version: Version, edit: VersionEdit) {
+        state.withLock { state in
+            var edit = state.version.snapshotEdit()
+            edit.logNumber = state.logNumber
+            edit.lastSequence = state.lastSequence
+            edit.createdLogs = state.liveLogs.sorted()
+            return (state.version, edit)
+        }
+    }
+
     /// Writes a new manifest holding the whole current state, switches CURRENT to it and
     /// removes the one before. `logNumber`, `lastSequence` and `liveLogs`, when given,
     /// replace the recorded ones.

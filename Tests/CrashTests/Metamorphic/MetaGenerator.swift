@@ -59,6 +59,7 @@ struct MetaGenerator {
     private enum Kind: CaseIterable {
         case put, delete, batch, get, getMany, takeSnapshot, releaseSnapshot, openCursor, next, closeCursor, scan, count
         case flush, compactAll, compactRange, sync, reopen, reopenWithOptions, reopenReadOnly, salvage, crash, ingest, noRoom, transaction
+        case checkpoint, backup
 
         var weight: Int {
             switch self {
@@ -86,6 +87,8 @@ struct MetaGenerator {
             case .ingest: return 12
             case .noRoom: return 10
             case .transaction: return 40
+            case .checkpoint: return 6
+            case .backup: return 6
             }
         }
     }
@@ -194,6 +197,8 @@ struct MetaGenerator {
                 meanwhile = random.chance(0.3) ? .delete(key) : .put(key, value())
             }
             return .transaction(MetaTransaction(sync: durability(), reads: reads, scan: scan, writes: writes, meanwhile: meanwhile))
+        case .checkpoint: return .checkpoint
+        case .backup: return .backup
         }
     }
 

@@ -16,6 +16,7 @@ import Foundation
 ///     next c1 3 | close c1
 ///     scan start=- end=xff prefix=x00 forward limit=- @-
 ///     flush | compact x61 - | sync | reopen | reopen opts=tiny | reopen ro | salvage | crash
+///     checkpoint | backup
 ///     txn sync read x61 ; scan start=- end=- prefix=- forward limit=2 ; put x61 v5/3 ; meanwhile del x61
 enum MetaOp: Equatable, CustomStringConvertible {
     case put(key: [UInt8], value: MetaValue, sync: Bool)
@@ -56,6 +57,12 @@ enum MetaOp: Equatable, CustomStringConvertible {
     case noRoom(key: [UInt8], value: MetaValue, sync: Bool)
     /// `Database.transaction` (see `MetaTransaction`).
     case transaction(MetaTransaction)
+    /// `Database.checkpoint(to:)` into a new directory, which then opens equal to the
+    /// model (and again, read-only, at the end of the run, after any crash between).
+    case checkpoint
+    /// `Database.backup(to:)` into the run's one backup directory (incremental after the
+    /// first), which then opens read-only equal to the model (and again at the end).
+    case backup
 
     var description: String {
         switch self {
@@ -82,6 +89,8 @@ enum MetaOp: Equatable, CustomStringConvertible {
         case .ingest(let entries): return "ingest " + entries.map(\.description).joined(separator: " ; ")
         case .noRoom(let key, let value, let sync): return "noroom \(MetaText.key(key)) \(value) \(MetaText.durability(sync))"
         case .transaction(let transaction): return transaction.description
+        case .checkpoint: return "checkpoint"
+        case .backup: return "backup"
         }
     }
 
@@ -169,6 +178,8 @@ enum MetaOp: Equatable, CustomStringConvertible {
             }
             self = .ingest(entries)
         case "txn": self = .transaction(try MetaTransaction(parsing: words, line))
+        case "checkpoint": self = .checkpoint
+        case "backup": self = .backup
         default: throw fail("unknown operation \(verb)")
         }
     }

@@ -47,6 +47,9 @@ final class MetaRunner {
     private var cursors: [Int: Cursor] = [:]
     private var random: SplitMix
     private var index = 0
+    /// Checkpoints and the backup made so far, with the entries each must hold.
+    private var copies: [String: [(key: [UInt8], value: [UInt8])]] = [:]
+    static let backupPath = "/sim/backup"
 
     init(operations: [MetaOp], optionSet: MetaOptionSet, seed: UInt64) {
         self.operations = operations
@@ -118,12 +121,13 @@ final class MetaRunner {
         return plan
     }
 
-    private func open() throws -> Database {
-        guard let memory else { return try Database(path: MetaRunner.path, options: optionSet.options, storage: try simulatedDisk) }
-        // In memory through the public seam, as a user would.
+    private func open(_ path: String = MetaRunner.path, readOnly: Bool = false) throws -> Database {
         var options = optionSet.options
+        options.readOnly = readOnly
+        guard let memory else { return try Database(path: path, options: options, storage: try simulatedDisk) }
+        // In memory through the public seam, as a user would.
         options.storage = memory
-        return try Database(path: MetaRunner.path, options: options)
+        return try Database(path: path, options: options)
     }
 
     private var database: Database {
@@ -308,6 +312,29 @@ final class MetaRunner {
             return output
         case .transaction(let transaction):
             return try run(transaction)
+        case .checkpoint, .backup:
+            let db = try database
+            let backup = operation == .backup
+            let target = backup ? MetaRunner.backupPath : MetaRunner.directory + "/checkpoint\(index + 1)"
+            let report: CheckpointReport
+            if optionSet.asyncAPI {
+                report = try awaitAsync { backup ? try await db.backup(to: target) : try await db.checkpoint(to: target) }
+            } else {
+                report = backup ? try db.backup(to: target) : try db.checkpoint(to: target)
+            }
+            // The memtable's writes went into a closed log first: all are durable now.
+            model.markDurable()
+            let expected = model.sortedEntries
+            copies[target] = expected
+            // A checkpoint opens for writing (its own database); a backup stays one (read-only).
+            let copy = try open(target, readOnly: backup)
+            defer { try? copy.close() }
+            guard copy.currentView.visibleSequence == report.sequence else {
+                throw MetaMismatch("\(target) opens through sequence \(copy.currentView.visibleSequence), the copy said \(report.sequence)")
+            }
+            let state = try checkWholeState("\(operation) \(target)", of: copy, expected: expected)
+            try copy.close()
+            return "\(operation): through \(report.sequence); " + state
         case .crash:
             dropHandles()
             if memory != nil {
@@ -533,10 +560,13 @@ final class MetaRunner {
 
     // MARK: checks
 
-    /// Every key by `get` and by a batched get, and the whole database forward and reverse.
-    private func checkWholeState(_ what: String) throws -> String {
-        let db = try database
-        let expected = model.sortedEntries
+    /// Every key by `get` and by a batched get, and the whole database forward and reverse:
+    /// the run's database against the model, or `other` against `expected`.
+    private func checkWholeState(
+        _ what: String, of other: Database? = nil, expected entries: [(key: [UInt8], value: [UInt8])]? = nil
+    ) throws -> String {
+        let db = try other ?? database
+        let expected = entries ?? model.sortedEntries
         var forward: [(key: [UInt8], value: [UInt8])] = []
         let cursor = db.scan()
         while let entry = (try? cursor.next()) ?? nil { forward.append(entry) }
@@ -555,6 +585,12 @@ final class MetaRunner {
         for key in sorted { try expect(try db.get(key), model.value(key, snapshot: nil), "final get \(MetaText.key(key))") }
         let batched = try db.get(keys: sorted)
         for (key, value) in zip(sorted, batched) { try expect(value, model.value(key, snapshot: nil), "final getmany \(MetaText.key(key))") }
+        // Every copy made, after whatever crashes came since, still holds what it held.
+        for (path, expected) in copies.sorted(by: { $0.key < $1.key }) {
+            let copy = try open(path, readOnly: true)
+            defer { try? copy.close() }
+            _ = try checkWholeState("final open of \(path)", of: copy, expected: expected)
+        }
         return try checkWholeState("final")
     }
 
