@@ -60,7 +60,7 @@ struct KVCtl: ParsableCommand {
 
     static func exitCode(for code: KVError.Code) -> Int32 {
         switch code {
-        case .invalidArgument, .decoding: return 65
+        case .invalidArgument, .decoding, .notRetained: return 65
         case .notADatabase: return 66
         case .alreadyExists: return 73
         case .io: return 74

@@ -474,7 +474,7 @@ final class BigBatchTests: XCTestCase {
         let writer = Thread {
             var batch = WriteBatch()
             batch.put(Array("streamed".utf8), value)
-            try? db.write(batch, durability: .buffered)
+            _ = try? db.write(batch, durability: .buffered)
             done.set()
         }
         writer.start()

@@ -53,27 +53,31 @@ extension Database {
     // MARK: writes
 
     /// Stores `value` under `key` (each any ``KVBytes``: `Data`, `String`, a slice...).
-    public func put(_ key: some KVBytes, _ value: some KVBytes, durability: Durability? = nil) throws(KVError) {
-        try put(key.kvArray, value.kvArray, durability: durability)
+    @discardableResult
+    public func put(_ key: some KVBytes, _ value: some KVBytes, durability: Durability? = nil) throws(KVError) -> UInt64 {
+        return try put(key.kvArray, value.kvArray, durability: durability)
     }
 
     /// Stores `value` encoded by `encoder` (JSON by default) under `key`.
+    @discardableResult
     public func put<T: Encodable>(
         _ key: some KVBytes, encoding value: T, using encoder: some KVValueEncoder = JSONEncoder(),
         durability: Durability? = nil
-    ) throws(KVError) {
+    ) throws(KVError) -> UInt64 {
         let bytes = try ValueCoding.encode(value, using: encoder)
-        try put(key.kvArray, Array(bytes), durability: durability)
+        return try put(key.kvArray, Array(bytes), durability: durability)
     }
 
     /// Stores the bytes of `value` under the bytes of `key` (any `ContiguousBytes`).
-    public func put(bytes key: some ContiguousBytes, _ value: some ContiguousBytes, durability: Durability? = nil) throws(KVError) {
-        try put(key.withUnsafeBytes { Array($0) }, value.withUnsafeBytes { Array($0) }, durability: durability)
+    @discardableResult
+    public func put(bytes key: some ContiguousBytes, _ value: some ContiguousBytes, durability: Durability? = nil) throws(KVError) -> UInt64 {
+        return try put(key.withUnsafeBytes { Array($0) }, value.withUnsafeBytes { Array($0) }, durability: durability)
     }
 
     /// Removes `key` (any ``KVBytes``; a no-op when it is absent).
-    public func delete(_ key: some KVBytes, durability: Durability? = nil) throws(KVError) {
-        try delete(key.kvArray, durability: durability)
+    @discardableResult
+    public func delete(_ key: some KVBytes, durability: Durability? = nil) throws(KVError) -> UInt64 {
+        return try delete(key.kvArray, durability: durability)
     }
 
     // MARK: async reads
@@ -145,41 +149,47 @@ extension Database {
     // MARK: async writes
 
     /// Stores `value` under `key`, suspending until acknowledged.
-    public func put(_ key: [UInt8], _ value: [UInt8], durability: Durability? = nil) async throws(KVError) {
+    @discardableResult
+    public func put(_ key: [UInt8], _ value: [UInt8], durability: Durability? = nil) async throws(KVError) -> UInt64 {
         var batch = WriteBatch()
         batch.put(key, value)
-        try await write(batch, durability: durability)
+        return try await write(batch, durability: durability)
     }
 
     /// Stores `value` under `key` (any ``KVBytes``), suspending until acknowledged.
-    public func put(_ key: some KVBytes, _ value: some KVBytes, durability: Durability? = nil) async throws(KVError) {
-        try await put(key.kvArray, value.kvArray, durability: durability)
+    @discardableResult
+    public func put(_ key: some KVBytes, _ value: some KVBytes, durability: Durability? = nil) async throws(KVError) -> UInt64 {
+        return try await put(key.kvArray, value.kvArray, durability: durability)
     }
 
     /// Stores `value` encoded by `encoder` under `key`, suspending until acknowledged.
+    @discardableResult
     public func put<T: Encodable>(
         _ key: some KVBytes, encoding value: T, using encoder: some KVValueEncoder = JSONEncoder(),
         durability: Durability? = nil
-    ) async throws(KVError) {
+    ) async throws(KVError) -> UInt64 {
         let bytes = try ValueCoding.encode(value, using: encoder)
-        try await put(key.kvArray, Array(bytes), durability: durability)
+        return try await put(key.kvArray, Array(bytes), durability: durability)
     }
 
     /// Stores the bytes of `value` under the bytes of `key`, suspending until acknowledged.
-    public func put(bytes key: some ContiguousBytes, _ value: some ContiguousBytes, durability: Durability? = nil) async throws(KVError) {
-        try await put(key.withUnsafeBytes { Array($0) }, value.withUnsafeBytes { Array($0) }, durability: durability)
+    @discardableResult
+    public func put(bytes key: some ContiguousBytes, _ value: some ContiguousBytes, durability: Durability? = nil) async throws(KVError) -> UInt64 {
+        return try await put(key.withUnsafeBytes { Array($0) }, value.withUnsafeBytes { Array($0) }, durability: durability)
     }
 
     /// Removes `key`, suspending until acknowledged.
-    public func delete(_ key: [UInt8], durability: Durability? = nil) async throws(KVError) {
+    @discardableResult
+    public func delete(_ key: [UInt8], durability: Durability? = nil) async throws(KVError) -> UInt64 {
         var batch = WriteBatch()
         batch.delete(key)
-        try await write(batch, durability: durability)
+        return try await write(batch, durability: durability)
     }
 
     /// Removes `key` (any ``KVBytes``), suspending until acknowledged.
-    public func delete(_ key: some KVBytes, durability: Durability? = nil) async throws(KVError) {
-        try await delete(key.kvArray, durability: durability)
+    @discardableResult
+    public func delete(_ key: some KVBytes, durability: Durability? = nil) async throws(KVError) -> UInt64 {
+        return try await delete(key.kvArray, durability: durability)
     }
 
     // MARK: async maintenance

@@ -8,57 +8,74 @@ import Synchronization
 // and differ only in how they wait for it (`settle`).
 
 extension Database {
-    /// Stores `value` under `key`.
-    public func put(_ key: [UInt8], _ value: [UInt8], durability: Durability? = nil) throws(KVError) {
+    /// Stores `value` under `key`; returns the write's sequence number.
+    @discardableResult
+    public func put(_ key: [UInt8], _ value: [UInt8], durability: Durability? = nil) throws(KVError) -> UInt64 {
         var batch = WriteBatch()
         batch.put(key, value)
-        try write(batch, durability: durability)
+        return try write(batch, durability: durability)
     }
 
-    /// Removes `key` (a no-op when it is absent).
-    public func delete(_ key: [UInt8], durability: Durability? = nil) throws(KVError) {
+    /// Removes `key` (a no-op when it is absent); returns the write's sequence number.
+    @discardableResult
+    public func delete(_ key: [UInt8], durability: Durability? = nil) throws(KVError) -> UInt64 {
         var batch = WriteBatch()
         batch.delete(key)
-        try write(batch, durability: durability)
+        return try write(batch, durability: durability)
     }
 
-    /// Applies every entry of `batch` atomically.
+    /// Applies every entry of `batch` atomically; returns the sequence number of its last
+    /// entry (the entries take the numbers up to it, in order): the database is through
+    /// that sequence once the write returns, as snapshots, checkpoints and the change feed
+    /// count it.
     ///
     /// When level 0 or the compaction backlog runs too far ahead, the write is first
     /// slowed (a millisecond) or held until background work catches up.
-    public func write(_ batch: WriteBatch, durability: Durability? = nil) throws(KVError) {
+    @discardableResult
+    public func write(_ batch: WriteBatch, durability: Durability? = nil) throws(KVError) -> UInt64 {
+        try write(batch, durability: durability, precondition: nil)
+    }
+
+    /// `write`, with a check under the log's lock before the batch takes its numbers.
+    func write(_ batch: WriteBatch, durability: Durability?, precondition: ((Memtable, UInt64) -> KVError?)?) throws(KVError) -> UInt64 {
         let durability = durability ?? options.defaultDurability
         let started = DispatchTime.now().uptimeNanoseconds
+        let sequence: UInt64
         do throws(KVError) {
             try validateForAsync(batch)
             do throws(KVError) {
-                try commit(batch, durability: durability)
+                sequence = try commit(batch, durability: durability, precondition: precondition)
             } catch where error.isFull {
                 // Writes stopped on a full disk: go on if there is room again.
                 guard try resumeAfterFullDisk() else { throw error }
-                try commit(batch, durability: durability)
+                sequence = try commit(batch, durability: durability, precondition: precondition)
             }
         } catch {
             counters.writeErrors.add()
             throw error
         }
         countWrite(batch, durability: durability, startedNanos: started)
+        return sequence
     }
 
-    /// Appends `batch` and waits until it is acknowledged.
-    private func commit(_ batch: WriteBatch, durability: Durability) throws(KVError) {
+    /// Appends `batch` and waits until it is acknowledged; returns its last sequence number.
+    private func commit(_ batch: WriteBatch, durability: Durability, precondition: ((Memtable, UInt64) -> KVError?)?) throws(KVError) -> UInt64 {
         try makeRoomForWrite()
+        let assigned = ManagedAtomic<UInt64>(0)
         while true {
             let log = try writableLog()
             let done = OneShot<Result<Void, KVError>>()
             // A sync writer may block anyway: it runs its commit chain on its own thread.
-            let appended = log.append(batch, durability: durability, lead: durability == .sync) { done.fulfil($0) }
+            let appended = log.append(
+                batch, durability: durability, lead: durability == .sync, precondition: precondition,
+                assigned: { assigned.store($0, ordering: .relaxed) }
+            ) { done.fulfil($0) }
             if case .rotate = appended {
                 try rotate(from: log)
                 continue
             }
             try settle(appended, on: log, done)
-            return
+            return assigned.load(ordering: .relaxed)
         }
     }
 
@@ -125,41 +142,47 @@ extension Database {
 
     // MARK: async
 
-    /// Applies `batch` atomically, suspending until it is acknowledged at `durability`.
-    /// Work that blocks (a memtable rotation, a write stall) runs off Swift's cooperative
-    /// pool.
-    public func write(_ batch: WriteBatch, durability: Durability? = nil) async throws(KVError) {
+    /// Applies `batch` atomically, suspending until it is acknowledged at `durability`;
+    /// returns the sequence number of its last entry. Work that blocks (a memtable
+    /// rotation, a write stall) runs off Swift's cooperative pool.
+    @discardableResult
+    public func write(_ batch: WriteBatch, durability: Durability? = nil) async throws(KVError) -> UInt64 {
         let durability = durability ?? options.defaultDurability
         let started = DispatchTime.now().uptimeNanoseconds
+        let sequence: UInt64
         do throws(KVError) {
             try validateForAsync(batch)
             do throws(KVError) {
-                try await commit(batch, durability: durability)
+                sequence = try await commit(batch, durability: durability)
             } catch where error.isFull {
                 // Writes stopped on a full disk: go on if there is room again.
                 guard try await blocking.run({ () throws(KVError) in try self.resumeAfterFullDisk() }) else { throw error }
-                try await commit(batch, durability: durability)
+                sequence = try await commit(batch, durability: durability)
             }
         } catch {
             counters.writeErrors.add()
             throw error
         }
         countWrite(batch, durability: durability, startedNanos: started)
+        return sequence
     }
 
-    /// Appends `batch` and suspends until it is acknowledged.
-    private func commit(_ batch: WriteBatch, durability: Durability) async throws(KVError) {
+    /// Appends `batch` and suspends until it is acknowledged; returns its last sequence number.
+    private func commit(_ batch: WriteBatch, durability: Durability) async throws(KVError) -> UInt64 {
         // A long record streams into the log, waiting for the page arena as it goes, and
         // other writes wait for it: off the cooperative pool. (A stream that starts between
         // this check and the append still holds this thread until it is in.)
         if batch.encodedBytes > LogWriter.streamThresholdBytes || currentView.log?.isStreaming == true {
-            return try await blocking.run { () throws(KVError) in try self.commit(batch, durability: durability) }
+            return try await blocking.run { () throws(KVError) -> UInt64 in try self.commit(batch, durability: durability, precondition: nil) }
         }
         if mayNeedRoom { try await blocking.run { () throws(KVError) in try self.makeRoomForWrite() } }
+        let assigned = ManagedAtomic<UInt64>(0)
         while true {
             let log = try writableLog()
-            let rotate = try await settle { ack in log.append(batch, durability: durability, lead: false, ack: ack) }
-            guard rotate else { return }
+            let rotate = try await settle { ack in
+                log.append(batch, durability: durability, lead: false, assigned: { assigned.store($0, ordering: .relaxed) }, ack: ack)
+            }
+            guard rotate else { return assigned.load(ordering: .relaxed) }
             try await blocking.run { () throws(KVError) in try self.rotate(from: log) }
         }
     }

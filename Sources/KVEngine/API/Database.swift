@@ -86,6 +86,13 @@ public final class Database: Sendable {
     /// Logs that checkpoints and backups in progress are copying: each pins the logs from
     /// its key up (with a count of the copies), so that no flush removes them meanwhile.
     let logPins = Mutex<[UInt64: Int]>([:])
+    /// What change feeds that follow new commits wait on: signalled as log chains
+    /// complete and as logs rotate (`changes(since:)`).
+    let feedSignal: FeedSignal
+    /// When each log this handle retired was closed (uptime nanoseconds): the age
+    /// `Options.logRetention` counts (a log of an earlier session counts from the open).
+    let logsClosedAt = Mutex<[UInt64: UInt64]>([:])
+    let openedAt = DispatchTime.now().uptimeNanoseconds
 
     /// Opens (or creates, per `options`) the database in directory `path`.
     ///
@@ -117,6 +124,8 @@ public final class Database: Sendable {
         self.options = options
         self.storage = storage
         self.ownedStore = ownedStore
+        let feed = FeedSignal()
+        self.feedSignal = feed
         let exists = storage.fileExists(atPath: path + "/" + FileNames.identity)
         if exists {
             if options.errorIfExists {
@@ -166,7 +175,7 @@ public final class Database: Sendable {
             do {
                 started = try Database.startWriting(
                     path: path, storage: storage, options: options, counters: counters, versions: versions,
-                    manifest: manifest, recovery: recovery, identity: identity)
+                    manifest: manifest, recovery: recovery, identity: identity, feed: feed)
             } catch where error.isFull {
                 engineLogger.warning("\(path): no room to start a log and a manifest (\(error.message)); open read-only")
                 fullAtOpen = error
@@ -203,7 +212,7 @@ public final class Database: Sendable {
     /// manifest does not record.
     private static func startWriting(
         path: String, storage: any Storage, options: Options, counters: EngineCounters, versions: VersionSet,
-        manifest: ManifestState, recovery: Recovery.Outcome, identity: Identity.Info
+        manifest: ManifestState, recovery: Recovery.Outcome, identity: Identity.Info, feed: FeedSignal
     ) throws(KVError) -> (log: LogWriter, memtable: Memtable, immutables: [FrozenMemtable]) {
         let logNumber = versions.newFileNumber()
         let memtable = Memtable()
@@ -211,7 +220,7 @@ public final class Database: Sendable {
         do {
             log = try LogWriter.create(
                 directory: path, number: logNumber, storage: storage, memtable: memtable,
-                lastSequence: recovery.lastSequence, options: options, counters: counters)
+                lastSequence: recovery.lastSequence, options: options, counters: counters, feed: feed)
         } catch {
             // Recorded nowhere yet: what was made of it goes.
             try? storage.removeFile(atPath: path + "/" + FileNames.log(logNumber))

@@ -39,6 +39,11 @@ public struct KVError: Error, Sendable, CustomStringConvertible {
         /// not UTF-8, or a `Codable` value its decoder refused (the decoder's error is in
         /// the message). A value that could not be encoded is refused with this code too.
         case decoding
+        /// The change feed was asked for changes the database no longer keeps (its logs
+        /// were removed once their writes were in tables; ``Options/logRetention`` keeps
+        /// them longer), or that never were in a log (an ingest's): the message names the
+        /// oldest sequence it can start after. A follower starts again from a checkpoint.
+        case notRetained
     }
 
     // Each code as a static member, so that a catch can name it: `catch KVError.locked`
@@ -68,6 +73,8 @@ public struct KVError: Error, Sendable, CustomStringConvertible {
     public static let conflict = Code.conflict
     /// Matches `.decoding` in a `catch`.
     public static let decoding = Code.decoding
+    /// Matches `.notRetained` in a `catch`.
+    public static let notRetained = Code.notRetained
 
     /// The class of failure.
     public let code: Code

@@ -93,6 +93,9 @@ public struct Options: Sendable {
     /// read-only mount) while a writer is refused, and a writer's open is refused while
     /// they run. Writes fail with `.readOnly`. Damage is treated per `onLogCorruption`.
     public var readOnly = false
+    /// How long logs stay once their writes are in tables, for the change feed
+    /// (``Database/changes(since:follow:)``) to read: nil (the default) removes them at once.
+    public var logRetention: LogRetention? = nil
     /// How data blocks of new tables are compressed (LZ4 by default; docs/FORMAT.md,
     /// "Data blocks"). A block that does not shrink by more than an eighth is stored raw, and the
     /// block cache holds blocks uncompressed. Tables keep the codec they were written
@@ -362,4 +365,22 @@ public final class Snapshot: Sendable {
     }
 
     deinit { release() }
+}
+
+/// How long a database keeps its logs after their writes are in tables, so that a change
+/// feed can start from an older sequence number (RocksDB's `WAL_ttl_seconds` and
+/// `WAL_size_limit_MB`). A log is kept while the kept logs, it and those newer than it, hold
+/// at most `maxBytes` and it closed at most `maxAgeSeconds` ago (a log of an earlier session
+/// counts from the open). Checked whenever a flush removes logs, and at open.
+public struct LogRetention: Sendable, Equatable {
+    /// Bytes the kept logs may hold in all.
+    public var maxBytes: Int64
+    /// Seconds a log is kept after it closed.
+    public var maxAgeSeconds: Double
+
+    /// Keeps logs within both bounds (each unbounded by default).
+    public init(maxBytes: Int64 = .max, maxAgeSeconds: Double = .infinity) {
+        self.maxBytes = maxBytes
+        self.maxAgeSeconds = maxAgeSeconds
+    }
 }

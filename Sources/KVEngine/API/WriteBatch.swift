@@ -54,6 +54,30 @@ public struct WriteBatch: Sendable {
         encoded.append(contentsOf: value)
     }
 
+    /// One entry of a batch, as ``entries`` lists them.
+    public enum Entry: Sendable, Equatable {
+        case put(key: [UInt8], value: [UInt8])
+        case delete(key: [UInt8])
+    }
+
+    /// The entries, in order (a change feed's batch is read this way).
+    public var entries: [Entry] {
+        var entries: [Entry] = []
+        entries.reserveCapacity(count)
+        _ = encoded.withUnsafeBytes { record in
+            WriteBatch.forEachEntry(in: record) { _, type, key, value in
+                entries.append(type == .put ? .put(key: Array(key), value: Array(value)) : .delete(key: Array(key)))
+            }
+        }
+        return entries
+    }
+
+    /// The batch of a log record (one `forEachEntry` accepts).
+    init(record: UnsafeRawBufferPointer) {
+        encoded = Array(record)
+        count = Int(Coding.fixed32(record, at: 8))
+    }
+
     /// Removes every entry.
     public mutating func removeAll() {
         encoded.removeSubrange(WriteBatch.headerBytes...)

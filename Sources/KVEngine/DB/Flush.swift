@@ -46,15 +46,35 @@ extension Database {
     /// in progress copies (`logPins`): those go with a later flush, or when the last copy
     /// of them is done. Under the pins' lock, so that a copy's pin and the state it pins
     /// are taken together (see `pinLogs`).
+    ///
+    /// With `Options.logRetention`, the newest of them stay while they are within its
+    /// bounds (for the change feed).
     func removeObsoleteLogs(below number: UInt64) {
         logPins.withLock { pins in
             let floor = min(number, pins.keys.min() ?? number)
             guard let names = try? storage.contentsOfDirectory(atPath: path) else { return }
-            for name in names {
-                if let log = FileNames.logNumber(name), log < floor {
-                    try? storage.removeFile(atPath: path + "/" + name)
+            var obsolete = names.compactMap(FileNames.logNumber).filter { $0 < floor }.sorted(by: >)
+            if let retention = options.logRetention {
+                let now = DispatchTime.now().uptimeNanoseconds
+                let closedAt = logsClosedAt.withLock { $0 }
+                var kept: Int64 = 0
+                while let newest = obsolete.first {
+                    let file = path + "/" + FileNames.log(newest)
+                    var bytes: Int64 = 0
+                    if let handle = try? storage.openFile(atPath: file, mode: .readOnly) {
+                        bytes = (try? storage.fileSize(handle)) ?? 0
+                        try? storage.closeFile(handle)
+                    }
+                    let age = Double(now - min(now, closedAt[newest] ?? openedAt)) / 1e9
+                    guard kept + bytes <= retention.maxBytes, age <= retention.maxAgeSeconds else { break }
+                    kept += bytes
+                    obsolete.removeFirst()
                 }
             }
+            for log in obsolete {
+                try? storage.removeFile(atPath: path + "/" + FileNames.log(log))
+            }
+            if !obsolete.isEmpty { logsClosedAt.withLock { closed in for log in obsolete { closed[log] = nil } } }
         }
     }
 
@@ -68,7 +88,7 @@ extension Database {
         let manifest = versions.manifestNumber
         for name in names {
             let obsolete = switch FileNames.kind(of: name) {
-            case .log(let number): number < logNumber && number != currentView.log?.number
+            case .log: false  // below, as a flush removes them (kept per `logRetention`)
             case .table(let number): !live.contains(number)
             case .manifest(let number): number != manifest
             case .temporary(of: FileNames.current): true
@@ -79,6 +99,7 @@ extension Database {
                 try? storage.removeFile(atPath: path + "/" + name)
             }
         }
+        removeObsoleteLogs(below: min(logNumber, currentView.log?.number ?? logNumber))
     }
 
     /// Background flushing: flushes while frozen memtables wait.

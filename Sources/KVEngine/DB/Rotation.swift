@@ -36,6 +36,8 @@ extension Database {
         old.seal()
         try makeDurable(old)
         try close(old)
+        let now = DispatchTime.now().uptimeNanoseconds
+        logsClosedAt.withLock { $0[old.number] = now }
     }
 
     /// Closes a sealed log (after its chains in flight land, cut at its durable end); a
@@ -60,7 +62,7 @@ extension Database {
         do throws(KVError) {
             log = try LogWriter.create(
                 directory: path, number: number, storage: storage, memtable: memtable,
-                lastSequence: lastSequence, options: options, counters: counters)
+                lastSequence: lastSequence, options: options, counters: counters, feed: feedSignal)
         } catch {
             // Recorded nowhere yet: what was made of it goes (a later try starts it again).
             try? storage.removeFile(atPath: path + "/" + FileNames.log(number))
@@ -80,6 +82,7 @@ extension Database {
             throw error
         }
         view.withLock { $0 = $0.with(log: log, memtable: memtable, immutables: (frozen.map { [$0] } ?? []) + $0.immutables) }
+        feedSignal.signal()  // feeds reading the old log to its durable end read it to its end
     }
 
     /// Waits until no frozen memtable waits for its flush (the flush thread writes them;

@@ -114,7 +114,7 @@ extension Database {
             let done = OneShot<Result<Void, KVError>>()
             let appended = log.append(
                 batch, durability: durability, lead: durability == .sync,
-                precondition: { memtable in
+                precondition: { memtable, _ in
                     do throws(KVError) {
                         guard let key = try conflicts.firstConflict(in: memtable.makeIterator(), since: snapshot) else { return nil }
                         return conflicts.conflictError(key, snapshot: snapshot)

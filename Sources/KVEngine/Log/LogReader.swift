@@ -71,10 +71,16 @@ struct LogReader {
 
     /// Replays the log. `deliver` gets each complete record and returns a problem when the
     /// record itself is malformed (then parsing stops there, as at a bad fragment).
-    func replay(_ deliver: @escaping (UnsafeRawBufferPointer, Int64) -> String?) throws(KVError) -> Result {
+    ///
+    /// `from`, when not 0, is the offset of a record a replay delivered before: parsing
+    /// starts on its page, skipping the fragments before it (the change feed reads on
+    /// where it stopped). `limit` ends the file there (a live log's durable end: every page
+    /// before it is written whole and never again).
+    func replay(from: Int64 = 0, limit: Int64? = nil, _ deliver: @escaping (UnsafeRawBufferPointer, Int64) -> String?) throws(KVError) -> Result {
         let file = try io("open log \(path)") { try storage.openFile(atPath: path, mode: .readOnly) }
         defer { try? storage.closeFile(file) }
-        let size = try io("size of \(path)") { try storage.fileSize(file) }
+        let fileSize = try io("size of \(path)") { try storage.fileSize(file) }
+        let size = min(fileSize, limit ?? fileSize)
         let pageBytes = LogFormat.pageBytes
         let buffer = try io("allocate recovery buffer") {
             try storage.allocator.allocate(pages: LogReader.chunkPages)
@@ -86,6 +92,7 @@ struct LogReader {
             try storage.read(file, offsetBytes: 0, into: buffer.slice(offset: 0, count: pageBytes))
         }
         var parser = Parser(number: number, deliver: deliver)
+        parser.skipBefore = from
         var headerProblem: String? = nil
         if let problem = headerRead < LogFormat.headerBytes
             ? "file shorter than its header"
@@ -95,7 +102,7 @@ struct LogReader {
             headerProblem = problem
             parser.halt(at: 0, 0, "bad log header: \(problem)")
         }
-        var offset = Int64(pageBytes)
+        var offset = max(Int64(pageBytes), from / Int64(pageBytes) * Int64(pageBytes))
         while offset < size {
             let want = min(Int64(buffer.count), size - offset)
             let wantAligned = Int((want + Int64(pageBytes) - 1) / Int64(pageBytes)) * pageBytes
@@ -117,12 +124,32 @@ struct LogReader {
         return parser.finish(endOfFile: offset)
     }
 
+    /// The sequence number of the log's first record, from its first page of records
+    /// alone (whose first fragment starts that record); nil when it holds none.
+    func firstSequence() throws(KVError) -> UInt64? {
+        try io("read the first record of \(path)") { () throws -> UInt64? in
+            let file = try storage.openFile(atPath: path, mode: .readOnly)
+            defer { try? storage.closeFile(file) }
+            let page = try storage.allocator.allocate()
+            defer { storage.allocator.free(page) }
+            let pageBytes = LogFormat.pageBytes
+            guard try storage.read(file, offsetBytes: Int64(pageBytes), into: page.slice(offset: 0, count: pageBytes)) == pageBytes,
+                case .fragment(let fragment) = LogFormat.readFragment(
+                    UnsafeRawBufferPointer(page.bytes), at: 0, pageOffset: Int64(pageBytes), logNumber: number),
+                fragment.type == .full || fragment.type == .first, fragment.payload.count >= WriteBatch.headerBytes
+            else { return nil }
+            return Coding.fixed64(UnsafeRawBufferPointer(rebasing: page.bytes[fragment.payload]), at: 0)
+        }
+    }
+
     /// The page-by-page state machine of `replay`.
     private struct Parser {
         let number: UInt64
         let deliver: (UnsafeRawBufferPointer, Int64) -> String?
         var assembling: [UInt8]? = nil
         var assemblingStart: Int64 = 0
+        /// Fragments before this offset are passed over (`replay(from:)`).
+        var skipBefore: Int64 = 0
         var records = 0
         /// Where parsing stopped, why, and whether it was at an empty page.
         var stop: (offset: Int64, reason: String, empty: Bool)? = nil
@@ -173,6 +200,10 @@ struct LogReader {
                     writtenButBad = LogFormat.isWritten(page, sectorsOf: evidence)
                     return
                 case .fragment(let fragment):
+                    if pageOffset + Int64(position) < skipBefore {
+                        position = fragment.end
+                        continue
+                    }
                     if let problem = accept(fragment, page, at: pageOffset + Int64(position)) {
                         if let paddingAt, paddingAt % Int64(LogFormat.atomicSectorBytes) == 0 {
                             // The zeros that ended a page from a sector boundary on were not

@@ -153,6 +153,7 @@ extension LogWriter {
             counters.logChainMicros.add(Int((DispatchTime.now().uptimeNanoseconds - submittedNanos) / 1000))
         }
         for (ack, result) in acks { ack(result) }
+        feed?.signalIfFollowed()
         if closing { drained.signal() }
         if streaming { progress.signal() }
         return next

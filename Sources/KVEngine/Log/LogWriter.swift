@@ -65,6 +65,14 @@ final class LogWriter: Sendable {
     let visibleSequence: ManagedAtomic<UInt64>
     /// The last sequence number before this log's first record (its records follow it).
     let baseSequence: UInt64
+    /// What change feeds following this log wait on (signalled as chains complete).
+    let feed: FeedSignal?
+
+    /// Where the durable part of the log ends (every page before it is written whole and
+    /// never again) and the last sequence number it holds.
+    var durablePoint: (bytes: Int64, sequence: UInt64) {
+        state.withLock { ($0.commits.durableBytes, $0.commits.durableSequence) }
+    }
 
     /// Chains this log keeps in flight: `Options.logChainsInFlight` with O_DIRECT, one without.
     /// Through the page cache, a page's write-back error is reported to whichever
@@ -99,13 +107,17 @@ final class LogWriter: Sendable {
     /// `memtable` after `lastSequence`.
     static func create(
         directory: String, number: UInt64, storage: any Storage, memtable: Memtable,
-        lastSequence: UInt64, options: Options, counters: EngineCounters
+        lastSequence: UInt64, options: Options, counters: EngineCounters, feed: FeedSignal? = nil
     ) throws(KVError) -> LogWriter {
         let (log, space) = try LogFile.create(directory: directory, number: number, storage: storage, options: options)
-        return LogWriter(log: log, space: space, memtable: memtable, lastSequence: lastSequence, options: options, counters: counters)
+        return LogWriter(log: log, space: space, memtable: memtable, lastSequence: lastSequence, options: options, counters: counters, feed: feed)
     }
 
-    private init(log: LogFile, space: LogSpace, memtable: Memtable, lastSequence: UInt64, options: Options, counters: EngineCounters) {
+    private init(
+        log: LogFile, space: LogSpace, memtable: Memtable, lastSequence: UInt64, options: Options, counters: EngineCounters,
+        feed: FeedSignal?
+    ) {
+        self.feed = feed
         self.log = log
         self.storage = log.storage
         self.counters = counters
@@ -150,10 +162,13 @@ final class LogWriter: Sendable {
     /// that may block. `precondition`, when given, runs under the lock just before the
     /// batch would take its sequence numbers, with the memtable every earlier write of
     /// this log is in: an error it returns fails the append (`ack` gets it) and nothing is
-    /// written (a transaction's last conflict check).
+    /// written (a transaction's last conflict check, or a follower's check that the batch
+    /// takes the sequence numbers the leader gave it: the log's last sequence number is
+    /// passed too). `assigned` gets the batch's last sequence number, under the lock, once
+    /// it has taken its numbers.
     func append(
         _ batch: WriteBatch, durability: Durability, lead: Bool,
-        precondition: ((Memtable) -> KVError?)? = nil, ack: @escaping Ack
+        precondition: ((Memtable, UInt64) -> KVError?)? = nil, assigned: ((UInt64) -> Void)? = nil, ack: @escaping Ack
     ) -> Appended {
         var batch = batch
         // The copy sealing makes (the caller keeps its batch) is made here, not under the lock.
@@ -171,10 +186,11 @@ final class LogWriter: Sendable {
                 if memtable.count > 0 && memtable.approximateBytes + batch.encodedBytes + batch.count * 48 > memtableLimitBytes {
                     return .rotate
                 }
-                if let precondition, let refusal = precondition(memtable) { return .failed(refusal) }
+                if let precondition, let refusal = precondition(memtable, state.lastSequence) { return .failed(refusal) }
                 if batch.encodedBytes > LogWriter.streamThresholdBytes {
                     batch.seal(firstSequence: state.lastSequence + 1)
                     state.lastSequence += UInt64(batch.count)
+                    assigned?(state.lastSequence)
                     state.streaming = true
                     return .stream(lastSequence: state.lastSequence)
                 }
@@ -182,6 +198,7 @@ final class LogWriter: Sendable {
                 if missing > 0 { return .needBlocks(missing) }
                 batch.seal(firstSequence: state.lastSequence + 1)
                 state.lastSequence += UInt64(batch.count)
+                assigned?(state.lastSequence)
                 batch.encoded.withUnsafeBytes { record in
                     state.pages.append(record, lastSequence: state.lastSequence, durableBytes: state.commits.durableBytes, logNumber: number)
                     memtable.apply(batch: record)

@@ -59,7 +59,7 @@ struct MetaGenerator {
     private enum Kind: CaseIterable {
         case put, delete, batch, get, getMany, takeSnapshot, releaseSnapshot, openCursor, next, closeCursor, scan, count
         case flush, compactAll, compactRange, sync, reopen, reopenWithOptions, reopenReadOnly, salvage, crash, ingest, noRoom, transaction
-        case checkpoint, backup
+        case checkpoint, backup, follow
 
         var weight: Int {
             switch self {
@@ -89,6 +89,7 @@ struct MetaGenerator {
             case .transaction: return 40
             case .checkpoint: return 6
             case .backup: return 6
+            case .follow: return 10
             }
         }
     }
@@ -199,6 +200,7 @@ struct MetaGenerator {
             return .transaction(MetaTransaction(sync: durability(), reads: reads, scan: scan, writes: writes, meanwhile: meanwhile))
         case .checkpoint: return .checkpoint
         case .backup: return .backup
+        case .follow: return .follow
         }
     }
 

@@ -16,7 +16,7 @@ import Foundation
 ///     next c1 3 | close c1
 ///     scan start=- end=xff prefix=x00 forward limit=- @-
 ///     flush | compact x61 - | sync | reopen | reopen opts=tiny | reopen ro | salvage | crash
-///     checkpoint | backup
+///     checkpoint | backup | follow
 ///     txn sync read x61 ; scan start=- end=- prefix=- forward limit=2 ; put x61 v5/3 ; meanwhile del x61
 enum MetaOp: Equatable, CustomStringConvertible {
     case put(key: [UInt8], value: MetaValue, sync: Bool)
@@ -63,6 +63,12 @@ enum MetaOp: Equatable, CustomStringConvertible {
     /// `Database.backup(to:)` into the run's one backup directory (incremental after the
     /// first), which then opens read-only equal to the model (and again at the end).
     case backup
+    /// `sync`, then a follower (a checkpoint of the database, opened, kept across the
+    /// operations that follow) applies the change feed since its last sequence: it must
+    /// then equal the model. A follower the feed cannot serve (`.notRetained`: its logs
+    /// are gone, or an ingest is in between) starts again from a new checkpoint; after a
+    /// crash it reopens and catches up from what it recovered.
+    case follow
 
     var description: String {
         switch self {
@@ -91,6 +97,7 @@ enum MetaOp: Equatable, CustomStringConvertible {
         case .transaction(let transaction): return transaction.description
         case .checkpoint: return "checkpoint"
         case .backup: return "backup"
+        case .follow: return "follow"
         }
     }
 
@@ -180,6 +187,7 @@ enum MetaOp: Equatable, CustomStringConvertible {
         case "txn": self = .transaction(try MetaTransaction(parsing: words, line))
         case "checkpoint": self = .checkpoint
         case "backup": self = .backup
+        case "follow": self = .follow
         default: throw fail("unknown operation \(verb)")
         }
     }

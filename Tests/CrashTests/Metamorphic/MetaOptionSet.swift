@@ -48,13 +48,14 @@ struct MetaOptionSet: Sendable {
         MetaOptionSet(name: "tiny-nocache", options: tiny { $0.cacheBytes = 0; $0.maxOpenTables = 1 }),
         MetaOptionSet(name: "l0-1", options: tiny { $0.level0CompactionTrigger = 1; $0.memtableBytes = 8 << 10 }),
         MetaOptionSet(name: "l0-3", options: tiny { $0.level0CompactionTrigger = 3; $0.tableTargetBytes = 16 << 10; $0.flushOnClose = false }),
-        MetaOptionSet(name: "l0-8", options: tiny { $0.level0CompactionTrigger = 8; $0.memtableBytes = 16 << 10 }),
+        // Logs kept for the change feed: everything (huge-cache), the newest 32 KiB (l0-8).
+        MetaOptionSet(name: "l0-8", options: tiny { $0.level0CompactionTrigger = 8; $0.memtableBytes = 16 << 10; $0.logRetention = LogRetention(maxBytes: 32 << 10) }),
         // Everything stays in level 0 and level 1.
         MetaOptionSet(name: "few-levels", options: tiny { $0.levelBaseBytes = 1 << 30; $0.level0CompactionTrigger = 4 }),
         // Many small levels: data reaches the bottom level quickly.
         MetaOptionSet(name: "deep", options: tiny { $0.levelBaseBytes = 4 << 10; $0.tableTargetBytes = 4 << 10; $0.level0CompactionTrigger = 1 }),
         MetaOptionSet(name: "tiny-cache", options: tiny { $0.cacheBytes = 4 << 10; $0.memtableBytes = 12 << 10 }),
-        MetaOptionSet(name: "huge-cache", options: tiny { $0.cacheBytes = 1 << 30; $0.memtableBytes = 8 << 10 }),
+        MetaOptionSet(name: "huge-cache", options: tiny { $0.cacheBytes = 1 << 30; $0.memtableBytes = 8 << 10; $0.logRetention = LogRetention() }),
         // Buffered chains start at every full page, up to four in flight; several frozen
         // memtables wait.
         MetaOptionSet(name: "chains", options: tiny { $0.bufferedChainPages = 1; $0.logChainsInFlight = 4; $0.maxFrozenMemtables = 3; $0.batchReadDepth = 1; $0.flushOnClose = false }),

@@ -50,6 +50,9 @@ final class MetaRunner {
     /// Checkpoints and the backup made so far, with the entries each must hold.
     private var copies: [String: [(key: [UInt8], value: [UInt8])]] = [:]
     static let backupPath = "/sim/backup"
+    /// The follower the `follow` operations keep: its directory, and its handle while open.
+    private var follower: (path: String, db: Database?)?
+    private var followers = 0
 
     init(operations: [MetaOp], optionSet: MetaOptionSet, seed: UInt64) {
         self.operations = operations
@@ -101,6 +104,8 @@ final class MetaRunner {
     }
 
     private func tearDown() {
+        try? follower?.db?.close()
+        follower = nil
         cursors.removeAll()
         snapshots.removeAll()
         try? db?.close()
@@ -335,7 +340,19 @@ final class MetaRunner {
             let state = try checkWholeState("\(operation) \(target)", of: copy, expected: expected)
             try copy.close()
             return "\(operation): through \(report.sequence); " + state
+        case .follow:
+            let db = try database
+            if optionSet.asyncAPI { try awaitAsync { try await db.sync() } } else { try db.sync() }
+            model.markDurable()
+            let follower = try catchUpFollower(db)
+            let leader = db.currentView.visibleSequence
+            let at = try follower.snapshot().sequence
+            guard at == leader else { throw MetaMismatch("the follower is through \(at), the leader through \(leader)") }
+            return "follow: through \(leader); " + (try checkWholeState("follower", of: follower, expected: model.sortedEntries))
         case .crash:
+            // The follower is on the disk that goes: it reopens on the new one when next used.
+            try? follower?.db?.close()
+            follower?.db = nil
             dropHandles()
             if memory != nil {
                 // Memory loses nothing at a crash: what a clean close keeps, which the
@@ -360,6 +377,39 @@ final class MetaRunner {
             if let problem = model.recover(sequence: recovered) { throw MetaMismatch("after the crash: \(problem)") }
             return "crash: recovered through \(recovered); " + (try checkWholeState("crash"))
         }
+    }
+
+    /// The follower, caught up with `db`'s change feed: reopened if a crash closed it, or
+    /// made again from a checkpoint when the feed cannot serve it.
+    private func catchUpFollower(_ db: Database) throws -> Database {
+        func fresh() throws -> Database {
+            try? follower?.db?.close()
+            followers += 1
+            let path = MetaRunner.directory + "/follower\(followers)"
+            try db.checkpoint(to: path)
+            let opened = try open(path)
+            follower = (path, opened)
+            return opened
+        }
+        var handle = try follower.map { existing in try existing.db ?? open(existing.path) } ?? fresh()
+        follower?.db = handle
+        for attempt in 0..<2 {
+            do {
+                let feed = try db.changes(since: try handle.snapshot().sequence, follow: false)
+                if optionSet.asyncAPI {
+                    let target = handle
+                    try awaitAsync {
+                        for try await change in feed { try target.apply(change, durability: .buffered) }
+                    }
+                } else {
+                    while let change = try feed.next() { try handle.apply(change, durability: .buffered) }
+                }
+                return handle
+            } catch let error as KVError where error.code == .notRetained && attempt == 0 {
+                handle = try fresh()
+            }
+        }
+        return handle
     }
 
     /// Runs a transaction (async when the option set says so) whose first attempt lets
