@@ -364,6 +364,61 @@ struct CheckpointCommand: DatabaseCommand {
     }
 }
 
+struct Changes: DatabaseCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the committed writes after sequence N, one entry a line: SEQ<TAB>put<TAB>KEY<TAB>VALUE or SEQ<TAB>del<TAB>KEY.",
+        discussion: "Reads the logs the database keeps (Options.logRetention keeps them after their writes are in tables). --follow then waits for new commits until Ctrl-C: in the shell, or with a database no other process holds (a writer in another process holds it exclusively).")
+    @OptionGroup var database: DatabaseOptions
+    @OptionGroup var encoding: ByteEncoding
+    @Option(help: "Print the writes after this sequence number (0: from the first kept).") var since: UInt64 = 0
+    @Flag(help: "Wait for new commits after the kept ones, until Ctrl-C.") var follow = false
+    var access: DatabaseAccess { .read }
+
+    func run(on db: Database, _ out: inout OutputBuffer) throws {
+        let feed = try db.changes(since: since, follow: follow)
+        let done = ManagedDone()
+        if follow {
+            // Ctrl-C ends a wait for the next commit.
+            Thread {
+                while !done.isDone {
+                    if Interrupt.requested { feed.cancel() }
+                    usleep(50_000)
+                }
+            }.start()
+        }
+        defer { done.set() }
+        while !out.interrupted, let change = try feed.next() {
+            for (index, entry) in change.batch.entries.enumerated() {
+                let sequence = change.firstSequence + UInt64(index)
+                switch entry {
+                case .put(let key, let value): line(sequence, "put", key, value, &out)
+                case .delete(let key): line(sequence, "del", key, nil, &out)
+                }
+            }
+        }
+    }
+
+    private func line(_ sequence: UInt64, _ op: String, _ key: [UInt8], _ value: [UInt8]?, _ out: inout OutputBuffer) {
+        if encoding.json {
+            var object: [UInt8] = []
+            encoding.appendLine(key: key, value: value, to: &object)
+            out.bytes += Array("{\"sequence\": \(sequence), \"op\": \"\(op)\", ".utf8) + object.dropFirst()
+        } else {
+            out.bytes += Array("\(sequence)\t\(op)\t".utf8)
+            encoding.appendLine(key: key, value: value, to: &out.bytes)
+        }
+        out.endLine()
+    }
+}
+
+/// Set once by the thread that owns it, read by another.
+final class ManagedDone: @unchecked Sendable {
+    private let lock = NSLock()
+    private var done = false
+    var isDone: Bool { lock.withLock { done } }
+    func set() { lock.withLock { done = true } }
+}
+
 struct BackupCommand: DatabaseCommand {
     static let configuration = CommandConfiguration(
         commandName: "backup",

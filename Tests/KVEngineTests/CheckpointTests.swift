@@ -247,6 +247,82 @@ final class CheckpointTests: XCTestCase {
         try db.close()
     }
 
+    /// A backup into what an unfinished checkpoint left (links to the source's tables,
+    /// no identity file) replaces those links and never writes through them.
+    func testBackupOverAnUnfinishedCheckpointLeavesTheSourceWhole() throws {
+        let dir = TestPath()
+        let db = try Database(path: dir.path, options: options())
+        for index in 0..<2000 { try db.put(key(index), value(index), durability: .buffered) }
+        try db.compactRange()
+        let expected = try contents(db)
+        let target = dir.root + "/target"
+        try db.checkpoint(to: target)
+        try FileManager.default.removeItem(atPath: target + "/" + FileNames.identity)
+        try db.backup(to: target)
+        XCTAssertEqual(try contents(db).map(\.value), expected.map(\.value))
+        for name in files(target, ".sst") { XCTAssertNotEqual(inode(target + "/" + name), inode(dir.path + "/" + name), "\(name) is a copy now") }
+        try verify(target, equals: db)
+        try db.close()
+        let reopened = try Database(path: dir.path, options: options())
+        XCTAssertEqual(try contents(reopened).map(\.value), expected.map(\.value))
+        try reopened.close()
+    }
+
+    /// A backup cut short after copying a log of the new state (the log is in the backup,
+    /// no manifest names it) leaves the previous state opening as it was; the next backup
+    /// completes it.
+    func testABackupCutShortLeavesThePreviousState() throws {
+        let dir = TestPath()
+        let db = try Database(path: dir.path, options: options { $0.flushOnClose = false })
+        for index in 0..<500 { try db.put(key(index), value(index), durability: .buffered) }
+        try db.compactRange()
+        let backup = dir.root + "/backup"
+        try db.backup(to: backup)
+        let before = try contents(db)
+        for index in 0..<50 { try db.put(key(20_000 + index), value(index)) }
+        // What a cut-short backup leaves: the source's logs copied, then nothing.
+        for log in logFiles(dir.path) {
+            try FileManager.default.copyItem(atPath: log, toPath: backup + "/" + (log as NSString).lastPathComponent)
+        }
+        let old = try Database(path: backup, options: options { $0.readOnly = true })
+        let held = try contents(old)
+        XCTAssertTrue(held.map(\.key) == before.map(\.key), "the previous state: \(held.count) keys, expected \(before.count)")
+        try old.close()
+        try db.backup(to: backup)
+        try verify(backup, equals: db)
+        try db.close()
+    }
+
+    /// A read-only handle copies the logs its open replayed, none the manifest does not
+    /// record, and copies rather than links them; a backup of a database without an id
+    /// (made by an older build) from a read-only handle is refused.
+    func testCopiesOfAReadOnlyHandle() throws {
+        let dir = TestPath()
+        let db = try Database(path: dir.path, options: options { $0.flushOnClose = false })
+        for index in 0..<100 { try db.put(key(index), value(index), durability: .buffered) }
+        try db.close()
+        let logs = logFiles(dir.path)
+        XCTAssertEqual(logs.count, 1)
+        // A log no manifest records (its creation cut short): a copy of the live one.
+        try FileManager.default.copyItem(atPath: logs[0], toPath: dir.path + "/999999.log")
+        let reader = try Database(path: dir.path, options: options { $0.readOnly = true })
+        let report = try reader.checkpoint(to: dir.root + "/copy")
+        XCTAssertEqual(report.logs, 1)
+        XCTAssertEqual(report.linkedFiles, report.tables, "tables linked, the log copied: \(report)")
+        try reader.close()
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.path + "/999999.log"), "a read-only handle removes nothing")
+        let copy = try Database(path: dir.root + "/copy", options: options())
+        XCTAssertEqual(try contents(copy).count, 100)
+        try copy.close()
+        // No id: as an older build left it.
+        var identity = [UInt8](try Data(contentsOf: URL(fileURLWithPath: dir.path + "/" + FileNames.identity)))
+        identity.replaceSubrange(24..<64, with: [UInt8](repeating: 0, count: 40))
+        try Data(identity).write(to: URL(fileURLWithPath: dir.path + "/" + FileNames.identity))
+        let old = try Database(path: dir.path, options: options { $0.readOnly = true })
+        XCTAssertThrowsError(try old.backup(to: dir.root + "/backup")) { XCTAssertEqual(($0 as? KVError)?.code, .invalidArgument, "\($0)") }
+        try old.close()
+    }
+
     /// On a storage without links, a checkpoint copies.
     func testCheckpointCopiesWhereLinksAreRefused() throws {
         let storage = NoLinks(try MemoryStorage())

@@ -141,7 +141,8 @@ public final class Database: Sendable {
         if exists {
             identity = try Identity.read(in: path, storage: storage)
         } else {
-            try Identity.create(in: path, storage: storage)
+            identity.id = Identity.newID()
+            try Identity.create(in: path, storage: storage, id: identity.id!)
             engineLogger.debug("created database at \(path)")
         }
         let cache = BlockCache(capacityBytes: options.cacheBytes)
@@ -233,6 +234,9 @@ public final class Database: Sendable {
             // rather than misread (this build reads an older manifest under a new identity).
             // One without an id gets one. A backup opened for writing becomes a database
             // of its own (a new id), which later backups of the original then refuse.
+            if identity.isBackup {
+                engineLogger.warning("\(path) is a backup, opened for writing: it is a database of its own from now on, and later backups of its source refuse it (open it read-only to look inside)")
+            }
             if identity.version < Identity.formatVersion || identity.id == nil || identity.isBackup {
                 try Identity.create(in: path, storage: storage, id: identity.isBackup ? Identity.newID() : identity.id ?? Identity.newID())
             }

@@ -55,13 +55,17 @@ extension Database {
         try prepareEmptyDirectory(directory, for: "checkpoint")
         let source = try captureForCopy()
         defer { releaseLogs(source.pin) }
+        defer { withExtendedLifetime(source.version) {} }  // its tables stay until the copy is done
         var linked = 0
         var copied = 0
         var copiedBytes: Int64 = 0
+        let logNames = Set(source.edit.createdLogs.map(FileNames.log))
         for name in source.files {
             let from = path + "/" + name
             let to = directory + "/" + name
-            if try link(from, to) {
+            // A read-only handle's logs are as a crash left them: the copy's open may cut a
+            // torn tail, which must not cut the source's file. Copied, then.
+            if !(source.readOnly && logNames.contains(name)), try link(from, to) {
                 linked += 1
             } else {
                 copiedBytes += try copyFile(from, to)
@@ -92,15 +96,22 @@ extension Database {
     /// backup holding a file under one of this database's numbers with other contents.
     @discardableResult
     public func backup(to directory: String) throws(KVError) -> CheckpointReport {
-        let fresh = !storage.fileExists(atPath: directory + "/" + FileNames.identity)
-        if fresh { try prepareEmptyDirectory(directory, for: "backup", allowingLeftovers: true) }
+        guard let sourceID = try Identity.read(in: path, storage: storage).id else {
+            throw KVError(
+                .invalidArgument,
+                "backup of \(path): the database has no id yet (an older build made it, and only a writable open gives it one); open it for writing once, then back it up",
+                path: path + "/" + FileNames.identity)
+        }
+        if !storage.fileExists(atPath: directory) { try prepareEmptyDirectory(directory, for: "backup") }
         let lock = try DirectoryLock(directory: directory, storage: storage)
         defer { lock.release() }
-        let sourceID = try Identity.read(in: path, storage: storage).id
+        // Decided under the lock: two first backups into one directory do not both start fresh.
+        let fresh = !storage.fileExists(atPath: directory + "/" + FileNames.identity)
+        if fresh { try prepareEmptyDirectory(directory, for: "backup", allowingLeftovers: true) }
         var held = ManifestState()
         if !fresh {
             let identity = try Identity.read(in: directory, storage: storage)
-            guard identity.isBackup, sourceID == nil || identity.id == sourceID else {
+            guard identity.isBackup, identity.id == sourceID else {
                 let what = identity.isBackup ? "a backup of another database" : "a database (or a backup opened for writing since), not a backup"
                 throw KVError(
                     .invalidArgument, "backup into \(directory): it is \(what); back up to a new directory",
@@ -114,6 +125,7 @@ extension Database {
         for level in held.levels { for (number, meta) in level { heldTables[number] = meta } }
         let source = try captureForCopy()
         defer { releaseLogs(source.pin) }
+        defer { withExtendedLifetime(source.version) {} }
         // What the backup can keep, checked whole before anything is written.
         var keep = Set<String>()
         for file in source.edit.added {
@@ -142,7 +154,7 @@ extension Database {
             copiedBytes += try copyFile(path + "/" + name, directory + "/" + name)
             copied += 1
         }
-        let identity: (id: [UInt8], isBackup: Bool)? = fresh ? (id: sourceID ?? Identity.newID(), isBackup: true) : nil
+        let identity: (id: [UInt8], isBackup: Bool)? = fresh ? (id: sourceID, isBackup: true) : nil
         try finishCopy(source, in: directory, identity: identity)
         // The backup is in its new state: what only the old one needed goes.
         let needed = Set(source.files).union([FileNames.manifest(source.manifest), FileNames.current, FileNames.identity, FileNames.lock])
@@ -189,6 +201,8 @@ extension Database {
         let pin: UInt64
         /// The copy's manifest number (from this database's counter: no file it copies has it).
         let manifest: UInt64
+        /// Taken from a read-only handle (its logs were not closed by this handle).
+        var readOnly = false
 
         /// The names of the files to copy: tables, then logs.
         var files: [String] {
@@ -221,14 +235,16 @@ extension Database {
                 edit.createdLogs = recorded.createdLogs.filter { $0 >= pin && $0 < log.number }
                 sequence = log.baseSequence
             } else {
-                // Read-only: no log is written; the logs the open replayed are all there is.
+                // Read-only: no log is written; the logs the open replayed are all there is
+                // (those the manifest records, when it records them: see `Recovery`).
                 let names = try io("list \(path)") { try storage.contentsOfDirectory(atPath: path) }
-                edit.createdLogs = names.compactMap(FileNames.logNumber).filter { $0 >= pin }.sorted()
+                let present = names.compactMap(FileNames.logNumber).filter { $0 >= pin }
+                edit.createdLogs = (versions.tracksLogs ? present.filter(Set(recorded.createdLogs).contains) : present).sorted()
                 sequence = current.visibleSequence
             }
             let manifest = versions.newFileNumber()
             edit.nextFileNumber = versions.nextFileNumber.load(ordering: .relaxed)
-            return CopySource(version: version, edit: edit, sequence: sequence, pin: pin, manifest: manifest)
+            return CopySource(version: version, edit: edit, sequence: sequence, pin: pin, manifest: manifest, readOnly: current.log == nil)
         }
     }
 
@@ -250,7 +266,10 @@ extension Database {
             if pins[pin] == 0 { pins[pin] = nil }
             return pins.isEmpty
         }
-        if unpinned && !closed.withLock({ $0 }) && versions.failure == nil { removeObsoleteLogs(below: versions.logNumber) }
+        // (A read-only handle removes nothing.)
+        if unpinned && currentView.log != nil && !closed.withLock({ $0 }) && versions.failure == nil {
+            removeObsoleteLogs(below: versions.logNumber)
+        }
     }
 
     // MARK: files
@@ -289,7 +308,15 @@ extension Database {
     /// none: `identity`), once every file it names is durable.
     private func finishCopy(_ source: CopySource, in directory: String, identity: (id: [UInt8], isBackup: Bool)?) throws(KVError) {
         try io("sync directory \(directory)") { try storage.syncDirectory(atPath: directory) }
-        let manifest = try ManifestWriter(storage: storage, directory: directory, number: source.manifest, snapshot: source.edit)
+        var snapshot = source.edit
+        if snapshot.createdLogs.isEmpty, let logNumber = snapshot.logNumber, logNumber > 0 {
+            // No log of its own: the manifest names the log below its log number (in tables
+            // already, so not live), which marks it as one that records its logs, so that
+            // an open ignores a log no manifest of the copy names (one a later backup
+            // copied before it was cut short).
+            snapshot.createdLogs = [logNumber - 1]
+        }
+        let manifest = try ManifestWriter(storage: storage, directory: directory, number: source.manifest, snapshot: snapshot)
         manifest.close()
         try CurrentFile.write(manifest: source.manifest, directory: directory, storage: storage)
         if let identity { try Identity.create(in: directory, storage: storage, id: identity.id, isBackup: identity.isBackup) }
@@ -339,10 +366,12 @@ extension Database {
         try io("copy \(source) to \(target)") { () throws -> Int64 in
             let input = try storage.openFile(atPath: source, mode: .readOnly)
             defer { try? storage.closeFile(input) }
-            let output = try storage.openFile(atPath: target, mode: .createIfMissing)
+            // What is there goes first, never written over: it may be another name of the
+            // source (a link an unfinished checkpoint left).
+            if storage.fileExists(atPath: target) { try storage.removeFile(atPath: target) }
+            let output = try storage.openFile(atPath: target, mode: .createNew)
             defer { try? storage.closeFile(output) }
             let size = try storage.fileSize(input)
-            try storage.truncateFile(output, toBytes: 0)
             let piece = try storage.allocator.allocate(pages: 64)
             defer { storage.allocator.free(piece) }
             let alignment = Int64(max(try storage.fileInfo(output).alignment.offsetBytes, 1))

@@ -58,7 +58,22 @@ struct Recovery {
         outcome.readOnly = readOnly
         outcome.lastSequence = tableSequence
         let names = try io("list \(directory)") { try storage.contentsOfDirectory(atPath: directory) }
-        let present = Set(names.compactMap(FileNames.logNumber).filter { $0 >= minimumLog })
+        var present = Set(names.compactMap(FileNames.logNumber).filter { $0 >= minimumLog })
+        if let liveLogs {
+            // A log the manifest does not record holds no acknowledged write (a log is
+            // recorded before any write in it is acknowledged): one whose creation a crash
+            // cut short, or one a backup copied for a state it never switched to. It goes.
+            for number in present.subtracting(liveLogs).sorted() {
+                let path = directory + "/" + FileNames.log(number)
+                present.remove(number)
+                engineLogger.warning("log \(path) is not recorded in the manifest (its creation, or a backup's copy of it, was cut short); \(readOnly ? "ignoring" : "removing") it")
+                if readOnly { continue }
+                try io("remove \(path)") {
+                    try storage.removeFile(atPath: path)
+                    try storage.syncDirectory(atPath: directory)
+                }
+            }
+        }
         let logs = present.union(liveLogs?.filter { $0 >= minimumLog } ?? []).sorted()
         /// Damage: refuses the open, or (`.openReadOnly`) ends the replay here, read-only.
         func damaged(_ message: String, path: String, offset: Int64) throws(KVError) {

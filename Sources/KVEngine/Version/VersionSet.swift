@@ -34,6 +34,9 @@ final class VersionSet: Sendable {
         var failure: KVError?
         /// Logs recorded as created and not yet in tables (see `VersionEdit.createdLogs`).
         var liveLogs: Set<UInt64> = []
+        /// Whether the manifest records its logs (format version 3 on; every manifest this
+        /// build writes does).
+        var tracksLogs = false
     }
 
     /// A version set over `recovered` (its tables reached through `tables`); no manifest
@@ -58,6 +61,8 @@ final class VersionSet: Sendable {
     var lastSequence: UInt64 { state.withLock { $0.lastSequence } }
     var manifestNumber: UInt64? { state.withLock { $0.manifest?.number } }
     var manifestSwitches: Int { state.withLock { $0.manifestSwitches } }
+    /// Whether the manifest records the logs it needs (see `State.tracksLogs`).
+    var tracksLogs: Bool { state.withLock { $0.tracksLogs } }
     /// The manifest I/O error after which no edit is accepted, if one happened.
     var failure: KVError? { state.withLock { $0.failure } }
 
@@ -83,6 +88,7 @@ final class VersionSet: Sendable {
             if let logNumber { state.logNumber = logNumber }
             if let lastSequence { state.lastSequence = lastSequence }
             if let liveLogs { state.liveLogs = liveLogs }
+            state.tracksLogs = true
             try roll(&state)
         }
     }
@@ -259,6 +265,14 @@ final class VersionSet: Sendable {
             directory: directory, storage: storage, tables: tables, version: version, logNumber: recovered.logNumber,
             lastSequence: recovered.lastSequence, nextFileNumber: max(recovered.nextFileNumber, highest + 1),
             manifestRollBytes: manifestRollBytes)
+        // (A writable open records its own when it starts its manifest; a read-only one
+        // keeps these, for a checkpoint of it.)
+        if recovered.tracksLogs {
+            set.state.withLock { state in
+                state.liveLogs = recovered.liveLogs
+                state.tracksLogs = true
+            }
+        }
         return (set, recovered)
     }
 }
