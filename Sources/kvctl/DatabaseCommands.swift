@@ -395,6 +395,7 @@ struct Changes: DatabaseCommand {
                 case .delete(let key): line(sequence, "del", key, nil, &out)
                 }
             }
+            if follow { out.flush() }  // each batch as it comes, also into a pipe
         }
     }
 

@@ -183,6 +183,41 @@ final class ChangeFeedTests: XCTestCase {
         try db.close()
     }
 
+    /// Two threads taking from one feed get every batch once between them; a cancel
+    /// during a wait ends it and lets the logs go; the batches before an ingest's gap are
+    /// delivered before the feed reports the gap.
+    func testSharedFeedsCancelsAndGaps() throws {
+        let dir = TestPath()
+        let db = try Database(path: dir.path, options: options())
+        let start = try db.put(bytes("s"), bytes("0"))
+        let feed = try db.changes(since: start)
+        let taken = UncheckedSendableBox<[UInt64]>([])
+        let lock = NSLock()
+        let group = DispatchGroup()
+        for _ in 0..<2 {
+            DispatchQueue.global().async(group: group) {
+                while let change = try? feed.next() { lock.withLock { taken.value.append(change.sequence) } }
+            }
+        }
+        var last: UInt64 = 0
+        for index in 0..<400 { last = try db.put(bytes("k\(index % 50)"), bytes("\(index)"), durability: index % 3 == 0 ? .sync : .buffered) }
+        try db.sync()
+        let deadline = Date(timeIntervalSinceNow: 20)
+        while lock.withLock({ taken.value.count }) < 400 && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        feed.cancel()
+        XCTAssertEqual(group.wait(timeout: .now() + 5), .success, "a cancel ends the waits")
+        XCTAssertEqual(lock.withLock { taken.value.sorted() }, Array((start + 1)...last), "each batch once")
+        XCTAssertNil(try feed.next(), "a cancelled feed stays ended")
+        XCTAssertTrue(db.logPins.withLock { $0.isEmpty }, "a cancelled feed keeps no log")
+
+        let before = try db.put(bytes("a"), bytes("before the ingest"))
+        try db.ingest(sorted: [(key: bytes("i"), value: bytes("ingested"))])
+        let gapped = try db.changes(since: before - 1, follow: false)
+        XCTAssertEqual(try gapped.next()?.sequence, before, "the batch before the gap first")
+        XCTAssertThrowsError(try gapped.next()) { XCTAssertEqual(($0 as? KVError)?.code, .notRetained) }
+        try db.close()
+    }
+
     /// The async form follows live commits, and ends when cancelled.
     func testAsyncFeedFollows() async throws {
         let dir = TestPath()

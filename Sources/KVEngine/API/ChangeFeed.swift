@@ -98,17 +98,37 @@ public final class ChangeFeed: AsyncSequence, Sendable {
     public struct Iterator: AsyncIteratorProtocol {
         let feed: ChangeFeed
 
+        /// The next batch; cancelling the task cancels the feed (see ``ChangeFeed/cancel()``).
         public mutating func next() async throws -> ChangeBatch? {
             let feed = feed
-            return try await ChangeFeed.waiters.run { () throws(KVError) -> ChangeBatch? in try feed.next() }
+            return try await withTaskCancellationHandler {
+                try await ChangeFeed.waiters.run { () throws(KVError) -> ChangeBatch? in try feed.next() }
+            } onCancel: {
+                feed.cancel()
+            }
         }
     }
 
     public func makeAsyncIterator() -> Iterator { Iterator(feed: self) }
 
     /// Where async feeds wait: apart from the database's pools, which a follower waiting
-    /// for commits would hold.
+    /// for commits would hold. At most 64 wait at once in a process; more queue.
     static let waiters = BlockingPool(name: "KVEngine.change-feeds", limit: 64)
+
+    /// Finds (and pins) where the feed starts, or says the changes are gone: at
+    /// `changes(since:)`, so that its logs are kept from then on.
+    func prepare() throws(KVError) {
+        try state.withLock { (state: inout State) throws(KVError) in try start(&state) }
+    }
+
+    /// Whether the feed may read log `number`: a log kept after its flush, or one the
+    /// manifest records (a read-only handle's directory may hold one that is neither,
+    /// which its open ignored: see `Recovery`).
+    private func readable(_ number: UInt64) -> Bool {
+        let versions = db.versions
+        return number < versions.logNumber || !versions.tracksLogs || versions.liveLogs.contains(number)
+            || number == db.currentView.log?.number
+    }
 
     // MARK: reading the logs
 
@@ -116,6 +136,9 @@ public final class ChangeFeed: AsyncSequence, Sendable {
     /// nothing more yet.
     private func readMore() throws(KVError) -> Bool {
         try state.withLock { (state: inout State) throws(KVError) -> Bool in
+            // Another caller read more meanwhile: that first. Cancelled: nothing is pinned again.
+            if state.pendingIndex < state.pending.count { return true }
+            if cancelled.load(ordering: .acquiring) { return false }
             state.pending.removeAll(keepingCapacity: true)
             state.pendingIndex = 0
             if state.log == nil { try start(&state) }
@@ -153,10 +176,16 @@ public final class ChangeFeed: AsyncSequence, Sendable {
                 throw KVError(.corruption, "change feed: log \(path) is corrupt at offset \(offset): \(reason)", path: path, offsetBytes: offset)
             }
             state.offset = lastOffset
-            if let gap {
+            // The live log starts after the position: what lies between went into tables
+            // with no log record (nothing of it can come from this log).
+            if gap == nil, batches.isEmpty, let live, live.number == number, live.baseSequence > state.position {
+                gap = (state.position + 1, live.baseSequence + 1)
+            }
+            // The batches before a gap go out first; the next call meets the gap again.
+            if let gap, batches.isEmpty {
                 throw KVError(
                     .notRetained,
-                    "change feed: sequence numbers \(gap.expected)...\(gap.found - 1) are in no log (an ingest adds its entries as tables); follow on from a checkpoint taken after sequence \(gap.found - 1)",
+                    "change feed: sequence numbers \(gap.expected)...\(gap.found - 1) are in no log (an ingest adds its entries as tables, and so does a resume after a full disk for writes that were not yet durable); follow on from a checkpoint taken after sequence \(gap.found - 1)",
                     path: path)
             }
             if !batches.isEmpty {
@@ -167,7 +196,7 @@ public final class ChangeFeed: AsyncSequence, Sendable {
             guard closed else { return false }
             // This log is read to its end: on to the next one, if there is one.
             let names = try io("list \(db.path)") { try db.storage.contentsOfDirectory(atPath: db.path) }
-            guard let next = names.compactMap(FileNames.logNumber).filter({ $0 > number }).min() else { return false }
+            guard let next = names.compactMap(FileNames.logNumber).filter({ $0 > number && readable($0) }).min() else { return false }
             try move(&state, to: next)
             return true
         }
@@ -176,7 +205,7 @@ public final class ChangeFeed: AsyncSequence, Sendable {
     /// Chooses the log the changes after the position are in, or says they are gone.
     private func start(_ state: inout State) throws(KVError) {
         let names = try io("list \(db.path)") { try db.storage.contentsOfDirectory(atPath: db.path) }
-        let logs = names.compactMap(FileNames.logNumber).sorted()
+        let logs = names.compactMap(FileNames.logNumber).filter(readable).sorted()
         var chosen: UInt64? = nil
         var oldest: UInt64? = nil
         for number in logs {
@@ -222,7 +251,10 @@ public final class ChangeFeed: AsyncSequence, Sendable {
         if let previous { db.releaseLogs(previous) }
         if !pinned {
             state.log = nil
-            throw notRetained(after: state.position, oldest: state.position + 1)
+            throw KVError(
+                .notRetained,
+                "change feed: log \(FileNames.log(number)), which holds the changes after sequence \(state.position), was removed (its writes are in tables; Options.logRetention keeps logs longer); a follower starts again from a checkpoint",
+                path: db.path + "/" + FileNames.log(number))
         }
     }
 
@@ -254,12 +286,16 @@ extension Database {
     ///
     /// `sequence` is one a commit, a snapshot or a checkpoint returned (the feed starts with
     /// the batch after it): 0 for everything since the database was created, if its logs
-    /// are all retained. Changes no log holds any more (see ``Options/logRetention``) fail
-    /// the feed's first step with `.notRetained`, naming the oldest one kept; so do the
-    /// entries of an ingest, which go into tables without a log record.
+    /// are all retained. Changes no log holds any more (see ``Options/logRetention``) are
+    /// refused here with `.notRetained`, naming the oldest one kept; from this call on, the
+    /// logs the feed has yet to read are kept. A feed that reaches the entries of an ingest
+    /// (which go into tables without a log record) ends with `.notRetained` there, after
+    /// the batches before them.
     public func changes(since sequence: UInt64, follow: Bool = true) throws(KVError) -> ChangeFeed {
         try checkOpen()
-        return ChangeFeed(db: self, since: sequence, follow: follow)
+        let feed = ChangeFeed(db: self, since: sequence, follow: follow)
+        try feed.prepare()
+        return feed
     }
 
     /// Applies a batch of a leader's change feed to this database, a follower: `sequence`
@@ -284,5 +320,11 @@ extension Database {
     @discardableResult
     public func apply(_ change: ChangeBatch, durability: Durability? = nil) throws(KVError) -> UInt64 {
         try apply(change.batch, sequence: change.firstSequence, durability: durability)
+    }
+
+    /// `apply(_:durability:)`, suspending while it runs on one of the database's threads.
+    @discardableResult
+    public func apply(_ change: ChangeBatch, durability: Durability? = nil) async throws(KVError) -> UInt64 {
+        try await blocking.run { () throws(KVError) -> UInt64 in try self.apply(change, durability: durability) }
     }
 }

@@ -79,6 +79,8 @@ extension Database {
                 }
             }
             try close(old)
+            let closedAt = DispatchTime.now().uptimeNanoseconds
+            logsClosedAt.withLock { $0[old.number] = closedAt }
             // What readers may have seen: the log's acknowledged writes, or what an ingest
             // put in tables after the log was retired.
             let acknowledged = max(old.visibleSequence.load(ordering: .acquiring), versions.lastSequence)

@@ -61,6 +61,8 @@ final class VersionSet: Sendable {
     var lastSequence: UInt64 { state.withLock { $0.lastSequence } }
     var manifestNumber: UInt64? { state.withLock { $0.manifest?.number } }
     var manifestSwitches: Int { state.withLock { $0.manifestSwitches } }
+    /// Logs recorded as created and not yet in tables.
+    var liveLogs: Set<UInt64> { state.withLock { $0.liveLogs } }
     /// Whether the manifest records the logs it needs (see `State.tracksLogs`).
     var tracksLogs: Bool { state.withLock { $0.tracksLogs } }
     /// The manifest I/O error after which no edit is accepted, if one happened.

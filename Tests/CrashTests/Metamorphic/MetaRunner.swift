@@ -399,7 +399,7 @@ final class MetaRunner {
                 if optionSet.asyncAPI {
                     let target = handle
                     try awaitAsync {
-                        for try await change in feed { try target.apply(change, durability: .buffered) }
+                        for try await change in feed { try await target.apply(change, durability: .buffered) }
                     }
                 } else {
                     while let change = try feed.next() { try handle.apply(change, durability: .buffered) }
@@ -517,7 +517,7 @@ final class MetaRunner {
     private func write(_ batch: WriteBatch, sync: Bool, to db: Database) throws {
         let durability: Durability = sync ? .sync : .buffered
         if optionSet.asyncAPI {
-            try awaitAsync { try await db.write(batch, durability: durability) }
+            _ = try awaitAsync { try await db.write(batch, durability: durability) }
         } else {
             try db.write(batch, durability: durability)
         }
