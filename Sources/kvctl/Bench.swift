@@ -21,7 +21,7 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("db"), help: "Database directory (removed and recreated by fill benchmarks).")
     var db = "/tmp/kvctl-bench"
 
-    @Option(name: .customLong("benchmarks"), help: "Comma-separated: fillseq,fillrandom,overwrite,fillsync,readrandom,multireadrandom,readseq,readtocache,seekrandom,compact,stats.")
+    @Option(name: .customLong("benchmarks"), help: "Comma-separated: fillseq,fillrandom,overwrite,fillsync,readrandom,multireadrandom,readseq,readtocache,seekrandom,compact,stats; and deleterange (one range delete of every key of --num), scandeleted and scanempty (--reads scans of the deleted range and of an empty range as wide).")
     var benchmarks = "fillseq,fillrandom,overwrite,readrandom,readseq,seekrandom"
 
     @Option(name: .customLong("num"), help: "Keys per thread.")
@@ -84,7 +84,7 @@ struct Bench: ParsableCommand {
     func validate() throws {
         guard keySize >= 8, keySize <= 1024 else { throw ValidationError("--key_size must be between 8 and 1024") }
         guard num > 0, threads > 0, valueSize >= 0 else { throw ValidationError("--num and --threads must be positive") }
-        let known: Set = ["fillseq", "fillrandom", "overwrite", "fillsync", "readrandom", "multireadrandom", "readseq", "readtocache", "seekrandom", "compact", "stats"]
+        let known: Set = ["fillseq", "fillrandom", "overwrite", "fillsync", "readrandom", "multireadrandom", "readseq", "readtocache", "seekrandom", "compact", "stats", "deleterange", "scandeleted", "scanempty"]
         for name in benchmarks.split(separator: ",") where !known.contains(String(name)) {
             throw ValidationError("unknown benchmark '\(name)'; known: \(known.sorted().joined(separator: ","))")
         }
@@ -233,6 +233,25 @@ struct Bench: ParsableCommand {
                     try db.forEach(ScanOptions(start: target, limit: 1)) { key, _ in
                         if target.withUnsafeBytes({ $0.elementsEqual(key) }) { found += 1 }
                         return false
+                    }
+                }
+                return ThreadResult(operations: readCount, bytes: 0, found: found)
+            }
+        case "deleterange":
+            return try parallel(stream, threads: 1) { _, _ in
+                try db.deleteRange(BenchKeys.key(0, size: keySize), BenchKeys.key(num, size: keySize))
+                return ThreadResult(operations: 1, bytes: 0, found: nil)
+            }
+        case "scandeleted", "scanempty":
+            // The range of every --num key, or the empty one after it, as wide.
+            let (low, high) = name == "scandeleted" ? (0, num) : (num, 2 * num)
+            let options = ScanOptions(start: BenchKeys.key(low, size: keySize), end: BenchKeys.key(high, size: keySize))
+            return try parallel(stream, threads: 1) { _, _ in
+                var found = 0
+                for _ in 0..<readCount {
+                    try db.forEach(options) { _, _ in
+                        found += 1
+                        return true
                     }
                 }
                 return ThreadResult(operations: readCount, bytes: 0, found: found)

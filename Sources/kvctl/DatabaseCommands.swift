@@ -263,6 +263,23 @@ struct Del: DatabaseCommand {
     }
 }
 
+struct DelRange: DatabaseCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "delrange", abstract: "Remove every key in [START, END) with one write.")
+    @OptionGroup var database: DatabaseOptions
+    @OptionGroup var encoding: ByteEncoding
+    @OptionGroup var write: WriteOptions
+    @Argument(help: "First key of the range (included).") var start: String
+    @Argument(help: "End of the range (excluded).") var end: String
+
+    var access: DatabaseAccess { .write(create: true, buffered: write.buffered) }
+
+    func run(on db: Database, _ out: inout OutputBuffer) throws {
+        try db.deleteRange(try encoding.decode(start, "START"), try encoding.decode(end, "END"))
+        out.line("OK")
+    }
+}
+
 struct Scan: DatabaseCommand {
     static let configuration = CommandConfiguration(abstract: "Print keys and values in order: KEY<TAB>VALUE per line.")
     @OptionGroup var database: DatabaseOptions
@@ -393,6 +410,7 @@ struct Changes: DatabaseCommand {
                 switch entry {
                 case .put(let key, let value): line(sequence, "put", key, value, &out)
                 case .delete(let key): line(sequence, "del", key, nil, &out)
+                case .deleteRange(let start, let end): line(sequence, "delrange", start, end, &out)
                 }
             }
             if follow { out.flush() }  // each batch as it comes, also into a pipe
@@ -513,8 +531,9 @@ struct Dump: ParsableCommand {
                 break
             }
             for entry in record.entries {
-                let operation = entry.isPut
-                    ? "put \(encoding.encode(entry.key)) \(encoding.encode(entry.value))" : "del \(encoding.encode(entry.key))"
+                let operation = entry.isRangeDelete
+                    ? "delrange \(encoding.encode(entry.key)) \(encoding.encode(entry.value))"
+                    : entry.isPut ? "put \(encoding.encode(entry.key)) \(encoding.encode(entry.value))" : "del \(encoding.encode(entry.key))"
                 print("\(place) #\(entry.sequence) \(operation)")
             }
         })

@@ -79,10 +79,10 @@ struct KVCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kvctl",
         abstract: "Shell and operator tools for a KVEngine database.",
-        usage: "kvctl DBPATH [get|put|del|scan|count|batch|import|export|check|dump|stats|compact|checkpoint|backup|changes|salvage|shell] ...\n       kvctl (bench|stress|pagestore) ...",
+        usage: "kvctl DBPATH [get|put|del|delrange|scan|count|batch|import|export|check|dump|stats|compact|checkpoint|backup|changes|salvage|shell] ...\n       kvctl (bench|stress|pagestore) ...",
         discussion: "kvctl DBPATH alone opens a shell on the database.\n\n" + exitCodesHelp,
         subcommands: [
-            Get.self, Put.self, Del.self, Scan.self, Count.self, Batch.self, Import.self, Export.self, Check.self,
+            Get.self, Put.self, Del.self, DelRange.self, Scan.self, Count.self, Batch.self, Import.self, Export.self, Check.self,
             Dump.self, Stats.self, Compact.self, CheckpointCommand.self, BackupCommand.self, Changes.self, Salvage.self, Shell.self,
             Bench.self, Stress.self, PageStoreCommand.self,
         ])
@@ -102,7 +102,7 @@ struct KVCtl: ParsableCommand {
     /// Subcommands that do not take a database path first.
     static let toolNames: Set<String> = ["bench", "stress", "pagestore", "help"]
     static let databaseCommands: Set<String> = [
-        "get", "put", "del", "scan", "count", "batch", "import", "export", "check", "dump", "stats", "compact", "checkpoint", "backup",
+        "get", "put", "del", "delrange", "scan", "count", "batch", "import", "export", "check", "dump", "stats", "compact", "checkpoint", "backup",
         "changes", "salvage", "shell",
     ]
 

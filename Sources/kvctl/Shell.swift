@@ -23,12 +23,12 @@ struct Shell: ParsableCommand {
 
     /// The commands the shell runs through their one-shot definitions (the same flags).
     static let commands: [String: any DatabaseCommand.Type] = [
-        "get": Get.self, "put": Put.self, "del": Del.self, "scan": Scan.self, "count": Count.self,
+        "get": Get.self, "put": Put.self, "del": Del.self, "delrange": DelRange.self, "scan": Scan.self, "count": Count.self,
         "stats": Stats.self, "compact": Compact.self, "export": Export.self, "checkpoint": CheckpointCommand.self,
         "backup": BackupCommand.self, "changes": Changes.self,
     ]
     /// Commands that take the key and value flags (`mode` adds its flag to them).
-    static let encodedCommands: Set<String> = ["get", "put", "del", "scan", "compact", "export", "changes"]
+    static let encodedCommands: Set<String> = ["get", "put", "del", "delrange", "scan", "compact", "export", "changes"]
 
     static var help: String {
         var lines = ["commands (case does not matter; `help COMMAND` for its flags):"]

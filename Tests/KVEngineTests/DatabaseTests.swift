@@ -165,10 +165,10 @@ final class DatabaseTests: XCTestCase {
         try Data(page).write(to: URL(fileURLWithPath: directory + "/KVENGINE"))
     }
 
-    /// A version 2, 3 or 4 database opens, and its identity is rewritten as version 5
+    /// A version 2, 3, 4 or 5 database opens, and its identity is rewritten as version 6
     /// (after the new manifest, which records the live logs, is in place).
     func testOlderFormatIsUpgraded() throws {
-        for older: UInt32 in [2, 3, 4] {
+        for older: UInt32 in [2, 3, 4, 5] {
             let dir = TestPath()
             do {
                 let db = try Database(path: dir.path, options: testOptions())
@@ -182,7 +182,7 @@ final class DatabaseTests: XCTestCase {
             let identity = try Data(contentsOf: URL(fileURLWithPath: dir.path + "/KVENGINE"))
             XCTAssertEqual(identity[8], UInt8(Identity.formatVersion), "from version \(older)")
         }
-        XCTAssertEqual(Identity.formatVersion, 5)
+        XCTAssertEqual(Identity.formatVersion, 6)
     }
 
     func testNewerFormatIsRefused() throws {

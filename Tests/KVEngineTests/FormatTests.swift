@@ -101,7 +101,7 @@ final class FormatTests: XCTestCase {
         let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: dir.path + "/KVENGINE")))
         XCTAssertEqual(bytes.count, 4096)
         let head = bytes[0..<24].map { String(format: "%02x", $0) }.joined()
-        XCTAssertEqual(head, "4b56454e47494e45" + "05000000" + "00000000" + "4412c38c9ff4d31e", "magic, version 5, zero, XXH3-64 of bytes 0..<16 (little-endian)")
+        XCTAssertEqual(head, "4b56454e47494e45" + "06000000" + "00000000" + "9f1b041405044e7a", "magic, version 6, zero, XXH3-64 of bytes 0..<16 (little-endian)")
         XCTAssertTrue(bytes[24..<40].contains { $0 != 0 }, "a random database id")
         XCTAssertEqual(bytes[40], 0, "role: a database")
         XCTAssertTrue(bytes[41..<48].allSatisfy { $0 == 0 })

@@ -269,7 +269,7 @@ final class ProcessTests: XCTestCase {
         XCTAssertEqual(try run([dir.path, "put", "k", "v"]).status, 0)
         let bare = try run([])
         XCTAssertEqual(bare.status, 64)
-        XCTAssertTrue(bare.stderr.contains("USAGE: kvctl DBPATH [get|put|del|scan|count|batch|import|export|check|dump|stats|compact|checkpoint|backup|changes|salvage|shell]"), bare.stderr)
+        XCTAssertTrue(bare.stderr.contains("USAGE: kvctl DBPATH [get|put|del|delrange|scan|count|batch|import|export|check|dump|stats|compact|checkpoint|backup|changes|salvage|shell]"), bare.stderr)
         let noPath = try run(["get", dir.path, "k"])
         XCTAssertEqual(noPath.status, 64)
         XCTAssertEqual(noPath.stderr, "kvctl: missing DBPATH: the database comes first, as in kvctl DBPATH get ...\n")

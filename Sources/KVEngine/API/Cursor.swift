@@ -313,6 +313,17 @@ public final class Cursor: AsyncSequence {
             skipKey.set(key)
             hasSkipKey = true
             if Tag.isPut(tag) {
+                if let view, view.hasRangeDeletes, let cover = view.rangeDeleteCover(key, snapshot: snapshot),
+                    cover.sequence > Tag.sequence(tag)
+                {
+                    // Deleted by a range delete: the sources all older than it jump past
+                    // the part of the range around this key (a scan across a deleted
+                    // range does not step through what it deleted).
+                    cover.fragment.start.withUnsafeBytes { start in
+                        cover.fragment.end.withUnsafeBytes { end in source.skipOlder(than: cover.sequence, start: start, end: end) }
+                    }
+                    continue
+                }
                 positioned = true
                 returned += 1
                 return true
@@ -345,18 +356,30 @@ public final class Cursor: AsyncSequence {
     /// Walking backwards a key's versions go oldest to newest: the last visible one seen
     /// before the key changes is its state at the snapshot.
     private func previousVisible() -> Element? {
-        var current: (key: [UInt8], put: Bool, value: [UInt8])? = nil
+        var current: (key: [UInt8], put: Bool, value: [UInt8], sequence: UInt64)? = nil
+        /// Whether a range delete the snapshot sees covers `found`; if so, the sources all
+        /// older than it jump back before the part of the range around it.
+        func deletedByRange(_ found: (key: [UInt8], put: Bool, value: [UInt8], sequence: UInt64)) -> Bool {
+            guard let view, view.hasRangeDeletes,
+                let cover = found.key.withUnsafeBytes({ view.rangeDeleteCover($0, snapshot: snapshot) }), cover.sequence > found.sequence
+            else { return false }
+            cover.fragment.start.withUnsafeBytes { start in
+                cover.fragment.end.withUnsafeBytes { end in source.skipOlder(than: cover.sequence, start: start, end: end) }
+            }
+            return true
+        }
         while source.isValid {
             let key = source.key
             if let found = current, found.key.withUnsafeBytes({ SkipList.compareKeys(key, $0) }) != 0 {
-                if found.put { return (found.key, found.value) }
                 current = nil
+                if found.put && !deletedByRange(found) { return (found.key, found.value) }
+                continue  // (the skip may have moved the sources)
             }
             guard aboveLower(key) else { break }
             let tag = source.tag
             if Tag.sequence(tag) <= snapshot {
                 let isPut = Tag.isPut(tag)
-                current = (Array(key), isPut, isPut ? Array(source.value) : [])
+                current = (Array(key), isPut, isPut ? Array(source.value) : [], Tag.sequence(tag))
             }
             source.prev()
         }
@@ -364,7 +387,7 @@ public final class Cursor: AsyncSequence {
         if error != nil { return nil }
         if let found = current, found.put {
             current = nil
-            return (found.key, found.value)
+            if !deletedByRange(found) { return (found.key, found.value) }
         }
         return nil
     }

@@ -12,7 +12,7 @@ extension Database {
     /// exactly, with no block read; nil otherwise. They do when the memtables are empty
     /// and every table, whatever its level, covers a key range no other table touches,
     /// holds one version of each of its keys, no deletion and nothing newer than the
-    /// snapshot (table format 3 counts a table's keys): what a database loaded by
+    /// snapshot, and no range delete is in force (table format 3 counts a table's keys): what a database loaded by
     /// `ingest(sorted:)` into an empty one is, and one compacted (`compactRange()`) after
     /// its last overwrite and deletion with no snapshot open. It reads the properties the
     /// manifest records, not the tables: a missing or damaged table does not change the
@@ -21,7 +21,9 @@ extension Database {
         try checkOpen()
         let view = currentView
         let sequence = snapshot?.sequence ?? view.visibleSequence
-        guard view.memtable.count == 0, view.immutables.allSatisfy({ $0.memtable.count == 0 }) else { return nil }
+        guard view.memtable.count == 0, view.immutables.allSatisfy({ $0.memtable.count == 0 }), view.version.rangeDeletes.isEmpty else {
+            return nil
+        }
         var tables: [TableMeta] = []
         for level in view.version.levels {
             for table in level {

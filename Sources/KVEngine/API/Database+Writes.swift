@@ -24,6 +24,27 @@ extension Database {
         return try write(batch, durability: durability)
     }
 
+    /// Deletes every key in [start, end) with one write, whatever the range holds (RocksDB's
+    /// `DeleteRange`): a range delete that gets, scans (both ways), batched gets and
+    /// snapshots taken after it honour, and that compaction applies to the tables it
+    /// rewrites, dropping it once no table holds what it covers (`compactRange(start:end:)`
+    /// reclaims the space at once). Returns its sequence number. Refused with
+    /// `.invalidArgument` unless `start` is below `end`.
+    @discardableResult
+    public func deleteRange(_ start: [UInt8], _ end: [UInt8], durability: Durability? = nil) throws(KVError) -> UInt64 {
+        var batch = WriteBatch()
+        batch.deleteRange(start, end)
+        return try write(batch, durability: durability)
+    }
+
+    /// `deleteRange(_:_:durability:)`, suspending until it is acknowledged.
+    @discardableResult
+    public func deleteRange(_ start: [UInt8], _ end: [UInt8], durability: Durability? = nil) async throws(KVError) -> UInt64 {
+        var batch = WriteBatch()
+        batch.deleteRange(start, end)
+        return try await write(batch, durability: durability)
+    }
+
     /// Applies every entry of `batch` atomically; returns the sequence number of its last
     /// entry (the entries take the numbers up to it, in order): the database is through
     /// that sequence once the write returns, as snapshots, checkpoints and the change feed

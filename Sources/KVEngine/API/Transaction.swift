@@ -54,6 +54,9 @@ public final class Transaction {
     public var snapshotSequence: UInt64 { snapshot.sequence }
     /// The writes so far, by key: a value, or nil for a delete.
     private(set) var writes: [[UInt8]: [UInt8]?] = [:]
+    /// Range deletes so far, [start, end), in order: each hides the stored keys in its
+    /// range (it removed the transaction's own earlier writes there when it was made).
+    private(set) var rangeDeletes: [(start: [UInt8], end: [UInt8])] = []
     /// Keys read from the database (not from `writes`).
     private(set) var readKeys: Set<[UInt8]> = []
     /// Ranges scans covered.
@@ -80,8 +83,13 @@ public final class Transaction {
         let key = key.kvArray
         try checkActive()
         if let written = writes[key] { return written }
+        if deletedByOwnRange(key) { return nil }
         readKeys.insert(key)
         return try database.get(key, snapshot: snapshot)
+    }
+
+    private func deletedByOwnRange(_ key: [UInt8]) -> Bool {
+        rangeDeletes.contains { !key.lexicographicallyPrecedes($0.start) && key.lexicographicallyPrecedes($0.end) }
     }
 
     /// The UTF-8 string under `key`, or nil (``KVError/Code/decoding`` when not UTF-8).
@@ -134,7 +142,7 @@ public final class Transaction {
                 if let value = writes[key]! { merged.append((key, value)) }
                 j += 1
             } else if let entry = next {
-                merged.append(entry)
+                if !deletedByOwnRange(entry.key) { merged.append(entry) }
                 next = try stored.next()
             } else {
                 break
@@ -179,6 +187,21 @@ public final class Transaction {
         let key = key.kvArray
         try Transaction.checkKey(key)
         writes[key] = .some(nil)
+    }
+
+    /// Removes every key in [start, end) when the transaction commits (its own earlier
+    /// writes there included; later ones win). The range joins what the commit checks.
+    public func deleteRange(_ start: some KVBytes, _ end: some KVBytes) throws(KVError) {
+        try checkActive()
+        let start = start.kvArray
+        let end = end.kvArray
+        try Transaction.checkKey(start)
+        guard start.lexicographicallyPrecedes(end), end.count <= Limits.maxKeyBytes else {
+            throw KVError(.invalidArgument, "transaction range delete rejected: the start must be below the end")
+        }
+        for key in writes.keys where !key.lexicographicallyPrecedes(start) && key.lexicographicallyPrecedes(end) { writes[key] = nil }
+        rangeDeletes.append((start, end))
+        readRanges.append(KeyRange(lower: start, upper: end))
     }
 
     private static func checkKey(_ key: [UInt8]) throws(KVError) {
@@ -229,8 +252,10 @@ public final class Transaction {
 
     /// The batch the commit writes (keys in order), or nil when nothing was written.
     var batch: WriteBatch? {
-        guard !writes.isEmpty else { return nil }
+        guard !writes.isEmpty || !rangeDeletes.isEmpty else { return nil }
         var batch = WriteBatch()
+        // The range deletes first: a write made after one (in `writes`) wins over it.
+        for range in rangeDeletes { batch.deleteRange(range.start, range.end) }
         for key in writes.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
             if let value = writes[key]! { batch.put(key, value) } else { batch.delete(key) }
         }

@@ -7,8 +7,9 @@ import Foundation
 ///
 ///     0   8  sequence number of the first entry (filled in at commit)
 ///     8   4  entry count
-///     12  -  entries: type (1 put, 0 delete), varint key length, key,
-///            and for a put, varint value length, value
+///     12  -  entries: type (1 put, 0 delete, 2 range delete), varint key length,
+///            key, and for a put or a range delete, varint value length, value (a range
+///            delete's key is the range's start, its value the end)
 public struct WriteBatch: Sendable {
     /// The encoded batch, header included.
     private(set) var encoded: [UInt8] = Array(repeating: 0, count: WriteBatch.headerBytes)
@@ -43,6 +44,27 @@ public struct WriteBatch: Sendable {
         }
     }
 
+    /// Adds a delete of every key in [start, end) (RocksDB's `DeleteRange`): one entry,
+    /// whatever the range holds. Later entries of the batch for keys in the range win. A
+    /// range whose start is not below its end is refused when the batch is written.
+    public mutating func deleteRange(_ start: some KVBytes, _ end: some KVBytes) {
+        start.withKVBytes { start in
+            end.withKVBytes { end in
+                count += 1
+                guard checkSizes(keyBytes: start.count, valueBytes: 0, adding: start.count + end.count + 9) else { return }
+                guard end.count <= Limits.maxKeyBytes, SkipList.compareKeys(start, end) < 0 else {
+                    oversize = "entry \(count - 1): a range delete's start must be below its end (and the end at most \(Limits.maxKeyBytes) bytes)"
+                    return
+                }
+                encoded.append(EntryType.rangeDelete.rawValue)
+                Coding.putVarint(UInt64(start.count), into: &encoded)
+                encoded.append(contentsOf: start)
+                Coding.putVarint(UInt64(end.count), into: &encoded)
+                encoded.append(contentsOf: end)
+            }
+        }
+    }
+
     private mutating func append(put key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) {
         count += 1
         // A batch over a limit is refused when written: its bytes need not be copied.
@@ -58,6 +80,8 @@ public struct WriteBatch: Sendable {
     public enum Entry: Sendable, Equatable {
         case put(key: [UInt8], value: [UInt8])
         case delete(key: [UInt8])
+        /// Every key in [start, end).
+        case deleteRange(start: [UInt8], end: [UInt8])
     }
 
     /// The entries, in order (a change feed's batch is read this way).
@@ -66,7 +90,11 @@ public struct WriteBatch: Sendable {
         entries.reserveCapacity(count)
         _ = encoded.withUnsafeBytes { record in
             WriteBatch.forEachEntry(in: record) { _, type, key, value in
-                entries.append(type == .put ? .put(key: Array(key), value: Array(value)) : .delete(key: Array(key)))
+                switch type {
+                case .put: entries.append(.put(key: Array(key), value: Array(value)))
+                case .delete: entries.append(.delete(key: Array(key)))
+                case .rangeDelete: entries.append(.deleteRange(start: Array(key), end: Array(value)))
+                }
             }
         }
         return entries
@@ -76,6 +104,15 @@ public struct WriteBatch: Sendable {
     init(record: UnsafeRawBufferPointer) {
         encoded = Array(record)
         count = Int(Coding.fixed32(record, at: 8))
+    }
+
+    /// Whether the batch holds a range delete.
+    var hasRangeDelete: Bool {
+        encoded.withUnsafeBytes { record in
+            var found = false
+            _ = WriteBatch.forEachEntry(in: record) { _, type, _, _ in if type == .rangeDelete { found = true } }
+            return found
+        }
     }
 
     /// Removes every entry.
@@ -138,10 +175,12 @@ public struct WriteBatch: Sendable {
             let key = UnsafeRawBufferPointer(rebasing: record[offset..<(offset + Int(keyLength))])
             offset += Int(keyLength)
             var value = UnsafeRawBufferPointer(start: nil, count: 0)
-            if type == .put {
+            if type != .delete {
                 guard let valueLength = Coding.varint(record, &offset), valueLength <= record.count - offset else { return false }
                 value = UnsafeRawBufferPointer(rebasing: record[offset..<(offset + Int(valueLength))])
                 offset += Int(valueLength)
+                // A range delete's range is never empty.
+                if type == .rangeDelete && SkipList.compareKeys(key, value) >= 0 { return false }
             }
             body(first &+ UInt64(seen), type, key, value)
             seen += 1

@@ -18,16 +18,17 @@ extension Database {
         var results = [[UInt8]?](repeating: nil, count: keys.count)
         var open: [TableLookup] = []
         for (index, key) in keys.enumerated() {
-            let (found, candidates) = key.withUnsafeBytes { key -> (Memtable.Lookup, [TableFile]) in
-                let found = view.getFromMemtables(key, snapshot: sequence)
-                return (found, found == .missing ? view.candidates(key) : [])
+            let (found, candidates, floor) = key.withUnsafeBytes { key -> (Memtable.Lookup, [TableFile], UInt64) in
+                let floor = view.rangeDeleteFloor(key, snapshot: sequence)
+                let found = view.getFromMemtables(key, snapshot: sequence, floor: floor)
+                return (found, found == .missing ? view.candidates(key) : [], floor)
             }
             switch found {
             case .value(let value): results[index] = value
             case .deleted: break
             case .missing:
                 if !candidates.isEmpty {
-                    open.append(TableLookup(index: index, hash: key.withUnsafeBytes { BloomFilter.hash($0) }, candidates: candidates))
+                    open.append(TableLookup(index: index, hash: key.withUnsafeBytes { BloomFilter.hash($0) }, candidates: candidates, floor: floor))
                 }
             }
         }
@@ -40,6 +41,8 @@ extension Database {
         let index: Int
         let hash: UInt64
         let candidates: [TableFile]
+        /// Versions older than this read as deleted (a range delete covers the key).
+        let floor: UInt64
         var next = 0
     }
 
@@ -78,7 +81,7 @@ extension Database {
 
         /// Whether `block` of `table` answers the lookup (a value or a deletion).
         func answers(_ lookup: TableLookup, _ block: Block, _ table: Table, _ index: Int) throws(KVError) -> Bool {
-            switch try self.lookup(keys[lookup.index], in: block, table: table, block: index, tag: tag) {
+            switch try self.lookup(keys[lookup.index], in: block, table: table, block: index, tag: tag, floor: lookup.floor) {
             case .missing: return false
             case .deleted: return true
             case .value(let value):
@@ -168,9 +171,9 @@ extension Database {
         }
     }
 
-    private func lookup(_ key: [UInt8], in block: Block, table: Table, block index: Int, tag: UInt64) throws(KVError) -> Memtable.Lookup {
+    private func lookup(_ key: [UInt8], in block: Block, table: Table, block index: Int, tag: UInt64, floor: UInt64) throws(KVError) -> Memtable.Lookup {
         let found = key.withUnsafeBytes { key in
-            Result { () throws(KVError) -> Memtable.Lookup in try table.lookup(in: block, key, tag: tag, index: index) }
+            Result { () throws(KVError) -> Memtable.Lookup in try table.lookup(in: block, key, tag: tag, index: index, floor: floor) }
         }
         return try found.get()
     }

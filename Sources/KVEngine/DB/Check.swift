@@ -49,6 +49,8 @@ package struct LogRecordView {
         package let isPut: Bool
         package let key: [UInt8]
         package let value: [UInt8]
+        /// A range delete of [key, value).
+        package var isRangeDelete = false
     }
 
     /// Where the record comes from.
@@ -157,7 +159,7 @@ extension Database {
                     if let visit {
                         var entries: [LogRecordView.Entry] = []
                         _ = WriteBatch.forEachEntry(in: record) { sequence, type, key, value in
-                            entries.append(.init(sequence: sequence, isPut: type == .put, key: Array(key), value: Array(value)))
+                            entries.append(.init(sequence: sequence, isPut: type == .put, key: Array(key), value: Array(value), isRangeDelete: type == .rangeDelete))
                         }
                         visit(LogRecordView(file: file, offsetBytes: offset, entries: entries))
                     }

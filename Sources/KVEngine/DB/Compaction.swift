@@ -41,9 +41,12 @@ extension Database {
             counters.trivialMoves.add()
             return
         }
-        let outputs = try merge(plan)
+        let (outputs, needed) = try merge(plan)
         try io("sync directory \(path)") { try storage.syncDirectory(atPath: path) }
         for meta in outputs { edit.added.append(.init(level: plan.outputLevel, meta: meta)) }
+        // Range deletes that cover nothing left in any table go with the edit.
+        edit.droppedRangeDeletes = currentView.version.unneededRangeDeletes(
+            removing: Set((plan.inputs + plan.below).map(\.number)), added: outputs, exact: needed)
         try apply(edit, adding: outputs, while: "compaction of level \(plan.level)")
         counters.compactions.add()
         let read = (plan.inputs + plan.below).reduce(0) { $0 + Int($1.meta.fileBytes) }
@@ -54,7 +57,9 @@ extension Database {
     /// Merges the plan's inputs into tables of about `tableTargetBytes`, dropping what no
     /// reader can see: a version shadowed by a newer one that every snapshot sees, and a
     /// tombstone every snapshot sees when no deeper level holds its key.
-    private func merge(_ plan: CompactionPlan) throws(KVError) -> [TableMeta] {
+    /// Also returns the range deletes (by sequence number) that cover an entry the outputs
+    /// keep (a snapshot still sees it).
+    private func merge(_ plan: CompactionPlan) throws(KVError) -> (outputs: [TableMeta], needed: Set<UInt64>) {
         let pages = TableBuilder.chunkPages
         var children: [any InternalIterator] = []
         if plan.level == 0 {
@@ -69,11 +74,15 @@ extension Database {
         let view = currentView
         let smallestSnapshot = min(snapshots.oldest ?? .max, view.visibleSequence)
         let deeper = (plan.outputLevel + 1..<Version.levelCount).map { view.version.levels[$0] }
+        // Range deletes in the version are durable (a flush recorded them): what they cover
+        // that every snapshot sees them delete goes.
+        let rangeDeletes = view.version.rangeDeletes
         var outputs: [TableMeta] = []
         var builder: TableBuilder? = nil
         var currentKey: [UInt8] = []
         var hasCurrentKey = false
         var lastSequenceForKey = UInt64.max
+        var needed = Set<UInt64>()
         do throws(KVError) {
             merged.seekToFirst()
             var checked = 0
@@ -103,6 +112,8 @@ extension Database {
                     && !deeper.contains(where: { level in level.contains { $0.meta.contains(key) } })
                 {
                     drop = true
+                } else if !rangeDeletes.isEmpty, let cover = rangeDeletes.cover(key, snapshot: smallestSnapshot), cover.sequence > sequence {
+                    drop = true
                 }
                 lastSequenceForKey = sequence
                 if !drop {
@@ -113,6 +124,9 @@ extension Database {
                             compression: options.compression(forLevel: plan.outputLevel), cacheFill: (cache, .ifRoom))
                     }
                     try builder!.add(key, tag: tag, value: merged.value)
+                    if !rangeDeletes.isEmpty, let fragment = rangeDeletes.fragment(key) {
+                        for covering in fragment.sequences where covering > sequence { needed.insert(covering) }
+                    }
                 }
                 merged.next()
             }
@@ -126,7 +140,7 @@ extension Database {
             removeTables(outputs)
             throw error
         }
-        return outputs
+        return (outputs, needed)
     }
 
     /// Background compaction: runs compactions while one is due.

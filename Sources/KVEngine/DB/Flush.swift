@@ -12,7 +12,9 @@ extension Database {
         var edit = VersionEdit()
         edit.logNumber = frozen.nextLogNumber
         edit.lastSequence = frozen.lastSequence
-        if frozen.memtable.count > 0 {
+        // Its range deletes join the version (those that cover nothing in tables go at once).
+        let rangeDeletes = frozen.memtable.rangeDeleteList
+        if frozen.memtable.pointCount > 0 {
             let number = versions.newFileNumber()
             let builder = try TableBuilder(
                 storage: storage, directory: path, number: number, expectedBytes: Int64(frozen.memtable.approximateBytes),
@@ -33,6 +35,10 @@ extension Database {
             try io("sync directory \(path)") { try storage.syncDirectory(atPath: path) }
             edit.added = [VersionEdit.AddedFile(level: 0, meta: meta)]
             counters.flushBytes.add(Int(meta.fileBytes))
+        }
+        if !rangeDeletes.isEmpty {
+            let unneeded = Set(currentView.version.unneededRangeDeletes(removing: [], added: edit.added.map(\.meta), adding: rangeDeletes))
+            edit.addedRangeDeletes = rangeDeletes.filter { !unneeded.contains($0) }
         }
         try apply(edit, while: "flush") { version in
             view.withLock { $0 = $0.with(immutables: Array($0.immutables.dropLast()), version: version) }

@@ -4,7 +4,7 @@ import PageStore
 /// and identifies it (docs/FORMAT.md, "Identity file"). One 4096-byte page:
 ///
 ///     0   8  magic "KVENGINE"
-///     8   4  format version (5)
+///     8   4  format version (6)
 ///     12  4  zero
 ///     16  8  XXH3-64 of bytes 0..<16, seed 0
 ///     24  16 database id (random; zero in a file written before ids)
@@ -14,10 +14,11 @@ import PageStore
 ///     56  -  zero
 enum Identity {
     static let magic: [UInt8] = Array("KVENGINE".utf8)
-    /// 5: tables may be table format 3 (properties that count user keys), which earlier
-    /// builds cannot read; 4: tables may be table format 2 (cache-local bloom filters);
-    /// 3: manifests record the logs they need (`VersionEdit.createdLogs`).
-    static let formatVersion: UInt32 = 5
+    /// 6: logs and manifests may hold range deletes (batch entry type 2, version edit
+    /// tags 7 and 8), which earlier builds cannot read; 5: tables may be table format 3
+    /// (properties that count user keys); 4: tables may be table format 2 (cache-local
+    /// bloom filters); 3: manifests record the logs they need (`VersionEdit.createdLogs`).
+    static let formatVersion: UInt32 = 6
 
     /// What the file says.
     struct Info: Equatable {

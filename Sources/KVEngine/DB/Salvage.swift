@@ -104,11 +104,15 @@ extension Database {
         // compaction dropped may have carried the newest one).
         var newestSequence: UInt64 = 0
         var manifestNextFile: UInt64 = 0
+        // Range deletes live in the manifest (and in logs not yet flushed): those that
+        // still read become point deletes of the keys they cover in the new tables.
+        var rangeDeletes: Set<RangeTombstone> = []
         if let number = try? CurrentFile.read(directory: path, storage: store),
             let manifest = try? ManifestState.replay(directory: path, number: number, storage: store, keepingWhatPrecedesDamage: true)
         {
             newestSequence = manifest.lastSequence
             manifestNextFile = manifest.nextFileNumber
+            rangeDeletes = manifest.rangeDeletes
         }
         let recovered = Memtable()
         let cache = BlockCache(capacityBytes: 0)
@@ -184,6 +188,7 @@ extension Database {
         // numbers follow every file in the directory and the manifest's next number.
         var next = max(manifestNextFile, names.compactMap { FileNames.kind(of: $0)?.number }.max().map { $0 + 1 } ?? 1)
         var outputs: [TableMeta] = []
+        let coverage = RangeTombstones(rangeDeletes.union(recovered.rangeDeleteList))
         do throws(KVError) {
             var children: [any InternalIterator] = [recovered.makeIterator()]
             for table in sources { children.append(TableIterator(table: table, fillCache: false)) }
@@ -207,8 +212,13 @@ extension Database {
                         formatVersion: options.tableFormatVersion, compression: options.compression(forLevel: Version.levelCount - 1))
                     next += 1
                 }
-                try builder!.add(key, tag: merge.tag, value: merge.value)
-                if Tag.isPut(merge.tag) { report.keys += 1 }
+                if let cover = coverage.cover(key, snapshot: .max), cover.sequence > Tag.sequence(merge.tag) {
+                    // Deleted by a range delete: kept as a delete at its sequence number.
+                    try builder!.add(key, tag: Tag.make(cover.sequence, .delete), value: UnsafeRawBufferPointer(start: nil, count: 0))
+                } else {
+                    try builder!.add(key, tag: merge.tag, value: merge.value)
+                    if Tag.isPut(merge.tag) { report.keys += 1 }
+                }
                 if builder!.fileBytes >= Int64(options.tableTargetBytes) {
                     outputs.append(try builder!.finish())
                     builder = nil

@@ -14,6 +14,12 @@ struct KeyRange: Sendable {
     var lower: [UInt8]?
     var upper: [UInt8]?
 
+    /// [lower, upper) (nil: unbounded).
+    init(lower: [UInt8]?, upper: [UInt8]?) {
+        self.lower = lower
+        self.upper = upper
+    }
+
     /// The range a scan with `options` walks (its start, end and prefix).
     init(_ options: ScanOptions) {
         lower = options.start
@@ -66,6 +72,19 @@ struct ConflictSet: Sendable {
         return nil
     }
 
+    /// The first key or range of the set that a range delete of `tombstones` newer than
+    /// `snapshot` meets (its description), or nil.
+    func firstConflict(in tombstones: RangeTombstones, since snapshot: UInt64) -> [UInt8]? {
+        guard !tombstones.isEmpty else { return nil }
+        for key in keys where key.withUnsafeBytes({ tombstones.cover($0, snapshot: .max).map { $0.fragment.sequences.first! > snapshot } ?? false }) {
+            return key
+        }
+        for range in ranges where tombstones.anyNewer(than: snapshot, lower: range.lower, upper: range.upper) {
+            return range.lower ?? []
+        }
+        return nil
+    }
+
     func conflictError(_ key: [UInt8], snapshot: UInt64) -> KVError {
         KVError(.conflict, "transaction conflict: \(KeyText.describe(key)) was written after the transaction's snapshot (sequence \(snapshot)); nothing was applied")
     }
@@ -110,12 +129,19 @@ extension Database {
             if let key = try conflicts.firstConflict(in: view.makeIterator(fillCache: true), since: snapshot) {
                 throw conflicts.conflictError(key, snapshot: snapshot)
             }
+            // A range delete after the snapshot that meets what the transaction read or wrote.
+            for source in [view.version.rangeDeletes] + view.immutables.map(\.memtable.rangeDeletes) {
+                if let key = conflicts.firstConflict(in: source, since: snapshot) { throw conflicts.conflictError(key, snapshot: snapshot) }
+            }
             betweenConflictChecks.withLock { $0 }?()
             let done = OneShot<Result<Void, KVError>>()
             let appended = log.append(
                 batch, durability: durability, lead: durability == .sync,
                 precondition: { memtable, _ in
                     do throws(KVError) {
+                        if let key = conflicts.firstConflict(in: memtable.rangeDeletes, since: snapshot) {
+                            return conflicts.conflictError(key, snapshot: snapshot)
+                        }
                         guard let key = try conflicts.firstConflict(in: memtable.makeIterator(), since: snapshot) else { return nil }
                         return conflicts.conflictError(key, snapshot: snapshot)
                     } catch {

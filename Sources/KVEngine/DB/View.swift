@@ -41,25 +41,52 @@ final class View: Sendable {
     /// The newest version of `key` at or below `snapshot`: memtables, then level 0 newest
     /// first, then one table per deeper level, each pruned by key range and bloom filter.
     func get(_ key: UnsafeRawBufferPointer, snapshot: UInt64) throws(KVError) -> Memtable.Lookup {
-        let found = getFromMemtables(key, snapshot: snapshot)
+        let floor = rangeDeleteFloor(key, snapshot: snapshot)
+        let found = getFromMemtables(key, snapshot: snapshot, floor: floor)
         if found != .missing { return found }
         var hash: UInt64? = nil
         var result = Memtable.Lookup.missing
         try forEachCandidate(key) { (table) throws(KVError) -> Bool in
             if hash == nil { hash = BloomFilter.hash(key) }
-            result = try table.open().get(key, hash: hash!, snapshot: snapshot)
+            result = try table.open().get(key, hash: hash!, snapshot: snapshot, floor: floor)
             return result == .missing
         }
         return result
     }
 
+    /// Whether any source holds a range delete (reads skip the checks when none does; the
+    /// memtable taking writes may gain one at any time, so it is asked each time).
+    var hasRangeDeletes: Bool {
+        memtable.hasRangeDeletes || !version.rangeDeletes.isEmpty || immutables.contains { $0.memtable.hasRangeDeletes }
+    }
+
+    /// The newest range delete covering `key` that a reader at `snapshot` sees, over every
+    /// source, with the fragment of that source's range deletes around `key` (all of which
+    /// that range delete covers).
+    func rangeDeleteCover(_ key: UnsafeRawBufferPointer, snapshot: UInt64) -> (sequence: UInt64, fragment: RangeTombstones.Fragment)? {
+        guard hasRangeDeletes else { return nil }
+        var best = version.rangeDeletes.cover(key, snapshot: snapshot)
+        for source in [memtable] + immutables.map(\.memtable) where source.hasRangeDeletes {
+            if let found = source.rangeDeletes.cover(key, snapshot: snapshot), found.sequence > (best?.sequence ?? 0) { best = found }
+        }
+        return best
+    }
+
+    /// The sequence number below which versions of `key` are deleted for a reader at
+    /// `snapshot` (0: no range delete covers it).
+    func rangeDeleteFloor(_ key: UnsafeRawBufferPointer, snapshot: UInt64) -> UInt64 {
+        guard hasRangeDeletes else { return 0 }
+        return rangeDeleteCover(key, snapshot: snapshot)?.sequence ?? 0
+    }
+
     /// Calls `body` with the newest value of `key` at or below `snapshot` where it lies (in
     /// a memtable's arena or a cached block, held for the call), or with nil.
     func withValue<R>(_ key: UnsafeRawBufferPointer, snapshot: UInt64, _ body: (UnsafeRawBufferPointer?) throws -> R) throws -> R {
-        var found = memtable.find(key, snapshot: snapshot)
+        let floor = rangeDeleteFloor(key, snapshot: snapshot)
+        var found = memtable.find(key, snapshot: snapshot, floor: floor)
         for frozen in immutables {
             guard case .missing = found else { break }
-            found = frozen.memtable.find(key, snapshot: snapshot)
+            found = frozen.memtable.find(key, snapshot: snapshot, floor: floor)
         }
         switch found {
         case .value(let bytes): return try body(bytes)
@@ -70,7 +97,7 @@ final class View: Sendable {
         var answer: Result<R, any Error>? = nil
         try forEachCandidate(key) { (table) throws(KVError) -> Bool in
             if hash == nil { hash = BloomFilter.hash(key) }
-            return try table.open().withFound(key, hash: hash!, snapshot: snapshot) { found -> Bool in
+            return try table.open().withFound(key, hash: hash!, snapshot: snapshot, floor: floor) { found -> Bool in
                 switch found {
                 case .missing: return true
                 case .deleted: answer = Result { try body(nil) }
@@ -83,9 +110,10 @@ final class View: Sendable {
     }
 
     /// The newest version of `key` at or below `snapshot` in the memtables alone.
-    func getFromMemtables(_ key: UnsafeRawBufferPointer, snapshot: UInt64) -> Memtable.Lookup {
-        var found = memtable.get(key, snapshot: snapshot)
-        for frozen in immutables where found == .missing { found = frozen.memtable.get(key, snapshot: snapshot) }
+    func getFromMemtables(_ key: UnsafeRawBufferPointer, snapshot: UInt64, floor: UInt64? = nil) -> Memtable.Lookup {
+        let floor = floor ?? rangeDeleteFloor(key, snapshot: snapshot)
+        var found = memtable.get(key, snapshot: snapshot, floor: floor)
+        for frozen in immutables where found == .missing { found = frozen.memtable.get(key, snapshot: snapshot, floor: floor) }
         return found
     }
 

@@ -8,6 +8,12 @@ final class Memtable: Sendable {
     private let list = SkipList()
     private let bytes = ManagedAtomic<Int>(0)
     private let entryCount = ManagedAtomic<Int>(0)
+    /// The newest sequence number added (what a scan's skip past a range delete compares).
+    private let newest = ManagedAtomic<UInt64>(0)
+    /// Range deletes, apart from the entries: the list, and its fragments as of the last
+    /// one added (readers take the fragments; the one writer replaces them).
+    private let rangeDeleteCount = ManagedAtomic<Int>(0)
+    private let rangeDeleteState = PlainLock<(list: [RangeTombstone], fragments: RangeTombstones)>(([], .empty))
 
     /// What a lookup found.
     enum Lookup: Equatable {
@@ -34,10 +40,40 @@ final class Memtable: Sendable {
 
     /// Adds one entry. The caller serializes writers.
     func add(sequence: UInt64, type: EntryType, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
-        list.insert(tag: Tag.make(sequence, type), key: key, value: value)
+        if type == .rangeDelete {
+            rangeDeleteState.withLock { state in
+                state.list.append(RangeTombstone(start: Array(key), end: Array(value), sequence: sequence))
+                state.fragments = RangeTombstones(state.list)
+            }
+            rangeDeleteCount.wrappingIncrement(ordering: .releasing)
+        } else {
+            list.insert(tag: Tag.make(sequence, type), key: key, value: value)
+        }
+        newest.store(max(newest.load(ordering: .relaxed), sequence), ordering: .relaxed)
         bytes.wrappingIncrement(by: key.count + value.count + 48, ordering: .relaxed)
         entryCount.wrappingIncrement(ordering: .relaxed)
     }
+
+    /// The range deletes added, fragmented (empty at once when there are none).
+    var rangeDeletes: RangeTombstones {
+        guard rangeDeleteCount.load(ordering: .acquiring) > 0 else { return .empty }
+        return rangeDeleteState.withLock { $0.fragments }
+    }
+
+    /// The range deletes added, as written.
+    var rangeDeleteList: [RangeTombstone] {
+        guard rangeDeleteCount.load(ordering: .acquiring) > 0 else { return [] }
+        return rangeDeleteState.withLock { $0.list }
+    }
+
+    /// Whether a range delete was added.
+    var hasRangeDeletes: Bool { rangeDeleteCount.load(ordering: .acquiring) > 0 }
+
+    /// The newest sequence number added (0: none).
+    var newestSequence: UInt64 { newest.load(ordering: .relaxed) }
+
+    /// Entries in the skip list (range deletes not counted).
+    var pointCount: Int { count - rangeDeleteCount.load(ordering: .acquiring) }
 
     /// Applies every entry of an encoded write batch. The caller serializes writers.
     @discardableResult
@@ -48,16 +84,19 @@ final class Memtable: Sendable {
     }
 
     /// The newest version of `key` with a sequence number at most `snapshot`.
-    func get(_ key: UnsafeRawBufferPointer, snapshot: UInt64) -> Lookup {
-        find(key, snapshot: snapshot).copied
+    func get(_ key: UnsafeRawBufferPointer, snapshot: UInt64, floor: UInt64 = 0) -> Lookup {
+        find(key, snapshot: snapshot, floor: floor).copied
     }
 
-    /// As `get`, the value left in the arena (valid while this memtable lives).
-    func find(_ key: UnsafeRawBufferPointer, snapshot: UInt64) -> Borrowed {
+    /// As `get`, the value left in the arena (valid while this memtable lives). A version
+    /// older than `floor` (the newest range delete covering the key that the snapshot
+    /// sees) reads as deleted.
+    func find(_ key: UnsafeRawBufferPointer, snapshot: UInt64, floor: UInt64 = 0) -> Borrowed {
         guard let node = list.seek(key, tag: Tag.seeking(snapshot)),
             SkipList.compareKeys(SkipList.key(node), key) == 0
         else { return .missing }
-        if Tag.isDelete(SkipList.tag(node)) { return .deleted }
+        let tag = SkipList.tag(node)
+        if Tag.isDelete(tag) || Tag.sequence(tag) < floor { return .deleted }
         return .value(SkipList.value(node))
     }
 
@@ -83,6 +122,7 @@ final class MemtableIterator: InternalIterator {
     }
 
     var isValid: Bool { node != nil }
+    var newestSequence: UInt64 { memtable.newestSequence }
     var key: UnsafeRawBufferPointer { SkipList.key(node!) }
     var tag: UInt64 { SkipList.tag(node!) }
     var value: UnsafeRawBufferPointer { SkipList.value(node!) }

@@ -119,6 +119,32 @@ final class MergingIterator: InternalIterator {
         repositionAll(forward: true) { $0.seek(key, tag: tag) }
     }
 
+    var newestSequence: UInt64 { children.map(\.newestSequence).max() ?? 0 }
+
+    func skipOlder(than sequence: UInt64, start: UnsafeRawBufferPointer, end: UnsafeRawBufferPointer) {
+        guard current >= 0 else { return }
+        var moved = false
+        for index in children.indices where valid[index] {
+            let child = children[index]
+            // Only the part of the source the jump passes over must be older.
+            let newest = forward ? child.newestSequence(lower: keys[index], upper: end) : child.newestSequence(lower: start, upper: keys[index])
+            guard newest < sequence else { continue }
+            if forward {
+                // Only forward: a source already past the end stays.
+                guard SkipList.compareKeys(keys[index], end) < 0 else { continue }
+                child.seek(end, tag: UInt64.max)
+            } else {
+                guard SkipList.compareKeys(keys[index], start) >= 0 else { continue }
+                child.seek(start, tag: UInt64.max)
+                if child.isValid { child.prev() } else if child.error == nil { child.seekToLast() }
+            }
+            refresh(index)
+            moved = true
+        }
+        guard moved else { return }
+        if forward { pickSmallest() } else { pickLargest() }
+    }
+
     func next() {
         if !forward {
             // Every other source moves to the first entry after the current one.
@@ -189,6 +215,18 @@ final class LevelIterator: InternalIterator {
     }
 
     var isValid: Bool { walkRef?._withUnsafeGuaranteedRef { $0.isValid } ?? false }
+    var newestSequence: UInt64 { tables.map(\.meta.properties.largestSequence).max() ?? 0 }
+
+    func newestSequence(lower: UnsafeRawBufferPointer, upper: UnsafeRawBufferPointer) -> UInt64 {
+        var newest: UInt64 = 0
+        for table in tables
+        where table.meta.smallestUserKey.withUnsafeBytes({ SkipList.compareKeys($0, upper) <= 0 })
+            && table.meta.largestUserKey.withUnsafeBytes({ SkipList.compareKeys($0, lower) >= 0 })
+        {
+            newest = max(newest, table.meta.properties.largestSequence)
+        }
+        return newest
+    }
     var key: UnsafeRawBufferPointer { walkRef!._withUnsafeGuaranteedRef { $0.key } }
     var tag: UInt64 { walkRef!._withUnsafeGuaranteedRef { $0.tag } }
     var value: UnsafeRawBufferPointer { walkRef!._withUnsafeGuaranteedRef { $0.value } }

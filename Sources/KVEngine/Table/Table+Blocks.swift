@@ -96,38 +96,39 @@ extension Table {
     }
 
     /// The newest version of `userKey` at or below `snapshot` in this table.
-    func get(_ userKey: UnsafeRawBufferPointer, hash: UInt64, snapshot: UInt64) throws(KVError) -> Memtable.Lookup {
-        try withFound(userKey, hash: hash, snapshot: snapshot) { $0.copied }
+    func get(_ userKey: UnsafeRawBufferPointer, hash: UInt64, snapshot: UInt64, floor: UInt64 = 0) throws(KVError) -> Memtable.Lookup {
+        try withFound(userKey, hash: hash, snapshot: snapshot, floor: floor) { $0.copied }
     }
 
     /// As `get`, with the answer where it lies in its block: `body` runs while the block
-    /// is held.
+    /// is held. A version older than `floor` (a range delete covering the key) reads as
+    /// deleted.
     func withFound<R>(
-        _ userKey: UnsafeRawBufferPointer, hash: UInt64, snapshot: UInt64, _ body: (Memtable.Borrowed) -> R
+        _ userKey: UnsafeRawBufferPointer, hash: UInt64, snapshot: UInt64, floor: UInt64 = 0, _ body: (Memtable.Borrowed) -> R
     ) throws(KVError) -> R {
         guard mayContain(hash: hash) else { return body(.missing) }
         let tag = Tag.seeking(snapshot)
         let index = self.index.findBlock(userKey, tag: tag)
         guard index < handles.count else { return body(.missing) }
         let block = try block(index)
-        let found = try find(in: block, userKey, tag: tag, index: index)
+        let found = try find(in: block, userKey, tag: tag, index: index, floor: floor)
         return withExtendedLifetime(block) { body(found) }
     }
 
     /// Finishes a lookup in the block that may hold (userKey, tag).
-    func lookup(in block: Block, _ userKey: UnsafeRawBufferPointer, tag: UInt64, index: Int) throws(KVError) -> Memtable.Lookup {
-        try find(in: block, userKey, tag: tag, index: index).copied
+    func lookup(in block: Block, _ userKey: UnsafeRawBufferPointer, tag: UInt64, index: Int, floor: UInt64 = 0) throws(KVError) -> Memtable.Lookup {
+        try find(in: block, userKey, tag: tag, index: index, floor: floor).copied
     }
 
     /// As `lookup`, the value left in `block` (valid while the caller holds it).
-    func find(in block: Block, _ userKey: UnsafeRawBufferPointer, tag: UInt64, index: Int) throws(KVError) -> Memtable.Borrowed {
+    func find(in block: Block, _ userKey: UnsafeRawBufferPointer, tag: UInt64, index: Int, floor: UInt64 = 0) throws(KVError) -> Memtable.Borrowed {
         switch block.pointSearch(userKey, tag: tag) {
         case .corrupt:
             throw corruption(TableProblem(offset: handles[index].offset, reason: "malformed block entry"))
         case .none, .entry(sameUserKey: false, _, _):
             return .missing
         case .entry(sameUserKey: true, let found, let value):
-            if Tag.isDelete(found) { return .deleted }
+            if Tag.isDelete(found) || Tag.sequence(found) < floor { return .deleted }
             return .value(UnsafeRawBufferPointer(rebasing: block.bytes[value]))
         }
     }

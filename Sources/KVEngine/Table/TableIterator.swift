@@ -135,6 +135,7 @@ final class TableIterator: InternalIterator {
     }
 
     var isValid: Bool { cursorRef?._withUnsafeGuaranteedRef { $0.isValid } ?? false }
+    var newestSequence: UInt64 { table.meta.properties.largestSequence }
     var key: UnsafeRawBufferPointer { cursorRef!._withUnsafeGuaranteedRef { InternalKey.userKey($0.key.bytes) } }
     var tag: UInt64 { cursorRef!._withUnsafeGuaranteedRef { InternalKey.tag($0.key.bytes) } }
     var value: UnsafeRawBufferPointer { cursorRef!._withUnsafeGuaranteedRef { $0.value } }

@@ -23,9 +23,21 @@ protocol InternalIterator: AnyObject {
     /// An unretained reference to this iterator (see `IteratorRef`; each kind of
     /// iterator names itself there).
     var unretained: IteratorRef { get }
+    /// The newest sequence number the source holds (a bound): sources all older than a
+    /// range delete can skip the range (`skipOlder`).
+    var newestSequence: UInt64 { get }
+    /// The newest sequence number among entries with user keys in [lower, upper] (a
+    /// bound; by default `newestSequence`).
+    func newestSequence(lower: UnsafeRawBufferPointer, upper: UnsafeRawBufferPointer) -> UInt64
+    /// Moves the sources whose entries are all older than `sequence` past the range
+    /// delete's fragment: forward to its `end`, backward to before its `start`. A source
+    /// with newer entries stays where it is. Only a merging iterator has sources to move.
+    func skipOlder(than sequence: UInt64, start: UnsafeRawBufferPointer, end: UnsafeRawBufferPointer)
 }
 
 extension InternalIterator {
+    func newestSequence(lower: UnsafeRawBufferPointer, upper: UnsafeRawBufferPointer) -> UInt64 { newestSequence }
+    func skipOlder(than sequence: UInt64, start: UnsafeRawBufferPointer, end: UnsafeRawBufferPointer) {}
     var error: KVError? { nil }
     func prepareSeek(_ key: UnsafeRawBufferPointer, tag: UInt64) -> (table: Table, block: Int)? { nil }
     func supplyPrepared(_ block: Block) {}

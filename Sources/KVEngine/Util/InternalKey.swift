@@ -6,6 +6,9 @@ import Glibc
 enum EntryType: UInt8 {
     case delete = 0
     case put = 1
+    /// A range delete, in write batches and logs only (key: the range's start, value: its
+    /// end); memtables and versions keep range deletes apart from entries.
+    case rangeDelete = 2
 }
 
 /// An entry's sequence number and kind in one word, `sequence << 8 | kind`: the order of

@@ -103,8 +103,16 @@ struct CompactionPicker {
         let bottom = max(1, deepest)
         let inputs = version.overlapping(level: level, lower: lower, upper: upper)
         if level == bottom {
+            // Rewritten in place only for what that drops: deletions, and what a range
+            // delete covers.
             guard deepest == bottom, let plan = plan(level: level, inputs: inputs, version: version, intoItself: true),
-                plan.inputs.contains(where: { $0.meta.properties.deletions > 0 })
+                plan.inputs.contains(where: { table in
+                    table.meta.properties.deletions > 0
+                        || version.rangeDeleteList.contains { tombstone in
+                            table.meta.properties.smallestSequence < tombstone.sequence
+                                && tombstone.overlaps(lower: Array(table.meta.smallestUserKey), upper: Array(table.meta.largestUserKey))
+                        }
+                })
             else { return nil }
             return plan
         }

@@ -106,6 +106,8 @@ struct ManifestState {
     var lastSequence: UInt64 = 0
     /// Live tables per level, by number.
     var levels: [[UInt64: TableMeta]] = Array(repeating: [:], count: Version.levelCount)
+    /// Live range deletes.
+    var rangeDeletes: Set<RangeTombstone> = []
     /// Logs recorded as created and not yet below the log number: each must be present
     /// and readable. Meaningful only when `tracksLogs`.
     var liveLogs: Set<UInt64> = []
@@ -130,6 +132,10 @@ struct ManifestState {
         for file in edit.added {
             levels[file.level][file.meta.number] = file.meta
         }
+        for tombstone in edit.droppedRangeDeletes {
+            guard rangeDeletes.remove(tombstone) != nil else { return "edit drops range delete #\(tombstone.sequence), which is not live" }
+        }
+        rangeDeletes.formUnion(edit.addedRangeDeletes)
         return nil
     }
 

@@ -6,9 +6,15 @@ final class Version: Sendable {
     static let levelCount = 7
 
     let levels: [[TableFile]]
+    /// Range deletes whose writes are in tables (flushed), until no table holds what they
+    /// cover; and the same fragmented, for reads.
+    let rangeDeleteList: Set<RangeTombstone>
+    let rangeDeletes: RangeTombstones
 
-    init(levels: [[TableFile]] = Array(repeating: [], count: Version.levelCount)) {
+    init(levels: [[TableFile]] = Array(repeating: [], count: Version.levelCount), rangeDeletes: Set<RangeTombstone> = []) {
         self.levels = levels
+        self.rangeDeleteList = rangeDeletes
+        self.rangeDeletes = RangeTombstones(rangeDeletes)
     }
 
     /// This version with `edit` applied; `added` holds the tables the edit adds.
@@ -26,7 +32,34 @@ final class Version: Sendable {
                 left.meta.smallest.withUnsafeBytes { a in right.meta.smallest.withUnsafeBytes { b in InternalKey.compare(a, b) < 0 } }
             }
         }
-        return Version(levels: levels)
+        var tombstones = rangeDeleteList
+        if !edit.droppedRangeDeletes.isEmpty || !edit.addedRangeDeletes.isEmpty {
+            tombstones.subtract(edit.droppedRangeDeletes)
+            tombstones.formUnion(edit.addedRangeDeletes)
+        }
+        return Version(levels: levels, rangeDeletes: tombstones)
+    }
+
+    /// The range deletes (this version's and `adding`) that no table needs once an edit
+    /// removing tables `removing` and adding `added` is in place: no table whose key range
+    /// meets the range holds a version older than the range delete (what a range delete
+    /// covers is older than it; the memtables hold only newer writes, and the tables a
+    /// flush or an ingest adds only newer ones).
+    ///
+    /// `exact`: the sequence numbers of range deletes that the tables `added` are known to
+    /// need (a compaction's outputs, whose entries it saw): those tables are judged by this
+    /// alone rather than by their key range.
+    func unneededRangeDeletes(
+        removing: Set<UInt64>, added: [TableMeta], adding: [RangeTombstone] = [], exact needed: Set<UInt64>? = nil
+    ) -> [RangeTombstone] {
+        guard !rangeDeleteList.isEmpty || !adding.isEmpty else { return [] }
+        let tables = levels.joined().filter { !removing.contains($0.number) }.map(\.meta) + (needed == nil ? added : [])
+        return rangeDeleteList.union(adding).filter { tombstone in
+            !(needed?.contains(tombstone.sequence) ?? false) && !tables.contains { meta in
+                meta.properties.smallestSequence < tombstone.sequence
+                    && tombstone.overlaps(lower: Array(meta.smallestUserKey), upper: Array(meta.largestUserKey))
+            }
+        }.sorted { $0.sequence < $1.sequence }
     }
 
     /// The whole version as an edit (a new manifest's first record).
@@ -35,6 +68,7 @@ final class Version: Sendable {
         for (level, tables) in levels.enumerated() {
             for table in tables { edit.added.append(VersionEdit.AddedFile(level: level, meta: table.meta)) }
         }
+        edit.addedRangeDeletes = rangeDeleteList.sorted { $0.sequence < $1.sequence }
         return edit
     }
 

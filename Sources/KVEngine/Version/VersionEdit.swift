@@ -13,6 +13,11 @@ struct VersionEdit: Equatable {
     /// recorded here is live until the log number passes it: recovery then requires it to
     /// be there and readable (format version 3).
     var createdLogs: [UInt64] = []
+    /// Range deletes that joined the version (a flush of a memtable holding them), and
+    /// those it dropped (a compaction after which no table holds what they cover).
+    /// Format version 6.
+    var addedRangeDeletes: [RangeTombstone] = []
+    var droppedRangeDeletes: [RangeTombstone] = []
 
     struct DeletedFile: Equatable {
         var level: Int
@@ -31,6 +36,8 @@ struct VersionEdit: Equatable {
         case deletedFile = 4
         case addedFile = 5
         case createdLog = 6
+        case addedRangeDelete = 7
+        case droppedRangeDelete = 8
     }
 
     func encode() -> [UInt8] {
@@ -65,6 +72,16 @@ struct VersionEdit: Equatable {
         for number in createdLogs {
             field(.createdLog)
             Coding.putVarint(number, into: &bytes)
+        }
+        for (kind, tombstones) in [(Field.addedRangeDelete, addedRangeDeletes), (.droppedRangeDelete, droppedRangeDeletes)] {
+            for tombstone in tombstones {
+                field(kind)
+                Coding.putVarint(UInt64(tombstone.start.count), into: &bytes)
+                bytes += tombstone.start
+                Coding.putVarint(UInt64(tombstone.end.count), into: &bytes)
+                bytes += tombstone.end
+                Coding.putVarint(tombstone.sequence, into: &bytes)
+            }
         }
         return bytes
     }
@@ -102,6 +119,17 @@ struct VersionEdit: Equatable {
             case .createdLog:
                 guard let value = Coding.varint(bytes, &position) else { return nil }
                 edit.createdLogs.append(value)
+            case .addedRangeDelete, .droppedRangeDelete:
+                func string() -> [UInt8]? {
+                    guard let length = Coding.varint(bytes, &position), length <= UInt64(bytes.count - position) else { return nil }
+                    defer { position += Int(length) }
+                    return Array(bytes[position..<(position + Int(length))])
+                }
+                guard let start = string(), let end = string(), let sequence = Coding.varint(bytes, &position),
+                    start.lexicographicallyPrecedes(end)
+                else { return nil }
+                let tombstone = RangeTombstone(start: start, end: end, sequence: sequence)
+                if field == .addedRangeDelete { edit.addedRangeDeletes.append(tombstone) } else { edit.droppedRangeDeletes.append(tombstone) }
             }
         }
         return edit
@@ -114,6 +142,8 @@ struct VersionEdit: Equatable {
         if let nextFileNumber { parts.append("next file \(nextFileNumber)") }
         if let lastSequence { parts.append("last sequence \(lastSequence)") }
         for number in createdLogs { parts.append("log \(number) created") }
+        for tombstone in addedRangeDeletes { parts.append("+range delete #\(tombstone.sequence) [\(KeyText.describe(tombstone.start)), \(KeyText.describe(tombstone.end)))") }
+        for tombstone in droppedRangeDeletes { parts.append("-range delete #\(tombstone.sequence) [\(KeyText.describe(tombstone.start)), \(KeyText.describe(tombstone.end)))") }
         for file in deleted { parts.append("-L\(file.level) #\(file.number)") }
         for file in added {
             parts.append("+L\(file.level) #\(file.meta.number) (\(file.meta.fileBytes) bytes, \(file.meta.properties.entries) entries, sequences \(file.meta.properties.smallestSequence)...\(file.meta.properties.largestSequence))")

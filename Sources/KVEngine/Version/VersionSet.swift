@@ -255,6 +255,7 @@ final class VersionSet: Sendable {
                 snapshot.added.append(VersionEdit.AddedFile(level: level, meta: meta))
             }
         }
+        snapshot.addedRangeDeletes = Array(recovered.rangeDeletes)
         let version = Version().applying(snapshot, added: added)
         if let problem = version.orderingProblem() {
             throw KVError(.corruption, "manifest describes an impossible version: \(problem)", path: directory + "/" + FileNames.current)

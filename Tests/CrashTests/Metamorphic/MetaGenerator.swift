@@ -57,7 +57,7 @@ struct MetaGenerator {
 
     /// The operation kinds and their weights.
     private enum Kind: CaseIterable {
-        case put, delete, batch, get, getMany, takeSnapshot, releaseSnapshot, openCursor, next, closeCursor, scan, count
+        case put, delete, deleteRange, batch, get, getMany, takeSnapshot, releaseSnapshot, openCursor, next, closeCursor, scan, count
         case flush, compactAll, compactRange, sync, reopen, reopenWithOptions, reopenReadOnly, salvage, crash, ingest, noRoom, transaction
         case checkpoint, backup, follow
 
@@ -65,6 +65,7 @@ struct MetaGenerator {
             switch self {
             case .put: return 220
             case .delete: return 80
+            case .deleteRange: return 25
             case .batch: return 80
             case .get: return 140
             case .getMany: return 40
@@ -114,12 +115,20 @@ struct MetaGenerator {
         switch kind {
         case .put: return .put(key: key(), value: value(), sync: durability())
         case .delete: return .delete(key: key(), sync: durability())
+        case .deleteRange:
+            let (start, end) = range()
+            return .deleteRange(start: start, end: end, sync: durability())
         case .batch:
             var entries: [MetaBatchEntry] = []
             for _ in 0..<(1 + random.below(8)) {
                 // Now and then the same key again within the batch: the later entry wins.
                 let key = !entries.isEmpty && random.chance(0.3) ? entries[random.below(entries.count)].key : key()
-                entries.append(random.chance(0.3) ? .delete(key) : .put(key, value()))
+                if random.chance(0.08) {
+                    let (start, end) = range()
+                    entries.append(.deleteRange(start, end))
+                } else {
+                    entries.append(random.chance(0.3) ? .delete(key) : .put(key, value()))
+                }
             }
             return .batch(entries, sync: durability())
         case .get: return .get(key: key(), snapshot: snapshot())
@@ -187,7 +196,13 @@ struct MetaGenerator {
             var writes: [MetaBatchEntry] = []
             for _ in 0..<random.below(4) {
                 let key = !reads.isEmpty && random.chance(0.4) ? reads[random.below(reads.count)] : nonEmptyKey()
-                writes.append(random.chance(0.25) ? .delete(key) : .put(key, value()))
+                if random.chance(0.08) {
+                    // A valid one: a refused write would fail the whole transaction.
+                    let (start, end) = range()
+                    writes.append(start.lexicographicallyPrecedes(end) ? .deleteRange(start, end) : .deleteRange(start, start + [0x00]))
+                } else {
+                    writes.append(random.chance(0.25) ? .delete(key) : .put(key, value()))
+                }
             }
             let scan = random.chance(0.4) ? scan() : nil
             var meanwhile: MetaBatchEntry? = nil
@@ -207,6 +222,16 @@ struct MetaGenerator {
     private mutating func dropHandles() {
         liveSnapshots.removeAll()
         liveCursors.removeAll()
+    }
+
+    /// A range to delete: mostly two keys of the pool in order (a narrow run of them),
+    /// sometimes bounds that are not keys, now and then empty or reversed (refused).
+    private mutating func range() -> ([UInt8], [UInt8]) {
+        let first = nonEmptyKey()
+        let second = random.chance(0.7) ? key() : MetaGenerator.word(&random, length: 1 + random.below(4))
+        if random.chance(0.05) { return (first, first) }
+        if random.chance(0.05) { return (first.lexicographicallyPrecedes(second) ? second : first, first) }
+        return first.lexicographicallyPrecedes(second) ? (first, second) : (second.isEmpty ? [0x00] : second, first + [0xFF])
     }
 
     private mutating func nonEmptyKey() -> [UInt8] {

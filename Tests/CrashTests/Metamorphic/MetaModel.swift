@@ -22,6 +22,8 @@ struct MetaModel {
             switch entry {
             case .put(let key, let value): state[key] = value.bytes
             case .delete(let key): state[key] = nil
+            case .deleteRange(let start, let end):
+                state = state.filter { $0.key.lexicographicallyPrecedes(start) || !$0.key.lexicographicallyPrecedes(end) }
             }
         }
         lastSequence = sequence

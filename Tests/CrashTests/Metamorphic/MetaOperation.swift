@@ -8,6 +8,7 @@ import Foundation
 ///
 ///     put x6b01 v12/300 sync          put of value #12 (300 bytes) under key 6b 01
 ///     del x6b01 buffered
+///     delrange x61 x6b sync           every key in [61, 6b)
 ///     batch sync put x61 v3/0 ; del x61 ; put x62 v4/9
 ///     get x6b01 @s2                   at snapshot s2 (no @: the latest state)
 ///     getmany x61,x,xff00 @s2         x alone is the empty key
@@ -21,6 +22,8 @@ import Foundation
 enum MetaOp: Equatable, CustomStringConvertible {
     case put(key: [UInt8], value: MetaValue, sync: Bool)
     case delete(key: [UInt8], sync: Bool)
+    /// `Database.deleteRange` of [start, end) (refused unless start < end and start is a key).
+    case deleteRange(start: [UInt8], end: [UInt8], sync: Bool)
     case batch([MetaBatchEntry], sync: Bool)
     case get(key: [UInt8], snapshot: Int?)
     case getMany(keys: [[UInt8]], snapshot: Int?)
@@ -74,6 +77,7 @@ enum MetaOp: Equatable, CustomStringConvertible {
         switch self {
         case .put(let key, let value, let sync): return "put \(MetaText.key(key)) \(value) \(MetaText.durability(sync))"
         case .delete(let key, let sync): return "del \(MetaText.key(key)) \(MetaText.durability(sync))"
+        case .deleteRange(let start, let end, let sync): return "delrange \(MetaText.key(start)) \(MetaText.key(end)) \(MetaText.durability(sync))"
         case .batch(let entries, let sync):
             return "batch \(MetaText.durability(sync)) " + entries.map(\.description).joined(separator: " ; ")
         case .get(let key, let snapshot): return "get \(MetaText.key(key))\(MetaText.at(snapshot))"
@@ -126,6 +130,10 @@ enum MetaOp: Equatable, CustomStringConvertible {
         case "del":
             guard words.count == 2 else { throw fail("del KEY sync|buffered") }
             self = .delete(key: try MetaText.parseKey(words[0], line), sync: try MetaText.parseDurability(words[1], line))
+        case "delrange":
+            guard words.count == 3 else { throw fail("delrange START END sync|buffered") }
+            self = .deleteRange(start: try MetaText.parseKey(words[0], line), end: try MetaText.parseKey(words[1], line),
+                                sync: try MetaText.parseDurability(words[2], line))
         case "batch":
             guard !words.isEmpty else { throw fail("batch sync|buffered ENTRY ; ENTRY ...") }
             let sync = try MetaText.parseDurability(words.removeFirst(), line)
@@ -204,6 +212,7 @@ enum MetaOp: Equatable, CustomStringConvertible {
     var keys: [[UInt8]] {
         switch self {
         case .put(let key, _, _), .delete(let key, _), .get(let key, _): return [key]
+        case .deleteRange(let start, let end, _): return [start, end]
         case .batch(let entries, _): return entries.map(\.key)
         case .getMany(let keys, _): return keys
         case .transaction(let transaction):
@@ -217,10 +226,29 @@ enum MetaOp: Equatable, CustomStringConvertible {
 enum MetaBatchEntry: Equatable, CustomStringConvertible {
     case put([UInt8], MetaValue)
     case delete([UInt8])
+    /// Every key in [start, end).
+    case deleteRange([UInt8], [UInt8])
 
+    /// The key written (a range delete's start).
     var key: [UInt8] {
         switch self {
-        case .put(let key, _), .delete(let key): return key
+        case .put(let key, _), .delete(let key), .deleteRange(let key, _): return key
+        }
+    }
+
+    /// Whether the entry writes `key`.
+    func touches(_ key: [UInt8]) -> Bool {
+        switch self {
+        case .put(let written, _), .delete(let written): return written == key
+        case .deleteRange(let start, let end): return !key.lexicographicallyPrecedes(start) && key.lexicographicallyPrecedes(end)
+        }
+    }
+
+    /// Whether the engine takes it (no empty key; a range delete's start below its end).
+    var isValid: Bool {
+        switch self {
+        case .put(let key, _), .delete(let key): return !key.isEmpty
+        case .deleteRange(let start, let end): return !start.isEmpty && start.lexicographicallyPrecedes(end)
         }
     }
 
@@ -228,6 +256,7 @@ enum MetaBatchEntry: Equatable, CustomStringConvertible {
         switch self {
         case .put(let key, let value): return "put \(MetaText.key(key)) \(value)"
         case .delete(let key): return "del \(MetaText.key(key))"
+        case .deleteRange(let start, let end): return "delrange \(MetaText.key(start)) \(MetaText.key(end))"
         }
     }
 
@@ -235,7 +264,8 @@ enum MetaBatchEntry: Equatable, CustomStringConvertible {
         switch (words.first, words.count) {
         case ("put", 3): self = .put(try MetaText.parseKey(words[1], line), try MetaValue(parsing: words[2], line))
         case ("del", 2): self = .delete(try MetaText.parseKey(words[1], line))
-        default: throw MetaText.ParseError(line: line, reason: "batch entry: put KEY VALUE or del KEY")
+        case ("delrange", 3): self = .deleteRange(try MetaText.parseKey(words[1], line), try MetaText.parseKey(words[2], line))
+        default: throw MetaText.ParseError(line: line, reason: "batch entry: put KEY VALUE, del KEY or delrange START END")
         }
     }
 }

@@ -150,6 +150,8 @@ final class MetaRunner {
             return try commit([.put(key, value)], sync: sync)
         case .delete(let key, let sync):
             return try commit([.delete(key)], sync: sync)
+        case .deleteRange(let start, let end, let sync):
+            return try commit([.deleteRange(start, end)], sync: sync)
         case .batch(let entries, let sync):
             return try commit(entries, sync: sync)
         case .get(let key, let snapshot):
@@ -478,6 +480,9 @@ final class MetaRunner {
             case .delete(let key):
                 try tx.delete(key)
                 latest[key] = .some(nil)
+            case .deleteRange(let start, let end):
+                try tx.deleteRange(start, end)
+                for key in latest.keys where entry.touches(key) { latest[key] = .some(nil) }
             }
         }
         for (key, value) in latest where try tx.get(key) != value {
@@ -492,10 +497,12 @@ final class MetaRunner {
             switch entry {
             case .put(let key, let value): batch.put(key, value.bytes)
             case .delete(let key): batch.delete(key)
+            case .deleteRange(let start, let end): batch.deleteRange(start, end)
             }
         }
-        if entries.contains(where: { $0.key.isEmpty }) {
-            // The engine takes no empty key (as LMDB): the whole batch is refused.
+        if entries.contains(where: { !$0.isValid }) {
+            // The engine takes no empty key (as LMDB), nor an empty or reversed range: the
+            // whole batch is refused.
             let refused: KVError.Code?
             do {
                 try write(batch, sync: sync, to: db)

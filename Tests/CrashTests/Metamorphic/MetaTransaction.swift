@@ -53,7 +53,7 @@ struct MetaTransaction: Equatable, CustomStringConvertible {
     /// (the model's answer to the scan at its snapshot).
     func meanwhileConflicts(scanned: [(key: [UInt8], value: [UInt8])]) -> Bool {
         guard let key = meanwhile?.key, !writes.isEmpty else { return false }
-        if reads.contains(key) || writes.contains(where: { $0.key == key }) { return true }
+        if reads.contains(key) || writes.contains(where: { $0.touches(key) }) { return true }
         guard let scan, scan.admits(key) else { return false }
         // A scan stopped by its limit covers only up to its last entry.
         guard let limit = scan.limit, scanned.count >= limit, let last = scanned.last?.key else { return true }
