@@ -343,7 +343,16 @@ public final class Cursor: AsyncSequence {
                 source.seekToLast()
             }
         } else if let lower {
-            lower.withUnsafeBytes { source.seek($0, tag: UInt64.max) }
+            lower.withUnsafeBytes { lower in
+                // Starting inside a deleted range: what it deleted is not read at all.
+                if let view, view.hasRangeDeletes, let merging = source as? MergingIterator,
+                    let cover = view.rangeDeleteCover(lower, snapshot: snapshot)
+                {
+                    cover.fragment.end.withUnsafeBytes { merging.seek(lower, olderThan: cover.sequence, skippingTo: $0) }
+                } else {
+                    source.seek(lower, tag: UInt64.max)
+                }
+            }
         } else {
             source.seekToFirst()
         }

@@ -66,9 +66,12 @@ final class View: Sendable {
     func rangeDeleteCover(_ key: UnsafeRawBufferPointer, snapshot: UInt64) -> (sequence: UInt64, fragment: RangeTombstones.Fragment)? {
         guard hasRangeDeletes else { return nil }
         var best = version.rangeDeletes.cover(key, snapshot: snapshot)
-        for source in [memtable] + immutables.map(\.memtable) where source.hasRangeDeletes {
-            if let found = source.rangeDeletes.cover(key, snapshot: snapshot), found.sequence > (best?.sequence ?? 0) { best = found }
+        func consider(_ source: Memtable) {
+            guard source.hasRangeDeletes, let found = source.rangeDeletes.cover(key, snapshot: snapshot) else { return }
+            if found.sequence > (best?.sequence ?? 0) { best = found }
         }
+        consider(memtable)
+        for frozen in immutables { consider(frozen.memtable) }
         return best
     }
 

@@ -121,6 +121,18 @@ final class MergingIterator: InternalIterator {
 
     var newestSequence: UInt64 { children.map(\.newestSequence).max() ?? 0 }
 
+    /// `seek(key)` where a range delete at `sequence` covers [key, end): the sources whose
+    /// entries there are all older than it seek to `end` at once.
+    func seek(_ key: UnsafeRawBufferPointer, olderThan sequence: UInt64, skippingTo end: UnsafeRawBufferPointer) {
+        repositionAll(forward: true) { child in
+            if child.newestSequence(lower: key, upper: end) < sequence {
+                child.seek(end, tag: UInt64.max)
+            } else {
+                child.seek(key, tag: UInt64.max)
+            }
+        }
+    }
+
     func skipOlder(than sequence: UInt64, start: UnsafeRawBufferPointer, end: UnsafeRawBufferPointer) {
         guard current >= 0 else { return }
         var moved = false
@@ -218,12 +230,18 @@ final class LevelIterator: InternalIterator {
     var newestSequence: UInt64 { tables.map(\.meta.properties.largestSequence).max() ?? 0 }
 
     func newestSequence(lower: UnsafeRawBufferPointer, upper: UnsafeRawBufferPointer) -> UInt64 {
+        // The tables are sorted and disjoint: from the first that reaches `lower`, those
+        // that start at or before `upper`.
+        var low = 0
+        var high = tables.count
+        while low < high {
+            let mid = (low + high) / 2
+            if tables[mid].meta.largestUserKey.withUnsafeBytes({ SkipList.compareKeys($0, lower) < 0 }) { low = mid + 1 } else { high = mid }
+        }
         var newest: UInt64 = 0
-        for table in tables
-        where table.meta.smallestUserKey.withUnsafeBytes({ SkipList.compareKeys($0, upper) <= 0 })
-            && table.meta.largestUserKey.withUnsafeBytes({ SkipList.compareKeys($0, lower) >= 0 })
-        {
-            newest = max(newest, table.meta.properties.largestSequence)
+        while low < tables.count, tables[low].meta.smallestUserKey.withUnsafeBytes({ SkipList.compareKeys($0, upper) <= 0 }) {
+            newest = max(newest, tables[low].meta.properties.largestSequence)
+            low += 1
         }
         return newest
     }
