@@ -544,7 +544,7 @@ struct Dump: ParsableCommand {
 
 struct Batch: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Apply 'put KEY VALUE' and 'del KEY' lines from stdin as one atomic batch.",
+        abstract: "Apply 'put KEY VALUE', 'del KEY' and 'delrange START END' lines from stdin as one atomic batch.",
         discussion: "Words as in the shell (quotes, \\xNN escapes). A bad line applies nothing and names the line.")
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var write: WriteOptions
@@ -560,7 +560,8 @@ struct Batch: ParsableCommand {
             switch (command, words.count) {
             case ("put", 3): batch.put(try bytes(words[1]), try bytes(words[2]))
             case ("del", 2), ("delete", 2): batch.delete(try bytes(words[1]))
-            default: throw ValidationError("line \(number): expected 'put KEY VALUE' or 'del KEY': \(line)")
+            case ("delrange", 3): batch.deleteRange(try bytes(words[1]), try bytes(words[2]))
+            default: throw ValidationError("line \(number): expected 'put KEY VALUE', 'del KEY' or 'delrange START END': \(line)")
             }
         }
         let db = try database.open(create: true, buffered: write.buffered)

@@ -44,6 +44,33 @@ final class MetamorphicRegressionTests: XCTestCase {
             """)
     }
 
+    /// Range deletes around a refused write, a flush, a reopen and a crash: each holds
+    /// throughout. (The bug found in review, a resume after a full disk that rebuilt the
+    /// memtable without its range deletes, is `RangeDeleteFullDiskTests`: here the refused
+    /// write need not be the log's.)
+    func testRangeDeletesAroundARefusedWriteAndACrash() throws {
+        try check("""
+            put x61 v1/5 sync
+            put x62 v2/5 sync
+            flush
+            put x6201 v3/5 sync
+            delrange x61 x63 buffered
+            noroom x64 v4/5 sync
+            get x61
+            get x6201
+            scan start=- end=- prefix=- forward limit=-
+            flush
+            get x62
+            reopen
+            scan start=- end=- prefix=- reverse limit=-
+            delrange x64 x65 sync
+            crash
+            getmany x61,x62,x64
+            compact - -
+            count
+            """)
+    }
+
     /// A ranged compaction of level 0 took the tables meeting its range, widened the range
     /// once, and left out an older level-0 table that overlapped the widened range; the
     /// tombstone of `b` went down to level 1 and was dropped there (no deeper level held

@@ -118,7 +118,7 @@ final class ProcessTests: XCTestCase {
         XCTAssertEqual(try run([dir.path, "put", "keep", "1"]).status, 0)
         let bad = try run([dir.path, "batch"], input: "put a 1\nput b\n")
         XCTAssertNotEqual(bad.status, 0)
-        XCTAssertTrue(bad.stderr.contains("line 2: expected 'put KEY VALUE' or 'del KEY'"), bad.stderr)
+        XCTAssertTrue(bad.stderr.contains("line 2: expected 'put KEY VALUE', 'del KEY' or 'delrange START END'"), bad.stderr)
         XCTAssertEqual(try run([dir.path, "count"]).stdout, "1\n", "a bad batch applies nothing")
         let good = try run([dir.path, "batch"], input: "put a 1\ndel keep\nput b 2\n")
         XCTAssertEqual(good.stdout, "OK (3 entries)\n", good.stderr)

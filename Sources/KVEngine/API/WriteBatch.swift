@@ -106,15 +106,6 @@ public struct WriteBatch: Sendable {
         count = Int(Coding.fixed32(record, at: 8))
     }
 
-    /// Whether the batch holds a range delete.
-    var hasRangeDelete: Bool {
-        encoded.withUnsafeBytes { record in
-            var found = false
-            _ = WriteBatch.forEachEntry(in: record) { _, type, _, _ in if type == .rangeDelete { found = true } }
-            return found
-        }
-    }
-
     /// Removes every entry.
     public mutating func removeAll() {
         encoded.removeSubrange(WriteBatch.headerBytes...)

@@ -41,12 +41,14 @@ extension Database {
             counters.trivialMoves.add()
             return
         }
-        let (outputs, needed) = try merge(plan)
+        let (outputs, known, needed) = try merge(plan)
         try io("sync directory \(path)") { try storage.syncDirectory(atPath: path) }
         for meta in outputs { edit.added.append(.init(level: plan.outputLevel, meta: meta)) }
-        // Range deletes that cover nothing left in any table go with the edit.
+        // Range deletes that cover nothing left in any table go with the edit: of those the
+        // merge knew (one a flush added meanwhile may cover what the outputs kept).
         edit.droppedRangeDeletes = currentView.version.unneededRangeDeletes(
-            removing: Set((plan.inputs + plan.below).map(\.number)), added: outputs, exact: needed)
+            removing: Set((plan.inputs + plan.below).map(\.number)), added: outputs, exact: needed
+        ).filter { known.contains($0) }
         try apply(edit, adding: outputs, while: "compaction of level \(plan.level)")
         counters.compactions.add()
         let read = (plan.inputs + plan.below).reduce(0) { $0 + Int($1.meta.fileBytes) }
@@ -59,7 +61,7 @@ extension Database {
     /// tombstone every snapshot sees when no deeper level holds its key.
     /// Also returns the range deletes (by sequence number) that cover an entry the outputs
     /// keep (a snapshot still sees it).
-    private func merge(_ plan: CompactionPlan) throws(KVError) -> (outputs: [TableMeta], needed: Set<UInt64>) {
+    private func merge(_ plan: CompactionPlan) throws(KVError) -> (outputs: [TableMeta], known: Set<RangeTombstone>, needed: Set<UInt64>) {
         let pages = TableBuilder.chunkPages
         var children: [any InternalIterator] = []
         if plan.level == 0 {
@@ -140,7 +142,7 @@ extension Database {
             removeTables(outputs)
             throw error
         }
-        return (outputs, needed)
+        return (outputs, view.version.rangeDeleteList, needed)
     }
 
     /// Background compaction: runs compactions while one is due.

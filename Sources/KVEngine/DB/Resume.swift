@@ -101,6 +101,12 @@ extension Database {
                     }
                     walk.next()
                 }
+                // The range deletes too: they are not in the skip list.
+                for tombstone in currentView.memtable.rangeDeleteList where tombstone.sequence <= acknowledged {
+                    tombstone.start.withUnsafeBytes { start in
+                        tombstone.end.withUnsafeBytes { end in kept.add(sequence: tombstone.sequence, type: .rangeDelete, key: start, value: end) }
+                    }
+                }
                 number = versions.newFileNumber()
                 // Frozen even when empty: its flush records the next log as the first needed.
                 let frozen = FrozenMemtable(memtable: kept, nextLogNumber: number, lastSequence: acknowledged)

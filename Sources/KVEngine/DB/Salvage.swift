@@ -137,7 +137,9 @@ extension Database {
                     newestSequence = max(newestSequence, meta.properties.largestSequence)
                     _ = try? table.verifyBlocks { key, tag, value in
                         newestSequence = max(newestSequence, Tag.sequence(tag))
-                        recovered.add(sequence: Tag.sequence(tag), type: Tag.type(tag) ?? .delete, key: key, value: value)
+                        // (A table holds no range delete: a kind it may not hold reads as a delete.)
+                        let type = Tag.type(tag).flatMap { $0 == .rangeDelete ? nil : $0 } ?? .delete
+                        recovered.add(sequence: Tag.sequence(tag), type: type, key: key, value: value)
                         kept += 1
                     }
                 }

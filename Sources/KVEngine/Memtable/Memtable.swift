@@ -10,10 +10,10 @@ final class Memtable: Sendable {
     private let entryCount = ManagedAtomic<Int>(0)
     /// The newest sequence number added (what a scan's skip past a range delete compares).
     private let newest = ManagedAtomic<UInt64>(0)
-    /// Range deletes, apart from the entries: the list, and its fragments as of the last
-    /// one added (readers take the fragments; the one writer replaces them).
+    /// Range deletes, apart from the entries: the list, and its fragments, cut by the
+    /// first read after a range delete is added (not by the writer, under the log's lock).
     private let rangeDeleteCount = ManagedAtomic<Int>(0)
-    private let rangeDeleteState = PlainLock<(list: [RangeTombstone], fragments: RangeTombstones)>(([], .empty))
+    private let rangeDeleteState = PlainLock<(list: [RangeTombstone], fragments: RangeTombstones?)>(([], .empty))
 
     /// What a lookup found.
     enum Lookup: Equatable {
@@ -43,7 +43,7 @@ final class Memtable: Sendable {
         if type == .rangeDelete {
             rangeDeleteState.withLock { state in
                 state.list.append(RangeTombstone(start: Array(key), end: Array(value), sequence: sequence))
-                state.fragments = RangeTombstones(state.list)
+                state.fragments = nil  // cut again by the next read that needs them
             }
             rangeDeleteCount.wrappingIncrement(ordering: .releasing)
         } else {
@@ -57,7 +57,12 @@ final class Memtable: Sendable {
     /// The range deletes added, fragmented (empty at once when there are none).
     var rangeDeletes: RangeTombstones {
         guard rangeDeleteCount.load(ordering: .acquiring) > 0 else { return .empty }
-        return rangeDeleteState.withLock { $0.fragments }
+        return rangeDeleteState.withLock { state in
+            if let fragments = state.fragments { return fragments }
+            let fragments = RangeTombstones(state.list)
+            state.fragments = fragments
+            return fragments
+        }
     }
 
     /// The range deletes added, as written.
