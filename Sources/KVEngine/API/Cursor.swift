@@ -345,10 +345,8 @@ public final class Cursor: AsyncSequence {
         } else if let lower {
             lower.withUnsafeBytes { lower in
                 // Starting inside a deleted range: what it deleted is not read at all.
-                if let view, view.hasRangeDeletes, let merging = source as? MergingIterator,
-                    let cover = view.rangeDeleteCover(lower, snapshot: snapshot)
-                {
-                    cover.fragment.end.withUnsafeBytes { merging.seek(lower, olderThan: cover.sequence, skippingTo: $0) }
+                if let view, view.hasRangeDeletes, let cover = view.rangeDeleteCover(lower, snapshot: snapshot) {
+                    cover.fragment.end.withUnsafeBytes { source.seek(lower, olderThan: cover.sequence, skippingTo: $0) }
                 } else {
                     source.seek(lower, tag: UInt64.max)
                 }

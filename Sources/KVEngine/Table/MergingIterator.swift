@@ -238,11 +238,16 @@ final class LevelIterator: InternalIterator {
             let mid = (low + high) / 2
             if tables[mid].meta.largestUserKey.withUnsafeBytes({ SkipList.compareKeys($0, lower) < 0 }) { low = mid + 1 } else { high = mid }
         }
-        var newest: UInt64 = 0
-        while low < tables.count, tables[low].meta.smallestUserKey.withUnsafeBytes({ SkipList.compareKeys($0, upper) <= 0 }) {
-            newest = max(newest, tables[low].meta.properties.largestSequence)
-            low += 1
+        // ... and the first that starts after `upper`, by a second search: the tables
+        // between are read for their sequence numbers alone.
+        var first = low
+        var end = tables.count
+        while first < end {
+            let mid = (first + end) / 2
+            if tables[mid].meta.smallestUserKey.withUnsafeBytes({ SkipList.compareKeys($0, upper) <= 0 }) { first = mid + 1 } else { end = mid }
         }
+        var newest: UInt64 = 0
+        for index in low..<max(low, first) { newest = max(newest, tables[index].meta.properties.largestSequence) }
         return newest
     }
     var key: UnsafeRawBufferPointer { walkRef!._withUnsafeGuaranteedRef { $0.key } }

@@ -33,9 +33,15 @@ protocol InternalIterator: AnyObject {
     /// delete's fragment: forward to its `end`, backward to before its `start`. A source
     /// with newer entries stays where it is. Only a merging iterator has sources to move.
     func skipOlder(than sequence: UInt64, start: UnsafeRawBufferPointer, end: UnsafeRawBufferPointer)
+    /// `seek(key)` where a range delete at `sequence` covers [key, end): a merging iterator
+    /// seeks its sources whose entries there are all older straight to `end`.
+    func seek(_ key: UnsafeRawBufferPointer, olderThan sequence: UInt64, skippingTo end: UnsafeRawBufferPointer)
 }
 
 extension InternalIterator {
+    func seek(_ key: UnsafeRawBufferPointer, olderThan sequence: UInt64, skippingTo end: UnsafeRawBufferPointer) {
+        seek(key, tag: UInt64.max)
+    }
     func newestSequence(lower: UnsafeRawBufferPointer, upper: UnsafeRawBufferPointer) -> UInt64 { newestSequence }
     func skipOlder(than sequence: UInt64, start: UnsafeRawBufferPointer, end: UnsafeRawBufferPointer) {}
     var error: KVError? { nil }
