@@ -5,7 +5,7 @@ import PageStore
 import Glibc
 #endif
 
-/// What ``Database/checkpoint(to:)`` or ``Database/backup(to:)`` made.
+/// What ``Database/checkpoint(to:)-7vyka`` or ``Database/backup(to:)-4i68m`` made.
 public struct CheckpointReport: Sendable, Equatable, CustomStringConvertible {
     /// The copy holds every write through this sequence number and none after it: every
     /// write acknowledged before the call, and maybe some made while it ran.
@@ -82,7 +82,7 @@ extension Database {
     /// Brings the backup in `directory` up to date with this database: the first call makes
     /// a full copy, later calls copy only the tables the backup lacks (and the logs), then
     /// switch the backup to the new state and remove what it no longer needs. The backup is
-    /// a database of its own: restore is "open it" (or a ``checkpoint(to:)`` of it, to keep
+    /// a database of its own: restore is "open it" (or a ``checkpoint(to:)-7vyka`` of it, to keep
     /// the backup as it is). Always copies, never links, so the backup shares no file with
     /// the database and may sit on another disk.
     ///
