@@ -393,17 +393,16 @@ struct Changes: DatabaseCommand {
 
     func run(on db: Database, _ out: inout OutputBuffer) throws {
         let feed = try db.changes(since: since, follow: follow)
-        let done = ManagedDone()
+        defer { feed.cancel() }
         if follow {
             // Ctrl-C ends a wait for the next commit.
             Thread {
-                while !done.isDone {
+                while !feed.isCancelled {
                     if Interrupt.requested { feed.cancel() }
                     usleep(50_000)
                 }
             }.start()
         }
-        defer { done.set() }
         while !out.interrupted, let change = try feed.next() {
             for (index, entry) in change.batch.entries.enumerated() {
                 let sequence = change.firstSequence + UInt64(index)
@@ -428,14 +427,6 @@ struct Changes: DatabaseCommand {
         }
         out.endLine()
     }
-}
-
-/// Set once by the thread that owns it, read by another.
-final class ManagedDone: @unchecked Sendable {
-    private let lock = NSLock()
-    private var done = false
-    var isDone: Bool { lock.withLock { done } }
-    func set() { lock.withLock { done = true } }
 }
 
 struct BackupCommand: DatabaseCommand {

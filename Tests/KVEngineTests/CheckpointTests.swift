@@ -78,7 +78,7 @@ final class CheckpointTests: XCTestCase {
         let dir = TestPath()
         let db = try Database(path: dir.path, options: options())
         let writers = 3
-        let stop = ManagedFlag()
+        let stop = ManagedAtomicFlag()
         let acknowledged = (0..<writers).map { _ in Counter() }
         let group = DispatchGroup()
         for writer in 0..<writers {
@@ -379,14 +379,6 @@ private final class NoLinks: Storage, @unchecked Sendable {
     func lockFile(atPath path: String, shared: Bool, holder: String) throws -> (any FileLock)? {
         try inner.lockFile(atPath: path, shared: shared, holder: holder)
     }
-}
-
-/// A flag set once, read from many threads.
-private final class ManagedFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var flag = false
-    var isSet: Bool { lock.withLock { flag } }
-    func set() { lock.withLock { flag = true } }
 }
 
 /// A number one thread writes and others read.

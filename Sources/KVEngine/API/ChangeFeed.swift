@@ -57,6 +57,9 @@ public final class ChangeFeed: AsyncSequence, Sendable {
         if follow { db.feedSignal.followers.wrappingDecrement(ordering: .relaxed) }
     }
 
+    /// Whether ``cancel()`` has ended the feed.
+    public var isCancelled: Bool { cancelled.load(ordering: .acquiring) }
+
     /// Ends the feed: a ``next()`` waiting for a commit returns nil, and so does every
     /// later call; the logs it kept may go.
     public func cancel() {
@@ -147,7 +150,7 @@ public final class ChangeFeed: AsyncSequence, Sendable {
             // is read to its durable end now and to its end the next time.
             let live = db.currentView.log
             let closed = live.map { $0.number != number } ?? true
-            let limit = closed ? nil : live?.durablePoint.bytes
+            let limit = closed ? nil : live?.durableBytes
             let path = db.path + "/" + FileNames.log(number)
             let reader = LogReader(storage: db.storage, path: path, number: number)
             var position = state.position

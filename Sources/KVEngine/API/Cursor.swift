@@ -313,7 +313,7 @@ public final class Cursor: AsyncSequence {
             skipKey.set(key)
             hasSkipKey = true
             if Tag.isPut(tag) {
-                if let view, view.hasRangeDeletes, let cover = view.rangeDeleteCover(key, snapshot: snapshot),
+                if let view, let cover = view.rangeDeleteCover(key, snapshot: snapshot),
                     cover.sequence > Tag.sequence(tag)
                 {
                     // Deleted by a range delete: the sources all older than it jump past
@@ -345,7 +345,7 @@ public final class Cursor: AsyncSequence {
         } else if let lower {
             lower.withUnsafeBytes { lower in
                 // Starting inside a deleted range: what it deleted is not read at all.
-                if let view, view.hasRangeDeletes, let cover = view.rangeDeleteCover(lower, snapshot: snapshot) {
+                if let view, let cover = view.rangeDeleteCover(lower, snapshot: snapshot) {
                     cover.fragment.end.withUnsafeBytes { source.seek(lower, olderThan: cover.sequence, skippingTo: $0) }
                 } else {
                     source.seek(lower, tag: UInt64.max)
@@ -367,7 +367,7 @@ public final class Cursor: AsyncSequence {
         /// Whether a range delete the snapshot sees covers `found`; if so, the sources all
         /// older than it jump back before the part of the range around it.
         func deletedByRange(_ found: (key: [UInt8], put: Bool, value: [UInt8], sequence: UInt64)) -> Bool {
-            guard let view, view.hasRangeDeletes,
+            guard let view,
                 let cover = found.key.withUnsafeBytes({ view.rangeDeleteCover($0, snapshot: snapshot) }), cover.sequence > found.sequence
             else { return false }
             cover.fragment.start.withUnsafeBytes { start in

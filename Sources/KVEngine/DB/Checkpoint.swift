@@ -53,30 +53,29 @@ extension Database {
     @discardableResult
     public func checkpoint(to directory: String) throws(KVError) -> CheckpointReport {
         try prepareEmptyDirectory(directory, for: "checkpoint")
-        let source = try captureForCopy()
-        defer { releaseLogs(source.pin) }
-        defer { withExtendedLifetime(source.version) {} }  // its tables stay until the copy is done
-        var linked = 0
-        var copied = 0
-        var copiedBytes: Int64 = 0
-        let logNames = Set(source.edit.createdLogs.map(FileNames.log))
-        for name in source.files {
-            let from = path + "/" + name
-            let to = directory + "/" + name
-            // A read-only handle's logs are as a crash left them: the copy's open may cut a
-            // torn tail, which must not cut the source's file. Copied, then.
-            if !(source.readOnly && logNames.contains(name)), try link(from, to) {
-                linked += 1
-            } else {
-                copiedBytes += try copyFile(from, to)
-                copied += 1
+        return try withCopySource { (source) throws(KVError) -> CheckpointReport in
+            var linked = 0
+            var copied = 0
+            var copiedBytes: Int64 = 0
+            let logNames = Set(source.edit.createdLogs.map(FileNames.log))
+            for name in source.files {
+                let from = path + "/" + name
+                let to = directory + "/" + name
+                // A read-only handle's logs are as a crash left them: the copy's open may cut a
+                // torn tail, which must not cut the source's file. Copied, then.
+                if !(source.readOnly && logNames.contains(name)), try link(from, to) {
+                    linked += 1
+                } else {
+                    copiedBytes += try copyFile(from, to)
+                    copied += 1
+                }
             }
+            try finishCopy(source, in: directory, identity: (Identity.newID(), isBackup: false))
+            engineLogger.debug("checkpoint of \(path) in \(directory): through \(source.sequence), \(linked) linked, \(copied) copied")
+            return CheckpointReport(
+                sequence: source.sequence, tables: source.edit.added.count, logs: source.edit.createdLogs.count,
+                linkedFiles: linked, copiedFiles: copied, copiedBytes: copiedBytes, keptFiles: 0, removedFiles: 0)
         }
-        try finishCopy(source, in: directory, identity: (Identity.newID(), isBackup: false))
-        engineLogger.debug("checkpoint of \(path) in \(directory): through \(source.sequence), \(linked) linked, \(copied) copied")
-        return CheckpointReport(
-            sequence: source.sequence, tables: source.edit.added.count, logs: source.edit.createdLogs.count,
-            linkedFiles: linked, copiedFiles: copied, copiedBytes: copiedBytes, keptFiles: 0, removedFiles: 0)
     }
 
     /// Brings the backup in `directory` up to date with this database: the first call makes
@@ -123,57 +122,46 @@ extension Database {
         }
         var heldTables: [UInt64: TableMeta] = [:]
         for level in held.levels { for (number, meta) in level { heldTables[number] = meta } }
-        let source = try captureForCopy()
-        defer { releaseLogs(source.pin) }
-        defer { withExtendedLifetime(source.version) {} }
-        // What the backup can keep, checked whole before anything is written.
-        var keep = Set<String>()
-        for file in source.edit.added {
-            guard let had = heldTables[file.meta.number] else { continue }
-            guard had == file.meta else {
-                throw KVError(
-                    .invalidArgument,
-                    "backup at \(directory) holds a table \(FileNames.table(file.meta.number)) that is not this database's (a backup of another database, or opened and written since); back up to a new directory",
-                    path: directory + "/" + FileNames.table(file.meta.number))
+        return try withCopySource { (source) throws(KVError) -> CheckpointReport in
+            // What the backup can keep, checked whole before anything is written.
+            var keep = Set<String>()
+            for file in source.edit.added {
+                guard let had = heldTables[file.meta.number] else { continue }
+                guard had == file.meta else { throw foreign(FileNames.table(file.meta.number), in: directory) }
+                keep.insert(FileNames.table(file.meta.number))
             }
-            keep.insert(FileNames.table(file.meta.number))
-        }
-        for number in source.edit.createdLogs where held.liveLogs.contains(number) {
-            let name = FileNames.log(number)
-            guard try sameContents(directory + "/" + name, path + "/" + name) else {
-                throw KVError(
-                    .invalidArgument,
-                    "backup at \(directory) holds a log \(name) that is not this database's (a backup of another database, or opened and written since); back up to a new directory",
-                    path: directory + "/" + name)
+            for number in source.edit.createdLogs where held.liveLogs.contains(number) {
+                let name = FileNames.log(number)
+                guard try sameContents(directory + "/" + name, path + "/" + name) else { throw foreign(name, in: directory) }
+                keep.insert(name)
             }
-            keep.insert(name)
-        }
-        var copied = 0
-        var copiedBytes: Int64 = 0
-        for name in source.files where !keep.contains(name) {
-            copiedBytes += try copyFile(path + "/" + name, directory + "/" + name)
-            copied += 1
-        }
-        let identity: (id: [UInt8], isBackup: Bool)? = fresh ? (id: sourceID, isBackup: true) : nil
-        try finishCopy(source, in: directory, identity: identity)
-        // The backup is in its new state: what only the old one needed goes.
-        let needed = Set(source.files).union([FileNames.manifest(source.manifest), FileNames.current, FileNames.identity, FileNames.lock])
-        var removed = 0
-        let names = try io("list \(directory)") { try storage.contentsOfDirectory(atPath: directory) }
-        for name in names where !needed.contains(name) {
-            switch FileNames.kind(of: name) {
-            case .table, .log, .manifest, .temporary:
-                try io("remove \(directory)/\(name)") { try storage.removeFile(atPath: directory + "/" + name) }
-                removed += 1
-            default:
-                break
+            var copied = 0
+            var copiedBytes: Int64 = 0
+            for name in source.files where !keep.contains(name) {
+                copiedBytes += try copyFile(path + "/" + name, directory + "/" + name)
+                copied += 1
             }
+            let identity: (id: [UInt8], isBackup: Bool)? = fresh ? (id: sourceID, isBackup: true) : nil
+            try finishCopy(source, in: directory, identity: identity)
+            // The backup is in its new state: what only the old one needed goes.
+            let needed = Set(source.files).union([FileNames.manifest(source.manifest), FileNames.current, FileNames.identity, FileNames.lock])
+            var removed = 0
+            let names = try io("list \(directory)") { try storage.contentsOfDirectory(atPath: directory) }
+            for name in names where !needed.contains(name) {
+                switch FileNames.kind(of: name) {
+                case .table, .log, .manifest, .temporary:
+                    try io("remove \(directory)/\(name)") { try storage.removeFile(atPath: directory + "/" + name) }
+                    removed += 1
+                default:
+                    break
+                }
+            }
+            if removed > 0 { try io("sync directory \(directory)") { try storage.syncDirectory(atPath: directory) } }
+            engineLogger.debug("backup of \(path) in \(directory): through \(source.sequence), \(copied) copied, \(keep.count) kept, \(removed) removed")
+            return CheckpointReport(
+                sequence: source.sequence, tables: source.edit.added.count, logs: source.edit.createdLogs.count,
+                linkedFiles: 0, copiedFiles: copied, copiedBytes: copiedBytes, keptFiles: keep.count, removedFiles: removed)
         }
-        if removed > 0 { try io("sync directory \(directory)") { try storage.syncDirectory(atPath: directory) } }
-        engineLogger.debug("backup of \(path) in \(directory): through \(source.sequence), \(copied) copied, \(keep.count) kept, \(removed) removed")
-        return CheckpointReport(
-            sequence: source.sequence, tables: source.edit.added.count, logs: source.edit.createdLogs.count,
-            linkedFiles: 0, copiedFiles: copied, copiedBytes: copiedBytes, keptFiles: keep.count, removedFiles: removed)
     }
 
     /// `checkpoint(to:)`, suspending while it runs on one of the database's threads.
@@ -188,7 +176,26 @@ extension Database {
         try await blocking.run { () throws(KVError) -> CheckpointReport in try self.backup(to: directory) }
     }
 
+    /// A backup's file under one of this database's names, with other contents.
+    private func foreign(_ name: String, in directory: String) -> KVError {
+        KVError(
+            .invalidArgument,
+            "backup at \(directory) holds a file \(name) that is not this database's (a backup of another database, or opened and written since); back up to a new directory",
+            path: directory + "/" + name)
+    }
+
     // MARK: the state a copy takes
+
+    /// Runs `body` with the state a copy takes (`captureForCopy`); its logs stay pinned and
+    /// its tables on disk until `body` returns.
+    private func withCopySource<R>(_ body: (CopySource) throws(KVError) -> R) throws(KVError) -> R {
+        let source = try captureForCopy()
+        defer {
+            releaseLogs(source.pin)
+            withExtendedLifetime(source.version) {}
+        }
+        return try body(source)
+    }
 
     /// What a copy holds: the manifest record of a whole version (tables, the log number,
     /// the last sequence in tables, and as its logs the closed logs to copy), the version

@@ -62,7 +62,7 @@ final class View: Sendable {
 
     /// The newest range delete covering `key` that a reader at `snapshot` sees, over every
     /// source, with the fragment of that source's range deletes around `key` (all of which
-    /// that range delete covers).
+    /// that range delete covers). Nil at once when no source holds a range delete.
     func rangeDeleteCover(_ key: UnsafeRawBufferPointer, snapshot: UInt64) -> (sequence: UInt64, fragment: RangeTombstones.Fragment)? {
         guard hasRangeDeletes else { return nil }
         var best = version.rangeDeletes.cover(key, snapshot: snapshot)
@@ -78,8 +78,7 @@ final class View: Sendable {
     /// The sequence number below which versions of `key` are deleted for a reader at
     /// `snapshot` (0: no range delete covers it).
     func rangeDeleteFloor(_ key: UnsafeRawBufferPointer, snapshot: UInt64) -> UInt64 {
-        guard hasRangeDeletes else { return 0 }
-        return rangeDeleteCover(key, snapshot: snapshot)?.sequence ?? 0
+        rangeDeleteCover(key, snapshot: snapshot)?.sequence ?? 0
     }
 
     /// Calls `body` with the newest value of `key` at or below `snapshot` where it lies (in

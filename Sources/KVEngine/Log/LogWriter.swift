@@ -68,11 +68,9 @@ final class LogWriter: Sendable {
     /// What change feeds following this log wait on (signalled as chains complete).
     let feed: FeedSignal?
 
-    /// Where the durable part of the log ends (every page before it is written whole and
-    /// never again) and the last sequence number it holds.
-    var durablePoint: (bytes: Int64, sequence: UInt64) {
-        state.withLock { ($0.commits.durableBytes, $0.commits.durableSequence) }
-    }
+    /// Where the durable part of the log ends: every page before it is written whole and
+    /// never again.
+    var durableBytes: Int64 { state.withLock { $0.commits.durableBytes } }
 
     /// Chains this log keeps in flight: `Options.logChainsInFlight` with O_DIRECT, one without.
     /// Through the page cache, a page's write-back error is reported to whichever

@@ -11,9 +11,15 @@ struct RangeTombstone: Hashable, Sendable {
     }
 
     /// Whether [start, end) meets the user-key range [lower, upper] (both included).
-    func overlaps(lower: [UInt8], upper: [UInt8]) -> Bool {
+    func overlaps(lower: ArraySlice<UInt8>, upper: ArraySlice<UInt8>) -> Bool {
         start.withUnsafeBytes { s in upper.withUnsafeBytes { SkipList.compareKeys(s, $0) <= 0 } }
             && end.withUnsafeBytes { e in lower.withUnsafeBytes { SkipList.compareKeys($0, e) < 0 } }
+    }
+
+    /// Whether the table may hold a version this range delete covers: one older than it,
+    /// in a key range that meets the range (what keeps it in the version).
+    func mayCover(_ table: TableMeta) -> Bool {
+        table.properties.smallestSequence < sequence && overlaps(lower: table.smallestUserKey, upper: table.largestUserKey)
     }
 }
 

@@ -107,11 +107,7 @@ struct CompactionPicker {
             // delete covers.
             guard deepest == bottom, let plan = plan(level: level, inputs: inputs, version: version, intoItself: true),
                 plan.inputs.contains(where: { table in
-                    table.meta.properties.deletions > 0
-                        || version.rangeDeleteList.contains { tombstone in
-                            table.meta.properties.smallestSequence < tombstone.sequence
-                                && tombstone.overlaps(lower: Array(table.meta.smallestUserKey), upper: Array(table.meta.largestUserKey))
-                        }
+                    table.meta.properties.deletions > 0 || version.rangeDeleteList.contains { $0.mayCover(table.meta) }
                 })
             else { return nil }
             return plan

@@ -55,10 +55,7 @@ final class Version: Sendable {
         guard !rangeDeleteList.isEmpty || !adding.isEmpty else { return [] }
         let tables = levels.joined().filter { !removing.contains($0.number) }.map(\.meta) + (needed == nil ? added : [])
         return rangeDeleteList.union(adding).filter { tombstone in
-            !(needed?.contains(tombstone.sequence) ?? false) && !tables.contains { meta in
-                meta.properties.smallestSequence < tombstone.sequence
-                    && tombstone.overlaps(lower: Array(meta.smallestUserKey), upper: Array(meta.largestUserKey))
-            }
+            !(needed?.contains(tombstone.sequence) ?? false) && !tables.contains(where: tombstone.mayCover)
         }.sorted { $0.sequence < $1.sequence }
     }
 
