@@ -57,6 +57,12 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("max_bytes_for_level_base"), help: "Bytes of level 1 (Options.levelBaseBytes; default 32 MiB).")
     var maxBytesForLevelBase: Int64 = -1
 
+    @Option(name: .customLong("block_restart_interval"), help: "Entries between a data block's restart points (Options.blockRestartInterval; default: the library's).")
+    var blockRestartInterval = -1
+
+    @Option(name: .customLong("read_compaction_bytes"), help: "Options.readCompactionBytesPerLookup: file bytes per wasted lookup before reads ask for a table's compaction; 0: off (default: the library's; not a db_bench flag).")
+    var readCompactionBytes = -1
+
     @Option(name: .customLong("open_files"), help: "Tables held open at once (Options.maxOpenTables; default: the engine's, see Tuning).")
     var openFiles = -1
 
@@ -98,6 +104,8 @@ struct Bench: ParsableCommand {
         options.defaultDurability = sync == 1 ? .sync : .buffered
         if targetFileSizeBase > 0 { options.tableTargetBytes = targetFileSizeBase }
         if openFiles > 0 { options.maxOpenTables = openFiles }
+        if blockRestartInterval > 0 { options.blockRestartInterval = blockRestartInterval }
+        if readCompactionBytes >= 0 { options.readCompactionBytesPerLookup = readCompactionBytes }
         if maxBytesForLevelBase > 0 { options.levelBaseBytes = maxBytesForLevelBase }
         ringMode.apply(to: &options.pageStore)
         options.compression = compressionType.compression
@@ -147,7 +155,7 @@ struct Bench: ParsableCommand {
     /// The engine's own figures after a run: levels, write amplification, cache.
     private func printStats(_ stats: DatabaseStats) {
         let levels = stats.levels.filter { $0.tables > 0 }.map { "L\($0.level)=\($0.tables)/\($0.bytes >> 20)MiB" }
-        print("kvengine stats: levels \(levels.joined(separator: " ")); flushed \(stats.bytesFlushed >> 20) MiB in \(stats.flushes) flushes; compacted read \(stats.bytesCompactedRead >> 20) MiB, written \(stats.bytesCompactedWritten >> 20) MiB in \(stats.compactions) compactions (+\(stats.trivialMoves) moves); write-amp \(String(format: "%.2f", stats.writeAmplification)); cache hit rate \(String(format: "%.3f", stats.cacheHitRate)); stalls \(stats.stalls) (\(stats.stallMicroseconds / 1000) ms), slowdowns \(stats.slowdowns); memtable budget \(memtableBudget >> 20) MiB, cache \(cacheSize >> 20) MiB, index+filters \(stats.indexAndFilterBytes >> 20) MiB; tables open \(stats.openTables), opened \(stats.tableOpens) times; peak RSS \(peakResidentBytes() >> 20) MiB; ring modes \(stats.pageStore?.ringModeLine ?? "-")")
+        print("kvengine stats: levels \(levels.joined(separator: " ")); flushed \(stats.bytesFlushed >> 20) MiB in \(stats.flushes) flushes; compacted read \(stats.bytesCompactedRead >> 20) MiB, written \(stats.bytesCompactedWritten >> 20) MiB in \(stats.compactions) compactions (+\(stats.trivialMoves) moves; \(stats.readCompactions) read-triggered); write-amp \(String(format: "%.2f", stats.writeAmplification)); cache hit rate \(String(format: "%.3f", stats.cacheHitRate)); stalls \(stats.stalls) (\(stats.stallMicroseconds / 1000) ms), slowdowns \(stats.slowdowns); memtable budget \(memtableBudget >> 20) MiB, cache \(cacheSize >> 20) MiB, index+filters \(stats.indexAndFilterBytes >> 20) MiB; tables open \(stats.openTables), opened \(stats.tableOpens) times; peak RSS \(peakResidentBytes() >> 20) MiB; ring modes \(stats.pageStore?.ringModeLine ?? "-")")
     }
 
     // MARK: workloads
@@ -184,8 +192,11 @@ struct Bench: ParsableCommand {
             return try parallel(stream) { _, random in
                 var found = 0
                 var bytes = 0
+                var key = [UInt8](repeating: 0, count: keySize)
                 for _ in 0..<readCount {
-                    if let value = try db.get(BenchKeys.key(Int(random.next() % UInt64(num)), size: keySize)) {
+                    let index = Int(random.next() % UInt64(num))
+                    key.withUnsafeMutableBytes { BenchKeys.write(index, into: $0) }
+                    if let value = try db.get(key) {
                         found += 1
                         bytes += keySize + value.count
                     }
@@ -227,8 +238,10 @@ struct Bench: ParsableCommand {
         case "seekrandom":
             return try parallel(stream) { _, random in
                 var found = 0
+                var target = [UInt8](repeating: 0, count: keySize)
                 for _ in 0..<readCount {
-                    let target = BenchKeys.key(Int(random.next() % UInt64(num)), size: keySize)
+                    let index = Int(random.next() % UInt64(num))
+                    target.withUnsafeMutableBytes { BenchKeys.write(index, into: $0) }
                     // Looked at where it lies, as the peers' drivers look at an iterator's key.
                     try db.forEach(ScanOptions(start: target, limit: 1)) { key, _ in
                         if target.withUnsafeBytes({ $0.elementsEqual(key) }) { found += 1 }
@@ -266,12 +279,13 @@ struct Bench: ParsableCommand {
     ) throws -> ThreadResult {
         let (num, keySize) = (self.num, self.keySize)
         var value = [UInt8](repeating: 0, count: valueSize)
+        var key = [UInt8](repeating: 0, count: keySize)
         // Durable writes are timed one by one: their latency is what a caller waits.
         var latencies: Histogram<UInt64>? = durability == .sync ? Histogram(numberOfSignificantValueDigits: .three) : nil
         for index in 0..<count {
             let keyIndex = sequential ? index : Int(random.next() % UInt64(num))
             random.fill(&value)
-            let key = BenchKeys.key(keyIndex, size: keySize)
+            key.withUnsafeMutableBytes { BenchKeys.write(keyIndex, into: $0) }
             if latencies != nil {
                 let began = DispatchTime.now().uptimeNanoseconds
                 try db.put(key, value, durability: durability)
@@ -327,12 +341,18 @@ enum BenchKeys {
     /// `index` as zero-padded decimal of `size` bytes (its last `size` digits if longer).
     static func key(_ index: Int, size: Int) -> [UInt8] {
         [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
-            var rest = index
-            for position in stride(from: size - 1, through: 0, by: -1) {
-                buffer[position] = UInt8(ascii: "0") + UInt8(rest % 10)
-                rest /= 10
-            }
+            write(index, into: UnsafeMutableRawBufferPointer(buffer))
             count = size
+        }
+    }
+
+    /// Writes the key of `index` over `key` in place, as long as `key` is (a loop's
+    /// buffer: no allocation per operation, as db_bench reuses its key buffer).
+    static func write(_ index: Int, into key: UnsafeMutableRawBufferPointer) {
+        var rest = index
+        for position in stride(from: key.count - 1, through: 0, by: -1) {
+            key[position] = UInt8(ascii: "0") + UInt8(rest % 10)
+            rest /= 10
         }
     }
 }

@@ -347,7 +347,7 @@ func describe(_ stats: DatabaseStats) -> String {
         lines.append("  L\(level.level): \(level.tables) tables, \(level.bytes) bytes, \(level.entries) entries")
     }
     lines.append(
-        "flushes: \(stats.flushes) (\(stats.bytesFlushed) bytes); compactions: \(stats.compactions) + \(stats.trivialMoves) moves (read \(stats.bytesCompactedRead), wrote \(stats.bytesCompactedWritten) bytes); write amplification \(String(format: "%.2f", stats.writeAmplification))")
+        "flushes: \(stats.flushes) (\(stats.bytesFlushed) bytes); compactions: \(stats.compactions) + \(stats.trivialMoves) moves, \(stats.readCompactions) of them asked for by reads (read \(stats.bytesCompactedRead), wrote \(stats.bytesCompactedWritten) bytes); write amplification \(String(format: "%.2f", stats.writeAmplification))")
     lines.append(
         "block cache: \(stats.cacheBytes) bytes, \(stats.cacheHits) hits, \(stats.cacheMisses) misses (hit rate \(String(format: "%.3f", stats.cacheHitRate)))")
     lines.append("table cache: \(stats.openTables) tables open, \(stats.tableOpens) opens; their indexes and filters \(stats.indexAndFilterBytes) bytes")

@@ -85,6 +85,9 @@ public final class Cursor: AsyncSequence {
     /// Forward: the key last handed out or skipped as deleted; its older versions follow.
     private let skipKey = KeyBuffer()
     private var hasSkipKey = false
+    /// Entries left to hand out before the next one is a read sample (read-triggered
+    /// compaction: `View.sampleRead`); it starts anywhere in the first two periods.
+    private var untilSample = 0
     /// Why the walk ended early: a table could not be read, a block failed its checksum,
     /// or the database was closed when the scan began. Nil when the cursor reached the end
     /// of its range (or has not yet). `next()` throws it.
@@ -97,6 +100,18 @@ public final class Cursor: AsyncSequence {
         self.snapshot = snapshot
         self.options = options
         (self.lower, self.upper) = Cursor.bounds(options)
+        untilSample = Cursor.firstSample(lower)
+    }
+
+    /// Entries a scan hands out per read sample.
+    static let samplePeriod = 4096
+
+    /// Where a walk from `lower` takes its first read sample: 0 (its start, one seek in
+    /// four) or somewhere in the first two periods, chosen by the start key's hash (no
+    /// shared counter, no random source on the scan's path).
+    private static func firstSample(_ lower: [UInt8]?) -> Int {
+        let hash = lower.map { $0.withUnsafeBytes { BloomFilter.hash($0) } } ?? 0x9E37_79B9_7F4A_7C15
+        return hash & 3 == 0 ? 0 : 1 + Int(truncatingIfNeeded: (hash >> 2) % UInt64(2 * samplePeriod))
     }
 
     /// A cursor whose walk fails at once with `failure`.
@@ -326,6 +341,11 @@ public final class Cursor: AsyncSequence {
                 }
                 positioned = true
                 returned += 1
+                untilSample -= 1
+                if untilSample <= 0 {
+                    untilSample = Cursor.samplePeriod
+                    view?.sampleRead(key)
+                }
                 return true
             }
             source.next()
@@ -344,6 +364,11 @@ public final class Cursor: AsyncSequence {
             }
         } else if let lower {
             lower.withUnsafeBytes { lower in
+                if untilSample == 0, let view {
+                    // A seek meets every source holding its key: it samples where it lands.
+                    view.sampleRead(lower)
+                    untilSample = Cursor.samplePeriod
+                }
                 // Starting inside a deleted range: what it deleted is not read at all.
                 if let view, let cover = view.rangeDeleteCover(lower, snapshot: snapshot) {
                     cover.fragment.end.withUnsafeBytes { source.seek(lower, olderThan: cover.sequence, skippingTo: $0) }

@@ -11,17 +11,17 @@ extension Database {
     /// Stores `value` under `key`; returns the write's sequence number.
     @discardableResult
     public func put(_ key: [UInt8], _ value: [UInt8], durability: Durability? = nil) throws(KVError) -> UInt64 {
-        var batch = WriteBatch()
+        var batch = WriteBatch(reservingFor: key.count, value.count)
         batch.put(key, value)
-        return try write(batch, durability: durability)
+        return try write(consume batch, durability: durability, precondition: nil)
     }
 
     /// Removes `key` (a no-op when it is absent); returns the write's sequence number.
     @discardableResult
     public func delete(_ key: [UInt8], durability: Durability? = nil) throws(KVError) -> UInt64 {
-        var batch = WriteBatch()
+        var batch = WriteBatch(reservingFor: key.count, 0)
         batch.delete(key)
-        return try write(batch, durability: durability)
+        return try write(consume batch, durability: durability, precondition: nil)
     }
 
     /// Deletes every key in [start, end) with one write, whatever the range holds (RocksDB's
@@ -34,7 +34,7 @@ extension Database {
     public func deleteRange(_ start: [UInt8], _ end: [UInt8], durability: Durability? = nil) throws(KVError) -> UInt64 {
         var batch = WriteBatch()
         batch.deleteRange(start, end)
-        return try write(batch, durability: durability)
+        return try write(consume batch, durability: durability, precondition: nil)
     }
 
     /// `deleteRange(_:_:durability:)`, suspending until it is acknowledged.
@@ -53,23 +53,23 @@ extension Database {
     /// When level 0 or the compaction backlog runs too far ahead, the write is first
     /// slowed (a millisecond) or held until background work catches up.
     @discardableResult
-    public func write(_ batch: WriteBatch, durability: Durability? = nil) throws(KVError) -> UInt64 {
+    public func write(_ batch: consuming WriteBatch, durability: Durability? = nil) throws(KVError) -> UInt64 {
         try write(batch, durability: durability, precondition: nil)
     }
 
     /// `write`, with a check under the log's lock before the batch takes its numbers.
-    func write(_ batch: WriteBatch, durability: Durability?, precondition: ((Memtable, UInt64) -> KVError?)?) throws(KVError) -> UInt64 {
+    func write(_ batch: consuming WriteBatch, durability: Durability?, precondition: ((Memtable, UInt64) -> KVError?)?) throws(KVError) -> UInt64 {
         let durability = durability ?? options.defaultDurability
         let started = DispatchTime.now().uptimeNanoseconds
         let sequence: UInt64
         do throws(KVError) {
             try validateForAsync(batch)
             do throws(KVError) {
-                sequence = try commit(batch, durability: durability, precondition: precondition)
+                sequence = try commit(&batch, durability: durability, precondition: precondition)
             } catch where error.isFull {
                 // Writes stopped on a full disk: go on if there is room again.
                 guard try resumeAfterFullDisk() else { throw error }
-                sequence = try commit(batch, durability: durability, precondition: precondition)
+                sequence = try commit(&batch, durability: durability, precondition: precondition)
             }
         } catch {
             counters.writeErrors.add()
@@ -80,29 +80,28 @@ extension Database {
     }
 
     /// Appends `batch` and waits until it is acknowledged; returns its last sequence number.
-    private func commit(_ batch: WriteBatch, durability: Durability, precondition: ((Memtable, UInt64) -> KVError?)?) throws(KVError) -> UInt64 {
+    private func commit(_ batch: inout WriteBatch, durability: Durability, precondition: ((Memtable, UInt64) -> KVError?)?) throws(KVError) -> UInt64 {
         try makeRoomForWrite()
-        let assigned = ManagedAtomic<UInt64>(0)
         while true {
             let log = try writableLog()
-            let done = OneShot<Result<Void, KVError>>()
+            let done = CommitWaiter()
             // A sync writer may block anyway: it runs its commit chain on its own thread.
             let appended = log.append(
-                batch, durability: durability, lead: durability == .sync, precondition: precondition,
-                assigned: { assigned.store($0, ordering: .relaxed) }
+                &batch, durability: durability, lead: durability == .sync, precondition: precondition,
+                assigned: { done.assign($0) }
             ) { done.fulfil($0) }
             if case .rotate = appended {
                 try rotate(from: log)
                 continue
             }
             try settle(appended, on: log, done)
-            return assigned.load(ordering: .relaxed)
+            return done.sequence
         }
     }
 
     /// Blocks until what `appended` says the log took is acknowledged, first running on
     /// this thread the chain it handed back.
-    func settle(_ appended: LogWriter.Appended, on log: LogWriter, _ done: OneShot<Result<Void, KVError>>) throws(KVError) {
+    func settle(_ appended: LogWriter.Appended, on log: LogWriter, _ done: CommitWaiter) throws(KVError) {
         guard case .waiting(let chain) = appended else { return }
         if let chain { log.lead(chain, while: { !done.isFulfilled }) }
         storage.willWait()
@@ -131,7 +130,7 @@ extension Database {
 
     /// Makes every write appended to `log` durable, running the chain on this thread.
     func makeDurable(_ log: LogWriter) throws(KVError) {
-        let done = OneShot<Result<Void, KVError>>()
+        let done = CommitWaiter()
         try settle(log.sync(lead: true) { done.fulfil($0) }, on: log, done)
     }
 
@@ -194,14 +193,18 @@ extension Database {
         // other writes wait for it: off the cooperative pool. (A stream that starts between
         // this check and the append still holds this thread until it is in.)
         if batch.encodedBytes > LogWriter.streamThresholdBytes || currentView.log?.isStreaming == true {
-            return try await blocking.run { () throws(KVError) -> UInt64 in try self.commit(batch, durability: durability, precondition: nil) }
+            return try await blocking.run { () throws(KVError) -> UInt64 in
+                var batch = batch
+                return try self.commit(&batch, durability: durability, precondition: nil)
+            }
         }
         if mayNeedRoom { try await blocking.run { () throws(KVError) in try self.makeRoomForWrite() } }
         let assigned = ManagedAtomic<UInt64>(0)
+        var batch = batch
         while true {
             let log = try writableLog()
             let rotate = try await settle { ack in
-                log.append(batch, durability: durability, lead: false, assigned: { assigned.store($0, ordering: .relaxed) }, ack: ack)
+                log.append(&batch, durability: durability, lead: false, assigned: { assigned.store($0, ordering: .relaxed) }, ack: ack)
             }
             guard rotate else { return assigned.load(ordering: .relaxed) }
             try await blocking.run { () throws(KVError) in try self.rotate(from: log) }

@@ -148,8 +148,8 @@ public final class Database: Sendable {
         let cache = BlockCache(capacityBytes: options.cacheBytes)
         self.cache = cache
         let tables = TableCache(
-            storage: storage, directory: path, blocks: cache,
-            capacity: tableCapacity)
+            storage: storage, directory: path, blocks: cache, capacity: tableCapacity,
+            readCompaction: (options.readCompactionBytesPerLookup, options.readCompactionMinimumLookups))
         let names = try io("list \(path)") { try storage.contentsOfDirectory(atPath: path) }
         let (versions, manifest) = try VersionSet.recover(
             directory: path, storage: storage, tables: tables, names: names, manifestRollBytes: options.manifestRollBytes,
@@ -216,7 +216,7 @@ public final class Database: Sendable {
         manifest: ManifestState, recovery: Recovery.Outcome, identity: Identity.Info, feed: FeedSignal
     ) throws(KVError) -> (log: LogWriter, memtable: Memtable, immutables: [FrozenMemtable]) {
         let logNumber = versions.newFileNumber()
-        let memtable = Memtable()
+        let memtable = Memtable(filterBytes: MemtableFilter.bytes(forMemtable: options.memtableBytes))
         let log: LogWriter
         do {
             log = try LogWriter.create(

@@ -27,6 +27,7 @@ extension Database {
             flushes: counters.flushes.total, bytesFlushed: Int64(flushBytes),
             compactions: counters.compactions.total,
             trivialMoves: counters.trivialMoves.total,
+            readCompactions: counters.readCompactions.total,
             bytesCompactedRead: Int64(counters.compactionReadBytes.total),
             bytesCompactedWritten: Int64(compactionWrite),
             writeAmplification: flushBytes > 0 ? Double(flushBytes + compactionWrite) / Double(flushBytes) : 0,
@@ -82,6 +83,9 @@ public struct DatabaseStats: Sendable {
     public var compactions: Int
     /// Tables moved one level down whole (a manifest edit, no rewrite).
     public var trivialMoves: Int
+    /// Of those compactions and moves, the ones reads asked for (read-triggered
+    /// compaction, `Options.readCompactionBytesPerLookup`).
+    public var readCompactions: Int
     /// Table bytes compactions read.
     public var bytesCompactedRead: Int64
     /// Table bytes compactions wrote.

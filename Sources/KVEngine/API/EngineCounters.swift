@@ -42,6 +42,7 @@ struct Tally: Sendable {
 /// | `kvengine_flush_bytes_total` | counter | table bytes those flushes wrote |
 /// | `kvengine_compactions_total` | counter | compactions that rewrote tables |
 /// | `kvengine_trivial_moves_total` | counter | tables moved a level down whole |
+/// | `kvengine_read_compactions_total` | counter | compactions and moves that reads asked for (`Options.readCompactionBytesPerLookup`) |
 /// | `kvengine_compaction_read_bytes_total` | counter | table bytes compactions read |
 /// | `kvengine_compaction_write_bytes_total` | counter | table bytes compactions wrote |
 /// | `kvengine_stalls_total` | counter | writes held until background work caught up |
@@ -65,6 +66,7 @@ final class EngineCounters: Sendable {
     let flushBytes = Tally("kvengine_flush_bytes_total")
     let compactions = Tally("kvengine_compactions_total")
     let trivialMoves = Tally("kvengine_trivial_moves_total")
+    let readCompactions = Tally("kvengine_read_compactions_total")
     let compactionReadBytes = Tally("kvengine_compaction_read_bytes_total")
     let compactionWriteBytes = Tally("kvengine_compaction_write_bytes_total")
     let stalls = Tally("kvengine_stalls_total")

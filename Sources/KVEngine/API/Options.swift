@@ -59,6 +59,21 @@ public struct Options: Sendable {
     /// memtables, RocksDB's 64 MiB made every level-0 compaction rewrite a level 1 of
     /// several such tables; see `levelBaseBytes`).
     public var tableTargetBytes = 8 << 20
+    /// Entries of a data block between restart points (a key stored whole, where a seek's
+    /// binary search can land); the entries in between store only what differs from the
+    /// key before them. Smaller: seeks and point reads decode fewer entries; larger:
+    /// smaller blocks when keys share long prefixes. 1 to 128; a table records nothing of
+    /// it, so changing it between opens is safe.
+    public var blockRestartInterval = 16
+    /// Read-triggered compaction (LevelDB's seek compaction): a table may be consulted
+    /// in vain (a point lookup or a scan's sampled key passes through it and finds its
+    /// answer further down) once per this many bytes of its file, and at least 100 times,
+    /// before reads ask for its compaction into the next level, when no compaction is due
+    /// by size. After a burst of writes, reads so compact the level-0 tables and the
+    /// overlaps that every read pays for. 0 turns it off; default 16 KiB, LevelDB's.
+    public var readCompactionBytesPerLookup = 16 << 10
+    /// The fewest wasted lookups any table is allowed (tests lower it).
+    var readCompactionMinimumLookups = 100
     /// Level-0 tables that start a level-0 compaction.
     public var level0CompactionTrigger = 4
     /// Level-0 tables at which each write is delayed by a millisecond.
@@ -280,6 +295,12 @@ public struct Options: Sendable {
         }
         if batchReadDepth < 1 || batchReadDepth > 1024 {
             throw KVError(.invalidArgument, "batchReadDepth \(batchReadDepth) must be between 1 and 1024")
+        }
+        if readCompactionBytesPerLookup < 0 {
+            throw KVError(.invalidArgument, "readCompactionBytesPerLookup \(readCompactionBytesPerLookup) must not be negative")
+        }
+        if !(1...128).contains(blockRestartInterval) {
+            throw KVError(.invalidArgument, "blockRestartInterval \(blockRestartInterval) must be between 1 and 128")
         }
         if tableTargetBytes < (allowTinySizes ? 1 << 12 : 1 << 14) {
             throw KVError(.invalidArgument, "tableTargetBytes \(tableTargetBytes) is below the minimum of 16384")

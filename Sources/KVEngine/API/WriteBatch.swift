@@ -21,6 +21,12 @@ public struct WriteBatch: Sendable {
     /// An empty batch.
     public init() {}
 
+    /// An empty batch with room for one entry of a `keyBytes` key and a `valueBytes`
+    /// value (a single-entry write allocates once).
+    init(reservingFor keyBytes: Int, _ valueBytes: Int) {
+        encoded.reserveCapacity(WriteBatch.headerBytes + 1 + 2 * 10 + keyBytes + valueBytes)
+    }
+
     /// Adds a put of `value` under `key` (each any ``KVBytes``: `[UInt8]`, `Data`,
     /// `String`...); a later entry for the same key wins.
     public mutating func put(_ key: some KVBytes, _ value: some KVBytes) {

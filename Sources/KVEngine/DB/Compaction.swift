@@ -123,7 +123,7 @@ extension Database {
                         builder = try TableBuilder(
                             storage: storage, directory: path, number: versions.newFileNumber(),
                             expectedBytes: Int64(options.tableTargetBytes) + (1 << 20), formatVersion: options.tableFormatVersion,
-                            compression: options.compression(forLevel: plan.outputLevel), cacheFill: (cache, .ifRoom))
+                            compression: options.compression(forLevel: plan.outputLevel), restartInterval: options.blockRestartInterval, cacheFill: (cache, .ifRoom))
                     }
                     try builder!.add(key, tag: tag, value: merged.value)
                     if !rangeDeletes.isEmpty, let fragment = rangeDeletes.fragment(key) {
@@ -146,6 +146,29 @@ extension Database {
     }
 
     /// Background compaction: runs compactions while one is due.
+    /// A compaction reads asked for, when none is due by size: of the oldest table still
+    /// live whose allowance of wasted lookups ran out, into the next level (a level-0
+    /// table takes every level-0 table it overlaps along, as any level-0 compaction
+    /// does). A level-0 table waits while a flush is under way, as the size-driven pick
+    /// does; a table already in the bottom level is forgotten.
+    func readTriggeredPlan(_ view: View) -> CompactionPlan? {
+        var plan: CompactionPlan? = nil
+        versions.tables.takeReadExhausted { number -> Bool? in
+            for level in 0..<(Version.levelCount - 1) {
+                guard let table = view.version.levels[level].first(where: { $0.number == number }) else { continue }
+                if level == 0 && !view.immutables.isEmpty { return nil }
+                plan = picker.plan(level: level, inputs: [table], version: view.version)
+                return plan != nil
+            }
+            return false
+        }
+        if let plan {
+            counters.readCompactions.add()
+            engineLogger.debug("read-triggered compaction of level \(plan.level): \(plan.inputs.count) tables")
+        }
+        return plan
+    }
+
     func compactWhileDue(stopping: () -> Bool) {
         while !stopping() && !compactionPaused.load(ordering: .acquiring) && backgroundError.withLock({ $0 == nil }) {
             let ran = compacting.withLock { _ -> Bool in
@@ -155,7 +178,8 @@ extension Database {
                 // seek would meet it; deeper levels go on.
                 let view = currentView
                 let pointers = compactPointers.withLock { $0 }
-                guard let plan = picker.pick(view.version, pointers: pointers, level0: view.immutables.isEmpty) else { return false }
+                guard let plan = picker.pick(view.version, pointers: pointers, level0: view.immutables.isEmpty) ?? readTriggeredPlan(view)
+                else { return false }
                 if let pointer = plan.pointer { compactPointers.withLock { $0[plan.level] = pointer } }
                 do throws(KVError) {
                     try run(plan)

@@ -18,7 +18,7 @@ extension Database {
             let number = versions.newFileNumber()
             let builder = try TableBuilder(
                 storage: storage, directory: path, number: number, expectedBytes: Int64(frozen.memtable.approximateBytes),
-                formatVersion: options.tableFormatVersion, compression: options.compression(forLevel: 0), cacheFill: (cache, .insert))
+                formatVersion: options.tableFormatVersion, compression: options.compression(forLevel: 0), restartInterval: options.blockRestartInterval, cacheFill: (cache, .insert))
             let meta: TableMeta
             do throws(KVError) {
                 let walk = frozen.memtable.makeIterator()

@@ -136,7 +136,7 @@ extension Database {
                     builder = try TableBuilder(
                         storage: storage, directory: path, number: versions.newFileNumber(),
                         expectedBytes: Int64(options.tableTargetBytes) + (1 << 20), formatVersion: options.tableFormatVersion,
-                        compression: options.compression(forLevel: Version.levelCount - 1))
+                        compression: options.compression(forLevel: Version.levelCount - 1), restartInterval: options.blockRestartInterval)
                 }
                 let open = builder!
                 try key.withUnsafeBytes { key in
@@ -196,7 +196,7 @@ extension Database {
         let builder = try TableBuilder(
             storage: storage, directory: path, number: versions.newFileNumber(),
             expectedBytes: tables.reduce(0) { $0 + $1.fileBytes }, formatVersion: options.tableFormatVersion,
-            compression: options.compression(forLevel: 0))
+            compression: options.compression(forLevel: 0), restartInterval: options.blockRestartInterval)
         do throws(KVError) {
             for meta in tables {
                 let table = try Table.open(storage: storage, directory: path, meta: meta, cache: cache)

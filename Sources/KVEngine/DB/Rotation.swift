@@ -57,7 +57,7 @@ extension Database {
     /// `lastSequence`, records the log in the manifest and installs both (with `frozen`
     /// joining the memtables that wait for their flush). Called with `rotation` held.
     func startLog(_ number: UInt64, lastSequence: UInt64, freezing frozen: FrozenMemtable?) throws(KVError) {
-        let memtable = Memtable()
+        let memtable = Memtable(filterBytes: MemtableFilter.bytes(forMemtable: options.memtableBytes))
         let log: LogWriter
         do throws(KVError) {
             log = try LogWriter.create(

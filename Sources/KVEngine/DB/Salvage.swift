@@ -211,7 +211,7 @@ extension Database {
                 if builder == nil {
                     builder = try TableBuilder(
                         storage: store, directory: path, number: next, expectedBytes: Int64(options.tableTargetBytes),
-                        formatVersion: options.tableFormatVersion, compression: options.compression(forLevel: Version.levelCount - 1))
+                        formatVersion: options.tableFormatVersion, compression: options.compression(forLevel: Version.levelCount - 1), restartInterval: options.blockRestartInterval)
                     next += 1
                 }
                 if let cover = coverage.cover(key, snapshot: .max), cover.sequence > Tag.sequence(merge.tag) {

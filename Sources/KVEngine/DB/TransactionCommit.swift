@@ -134,9 +134,10 @@ extension Database {
                 if let key = conflicts.firstConflict(in: source, since: snapshot) { throw conflicts.conflictError(key, snapshot: snapshot) }
             }
             betweenConflictChecks.withLock { $0 }?()
-            let done = OneShot<Result<Void, KVError>>()
+            let done = CommitWaiter()
+            var batch = batch
             let appended = log.append(
-                batch, durability: durability, lead: durability == .sync,
+                &batch, durability: durability, lead: durability == .sync,
                 precondition: { memtable, _ in
                     do throws(KVError) {
                         if let key = conflicts.firstConflict(in: memtable.rangeDeletes, since: snapshot) {

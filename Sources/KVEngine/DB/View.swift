@@ -46,7 +46,7 @@ final class View: Sendable {
         if found != .missing { return found }
         var hash: UInt64? = nil
         var result = Memtable.Lookup.missing
-        try forEachCandidate(key) { (table) throws(KVError) -> Bool in
+        try forEachCandidate(key, chargingMisses: true) { (table) throws(KVError) -> Bool in
             if hash == nil { hash = BloomFilter.hash(key) }
             result = try table.open().get(key, hash: hash!, snapshot: snapshot, floor: floor)
             return result == .missing
@@ -97,7 +97,7 @@ final class View: Sendable {
         }
         var hash: UInt64? = nil
         var answer: Result<R, any Error>? = nil
-        try forEachCandidate(key) { (table) throws(KVError) -> Bool in
+        try forEachCandidate(key, chargingMisses: true) { (table) throws(KVError) -> Bool in
             if hash == nil { hash = BloomFilter.hash(key) }
             return try table.open().withFound(key, hash: hash!, snapshot: snapshot, floor: floor) { found -> Bool in
                 switch found {
@@ -132,14 +132,41 @@ final class View: Sendable {
     /// Visits the tables whose key range holds `key` in lookup order (level 0 newest
     /// first, then one table per deeper level) until `visit` returns false; no array per
     /// lookup.
-    func forEachCandidate<E: Error>(_ key: UnsafeRawBufferPointer, _ visit: (TableFile) throws(E) -> Bool) throws(E) {
-        for table in version.levels[0] where table.meta.contains(key) {
-            if try !visit(table) { return }
+    /// `chargingMisses`: a lookup that goes on past the first table it consulted charges
+    /// that table a wasted lookup (read-triggered compaction, `TableFile.chargeWastedLookup`).
+    func forEachCandidate<E: Error>(
+        _ key: UnsafeRawBufferPointer, chargingMisses: Bool = false, _ visit: (TableFile) throws(E) -> Bool
+    ) throws(E) {
+        var first: Unmanaged<TableFile>? = nil
+        var visited = 0
+        @inline(__always) func consult(_ table: TableFile) throws(E) -> Bool {
+            visited += 1
+            if chargingMisses {
+                if visited == 1 {
+                    first = Unmanaged.passUnretained(table)
+                } else if visited == 2 {
+                    first!._withUnsafeGuaranteedRef { $0.chargeWastedLookup() }
+                }
+            }
+            return try visit(table)
         }
-        for level in 1..<Version.levelCount {
-            guard let table = version.firstTable(level: level, reaching: key), table.meta.contains(key) else { continue }
-            if try !visit(table) { return }
+        // (`first` stays valid: the version holds its tables for the whole walk.)
+        try withExtendedLifetime(version) { () throws(E) in
+            for table in version.levels[0] where table.meta.contains(key) {
+                if try !consult(table) { return }
+            }
+            for level in 1..<Version.levelCount {
+                guard let table = version.firstTable(level: level, reaching: key), table.meta.contains(key) else { continue }
+                if try !consult(table) { return }
+            }
         }
+    }
+
+    /// Charges a wasted lookup to the first table of those holding `key`'s range when
+    /// there are two or more (a scan's sample of where it reads; LevelDB's
+    /// `RecordReadSample`).
+    func sampleRead(_ key: UnsafeRawBufferPointer) {
+        forEachCandidate(key, chargingMisses: true) { _ in true }
     }
 
     /// A merged walk over every source; table blocks it reads enter the cache when

@@ -165,11 +165,12 @@ final class LogWriter: Sendable {
     /// passed too). `assigned` gets the batch's last sequence number, under the lock, once
     /// it has taken its numbers.
     func append(
-        _ batch: WriteBatch, durability: Durability, lead: Bool,
+        _ batch: inout WriteBatch, durability: Durability, lead: Bool,
         precondition: ((Memtable, UInt64) -> KVError?)? = nil, assigned: ((UInt64) -> Void)? = nil, ack: @escaping Ack
     ) -> Appended {
-        var batch = batch
-        // The copy sealing makes (the caller keeps its batch) is made here, not under the lock.
+        // Sealing writes the batch's header in place: a batch whose bytes another holder
+        // shares (a caller's) is copied here, not under the lock; one handed over whole
+        // (`put`'s own) is not copied at all.
         batch.makeUnique()
         while true {
             let seen = progress.generation

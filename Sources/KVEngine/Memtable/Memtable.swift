@@ -6,6 +6,14 @@ import Atomics
 /// lock-free. Every entry carries its sequence number; a delete is a tombstone entry.
 final class Memtable: Sendable {
     private let list = SkipList()
+    /// The keys' bloom filter (nil: none; every lookup walks the list).
+    private let filter: MemtableFilter?
+
+    /// A memtable whose point lookups consult a bloom filter of about `filterBytes`
+    /// first (0: none; `MemtableFilter.bytes(forMemtable:)` sizes one for a budget).
+    init(filterBytes: Int = 0) {
+        filter = filterBytes > 0 ? MemtableFilter(bytes: filterBytes) : nil
+    }
     private let bytes = ManagedAtomic<Int>(0)
     private let entryCount = ManagedAtomic<Int>(0)
     /// The newest sequence number added (what a scan's skip past a range delete compares).
@@ -47,6 +55,7 @@ final class Memtable: Sendable {
             }
             rangeDeleteCount.wrappingIncrement(ordering: .releasing)
         } else {
+            filter?.add(key)
             list.insert(tag: Tag.make(sequence, type), key: key, value: value)
         }
         newest.store(max(newest.load(ordering: .relaxed), sequence), ordering: .relaxed)
@@ -97,6 +106,7 @@ final class Memtable: Sendable {
     /// older than `floor` (the newest range delete covering the key that the snapshot
     /// sees) reads as deleted.
     func find(_ key: UnsafeRawBufferPointer, snapshot: UInt64, floor: UInt64 = 0) -> Borrowed {
+        if let filter, !filter.mayContain(key) { return .missing }
         guard let node = list.seek(key, tag: Tag.seeking(snapshot)),
             SkipList.compareKeys(SkipList.key(node), key) == 0
         else { return .missing }

@@ -6,7 +6,8 @@ import Glibc
 /// restart point (a full key) every `restartInterval` entries, then the restart offsets
 /// and their count (docs/FORMAT.md, "Blocks").
 struct BlockBuilder {
-    static let restartInterval = 16
+    /// Entries between restart points (`Options.blockRestartInterval` for data blocks).
+    let restartInterval: Int
 
     private(set) var bytes: [UInt8] = []
     private var restarts: [UInt32] = [0]
@@ -14,7 +15,11 @@ struct BlockBuilder {
     private var lastKey: [UInt8] = []
     private(set) var entries = 0
 
-    init() { bytes.reserveCapacity(LogFormat.pageBytes) }
+    init(restartInterval: Int = 16) {
+        precondition(restartInterval >= 1)
+        self.restartInterval = restartInterval
+        bytes.reserveCapacity(LogFormat.pageBytes)
+    }
 
     var isEmpty: Bool { entries == 0 }
 
@@ -29,7 +34,7 @@ struct BlockBuilder {
     /// Adds an entry; keys must arrive in increasing internal order.
     mutating func add(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) {
         var shared = 0
-        if counter < BlockBuilder.restartInterval {
+        if counter < restartInterval {
             let limit = min(lastKey.count, key.count)
             while shared < limit && lastKey[shared] == key[shared] { shared += 1 }
         } else {

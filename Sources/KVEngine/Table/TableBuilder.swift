@@ -38,7 +38,7 @@ final class TableBuilder {
     private var staged = 0
     /// File offset where the current chunk starts.
     private var chunkOffset: Int64 = 0
-    private var block = BlockBuilder()
+    private var block: BlockBuilder
     private var index = BlockBuilder()
     private var lastKey: [UInt8] = []
     private var hashes: [UInt64] = []
@@ -77,8 +77,9 @@ final class TableBuilder {
     init(
         storage: any Storage, directory: String, number: UInt64, expectedBytes: Int64,
         formatVersion: UInt32 = TableFormat.version, compression: Compression = .none,
-        cacheFill: (cache: BlockCache, mode: CacheFill)? = nil
+        restartInterval: Int = 16, cacheFill: (cache: BlockCache, mode: CacheFill)? = nil
     ) throws(KVError) {
+        block = BlockBuilder(restartInterval: restartInterval)
         self.cacheFill = cacheFill
         precondition((1...TableFormat.version).contains(formatVersion), "a table format this build writes")
         self.formatVersion = formatVersion

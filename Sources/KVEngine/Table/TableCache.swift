@@ -1,5 +1,6 @@
 import Atomics
 import PageStore
+import Synchronization
 
 extension Table: CacheCharged {
     /// Each open table counts once against `Options.maxOpenTables`.
@@ -28,11 +29,20 @@ final class TableCache: Sendable {
     private let live = ManagedAtomic<Int>(0)
     /// The most tables open at once.
     let ceiling: Int
+    /// Read-triggered compaction: file bytes per lookup a table may waste, 0 for none
+    /// (`Options.readCompactionBytesPerLookup`), and the fewest lookups any table gets.
+    private let readCompaction: (bytesPerLookup: Int, minimum: Int)
+    /// Tables whose allowance of wasted lookups ran out, oldest first (at most 64).
+    private let readExhausted = Mutex<[UInt64]>([])
 
-    init(storage: any Storage, directory: String, blocks: BlockCache, capacity: Int) {
+    init(
+        storage: any Storage, directory: String, blocks: BlockCache, capacity: Int,
+        readCompaction: (bytesPerLookup: Int, minimum: Int) = (0, 0)
+    ) {
         self.storage = storage
         self.directory = directory
         self.blocks = blocks
+        self.readCompaction = readCompaction
         open = ClockCache(capacity: capacity, shardCount: max(1, min(16, capacity / 64)))
         ceiling = capacity + Options.reservedFileSlots / 2
     }
@@ -88,6 +98,39 @@ final class TableCache: Sendable {
         return (live.load(ordering: .relaxed), counters.hits, counters.misses)
     }
 
+    /// How many lookups may pass through a table of `fileBytes` in vain before reads ask
+    /// for its compaction; 0 when reads never do.
+    func readAllowance(fileBytes: Int64) -> Int {
+        guard readCompaction.bytesPerLookup > 0 else { return 0 }
+        return max(readCompaction.minimum, Int(fileBytes / Int64(readCompaction.bytesPerLookup)))
+    }
+
+    /// Table `number` used up its allowance: reads ask for its compaction.
+    func noteReadExhausted(_ number: UInt64) {
+        readExhausted.withLock { if $0.count < 64 && !$0.contains(number) { $0.append(number) } }
+    }
+
+    /// Visits the tables reads asked to compact, oldest first, until `take` returns true
+    /// for one; each visited is forgotten unless `take` returns nil for it (kept for later).
+    func takeReadExhausted(_ take: (UInt64) -> Bool?) {
+        readExhausted.withLock { numbers in
+            var kept: [UInt64] = []
+            var index = 0
+            while index < numbers.count {
+                let number = numbers[index]
+                index += 1
+                switch take(number) {
+                case .some(true):
+                    numbers = kept + numbers[index...]
+                    return
+                case .some(false): break
+                case .none: kept.append(number)
+                }
+            }
+            numbers = kept
+        }
+    }
+
     /// Memory the open tables' indexes and filters hold.
     var memoryBytes: Int { open.values.reduce(0) { $0 + $1.memoryBytes } }
 }
@@ -99,10 +142,23 @@ final class TableFile: Sendable {
     let meta: TableMeta
     let tables: TableCache
     private let obsolete = ManagedAtomic<Bool>(false)
+    /// Lookups that may still consult this table in vain (find their answer in a table
+    /// consulted after it) before reads ask for its compaction into the next level
+    /// (LevelDB's `allowed_seeks`): such a lookup costs about what compacting a few KiB of
+    /// the table does.
+    private let readAllowance: ManagedAtomic<Int>
 
     init(meta: TableMeta, tables: TableCache) {
         self.meta = meta
         self.tables = tables
+        readAllowance = ManagedAtomic(tables.readAllowance(fileBytes: meta.fileBytes))
+    }
+
+    /// A lookup consulted this table first and found its answer (or none) further down.
+    @inline(__always)
+    func chargeWastedLookup() {
+        guard readAllowance.load(ordering: .relaxed) > 0 else { return }
+        if readAllowance.loadThenWrappingDecrement(ordering: .relaxed) == 1 { tables.noteReadExhausted(meta.number) }
     }
 
     var number: UInt64 { meta.number }

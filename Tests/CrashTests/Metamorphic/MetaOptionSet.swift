@@ -82,6 +82,23 @@ struct MetaOptionSet: Sendable {
             $0.compressionByLevel = [0: .none, Version.levelCount - 1: .zstd()]
             $0.memtableBytes = 8 << 10
         }),
+        // Read-triggered compaction at its most eager (a table's first wasted lookup asks
+        // for its compaction), over blocks with a restart point at every entry.
+        MetaOptionSet(name: "read-compaction", options: tiny {
+            $0.readCompactionBytesPerLookup = 4 << 10
+            $0.readCompactionMinimumLookups = 1
+            $0.blockRestartInterval = 1
+            $0.memtableBytes = 8 << 10
+        }),
+        // The same beside real flush and compaction threads, with restart points every
+        // third entry.
+        MetaOptionSet(name: "read-compaction-background", options: tiny {
+            $0.inlineBackgroundWork = false
+            $0.readCompactionBytesPerLookup = 4 << 10
+            $0.readCompactionMinimumLookups = 2
+            $0.blockRestartInterval = 3
+            $0.memtableBytes = 8 << 10
+        }),
     ]
 
     static func named(_ name: String) -> MetaOptionSet? { all.first { $0.name == name } }
