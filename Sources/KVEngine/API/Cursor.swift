@@ -1,3 +1,5 @@
+import Dispatch
+
 /// What a scan covers and how it walks.
 ///
 ///     ScanOptions(prefix: "user:")                      // keys that begin with "user:"
@@ -100,18 +102,30 @@ public final class Cursor: AsyncSequence {
         self.snapshot = snapshot
         self.options = options
         (self.lower, self.upper) = Cursor.bounds(options)
-        untilSample = Cursor.firstSample(lower)
+        untilSample = Cursor.firstSample()
     }
 
     /// Entries a scan hands out per read sample.
     static let samplePeriod = 4096
 
-    /// Where a walk from `lower` takes its first read sample: 0 (its start, one seek in
-    /// four) or somewhere in the first two periods, chosen by the start key's hash (no
-    /// shared counter, no random source on the scan's path).
-    private static func firstSample(_ lower: [UInt8]?) -> Int {
-        let hash = lower.map { $0.withUnsafeBytes { BloomFilter.hash($0) } } ?? 0x9E37_79B9_7F4A_7C15
-        return hash & 3 == 0 ? 0 : 1 + Int(truncatingIfNeeded: (hash >> 2) % UInt64(2 * samplePeriod))
+    /// Where a walk takes its first read sample: 0 (its start, one seek in four) or
+    /// somewhere in the first two periods, chosen by the clock's nanoseconds, mixed (no
+    /// shared counter and no random source on the scan's path, and a scan repeated from
+    /// one key does not always choose alike).
+    private static func firstSample() -> Int {
+        var mixed = DispatchTime.now().uptimeNanoseconds &* 0xFF51_AFD7_ED55_8CCD
+        mixed ^= mixed >> 29
+        return mixed & 3 == 0 ? 0 : 1 + Int(truncatingIfNeeded: (mixed >> 2) % UInt64(2 * samplePeriod))
+    }
+
+    /// An entry handed out: every `samplePeriod`-th is a read sample.
+    @inline(__always)
+    private func countSample(_ key: UnsafeRawBufferPointer) {
+        untilSample -= 1
+        if untilSample <= 0 {
+            untilSample = Cursor.samplePeriod
+            view?.sampleRead(key)
+        }
     }
 
     /// A cursor whose walk fails at once with `failure`.
@@ -174,7 +188,10 @@ public final class Cursor: AsyncSequence {
         if options.reverse {
             guard withinLimit() else { return nil }
             let entry = previousVisible()
-            if entry != nil { returned += 1 }
+            if let entry {
+                returned += 1
+                entry.key.withUnsafeBytes { countSample($0) }
+            }
             return entry
         }
         guard advance() else { return nil }
@@ -341,11 +358,7 @@ public final class Cursor: AsyncSequence {
                 }
                 positioned = true
                 returned += 1
-                untilSample -= 1
-                if untilSample <= 0 {
-                    untilSample = Cursor.samplePeriod
-                    view?.sampleRead(key)
-                }
+                countSample(key)
                 return true
             }
             source.next()
@@ -357,6 +370,10 @@ public final class Cursor: AsyncSequence {
     private func position() {
         if options.reverse {
             if let upper {
+                if untilSample == 0, let view {
+                    upper.withUnsafeBytes { view.sampleRead($0) }
+                    untilSample = Cursor.samplePeriod
+                }
                 upper.withUnsafeBytes { source.seek($0, tag: UInt64.max) }
                 if source.isValid { source.prev() } else { source.seekToLast() }
             } else {

@@ -66,8 +66,9 @@ public struct Options: Sendable {
     /// it, so changing it between opens is safe.
     public var blockRestartInterval = 16
     /// Read-triggered compaction (LevelDB's seek compaction): a table may be consulted
-    /// in vain (a point lookup or a scan's sampled key passes through it and finds its
-    /// answer further down) once per this many bytes of its file, and at least 100 times,
+    /// in vain (a point lookup reads one of its blocks, or a scan's sampled key passes
+    /// through it, and finds its answer further down) once per this many bytes of its
+    /// file, and at least 100 times,
     /// before reads ask for its compaction into the next level, when no compaction is due
     /// by size. After a burst of writes, reads so compact the level-0 tables and the
     /// overlaps that every read pays for. 0 turns it off; default 16 KiB, LevelDB's.

@@ -149,24 +149,22 @@ extension Database {
     /// A compaction reads asked for, when none is due by size: of the oldest table still
     /// live whose allowance of wasted lookups ran out, into the next level (a level-0
     /// table takes every level-0 table it overlaps along, as any level-0 compaction
-    /// does). A level-0 table waits while a flush is under way, as the size-driven pick
-    /// does; a table already in the bottom level is forgotten.
-    func readTriggeredPlan(_ view: View) -> CompactionPlan? {
-        var plan: CompactionPlan? = nil
+    /// does), with that table's number. A level-0 table waits while a flush is under way,
+    /// as the size-driven pick does; a table already in the bottom level, or gone, is
+    /// forgotten.
+    func readTriggeredPlan(_ view: View) -> (plan: CompactionPlan, table: UInt64)? {
+        var found: (plan: CompactionPlan, table: UInt64)? = nil
         versions.tables.takeReadExhausted { number -> Bool? in
             for level in 0..<(Version.levelCount - 1) {
                 guard let table = view.version.levels[level].first(where: { $0.number == number }) else { continue }
                 if level == 0 && !view.immutables.isEmpty { return nil }
-                plan = picker.plan(level: level, inputs: [table], version: view.version)
-                return plan != nil
+                guard let plan = picker.plan(level: level, inputs: [table], version: view.version) else { return false }
+                found = (plan, number)
+                return true
             }
             return false
         }
-        if let plan {
-            counters.readCompactions.add()
-            engineLogger.debug("read-triggered compaction of level \(plan.level): \(plan.inputs.count) tables")
-        }
-        return plan
+        return found
     }
 
     func compactWhileDue(stopping: () -> Bool) {
@@ -178,16 +176,25 @@ extension Database {
                 // seek would meet it; deeper levels go on.
                 let view = currentView
                 let pointers = compactPointers.withLock { $0 }
-                guard let plan = picker.pick(view.version, pointers: pointers, level0: view.immutables.isEmpty) ?? readTriggeredPlan(view)
-                else { return false }
+                var readTriggered: UInt64? = nil
+                var plan = picker.pick(view.version, pointers: pointers, level0: view.immutables.isEmpty)
+                if plan == nil, let asked = readTriggeredPlan(view) {
+                    plan = asked.plan
+                    readTriggered = asked.table
+                    engineLogger.debug("read-triggered compaction of level \(asked.plan.level): \(asked.plan.inputs.count) tables")
+                }
+                guard let plan else { return false }
                 if let pointer = plan.pointer { compactPointers.withLock { $0[plan.level] = pointer } }
                 do throws(KVError) {
                     try run(plan)
                 } catch {
-                    // Tables that readers hold past the table cache's ceiling: later, not a stop.
+                    // Tables that readers hold past the table cache's ceiling: later, not a stop
+                    // (a table reads asked to compact stays asked).
+                    if let readTriggered { versions.tables.noteReadExhausted(readTriggered) }
                     if error.code != .closed && !TableCache.isBusy(error) { fail(error, while: "compaction of level \(plan.level)") }
                     return false
                 }
+                if readTriggered != nil { counters.readCompactions.add() }
                 return true
             }
             if !ran { return }

@@ -42,16 +42,42 @@ final class View: Sendable {
     /// first, then one table per deeper level, each pruned by key range and bloom filter.
     func get(_ key: UnsafeRawBufferPointer, snapshot: UInt64) throws(KVError) -> Memtable.Lookup {
         let floor = rangeDeleteFloor(key, snapshot: snapshot)
-        let found = getFromMemtables(key, snapshot: snapshot, floor: floor)
+        let hash = BloomFilter.hash(key)
+        let found = getFromMemtables(key, hash: hash, snapshot: snapshot, floor: floor)
         if found != .missing { return found }
-        var hash: UInt64? = nil
         var result = Memtable.Lookup.missing
-        try forEachCandidate(key, chargingMisses: true) { (table) throws(KVError) -> Bool in
-            if hash == nil { hash = BloomFilter.hash(key) }
-            result = try table.open().get(key, hash: hash!, snapshot: snapshot, floor: floor)
+        var wasted = WastedReads()
+        try forEachCandidate(key) { (file) throws(KVError) -> Bool in
+            let table = try file.open()
+            guard table.mayContain(hash: hash) else { return true }
+            wasted.reading(file)
+            result = try table.get(key, hash: hash, snapshot: snapshot, floor: floor, filterPassed: true)
             return result == .missing
         }
         return result
+    }
+
+    /// A point lookup's block reads in tables that did not hold its answer: when it reads
+    /// a second table's block, the first table it read is charged a wasted lookup
+    /// (read-triggered compaction, `TableFile.chargeWastedLookup`; LevelDB's
+    /// `seek_file`). A table its filter rules out costs no read and is not charged.
+    struct WastedReads {
+        private var first: Unmanaged<TableFile>? = nil
+        private var charged = false
+
+        /// The lookup is about to read a block of `file` (which the version holds for the
+        /// whole lookup).
+        @inline(__always)
+        mutating func reading(_ file: TableFile) {
+            guard let first else {
+                first = Unmanaged.passUnretained(file)
+                return
+            }
+            if !charged {
+                charged = true
+                first._withUnsafeGuaranteedRef { $0.chargeWastedLookup() }
+            }
+        }
     }
 
     /// Whether any source holds a range delete (reads skip the checks when none does; the
@@ -85,21 +111,24 @@ final class View: Sendable {
     /// a memtable's arena or a cached block, held for the call), or with nil.
     func withValue<R>(_ key: UnsafeRawBufferPointer, snapshot: UInt64, _ body: (UnsafeRawBufferPointer?) throws -> R) throws -> R {
         let floor = rangeDeleteFloor(key, snapshot: snapshot)
-        var found = memtable.find(key, snapshot: snapshot, floor: floor)
+        let hash = BloomFilter.hash(key)
+        var found = memtable.find(key, hash: hash, snapshot: snapshot, floor: floor)
         for frozen in immutables {
             guard case .missing = found else { break }
-            found = frozen.memtable.find(key, snapshot: snapshot, floor: floor)
+            found = frozen.memtable.find(key, hash: hash, snapshot: snapshot, floor: floor)
         }
         switch found {
         case .value(let bytes): return try body(bytes)
         case .deleted: return try body(nil)
         case .missing: break
         }
-        var hash: UInt64? = nil
         var answer: Result<R, any Error>? = nil
-        try forEachCandidate(key, chargingMisses: true) { (table) throws(KVError) -> Bool in
-            if hash == nil { hash = BloomFilter.hash(key) }
-            return try table.open().withFound(key, hash: hash!, snapshot: snapshot, floor: floor) { found -> Bool in
+        var wasted = WastedReads()
+        try forEachCandidate(key) { (file) throws(KVError) -> Bool in
+            let table = try file.open()
+            guard table.mayContain(hash: hash) else { return true }
+            wasted.reading(file)
+            return try table.withFound(key, hash: hash, snapshot: snapshot, floor: floor, filterPassed: true) { found -> Bool in
                 switch found {
                 case .missing: return true
                 case .deleted: answer = Result { try body(nil) }
@@ -111,11 +140,13 @@ final class View: Sendable {
         return try (answer ?? Result { try body(nil) }).get()
     }
 
-    /// The newest version of `key` at or below `snapshot` in the memtables alone.
-    func getFromMemtables(_ key: UnsafeRawBufferPointer, snapshot: UInt64, floor: UInt64? = nil) -> Memtable.Lookup {
+    /// The newest version of `key` at or below `snapshot` in the memtables alone (`hash`:
+    /// the key's `BloomFilter.hash` when the caller has it).
+    func getFromMemtables(_ key: UnsafeRawBufferPointer, hash: UInt64? = nil, snapshot: UInt64, floor: UInt64? = nil) -> Memtable.Lookup {
         let floor = floor ?? rangeDeleteFloor(key, snapshot: snapshot)
-        var found = memtable.get(key, snapshot: snapshot, floor: floor)
-        for frozen in immutables where found == .missing { found = frozen.memtable.get(key, snapshot: snapshot, floor: floor) }
+        let hash = hash ?? BloomFilter.hash(key)
+        var found = memtable.get(key, hash: hash, snapshot: snapshot, floor: floor)
+        for frozen in immutables where found == .missing { found = frozen.memtable.get(key, hash: hash, snapshot: snapshot, floor: floor) }
         return found
     }
 
@@ -132,41 +163,29 @@ final class View: Sendable {
     /// Visits the tables whose key range holds `key` in lookup order (level 0 newest
     /// first, then one table per deeper level) until `visit` returns false; no array per
     /// lookup.
-    /// `chargingMisses`: a lookup that goes on past the first table it consulted charges
-    /// that table a wasted lookup (read-triggered compaction, `TableFile.chargeWastedLookup`).
-    func forEachCandidate<E: Error>(
-        _ key: UnsafeRawBufferPointer, chargingMisses: Bool = false, _ visit: (TableFile) throws(E) -> Bool
-    ) throws(E) {
-        var first: Unmanaged<TableFile>? = nil
-        var visited = 0
-        @inline(__always) func consult(_ table: TableFile) throws(E) -> Bool {
-            visited += 1
-            if chargingMisses {
-                if visited == 1 {
-                    first = Unmanaged.passUnretained(table)
-                } else if visited == 2 {
-                    first!._withUnsafeGuaranteedRef { $0.chargeWastedLookup() }
-                }
-            }
-            return try visit(table)
+    func forEachCandidate<E: Error>(_ key: UnsafeRawBufferPointer, _ visit: (TableFile) throws(E) -> Bool) throws(E) {
+        for table in version.levels[0] where table.meta.contains(key) {
+            if try !visit(table) { return }
         }
-        // (`first` stays valid: the version holds its tables for the whole walk.)
-        try withExtendedLifetime(version) { () throws(E) in
-            for table in version.levels[0] where table.meta.contains(key) {
-                if try !consult(table) { return }
-            }
-            for level in 1..<Version.levelCount {
-                guard let table = version.firstTable(level: level, reaching: key), table.meta.contains(key) else { continue }
-                if try !consult(table) { return }
-            }
+        for level in 1..<Version.levelCount {
+            guard let table = version.firstTable(level: level, reaching: key), table.meta.contains(key) else { continue }
+            if try !visit(table) { return }
         }
     }
 
     /// Charges a wasted lookup to the first table of those holding `key`'s range when
     /// there are two or more (a scan's sample of where it reads; LevelDB's
-    /// `RecordReadSample`).
+    /// `RecordReadSample`): a scan reads every table under its key, filters or not.
     func sampleRead(_ key: UnsafeRawBufferPointer) {
-        forEachCandidate(key, chargingMisses: true) { _ in true }
+        var first: TableFile? = nil
+        forEachCandidate(key) { table in
+            guard let first else {
+                first = table
+                return true
+            }
+            first.chargeWastedLookup()
+            return false
+        }
     }
 
     /// A merged walk over every source; table blocks it reads enter the cache when

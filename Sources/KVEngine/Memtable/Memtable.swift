@@ -55,7 +55,7 @@ final class Memtable: Sendable {
             }
             rangeDeleteCount.wrappingIncrement(ordering: .releasing)
         } else {
-            filter?.add(key)
+            filter?.add(hash: BloomFilter.hash(key))
             list.insert(tag: Tag.make(sequence, type), key: key, value: value)
         }
         newest.store(max(newest.load(ordering: .relaxed), sequence), ordering: .relaxed)
@@ -98,15 +98,15 @@ final class Memtable: Sendable {
     }
 
     /// The newest version of `key` with a sequence number at most `snapshot`.
-    func get(_ key: UnsafeRawBufferPointer, snapshot: UInt64, floor: UInt64 = 0) -> Lookup {
-        find(key, snapshot: snapshot, floor: floor).copied
+    func get(_ key: UnsafeRawBufferPointer, hash: UInt64? = nil, snapshot: UInt64, floor: UInt64 = 0) -> Lookup {
+        find(key, hash: hash, snapshot: snapshot, floor: floor).copied
     }
 
     /// As `get`, the value left in the arena (valid while this memtable lives). A version
     /// older than `floor` (the newest range delete covering the key that the snapshot
-    /// sees) reads as deleted.
-    func find(_ key: UnsafeRawBufferPointer, snapshot: UInt64, floor: UInt64 = 0) -> Borrowed {
-        if let filter, !filter.mayContain(key) { return .missing }
+    /// sees) reads as deleted. `hash`: the key's `BloomFilter.hash` when the caller has it.
+    func find(_ key: UnsafeRawBufferPointer, hash: UInt64? = nil, snapshot: UInt64, floor: UInt64 = 0) -> Borrowed {
+        if let filter, !filter.mayContain(hash: hash ?? BloomFilter.hash(key)) { return .missing }
         guard let node = list.seek(key, tag: Tag.seeking(snapshot)),
             SkipList.compareKeys(SkipList.key(node), key) == 0
         else { return .missing }

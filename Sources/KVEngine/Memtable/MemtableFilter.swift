@@ -29,8 +29,6 @@ final class MemtableFilter: @unchecked Sendable {
     /// about 10 bits per key for entries of 100-byte values.
     static func bytes(forMemtable memtableBytes: Int) -> Int { max(64, memtableBytes / 128) }
 
-    static func hash(_ key: UnsafeRawBufferPointer) -> UInt64 { Checksum.xxh3(key, seed: 0x510E_527F_ADE6_82D1) }
-
     @inline(__always)
     private func slot(_ hash: UInt64) -> (word: UnsafeAtomic<UInt64>, bits: UInt64) {
         let one: UInt64 = 1
@@ -38,15 +36,19 @@ final class MemtableFilter: @unchecked Sendable {
         return (UnsafeAtomic(at: words + Int(truncatingIfNeeded: (hash >> 32) & mask)), bits)
     }
 
-    /// Records `key` (the writer only).
-    func add(_ key: UnsafeRawBufferPointer) {
-        let (word, bits) = slot(MemtableFilter.hash(key))
+    /// Records the key whose `BloomFilter.hash` is `hash` (the writer only). The tables'
+    /// filters take the same hash: a lookup hashes its key once for all of them.
+    func add(hash: UInt64) {
+        let (word, bits) = slot(hash)
         word.store(word.load(ordering: .relaxed) | bits, ordering: .relaxed)
     }
 
-    /// False only when no entry of `key` was added.
-    func mayContain(_ key: UnsafeRawBufferPointer) -> Bool {
-        let (word, bits) = slot(MemtableFilter.hash(key))
+    /// False only when no key of `BloomFilter.hash` `hash` was added.
+    func mayContain(hash: UInt64) -> Bool {
+        let (word, bits) = slot(hash)
         return word.load(ordering: .relaxed) & bits == bits
     }
+
+    /// Memory the filter holds.
+    var memoryBytes: Int { Int(mask + 1) * 8 }
 }

@@ -96,17 +96,20 @@ extension Table {
     }
 
     /// The newest version of `userKey` at or below `snapshot` in this table.
-    func get(_ userKey: UnsafeRawBufferPointer, hash: UInt64, snapshot: UInt64, floor: UInt64 = 0) throws(KVError) -> Memtable.Lookup {
-        try withFound(userKey, hash: hash, snapshot: snapshot, floor: floor) { $0.copied }
+    func get(
+        _ userKey: UnsafeRawBufferPointer, hash: UInt64, snapshot: UInt64, floor: UInt64 = 0, filterPassed: Bool = false
+    ) throws(KVError) -> Memtable.Lookup {
+        try withFound(userKey, hash: hash, snapshot: snapshot, floor: floor, filterPassed: filterPassed) { $0.copied }
     }
 
     /// As `get`, with the answer where it lies in its block: `body` runs while the block
     /// is held. A version older than `floor` (a range delete covering the key) reads as
-    /// deleted.
+    /// deleted. `filterPassed`: the caller has asked the filter (`mayContain`) already.
     func withFound<R>(
-        _ userKey: UnsafeRawBufferPointer, hash: UInt64, snapshot: UInt64, floor: UInt64 = 0, _ body: (Memtable.Borrowed) -> R
+        _ userKey: UnsafeRawBufferPointer, hash: UInt64, snapshot: UInt64, floor: UInt64 = 0, filterPassed: Bool = false,
+        _ body: (Memtable.Borrowed) -> R
     ) throws(KVError) -> R {
-        guard mayContain(hash: hash) else { return body(.missing) }
+        guard filterPassed || mayContain(hash: hash) else { return body(.missing) }
         let tag = Tag.seeking(snapshot)
         let index = self.index.findBlock(userKey, tag: tag)
         guard index < handles.count else { return body(.missing) }

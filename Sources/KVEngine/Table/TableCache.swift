@@ -105,10 +105,20 @@ final class TableCache: Sendable {
         return max(readCompaction.minimum, Int(fileBytes / Int64(readCompaction.bytesPerLookup)))
     }
 
-    /// Table `number` used up its allowance: reads ask for its compaction.
-    func noteReadExhausted(_ number: UInt64) {
-        readExhausted.withLock { if $0.count < 64 && !$0.contains(number) { $0.append(number) } }
+    /// Table `number` used up its allowance: reads ask for its compaction. False when
+    /// 64 tables already wait for theirs (this one is not noted).
+    @discardableResult
+    func noteReadExhausted(_ number: UInt64) -> Bool {
+        readExhausted.withLock {
+            if $0.contains(number) { return true }
+            guard $0.count < 64 else { return false }
+            $0.append(number)
+            return true
+        }
     }
+
+    /// The allowance a table whose request found no room starts again with.
+    var readAllowanceAfterRefusal: Int { readCompaction.minimum }
 
     /// Visits the tables reads asked to compact, oldest first, until `take` returns true
     /// for one; each visited is forgotten unless `take` returns nil for it (kept for later).
@@ -158,7 +168,10 @@ final class TableFile: Sendable {
     @inline(__always)
     func chargeWastedLookup() {
         guard readAllowance.load(ordering: .relaxed) > 0 else { return }
-        if readAllowance.loadThenWrappingDecrement(ordering: .relaxed) == 1 { tables.noteReadExhausted(meta.number) }
+        if readAllowance.loadThenWrappingDecrement(ordering: .relaxed) == 1 && !tables.noteReadExhausted(meta.number) {
+            // No room among the tables waiting: this one asks again after a while.
+            readAllowance.store(tables.readAllowanceAfterRefusal, ordering: .relaxed)
+        }
     }
 
     var number: UInt64 { meta.number }
