@@ -281,7 +281,9 @@ struct Bench: ParsableCommand {
         var value = [UInt8](repeating: 0, count: valueSize)
         var key = [UInt8](repeating: 0, count: keySize)
         // Durable writes are timed one by one: their latency is what a caller waits.
-        var latencies: Histogram<UInt64>? = durability == .sync ? Histogram(numberOfSignificantValueDigits: .three) : nil
+        // Sized for latencies up to a minute at once: a histogram that grows as it meets
+        // larger values reallocates on the timed path (5% of a 64-writer run's samples).
+        var latencies: Histogram<UInt64>? = durability == .sync ? Bench.latencyHistogram() : nil
         for index in 0..<count {
             let keyIndex = sequential ? index : Int(random.next() % UInt64(num))
             random.fill(&value)
@@ -289,12 +291,20 @@ struct Bench: ParsableCommand {
             if latencies != nil {
                 let began = DispatchTime.now().uptimeNanoseconds
                 try db.put(key, value, durability: durability)
-                _ = latencies!.record((DispatchTime.now().uptimeNanoseconds - began + 500) / 1000)
+                _ = latencies!.record(min(Bench.latencyCeilingMicros, (DispatchTime.now().uptimeNanoseconds - began + 500) / 1000))
             } else {
                 try db.put(key, value, durability: durability)
             }
         }
         return ThreadResult(operations: count, bytes: count * (keySize + valueSize), found: nil, latencies: latencies)
+    }
+
+    /// The largest latency recorded (microseconds): longer ones count as this.
+    static let latencyCeilingMicros: UInt64 = 60_000_000
+
+    /// A latency histogram (microseconds, three significant digits) that never grows.
+    static func latencyHistogram() -> Histogram<UInt64> {
+        Histogram(highestTrackableValue: latencyCeilingMicros, numberOfSignificantValueDigits: .three)
     }
 
     /// Runs `body` on `threads` threads at once and merges their results.
@@ -327,7 +337,7 @@ struct Bench: ParsableCommand {
             merged.bytes += thread.bytes
             if let found = thread.found { merged.found = (merged.found ?? 0) + found }
             if let latencies = thread.latencies {
-                if merged.latencies == nil { merged.latencies = Histogram(numberOfSignificantValueDigits: .three) }
+                if merged.latencies == nil { merged.latencies = Bench.latencyHistogram() }
                 merged.latencies!.add(latencies)
             }
         }

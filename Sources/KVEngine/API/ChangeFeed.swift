@@ -80,13 +80,13 @@ public final class ChangeFeed: AsyncSequence, Sendable {
             }) {
                 return batch
             }
-            if db.closed.withLock({ $0 }) { return nil }
+            if db.closed.load(ordering: .acquiring) { return nil }
             let seen = db.feedSignal.generation
             do throws(KVError) {
                 if try readMore() { continue }
             } catch {
                 // A read the close cut short ends the feed as the close does.
-                if db.closed.withLock({ $0 }) { return nil }
+                if db.closed.load(ordering: .acquiring) { return nil }
                 throw error
             }
             guard follow else { return nil }

@@ -149,7 +149,7 @@ extension Database {
                     : "database at \(path) was opened read-only after damage (Options.onLogCorruption = .openReadOnly)",
                 path: path)
         }
-        if let error = backgroundError.withLock({ $0 }) { throw error }
+        if hasBackgroundError.load(ordering: .acquiring), let error = backgroundError.withLock({ $0 }) { throw error }
         return log
     }
 

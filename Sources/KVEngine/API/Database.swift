@@ -60,6 +60,9 @@ public final class Database: Sendable {
     let counters = EngineCounters()
     /// The first error of background work; writes fail with it from then on.
     let backgroundError = Mutex<KVError?>(nil)
+    /// Whether `backgroundError` is set: what every write checks without the lock (set
+    /// after it, cleared before it, as `fail` and a resume change it).
+    let hasBackgroundError = ManagedAtomic<Bool>(false)
     /// Signalled when the version, the frozen memtables, the background failure or the
     /// open state change: what a stalled writer and a wait for flushes block on.
     let changes = ChangeSignal()
@@ -82,7 +85,8 @@ public final class Database: Sendable {
     /// When writes stopped by a full disk last tried to resume, or when the stop was first
     /// met (uptime nanoseconds; 0: writes are not known to be stopped).
     let resumeAttempt = Mutex<UInt64>(0)
-    let closed = Mutex(false)
+    /// Set once by `close()` (every call checks it: an atomic, no lock).
+    let closed = ManagedAtomic<Bool>(false)
     /// Logs that checkpoints and backups in progress are copying: each pins the logs from
     /// its key up (with a count of the copies), so that no flush removes them meanwhile.
     let logPins = Mutex<[UInt64: Int]>([:])

@@ -274,7 +274,7 @@ extension Database {
             return pins.isEmpty
         }
         // (A read-only handle removes nothing.)
-        if unpinned && currentView.log != nil && !closed.withLock({ $0 }) && versions.failure == nil {
+        if unpinned && currentView.log != nil && !closed.load(ordering: .acquiring) && versions.failure == nil {
             removeObsoleteLogs(below: versions.logNumber)
         }
     }

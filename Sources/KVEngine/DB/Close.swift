@@ -10,10 +10,7 @@ extension Database {
     /// their logs and are replayed at the next open. Later calls fail with `.closed`.
     /// Calling it again does nothing.
     public func close() throws(KVError) {
-        let wasOpen = closed.withLock { closed -> Bool in
-            defer { closed = true }
-            return !closed
-        }
+        let wasOpen = !closed.exchange(true, ordering: .acquiringAndReleasing)
         guard wasOpen else { return }
         changes.signal()  // writers waiting for room see the close
         flusher?.stop()
@@ -59,6 +56,6 @@ extension Database {
     }
 
     func checkOpen() throws(KVError) {
-        if closed.withLock({ $0 }) { throw KVError(.closed, "database at \(path) is closed", path: path) }
+        if closed.load(ordering: .acquiring) { throw KVError(.closed, "database at \(path) is closed", path: path) }
     }
 }

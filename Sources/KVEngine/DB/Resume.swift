@@ -112,6 +112,7 @@ extension Database {
                 let frozen = FrozenMemtable(memtable: kept, nextLogNumber: number, lastSequence: acknowledged)
                 view.withLock { $0 = $0.with(memtable: Memtable(), immutables: [frozen] + $0.immutables) }
             }
+            hasBackgroundError.store(false, ordering: .releasing)
             backgroundError.withLock { $0 = nil }
             do throws(KVError) {
                 try waitForFlushes()

@@ -142,6 +142,7 @@ extension Database {
             return true
         }
         if first {
+            hasBackgroundError.store(true, ordering: .releasing)
             changes.signal()
             engineLogger.error("\(path): \(action) failed: \(error)")
         }

@@ -86,9 +86,29 @@ extension LogWriter {
         reserveSpace(chain)
         let submitted = DispatchTime.now().uptimeNanoseconds
         storage.submit(.commit(log.file, chain.segments)) { [self] result in
-            if let next = completed(chain, result, submittedNanos: submitted) { submit(next) }
+            let (next, acks) = completed(chain, result, submittedNanos: submitted)
+            guard let next else { return deliver(acks) }
+            // The next chain first: the ring thread submits it once this returns, and a
+            // group's wake-ups (a futex wake each) are not on the device's path.
+            submit(next)
+            deliver(acks, aside: true)
         }
     }
+
+    /// Runs `acks` in order: here, or (`aside`, for a group of several) on the log's
+    /// acknowledging queue, so that the caller goes on at once. Acknowledgements only
+    /// wake their writers: what they acknowledge is durable and visible already.
+    func deliver(_ acks: [(Ack, Result<Void, KVError>)], aside: Bool = false) {
+        if aside && acks.count >= LogWriter.acknowledgeAsideCount {
+            acknowledging.async { for (ack, result) in acks { ack(result) } }
+        } else {
+            for (ack, result) in acks { ack(result) }
+        }
+    }
+
+    /// Acknowledgements of one chain that go to the acknowledging queue, when its
+    /// completer has the next chain to start (fewer cost less than the hand-off).
+    static let acknowledgeAsideCount = 4
 
     /// Runs `chain` on the calling thread, then, while `waiting()` says the caller's own
     /// write is still not durable, the chains that fall due meanwhile: no hand-off to the
@@ -106,20 +126,25 @@ extension LogWriter {
             } catch {
                 result = .failure(error as? PageStoreError ?? PageStoreError(kind: .io, operation: "commit", path: log.path, detail: "\(error)"))
             }
-            guard let next = completed(current, result, submittedNanos: submitted) else { return }
+            let (completedNext, acks) = completed(current, result, submittedNanos: submitted)
+            guard let next = completedNext else { return deliver(acks) }
             guard waiting() else {
+                // The next chain to the ring thread first, then the wake-ups, here.
                 submit(next)
+                deliver(acks)
                 return
             }
+            deliver(acks, aside: true)
             current = next
         }
     }
 
-    /// Retires completed chains in log order, acknowledges the writes they made durable,
-    /// and returns the next chain that is due (for the caller to run).
+    /// Retires completed chains in log order and returns the next chain that is due (for
+    /// the caller to run) with the acknowledgements of the writes they made durable (for
+    /// the caller to deliver, `deliver`: they are durable and visible already).
     /// `submittedNanos`: when the chain went to the storage (uptime), for the time chains
     /// take.
-    func completed(_ chain: Chain, _ result: IOResult, submittedNanos: UInt64) -> Chain? {
+    func completed(_ chain: Chain, _ result: IOResult, submittedNanos: UInt64) -> (next: Chain?, acks: [(Ack, Result<Void, KVError>)]) {
         var acks: [(Ack, Result<Void, KVError>)] = []
         var closing = false
         var streaming = false
@@ -152,10 +177,9 @@ extension LogWriter {
             counters.logBytes.add(bytes)
             counters.logChainMicros.add(Int((DispatchTime.now().uptimeNanoseconds - submittedNanos) / 1000))
         }
-        for (ack, result) in acks { ack(result) }
         feed?.signalIfFollowed()
         if closing { drained.signal() }
         if streaming { progress.signal() }
-        return next
+        return (next, acks)
     }
 }

@@ -1,4 +1,5 @@
 import Atomics
+import Dispatch
 import PageStore
 import Synchronization
 
@@ -59,6 +60,9 @@ final class LogWriter: Sendable {
     /// and when it is in: what writers waiting for it, and the streaming writer waiting for
     /// room, wait on.
     let progress = ChangeSignal()
+    /// Where a chain's completer hands the acknowledgements of a group when it has the
+    /// next chain to start (`deliver(_:aside:)`); serial, so they run in log order.
+    let acknowledging = DispatchQueue(label: "kvengine.log.acknowledge")
     /// Held while a writer takes log blocks from the page arena.
     private let allocating = Mutex(())
     /// The newest sequence number readers may see.
