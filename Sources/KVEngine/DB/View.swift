@@ -46,37 +46,36 @@ final class View: Sendable {
         let found = getFromMemtables(key, hash: hash, snapshot: snapshot, floor: floor)
         if found != .missing { return found }
         var result = Memtable.Lookup.missing
-        var wasted = WastedReads()
-        try forEachCandidate(key) { (file) throws(KVError) -> Bool in
-            let table = try file.open()
-            guard table.mayContain(hash: hash) else { return true }
-            wasted.reading(file)
+        try forEachTableToRead(key, hash: hash) { table throws(KVError) -> Bool in
             result = try table.get(key, hash: hash, snapshot: snapshot, floor: floor, filterPassed: true)
             return result == .missing
         }
         return result
     }
 
-    /// A point lookup's block reads in tables that did not hold its answer: when it reads
-    /// a second table's block, the first table it read is charged a wasted lookup
-    /// (read-triggered compaction, `TableFile.chargeWastedLookup`; LevelDB's
-    /// `seek_file`). A table its filter rules out costs no read and is not charged.
-    struct WastedReads {
-        private var first: Unmanaged<TableFile>? = nil
-        private var charged = false
-
-        /// The lookup is about to read a block of `file` (which the version holds for the
-        /// whole lookup).
-        @inline(__always)
-        mutating func reading(_ file: TableFile) {
-            guard let first else {
+    /// Visits, in lookup order, the tables a point lookup of `key` reads a block of (key
+    /// range and filter let it through) until `visit` returns false. When it goes on to a
+    /// second such table, the first is charged a wasted lookup (read-triggered compaction,
+    /// `TableFile.chargeWastedLookup`; LevelDB's `seek_file`); a table its filter rules
+    /// out costs no read and is not charged.
+    func forEachTableToRead(
+        _ key: UnsafeRawBufferPointer, hash: UInt64, _ visit: (Table) throws(KVError) -> Bool
+    ) throws(KVError) {
+        // Unretained: the version holds its tables for the whole walk.
+        var first: Unmanaged<TableFile>? = nil
+        var charged = false
+        try forEachCandidate(key) { (file) throws(KVError) -> Bool in
+            let table = try file.open()
+            guard table.mayContain(hash: hash) else { return true }
+            if let first {
+                if !charged {
+                    charged = true
+                    first._withUnsafeGuaranteedRef { $0.chargeWastedLookup() }
+                }
+            } else {
                 first = Unmanaged.passUnretained(file)
-                return
             }
-            if !charged {
-                charged = true
-                first._withUnsafeGuaranteedRef { $0.chargeWastedLookup() }
-            }
+            return try visit(table)
         }
     }
 
@@ -123,12 +122,8 @@ final class View: Sendable {
         case .missing: break
         }
         var answer: Result<R, any Error>? = nil
-        var wasted = WastedReads()
-        try forEachCandidate(key) { (file) throws(KVError) -> Bool in
-            let table = try file.open()
-            guard table.mayContain(hash: hash) else { return true }
-            wasted.reading(file)
-            return try table.withFound(key, hash: hash, snapshot: snapshot, floor: floor, filterPassed: true) { found -> Bool in
+        try forEachTableToRead(key, hash: hash) { table throws(KVError) -> Bool in
+            try table.withFound(key, hash: hash, snapshot: snapshot, floor: floor, filterPassed: true) { found -> Bool in
                 switch found {
                 case .missing: return true
                 case .deleted: answer = Result { try body(nil) }
