@@ -1,7 +1,7 @@
 import Foundation
 import XCTest
 
-/// The seed sweep: `make test` runs `CRASH_SEEDS` (default 2000) seeds; a long sweep is
+/// The seed sweep: `make test` runs `CRASH_SEEDS` (default 1500) seeds; a long sweep is
 /// `CRASH_SEEDS=20000 swift test --filter CrashSweepTests`, and one seed replays with
 /// `CRASH_SEED=N swift test --filter CrashSweepTests`.
 final class CrashSweepTests: XCTestCase {
@@ -11,7 +11,7 @@ final class CrashSweepTests: XCTestCase {
         if let one = environment["CRASH_SEED"].flatMap(UInt64.init) {
             seeds = [one]
         } else {
-            let count = environment["CRASH_SEEDS"].flatMap(Int.init) ?? 2000
+            let count = environment["CRASH_SEEDS"].flatMap(Int.init) ?? 1500
             let base = environment["CRASH_BASE_SEED"].flatMap(UInt64.init) ?? 1
             seeds = (0..<UInt64(count)).map { base + $0 }
         }

@@ -6,7 +6,7 @@ import XCTest
 /// The metamorphic sweep: random operation sequences, each checked against a model under
 /// three option sets whose answers must agree (Tests/CrashTests/Metamorphic/).
 ///
-/// `make test` runs `METAMORPHIC_SEEDS` seeds (default 100); a long sweep is
+/// `make test` runs `METAMORPHIC_SEEDS` seeds (default 60); a long sweep is
 /// `METAMORPHIC_SEEDS=20000 swift test -c release --filter MetamorphicTests/testSweep`, and
 /// one seed replays with `METAMORPHIC_SEED=N` (add `METAMORPHIC_PRINT=1` to print its
 /// operations). A failure prints its seed and the reduced operation list, and writes the
@@ -18,7 +18,7 @@ final class MetamorphicTests: XCTestCase {
         if let one = environment["METAMORPHIC_SEED"].flatMap(UInt64.init) {
             seeds = [one]
         } else {
-            let count = environment["METAMORPHIC_SEEDS"].flatMap(Int.init) ?? 100
+            let count = environment["METAMORPHIC_SEEDS"].flatMap(Int.init) ?? 60
             let base = environment["METAMORPHIC_BASE_SEED"].flatMap(UInt64.init) ?? 1
             seeds = (0..<UInt64(count)).map { base + $0 }
         }
