@@ -67,6 +67,7 @@ let package = Package(
             name: "KVEngine",
             dependencies: [
                 "PageStore",
+                "CPageStoreSupport",
                 "CXXHash",
                 "CLZ4",
                 "CZstd",

@@ -117,6 +117,38 @@ final class TableCacheTests: XCTestCase {
         try db.close()
     }
 
+    /// A cursor's iterator stack goes back to its view when the cursor goes, for the next
+    /// cursor, holding no table: after eight cursors (the most a view keeps) each held a
+    /// table and went, reads of other tables evict theirs, and no more than the cache's
+    /// 16 stay open. The next cursors, on the parked stacks, read what they should.
+    func testParkedCursorStacksHoldNoTable() throws {
+        let dir = TestPath()
+        let db = try Database(path: dir.path, options: options())
+        for index in 0..<12_000 { try db.put(key(index), value(index, 0)) }
+        try db.compactRange()
+        XCTAssertGreaterThan(db.stats.levels.reduce(0) { $0 + $1.tables }, 60)
+        let starts = (0..<View.parkedIteratorLimit).map { $0 * 1_500 + 7 }
+        do {
+            let cursors = starts.map { db.scan(ScanOptions(start: key($0))) }
+            for (cursor, start) in zip(cursors, starts) {
+                XCTAssertEqual(try cursor.next()?.key, key(start))
+            }
+        }
+        // Other tables, through point reads: the cache lets go of the cursors' tables.
+        for index in stride(from: 500, to: 12_000, by: 250) { XCTAssertEqual(try db.get(key(index)), value(index, 0)) }
+        XCTAssertLessThanOrEqual(db.stats.openTables, 16, "parked iterator stacks hold no table open")
+        // The parked stacks walk again, from anywhere, both ways.
+        for start in starts.reversed() {
+            let forward = try db.scan(ScanOptions(start: key(start + 3), limit: 3)).collect()
+            XCTAssertEqual(forward.map(\.key), (start + 3..<start + 6).map(key))
+            XCTAssertEqual(forward.map(\.value), (start + 3..<start + 6).map { value($0, 0) })
+            let backward = try db.scan(ScanOptions(end: key(start), reverse: true, limit: 2)).collect()
+            XCTAssertEqual(backward.map(\.key), (start - 2..<start).reversed().map(key))
+        }
+        XCTAssertEqual(try db.scan().collect().count, 12_000)
+        try db.close()
+    }
+
     /// A `maxOpenTables` the file slots or the descriptor limit cannot hold is refused at
     /// open, naming the limit.
     func testMaxOpenTablesBeyondTheLimitsIsRefused() throws {

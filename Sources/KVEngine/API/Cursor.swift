@@ -139,6 +139,11 @@ public final class Cursor: AsyncSequence {
         self.error = failure
     }
 
+    deinit {
+        // The iterator stack goes back to the view, for the next cursor over it.
+        view?.park(source)
+    }
+
     /// A fresh walk over what this one reads (the same sources and snapshot).
     private init(again cursor: Cursor) {
         self.view = cursor.view

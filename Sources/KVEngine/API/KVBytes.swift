@@ -10,6 +10,9 @@ import Foundation
 public protocol KVBytes {
     /// Calls `body` with the bytes; the buffer is valid only during the call.
     func withKVBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R
+    /// The bytes as an array (by default a copy of what `withKVBytes` lends; `[UInt8]`
+    /// returns itself, without a copy or a dynamic cast).
+    var kvArray: [UInt8] { get }
 }
 
 extension KVBytes where Self: ContiguousBytes {
@@ -19,7 +22,10 @@ extension KVBytes where Self: ContiguousBytes {
     }
 }
 
-extension Array: KVBytes where Element == UInt8 {}
+extension Array: KVBytes where Element == UInt8 {
+    /// The array itself.
+    public var kvArray: [UInt8] { self }
+}
 extension ArraySlice: KVBytes where Element == UInt8 {}
 extension ContiguousArray: KVBytes where Element == UInt8 {}
 extension Data: KVBytes {}
@@ -53,11 +59,8 @@ extension String.UTF8View: KVBytes {
 }
 
 extension KVBytes {
-    /// The bytes as an array (no copy when they are one).
-    var kvArray: [UInt8] {
-        if let array = self as? [UInt8] { return array }
-        return withKVBytes { Array($0) }
-    }
+    /// A copy of the bytes `withKVBytes` lends.
+    public var kvArray: [UInt8] { withKVBytes { Array($0) } }
 }
 
 /// What a stored value can be read back as: `[UInt8]`, `Data`, `String` (UTF-8, checked),

@@ -20,6 +20,8 @@ final class View: Sendable {
     let immutables: [FrozenMemtable]
     let version: Version
     private let readOnlySequence: UInt64
+    /// Iterator stacks cursors gave back (`park(_:)`), for the next cursors.
+    private let parkedIterators = Mutex<[ParkedIterator]>([])
 
     init(log: LogWriter?, memtable: Memtable, immutables: [FrozenMemtable], version: Version, readOnlySequence: UInt64) {
         self.log = log
@@ -184,17 +186,44 @@ final class View: Sendable {
     }
 
     /// A merged walk over every source; table blocks it reads enter the cache when
-    /// `fillCache`.
+    /// `fillCache`. A stack a cursor parked (`park(_:)`) is taken before one is built.
     func makeIterator(fillCache: Bool = true) -> any InternalIterator {
         if immutables.isEmpty && version.tableCount == 0 { return memtable.makeIterator() }
-        var children: [any InternalIterator] = [memtable.makeIterator()]
+        if fillCache, let parked = parkedIterators.withLock({ $0.popLast() }) { return parked.iterator }
+        var children: [any InternalIterator] = []
+        children.reserveCapacity(1 + immutables.count + version.levels[0].count + Version.levelCount - 1)
+        children.append(memtable.makeIterator())
         for frozen in immutables { children.append(frozen.memtable.makeIterator()) }
         for table in version.levels[0] { children.append(LevelIterator(tables: [table], fillCache: fillCache)) }
         for level in 1..<Version.levelCount where !version.levels[level].isEmpty {
             children.append(LevelIterator(tables: version.levels[level], fillCache: fillCache))
         }
-        return MergingIterator(children)
+        let merged = MergingIterator(children)
+        if fillCache { merged.parkingView = ObjectIdentifier(self) }
+        return merged
     }
+
+    /// Takes back a stack `makeIterator` built here once its cursor is done with it: it
+    /// lets go of every table and block it holds and waits, up to `parkedIteratorLimit`
+    /// of them, for the next cursor over this view (a seek then builds nothing). The
+    /// stacks go with the view.
+    func park(_ iterator: any InternalIterator) {
+        guard let merged = iterator as? MergingIterator, merged.parkingView == ObjectIdentifier(self) else { return }
+        merged.park()
+        let parked = ParkedIterator(iterator: merged)
+        parkedIterators.withLock { stacks in
+            if stacks.count < View.parkedIteratorLimit { stacks.append(parked) }
+        }
+    }
+
+    /// Stacks kept per view: as many cursors as are likely open at once over one view.
+    static let parkedIteratorLimit = 8
+}
+
+/// A parked iterator stack: only one cursor uses it at a time, and a parked one is
+/// touched by no one until `View.makeIterator` hands it out again.
+struct ParkedIterator: @unchecked Sendable {
+    let iterator: MergingIterator
 }
 
 extension TableMeta {

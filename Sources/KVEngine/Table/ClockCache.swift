@@ -133,20 +133,26 @@ final class ClockCache<Key: CacheKey, Value: CacheCharged>: Sendable {
     /// `shards`, unretained (`shards` keeps them): a lookup takes no reference count on
     /// its shard.
     private let shardRefs: [Unmanaged<ShardBox>]
+    /// `shards.count - 1`: the count is a power of two, so a key's shard is its hash's low
+    /// bits (a mask, not a division, on every lookup).
+    private let shardMask: UInt64
 
     /// A cache of at most `capacity` summed charge, split evenly over `shardCount` shards
-    /// (a value is kept only when it fits its shard's share).
+    /// (rounded down to a power of two; a value is kept only when it fits its shard's
+    /// share).
     init(capacity: Int, shardCount: Int) {
+        let count = 1 << (Int.bitWidth - 1 - max(1, shardCount).leadingZeroBitCount)
         self.capacity = capacity
-        shardCapacity = max(0, capacity / shardCount)
-        shards = (0..<shardCount).map { _ in ShardBox() }
+        shardCapacity = max(0, capacity / count)
+        shards = (0..<count).map { _ in ShardBox() }
         shardRefs = shards.map(Unmanaged.passUnretained)
+        shardMask = UInt64(count - 1)
     }
 
     /// Runs `body` holding the lock of `key`'s shard.
     @inline(__always)
     private func withShard<R>(_ key: Key, _ body: (inout Shard) -> R) -> R {
-        shardRefs[Int(key.shardHash % UInt64(shardRefs.count))]._withUnsafeGuaranteedRef { $0.state.withLock { body(&$0) } }
+        shardRefs[Int(truncatingIfNeeded: key.shardHash & shardMask)]._withUnsafeGuaranteedRef { $0.state.withLock { body(&$0) } }
     }
 
     func lookup(_ key: Key) -> Value? {

@@ -25,6 +25,9 @@ final class MergingIterator: InternalIterator {
     private var forward = true
     /// A child stopped on an error: the walk ends.
     private var failed = false
+    /// The view that built this stack for cursors and takes it back when a cursor is done
+    /// with it (`View.park(_:)`); nil for other stacks (compactions, salvage).
+    var parkingView: ObjectIdentifier?
 
     init(_ children: [any InternalIterator]) {
         self.children = children
@@ -49,6 +52,16 @@ final class MergingIterator: InternalIterator {
     deinit {
         _ = refs.deinitialize()
         storage.deallocate()
+    }
+
+    /// Back to no position, its sources holding no table or block, for a later walk over
+    /// the same sources.
+    func park() {
+        for child in children { child.park() }
+        current = -1
+        forward = true
+        failed = false
+        for index in valid.indices { valid[index] = false }
     }
 
     @inline(__always)
@@ -266,9 +279,13 @@ final class LevelIterator: InternalIterator {
         index = position
         if walking !== tables[position] {
             do throws(KVError) {
-                walk = TableIterator(
-                    table: try tables[position].open(), readaheadPages: readaheadPages, alwaysReadAhead: alwaysReadAhead,
-                    fillCache: fillCache)
+                let table = try tables[position].open()
+                // One table iterator for the level's walk, moved from table to table.
+                if let walk {
+                    walk.rebind(to: table)
+                } else {
+                    walk = TableIterator(table: table, readaheadPages: readaheadPages, alwaysReadAhead: alwaysReadAhead, fillCache: fillCache)
+                }
                 walking = tables[position]
             } catch {
                 failure = error
@@ -292,6 +309,15 @@ final class LevelIterator: InternalIterator {
             guard open(index - 1) else { return }
             self.walk!.seekToLast()
         }
+    }
+
+    /// Back to no position, holding no table (see `TableIterator.park`).
+    func park() {
+        walk?.park()
+        walking = nil
+        if failure != nil { failure = nil }
+        preparedPosition = nil
+        index = 0
     }
 
     func seekToFirst() {

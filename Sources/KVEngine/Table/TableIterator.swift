@@ -105,11 +105,15 @@ final class Readahead {
 /// Walks one table in internal-key order, both ways. An I/O error or a corrupt block ends
 /// the walk and is kept in `error`.
 final class TableIterator: InternalIterator {
-    let table: Table
+    /// The table walked; nil only while parked (`park()`, until `rebind(to:)`).
+    private(set) var table: Table!
     private var blockIndex = 0
     private var cursor: BlockCursor? {
         didSet { cursorRef = cursor.map(Unmanaged.passUnretained) }
     }
+    /// The block cursor last used, kept (without its block) while `cursor` is nil, so
+    /// that the walk makes one cursor and one key buffer in its life, not one per block.
+    private var spareCursor: BlockCursor?
     /// `cursor`, unretained, for the calls made once per entry (`cursor` keeps it alive).
     private var cursorRef: Unmanaged<BlockCursor>?
     private(set) var error: KVError?
@@ -134,6 +138,34 @@ final class TableIterator: InternalIterator {
         self.fillCache = fillCache && !alwaysReadAhead
     }
 
+    /// Walks `table` instead, from no position: a level's walk reuses its iterator from
+    /// table to table (and a parked one when it is taken again) rather than making one.
+    func rebind(to table: Table) {
+        park()
+        self.table = table
+    }
+
+    /// Lets go of the table, the block and any read-ahead, keeping the objects a later
+    /// walk reuses (an iterator stack parked by its view: `View.park(_:)`).
+    func park() {
+        dropCursor()
+        // (Each only when set: clearing a `KVError?` that is already nil still copies it.)
+        if readahead != nil { readahead = nil }
+        if prepared != nil { prepared = nil }
+        if error != nil { error = nil }
+        sequentialLoads = 0
+        blockIndex = 0
+        table = nil
+    }
+
+    /// No current block; the cursor object stays, without its block, for the next load.
+    private func dropCursor() {
+        guard let cursor else { return }
+        cursor.release()
+        spareCursor = cursor
+        self.cursor = nil
+    }
+
     var isValid: Bool { cursorRef?._withUnsafeGuaranteedRef { $0.isValid } ?? false }
     var newestSequence: UInt64 { table.meta.properties.largestSequence }
     var key: UnsafeRawBufferPointer { cursorRef!._withUnsafeGuaranteedRef { InternalKey.userKey($0.key.bytes) } }
@@ -142,7 +174,7 @@ final class TableIterator: InternalIterator {
 
     private func load(_ index: Int, sequential: Bool, block known: Block? = nil) -> Bool {
         guard error == nil, index >= 0, index < table.blockCount else {
-            cursor = nil
+            dropCursor()
             return false
         }
         blockIndex = index
@@ -160,12 +192,18 @@ final class TableIterator: InternalIterator {
                 }
             }
             if block == nil { block = try table.block(index, fillCache: fillCache) }
-            // The new cursor takes over the old one's key buffer (the old one goes now).
-            cursor = BlockCursor(block!, key: cursor?.key ?? KeyBuffer())
+            // One cursor (and key buffer) for the walk, moved on from block to block.
+            if let reused = cursor ?? spareCursor {
+                reused.reset(block!)
+                spareCursor = nil
+                cursor = reused
+            } else {
+                cursor = BlockCursor(block!)
+            }
             return true
         } catch {
             self.error = error
-            cursor = nil
+            dropCursor()
             return false
         }
     }
@@ -173,7 +211,7 @@ final class TableIterator: InternalIterator {
     private func checkCorrupt() {
         if let cursor = cursorRef, cursor._withUnsafeGuaranteedRef({ $0.corrupt }) {
             error = table.corruption(TableProblem(offset: table.handles[blockIndex].offset, reason: "malformed block entry"))
-            self.cursor = nil
+            dropCursor()
         }
     }
 
@@ -215,6 +253,8 @@ final class TableIterator: InternalIterator {
             return nil
         }
         let cached = table.cache.lookup(BlockKey(table: table.number, offset: table.handles[index].offset))
+        // The seek reads it after the other sources' lookups: its loads start now.
+        cached?.prefetchForSearch()
         prepared = (index, cached)
         return cached == nil ? (table, index) : nil
     }

@@ -36,6 +36,10 @@ protocol InternalIterator: AnyObject {
     /// `seek(key)` where a range delete at `sequence` covers [key, end): a merging iterator
     /// seeks its sources whose entries there are all older straight to `end`.
     func seek(_ key: UnsafeRawBufferPointer, olderThan sequence: UInt64, skippingTo end: UnsafeRawBufferPointer)
+    /// Back to no position, letting go of every table, block and read-ahead buffer it
+    /// holds but keeping its own objects, so that it can walk again (a parked iterator
+    /// stack: `View.park(_:)`). Its next call must be a seek.
+    func park()
 }
 
 extension InternalIterator {
@@ -47,6 +51,7 @@ extension InternalIterator {
     var error: KVError? { nil }
     func prepareSeek(_ key: UnsafeRawBufferPointer, tag: UInt64) -> (table: Table, block: Int)? { nil }
     func supplyPrepared(_ block: Block) {}
+    func park() {}
 }
 
 extension MemtableIterator {
