@@ -10,9 +10,6 @@ import Foundation
 public protocol KVBytes {
     /// Calls `body` with the bytes; the buffer is valid only during the call.
     func withKVBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R
-    /// The bytes as an array (by default a copy of what `withKVBytes` lends; `[UInt8]`
-    /// returns itself, without a copy or a dynamic cast).
-    var kvArray: [UInt8] { get }
 }
 
 extension KVBytes where Self: ContiguousBytes {
@@ -22,10 +19,7 @@ extension KVBytes where Self: ContiguousBytes {
     }
 }
 
-extension Array: KVBytes where Element == UInt8 {
-    /// The array itself.
-    public var kvArray: [UInt8] { self }
-}
+extension Array: KVBytes where Element == UInt8 {}
 extension ArraySlice: KVBytes where Element == UInt8 {}
 extension ContiguousArray: KVBytes where Element == UInt8 {}
 extension Data: KVBytes {}
@@ -59,8 +53,12 @@ extension String.UTF8View: KVBytes {
 }
 
 extension KVBytes {
-    /// A copy of the bytes `withKVBytes` lends.
-    public var kvArray: [UInt8] { withKVBytes { Array($0) } }
+    /// The bytes as an array: an array is itself (found by comparing type metadata, a
+    /// pointer compare, rather than by a dynamic cast), anything else a copy.
+    var kvArray: [UInt8] {
+        if Self.self == [UInt8].self { return unsafeBitCast(self, to: [UInt8].self) }
+        return withKVBytes { Array($0) }
+    }
 }
 
 /// What a stored value can be read back as: `[UInt8]`, `Data`, `String` (UTF-8, checked),

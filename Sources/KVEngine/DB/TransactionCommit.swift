@@ -126,9 +126,10 @@ extension Database {
             let log = try writableLog()
             let view = currentView
             guard view.log === log else { continue }
-            if let key = try conflicts.firstConflict(in: view.makeIterator(fillCache: true), since: snapshot) {
-                throw conflicts.conflictError(key, snapshot: snapshot)
-            }
+            let sources = view.makeIterator(fillCache: true)
+            let conflict = try conflicts.firstConflict(in: sources, since: snapshot)
+            view.park(sources)
+            if let key = conflict { throw conflicts.conflictError(key, snapshot: snapshot) }
             // A range delete after the snapshot that meets what the transaction read or wrote.
             for source in [view.version.rangeDeletes] + view.immutables.map(\.memtable.rangeDeletes) {
                 if let key = conflicts.firstConflict(in: source, since: snapshot) { throw conflicts.conflictError(key, snapshot: snapshot) }

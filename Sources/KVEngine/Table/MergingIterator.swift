@@ -271,8 +271,9 @@ final class LevelIterator: InternalIterator {
     private func open(_ position: Int) -> Bool {
         if let error = walk?.error { failure = failure ?? error }
         guard failure == nil, position >= 0, position < tables.count else {
-            // No walk, so no table walked: a later seek opens its table again.
-            walk = nil
+            // No table walked (the walk's objects stay, for the next table): a later seek
+            // opens its table again.
+            walk?.park()
             walking = nil
             return false
         }
