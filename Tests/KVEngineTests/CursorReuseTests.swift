@@ -12,7 +12,8 @@ final class CursorReuseTests: XCTestCase {
 
     /// Random scans (forward, backward, bounded, limited, a prefix) over a memtable, level
     /// 0 and deeper levels, checked against a model, with some cursors held half-read
-    /// across other scans and across writes that install new views, then finished.
+    /// across other scans and across writes (range deletes among them) that install new
+    /// views, then finished.
     func testReusedStacksAnswerAsNewOnes() throws {
         let seed = testSeed()
         var random = SplitMix(seed: seed)
@@ -63,6 +64,16 @@ final class CursorReuseTests: XCTestCase {
         }
 
         for round in 0..<8 {
+            if round > 0 {
+                // From the second round on, range deletes too: a cursor held from before
+                // the first one (when no source had any) must still see what they delete.
+                for _ in 0..<3 {
+                    let low = Int(random.next() % UInt64(keySpace))
+                    let high = low + 1 + Int(random.next() % 40)
+                    try db.deleteRange(key(low), key(high))
+                    for index in low..<high { model[key(index)] = nil }
+                }
+            }
             for _ in 0..<1_500 {
                 let index = Int(random.next() % UInt64(keySpace))
                 if random.next() % 5 == 0 {

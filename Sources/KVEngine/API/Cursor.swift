@@ -71,6 +71,10 @@ public final class Cursor: AsyncSequence {
     /// its start (`failure`).
     private let view: View?
     private let database: Database?
+    /// Whether any source held a range delete when the cursor opened. One written later
+    /// has a sequence number past the snapshot (which was taken first), so it cannot hide
+    /// anything from this cursor: when there was none, no entry needs the check.
+    private let checksRangeDeletes: Bool
     /// A `let`: the walk's hot loop reads it without a retain and a release per access
     /// (`restart` seeks it again rather than replacing it).
     private let source: any InternalIterator
@@ -100,6 +104,7 @@ public final class Cursor: AsyncSequence {
         self.database = database
         self.source = view.makeIterator(fillCache: options.fillCache)
         self.snapshot = snapshot
+        self.checksRangeDeletes = view.hasRangeDeletes
         self.options = options
         (self.lower, self.upper) = Cursor.bounds(options)
         untilSample = Cursor.firstSample()
@@ -132,6 +137,7 @@ public final class Cursor: AsyncSequence {
     init(failing failure: KVError, options: ScanOptions) {
         self.view = nil
         self.database = nil
+        self.checksRangeDeletes = false
         self.source = Memtable().makeIterator()
         self.snapshot = 0
         self.options = options
@@ -148,6 +154,7 @@ public final class Cursor: AsyncSequence {
     private init(again cursor: Cursor) {
         self.view = cursor.view
         self.database = cursor.database
+        self.checksRangeDeletes = cursor.checksRangeDeletes
         self.source = cursor.view?.makeIterator(fillCache: cursor.options.fillCache) ?? Memtable().makeIterator()
         self.snapshot = cursor.snapshot
         self.options = cursor.options
@@ -350,7 +357,7 @@ public final class Cursor: AsyncSequence {
             skipKey.set(key)
             hasSkipKey = true
             if Tag.isPut(tag) {
-                if let view, let cover = view.rangeDeleteCover(key, snapshot: snapshot),
+                if checksRangeDeletes, let view, let cover = view.rangeDeleteCover(key, snapshot: snapshot),
                     cover.sequence > Tag.sequence(tag)
                 {
                     // Deleted by a range delete: the sources all older than it jump past
@@ -392,7 +399,7 @@ public final class Cursor: AsyncSequence {
                     untilSample = Cursor.samplePeriod
                 }
                 // Starting inside a deleted range: what it deleted is not read at all.
-                if let view, let cover = view.rangeDeleteCover(lower, snapshot: snapshot) {
+                if checksRangeDeletes, let view, let cover = view.rangeDeleteCover(lower, snapshot: snapshot) {
                     cover.fragment.end.withUnsafeBytes { source.seek(lower, olderThan: cover.sequence, skippingTo: $0) }
                 } else {
                     source.seek(lower, tag: UInt64.max)
@@ -414,7 +421,7 @@ public final class Cursor: AsyncSequence {
         /// Whether a range delete the snapshot sees covers `found`; if so, the sources all
         /// older than it jump back before the part of the range around it.
         func deletedByRange(_ found: (key: [UInt8], put: Bool, value: [UInt8], sequence: UInt64)) -> Bool {
-            guard let view,
+            guard checksRangeDeletes, let view,
                 let cover = found.key.withUnsafeBytes({ view.rangeDeleteCover($0, snapshot: snapshot) }), cover.sequence > found.sequence
             else { return false }
             cover.fragment.start.withUnsafeBytes { start in
