@@ -74,7 +74,10 @@ extension Database {
         }
         counters.scans.add()
         let view = currentView
-        return Cursor(view: view, database: self, snapshot: snapshot?.sequence ?? view.visibleSequence, options: options)
+        // The snapshot is read before the cursor asks whether any source holds a range
+        // delete: one published after it is past the snapshot (`Cursor.checksRangeDeletes`).
+        let sequence = snapshot?.sequence ?? view.visibleSequence
+        return Cursor(view: view, database: self, snapshot: sequence, options: options)
     }
 
     /// Calls `body` with each key and value in `options`' range, in order, without copying

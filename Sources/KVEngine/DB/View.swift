@@ -81,8 +81,10 @@ final class View: Sendable {
         }
     }
 
-    /// Whether any source holds a range delete (reads skip the checks when none does; the
-    /// memtable taking writes may gain one at any time, so it is asked each time).
+    /// Whether any source holds a range delete (reads skip the checks when none does). The
+    /// memtable taking writes may gain one at any time, with a sequence number past every
+    /// snapshot taken before: a point read asks each time, a cursor once, after its
+    /// snapshot is taken (`Cursor.checksRangeDeletes`).
     var hasRangeDeletes: Bool {
         memtable.hasRangeDeletes || !version.rangeDeletes.isEmpty || immutables.contains { $0.memtable.hasRangeDeletes }
     }
