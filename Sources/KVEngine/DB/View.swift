@@ -210,7 +210,9 @@ final class View: Sendable {
     /// of them, for the next cursor over this view (a seek then builds nothing). The
     /// stacks go with the view.
     func park(_ iterator: any InternalIterator) {
-        guard let merged = iterator as? MergingIterator, merged.parkingView == ObjectIdentifier(self) else { return }
+        guard let merged = iterator as? MergingIterator, merged.parkingView == ObjectIdentifier(self),
+            parkedIterators.withLock({ $0.count < View.parkedIteratorLimit })
+        else { return }  // (a full pool: the stack just goes, unparked)
         merged.park()
         let parked = ParkedIterator(iterator: merged)
         parkedIterators.withLock { stacks in

@@ -61,7 +61,7 @@ final class MergingIterator: InternalIterator {
         current = -1
         forward = true
         failed = false
-        for index in valid.indices { valid[index] = false }
+        valid.update(repeating: false)
     }
 
     @inline(__always)
